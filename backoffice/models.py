@@ -1,0 +1,1 @@
+"""backoffice owns these tables (DESIGN §1)."""

@@ -1,0 +1,6 @@
+"""Developer machine and `make run`: debug on, embedded defaults allowed."""
+
+from .base import *  # noqa: F403
+from .base import env
+
+DEBUG = env.bool("DEBUG", default=True)

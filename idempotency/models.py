@@ -1,0 +1,1 @@
+"""idempotency owns these tables (DESIGN §1)."""

@@ -1,0 +1,1 @@
+"""inventory owns these tables (DESIGN §1)."""

@@ -1,0 +1,1 @@
+"""orders owns these tables (DESIGN §1)."""

@@ -1,0 +1,1 @@
+"""payments owns these tables (DESIGN §1)."""

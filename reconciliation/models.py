@@ -1,0 +1,1 @@
+"""reconciliation owns these tables (DESIGN §1)."""

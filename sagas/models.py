@@ -1,0 +1,1 @@
+"""sagas owns these tables (DESIGN §1)."""

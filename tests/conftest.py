@@ -1,0 +1,1 @@
+"""Suite-wide fixtures. Tests run on real PostgreSQL and Redis (config.settings.test)."""
