@@ -57,17 +57,17 @@ def json_error(
     return JsonResponse(error_body(code, message, details), status=http_status)
 
 
-def handler404(request, exception=None):  # noqa: ARG001
+def handler404(request, exception=None):
     return json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
 
 
-def handler500(request):  # noqa: ARG001
+def handler500(request):
     return json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)
 
 
-def handler400(request, exception=None):  # noqa: ARG001
+def handler400(request, exception=None):
     return json_error("bad_request", "Bad request.", status.HTTP_400_BAD_REQUEST)
 
 
-def handler403(request, exception=None):  # noqa: ARG001
+def handler403(request, exception=None):
     return json_error("permission_denied", "Permission denied.", status.HTTP_403_FORBIDDEN)
