@@ -1,0 +1,82 @@
+"""Staff roles and API clients.
+
+Two staff groups (DESIGN: support works the queues, finance watches the money)
+and one group for REST clients. Permissions are listed by "app_label.codename";
+`roles_ensure` creates the groups and grants exactly these, so a fresh database
+and an old one end up the same.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth.models import Group, Permission, User
+from django.db import transaction
+from rest_framework.authtoken.models import Token
+
+SUPPORT = "support"
+FINANCE = "finance"
+API_CLIENTS = "api_clients"
+STAFF_ROLES = (SUPPORT, FINANCE)
+
+_VIEW_EVERYTHING = ("inventory", "orders", "payments", "sagas", "reconciliation", "idempotency")
+
+# Extra (non-view) permissions per role; view_* on every domain model comes for both.
+ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    SUPPORT: (
+        "orders.change_order",
+        "sagas.change_sagarun",
+        "reconciliation.change_incident",
+    ),
+    FINANCE: (),
+    API_CLIENTS: (),
+}
+
+
+def _permissions_for(role: str) -> list[Permission]:
+    perms = []
+    if role in STAFF_ROLES:
+        perms.extend(
+            Permission.objects.filter(
+                content_type__app_label__in=_VIEW_EVERYTHING, codename__startswith="view_"
+            )
+        )
+    for label in ROLE_PERMISSIONS[role]:
+        app_label, codename = label.split(".", 1)
+        try:
+            perms.append(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        except Permission.DoesNotExist:
+            # A renamed model or permission must fail loudly, not leave a role powerless.
+            raise LookupError(f"permission {label} does not exist (migrate first?)") from None
+    return perms
+
+
+@transaction.atomic
+def roles_ensure() -> dict[str, Group]:
+    groups = {}
+    for role in (*STAFF_ROLES, API_CLIENTS):
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(_permissions_for(role))
+        groups[role] = group
+    return groups
+
+
+@transaction.atomic
+def staff_create(*, username: str, role: str, password: str) -> User:
+    if role not in STAFF_ROLES:
+        raise ValueError(f"role must be one of {', '.join(STAFF_ROLES)}")
+    groups = roles_ensure()
+    if User.objects.filter(username=username).exists():
+        raise ValueError(f"user {username!r} already exists")
+    user = User.objects.create_user(username=username, password=password, is_staff=True)
+    user.groups.add(groups[role])
+    return user
+
+
+@transaction.atomic
+def api_client_create(*, name: str) -> str:
+    """Create an API client (a user without staff rights) and return its token."""
+    groups = roles_ensure()
+    if User.objects.filter(username=name).exists():
+        raise ValueError(f"an account named {name!r} already exists")
+    user = User.objects.create_user(username=name, password=None, is_staff=False)
+    user.groups.add(groups[API_CLIENTS])
+    return Token.objects.create(user=user).key
