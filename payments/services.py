@@ -1,0 +1,488 @@
+"""Writes of the payments app. Each service is one database transaction: it locks
+the rows it changes (always the payment before its refunds), applies an audited
+transition, saves, and posts to the ledger where money moves.
+
+Every service is idempotent: repeating a call that already took effect returns the
+current state and posts nothing. A move the state machine does not allow raises
+Conflict("illegal_transition").
+
+These services change local state only. The ones that talk to the provider over
+HTTP (payments/provider.py) call them with the provider's answer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from django.db import transaction
+from django_fsm import can_proceed
+
+from core.errors import ConcordError, Conflict, NotFound
+from core.money import is_supported_currency, quantize
+
+from .choices import (
+    LedgerAccountCode,
+    LedgerTransactionKind,
+    PaymentStatus,
+    ProviderAttemptKind,
+    ProviderAttemptOutcome,
+    RefundStatus,
+)
+from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
+from .models import LedgerAccount, LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AbstractBaseUser
+
+    User = AbstractBaseUser | None
+else:
+    User = Any
+
+MAX_KEY_LENGTH = 255
+_SETTLED_CAPTURE_STATES = {
+    PaymentStatus.CAPTURED,
+    PaymentStatus.PARTIALLY_REFUNDED,
+    PaymentStatus.REFUNDED,
+}
+
+
+# --- validation and locking helpers ---------------------------------------------
+
+
+def _require_currency(currency: str) -> None:
+    if not isinstance(currency, str) or not is_supported_currency(currency):
+        raise ConcordError(
+            f"Unsupported currency {currency!r}.", code="currency_unsupported", details={"currency": currency}
+        )
+
+
+def _require_amount(amount: Decimal, currency: str, *, field: str = "amount") -> Decimal:
+    """A positive Decimal with no more precision than the currency allows."""
+    if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
+        raise ConcordError(f"{field} must be a Decimal.", code="amount_invalid", details={"field": field})
+    amount = Decimal(amount)
+    try:
+        exact = amount.is_finite() and quantize(amount, currency) == amount
+    except InvalidOperation:
+        exact = False
+    if not exact:
+        raise ConcordError(
+            f"{field} {amount} is not a valid {currency} amount.",
+            code="amount_invalid",
+            details={"field": field, "amount": str(amount)},
+        )
+    if amount <= 0:
+        raise ConcordError(
+            f"{field} must be positive.",
+            code="amount_invalid",
+            details={"field": field, "amount": str(amount)},
+        )
+    return amount
+
+
+def _require_text(value: str, *, field: str, code: str) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value) > MAX_KEY_LENGTH:
+        raise ConcordError(
+            f"{field} must be a non-empty string of at most {MAX_KEY_LENGTH} characters.",
+            code=code,
+            details={"field": field},
+        )
+    return value
+
+
+def _lock_payment(payment_id: int) -> Payment:
+    try:
+        return Payment.objects.select_for_update().get(pk=payment_id)
+    except Payment.DoesNotExist:
+        raise NotFound(
+            f"Payment {payment_id} does not exist.",
+            code="payment_not_found",
+            details={"payment_id": payment_id},
+        ) from None
+
+
+def _lock_refund_and_payment(refund_id: int) -> tuple[Refund, Payment]:
+    """Lock order: payment first, then refund — the same order refund_create uses,
+    so concurrent refund services cannot deadlock."""
+    payment_id = Refund.objects.filter(pk=refund_id).values_list("payment_id", flat=True).first()
+    if payment_id is None:
+        raise NotFound(
+            f"Refund {refund_id} does not exist.", code="refund_not_found", details={"refund_id": refund_id}
+        )
+    payment = _lock_payment(payment_id)
+    refund = Refund.objects.select_for_update().get(pk=refund_id)
+    return refund, payment
+
+
+def _transition(obj: Payment | Refund, name: str, **kwargs: Any) -> None:
+    """Apply a transition or raise Conflict("illegal_transition") — a business error
+    the API and staff pages can show, instead of django-fsm's TransitionNotAllowed."""
+    method = getattr(obj, name)
+    if not can_proceed(method):
+        raise Conflict(
+            f"{type(obj).__name__} {obj.pk} cannot {name.replace('_', ' ')} from {obj.status}.",
+            code="illegal_transition",
+            details={"id": obj.pk, "status": obj.status, "transition": name},
+        )
+    method(**kwargs)
+
+
+# --- ledger -----------------------------------------------------------------------
+
+
+@transaction.atomic
+def ledger_post(
+    *,
+    kind: str,
+    currency: str,
+    entries: list[tuple[str, Decimal]],
+    reference: str,
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+    memo: str = "",
+) -> int:
+    """Post one balanced transaction and return its id.
+
+    `entries` are (account code, signed amount): debit positive, credit negative.
+    They must sum to zero — otherwise ConcordError("ledger_unbalanced") and nothing
+    is written. `reference` names the business event and is unique: posting the same
+    reference again with the same entries returns the first transaction's id (no
+    second posting); with different entries it is a Conflict.
+    """
+    if kind not in LedgerTransactionKind.values:
+        raise ConcordError(f"Unknown ledger transaction kind {kind!r}.", code="ledger_kind_invalid")
+    _require_currency(currency)
+    _require_text(reference, field="reference", code="ledger_reference_invalid")
+    if not isinstance(entries, list | tuple) or len(entries) < 2:
+        raise ConcordError("A posting needs at least two entries.", code="ledger_entries_invalid")
+    wanted: Counter[tuple[str, Decimal]] = Counter()
+    for entry in entries:
+        try:
+            code, amount = entry
+        except (TypeError, ValueError):
+            raise ConcordError(
+                "Each entry is (account code, amount).", code="ledger_entries_invalid"
+            ) from None
+        if code not in LedgerAccountCode.values:
+            raise ConcordError(
+                f"Unknown ledger account {code!r}.", code="ledger_account_unknown", details={"account": code}
+            )
+        if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
+            raise ConcordError("Ledger amounts must be Decimal.", code="ledger_entries_invalid")
+        amount = Decimal(amount)
+        if not amount.is_finite() or amount == 0 or quantize(amount, currency) != amount:
+            raise ConcordError(
+                f"Ledger amount {amount} is not a non-zero {currency} amount.",
+                code="ledger_entries_invalid",
+                details={"account": code, "amount": str(amount)},
+            )
+        wanted[(code, amount)] += 1
+    total = sum((amount * n for (_, amount), n in wanted.items()), Decimal(0))
+    if total != 0:
+        raise ConcordError(
+            f"Unbalanced posting: entries sum to {total}, not 0.",
+            code="ledger_unbalanced",
+            details={"sum": str(total), "reference": reference},
+        )
+
+    existing = LedgerTransaction.objects.filter(reference=reference).first()
+    if existing is not None:
+        posted = Counter(
+            (code, amount) for code, amount in existing.entries.values_list("account__code", "amount")
+        )
+        same = posted == wanted and (
+            existing.kind,
+            existing.currency,
+            existing.payment_id,
+            existing.refund_id,
+        ) == (kind, currency, payment_id, refund_id)
+        if not same:
+            raise Conflict(
+                f"Ledger reference {reference!r} was already posted with other entries.",
+                code="ledger_reference_reused",
+                details={"reference": reference, "transaction_id": existing.pk},
+            )
+        return existing.pk
+
+    accounts = {
+        code: LedgerAccount.objects.get_or_create(code=code, currency=currency)[0]
+        for code in sorted({code for code, _ in wanted})
+    }
+    txn = LedgerTransaction.objects.create(
+        kind=kind,
+        currency=currency,
+        reference=reference,
+        memo=memo,
+        payment_id=payment_id,
+        refund_id=refund_id,
+    )
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(transaction=txn, account=accounts[code], amount=amount, currency=currency)
+        for (code, amount), n in wanted.items()
+        for _ in range(n)
+    )
+    return txn.pk
+
+
+# --- payments ----------------------------------------------------------------------
+
+
+@transaction.atomic
+def payment_create(*, order_id: int, amount: Decimal, currency: str, payment_method: str) -> PaymentDTO:
+    """The one checkout payment of an order, created pending. Idempotent per order:
+    a retry returns the same payment; different terms for the same order conflict."""
+    if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id <= 0:
+        raise ConcordError("order_id must be a positive integer.", code="order_id_invalid")
+    _require_currency(currency)
+    amount = _require_amount(amount, currency)
+    _require_text(payment_method, field="payment_method", code="payment_method_invalid")
+    # get_or_create retries the read after an IntegrityError on order_id, so two
+    # concurrent calls for one order end with one row.
+    payment, created = Payment.objects.get_or_create(
+        order_id=order_id,
+        defaults={"amount": amount, "currency": currency, "payment_method": payment_method},
+    )
+    if not created and (payment.amount, payment.currency, payment.payment_method) != (
+        amount,
+        currency,
+        payment_method,
+    ):
+        raise Conflict(
+            f"Order {order_id} already has a payment with other terms.",
+            code="payment_terms_mismatch",
+            details={"order_id": order_id, "payment_id": payment.pk},
+        )
+    return PaymentDTO.from_model(payment)
+
+
+@transaction.atomic
+def payment_capture(*, payment_id: int, provider_charge_id: str, by: User = None, reason: str) -> PaymentDTO:
+    """The provider captured the charge: pending|unknown -> captured, and the money
+    enters the ledger (Dr provider_clearing / Cr customer_funds)."""
+    _require_text(provider_charge_id, field="provider_charge_id", code="provider_charge_id_invalid")
+    payment = _lock_payment(payment_id)
+    if payment.status in _SETTLED_CAPTURE_STATES:
+        if payment.provider_charge_id != provider_charge_id:
+            raise Conflict(
+                f"Payment {payment_id} was captured by charge {payment.provider_charge_id}.",
+                code="provider_charge_id_mismatch",
+                details={"payment_id": payment_id, "provider_charge_id": payment.provider_charge_id},
+            )
+        return PaymentDTO.from_model(payment)  # already captured: no-op
+    if Payment.objects.filter(provider_charge_id=provider_charge_id).exclude(pk=payment_id).exists():
+        raise Conflict(
+            f"Charge {provider_charge_id} already belongs to another payment.",
+            code="provider_charge_id_taken",
+            details={"provider_charge_id": provider_charge_id},
+        )
+    _transition(payment, "capture", provider_charge_id=provider_charge_id, by=by, description=reason)
+    payment.save()
+    ledger_post(
+        kind=LedgerTransactionKind.CAPTURE,
+        currency=payment.currency,
+        entries=[
+            (LedgerAccountCode.PROVIDER_CLEARING, payment.amount),
+            (LedgerAccountCode.CUSTOMER_FUNDS, -payment.amount),
+        ],
+        reference=f"payment:{payment.pk}:capture",
+        payment_id=payment.pk,
+        memo=f"Charge {provider_charge_id} for order {payment.order_id}",
+    )
+    return PaymentDTO.from_model(payment)
+
+
+@transaction.atomic
+def payment_fail(*, payment_id: int, failure_code: str, by: User = None, reason: str) -> PaymentDTO:
+    """The provider declined (or a person established that no charge exists):
+    pending|unknown -> failed. No money moved, so nothing is posted."""
+    _require_text(failure_code, field="failure_code", code="failure_code_invalid")
+    payment = _lock_payment(payment_id)
+    if payment.status == PaymentStatus.FAILED:
+        return PaymentDTO.from_model(payment)  # already failed: no-op, the first code stands
+    _transition(payment, "fail", failure_code=failure_code, by=by, description=reason)
+    payment.save()
+    return PaymentDTO.from_model(payment)
+
+
+@transaction.atomic
+def payment_mark_unknown(*, payment_id: int, error: str, by: User = None, reason: str) -> PaymentDTO:
+    """The provider did not answer: pending -> unknown. Resolved later by a retry with
+    the same idempotency key or a lookup (then payment_capture / payment_fail)."""
+    if not isinstance(error, str):
+        raise ConcordError("error must be a string.", code="error_invalid")
+    payment = _lock_payment(payment_id)
+    if payment.status == PaymentStatus.UNKNOWN:
+        return PaymentDTO.from_model(payment)  # already unknown: no-op
+    _transition(payment, "mark_unknown", error=error, by=by, description=reason)
+    payment.save()
+    return PaymentDTO.from_model(payment)
+
+
+@transaction.atomic
+def provider_attempt_record(
+    *,
+    payment_id: int,
+    kind: str,
+    idempotency_key: str,
+    outcome: str,
+    provider_object_id: str = "",
+    http_status: int | None = None,
+    error: str = "",
+    duration_ms: int | None = None,
+    refund_id: int | None = None,
+) -> ProviderAttemptDTO:
+    """Record one call to the provider, whatever its outcome. Call it in its own
+    transaction (not inside one that may roll back), so the timeline keeps the
+    attempts that failed."""
+    if kind not in ProviderAttemptKind.values:
+        raise ConcordError(f"Unknown attempt kind {kind!r}.", code="attempt_kind_invalid")
+    if outcome not in ProviderAttemptOutcome.values:
+        raise ConcordError(f"Unknown attempt outcome {outcome!r}.", code="attempt_outcome_invalid")
+    if not Payment.objects.filter(pk=payment_id).exists():
+        raise NotFound(f"Payment {payment_id} does not exist.", code="payment_not_found")
+    if refund_id is not None and not Refund.objects.filter(pk=refund_id, payment_id=payment_id).exists():
+        raise NotFound(f"Refund {refund_id} of payment {payment_id} does not exist.", code="refund_not_found")
+    attempt = ProviderAttempt.objects.create(
+        payment_id=payment_id,
+        refund_id=refund_id,
+        kind=kind,
+        idempotency_key=idempotency_key[:MAX_KEY_LENGTH],
+        outcome=outcome,
+        provider_object_id=(provider_object_id or "")[:MAX_KEY_LENGTH],
+        http_status=http_status,
+        error=error or "",
+        duration_ms=duration_ms,
+    )
+    return ProviderAttemptDTO.from_model(attempt)
+
+
+# --- refunds -----------------------------------------------------------------------
+
+
+def _pending_refund_total(payment: Payment) -> Decimal:
+    return sum(
+        payment.refunds.filter(status=RefundStatus.PENDING).values_list("amount", flat=True), Decimal(0)
+    )
+
+
+@transaction.atomic
+def refund_create(
+    *,
+    payment_id: int,
+    amount: Decimal,
+    reason: str,
+    by: User = None,
+    idempotency_key: str | None = None,
+) -> RefundDTO:
+    """Request a refund: a pending Refund whose idempotency key the provider call
+    reuses on every retry.
+
+    Pending refunds count against the remainder, checked under the payment's row
+    lock: two concurrent requests can never together exceed what was captured.
+    Without `idempotency_key` each call is a new refund with the deterministic key
+    "<payment id>:refund:<n>"; with one (e.g. derived from a saga run and step), a
+    repeat returns the first refund and creates nothing.
+    """
+    payment = _lock_payment(payment_id)
+    if idempotency_key is not None:
+        _require_text(idempotency_key, field="idempotency_key", code="idempotency_key_invalid")
+        existing = Refund.objects.filter(idempotency_key=idempotency_key).first()
+        if existing is not None:
+            if existing.payment_id != payment.pk or existing.amount != amount:
+                raise Conflict(
+                    f"Refund key {idempotency_key!r} was used for another refund.",
+                    code="idempotency_key_reused",
+                    details={"refund_id": existing.pk},
+                )
+            return RefundDTO.from_model(existing)
+    amount = _require_amount(amount, payment.currency)
+    if not isinstance(reason, str):
+        raise ConcordError("reason must be a string.", code="reason_invalid")
+    if payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
+        raise Conflict(
+            f"Payment {payment_id} is {payment.status}; only captured money can be refunded.",
+            code="payment_not_refundable",
+            details={"payment_id": payment_id, "status": payment.status},
+        )
+    remainder = payment.amount - payment.refunded_amount - _pending_refund_total(payment)
+    if amount > remainder:
+        raise ConcordError(
+            f"Refund of {amount} {payment.currency} exceeds the refundable {remainder} {payment.currency}.",
+            code="refund_exceeds_captured",
+            details={"amount": str(amount), "refundable": str(remainder), "currency": payment.currency},
+        )
+    if idempotency_key is None:
+        # Counted under the payment lock, so the sequence number is race-free.
+        idempotency_key = f"{payment.pk}:refund:{payment.refunds.count() + 1}"
+    refund = Refund.objects.create(
+        payment=payment,
+        amount=amount,
+        currency=payment.currency,
+        idempotency_key=idempotency_key,
+        reason=reason,
+        requested_by=by if by is not None and by.is_authenticated else None,
+    )
+    return RefundDTO.from_model(refund)
+
+
+@transaction.atomic
+def refund_succeed(*, refund_id: int, provider_refund_id: str, by: User = None, reason: str) -> RefundDTO:
+    """The provider refunded: refund pending -> succeeded, the payment moves to
+    partially_refunded or refunded, and the money leaves the ledger
+    (Dr customer_funds / Cr provider_clearing)."""
+    _require_text(provider_refund_id, field="provider_refund_id", code="provider_refund_id_invalid")
+    refund, payment = _lock_refund_and_payment(refund_id)
+    if refund.status == RefundStatus.SUCCEEDED:
+        if refund.provider_refund_id != provider_refund_id:
+            raise Conflict(
+                f"Refund {refund_id} succeeded as {refund.provider_refund_id}.",
+                code="provider_refund_id_mismatch",
+                details={"refund_id": refund_id, "provider_refund_id": refund.provider_refund_id},
+            )
+        return RefundDTO.from_model(refund)  # already succeeded: no-op
+    if Refund.objects.filter(provider_refund_id=provider_refund_id).exclude(pk=refund_id).exists():
+        raise Conflict(
+            f"Provider refund {provider_refund_id} already belongs to another refund.",
+            code="provider_refund_id_taken",
+            details={"provider_refund_id": provider_refund_id},
+        )
+    _transition(refund, "succeed", provider_refund_id=provider_refund_id, by=by, description=reason)
+    refunded = payment.refunded_amount + refund.amount
+    if refunded > payment.amount:  # cannot happen while refund_create reserves pending amounts
+        raise Conflict(
+            f"Refund {refund_id} would refund more than payment {payment.pk} captured.",
+            code="refund_exceeds_captured",
+        )
+    payment_transition = "refund_fully" if refunded == payment.amount else "refund_partially"
+    _transition(payment, payment_transition, by=by, description=reason)
+    payment.refunded_amount = refunded
+    refund.save()
+    payment.save()
+    ledger_post(
+        kind=LedgerTransactionKind.REFUND,
+        currency=payment.currency,
+        entries=[
+            (LedgerAccountCode.CUSTOMER_FUNDS, refund.amount),
+            (LedgerAccountCode.PROVIDER_CLEARING, -refund.amount),
+        ],
+        reference=f"refund:{refund.pk}",
+        payment_id=payment.pk,
+        refund_id=refund.pk,
+        memo=f"Refund {provider_refund_id} of charge {payment.provider_charge_id}",
+    )
+    return RefundDTO.from_model(refund)
+
+
+@transaction.atomic
+def refund_fail(*, refund_id: int, failure_code: str, by: User = None, reason: str) -> RefundDTO:
+    """The provider refused the refund: pending -> failed. The amount it reserved
+    becomes refundable again; no money moved, nothing is posted."""
+    _require_text(failure_code, field="failure_code", code="failure_code_invalid")
+    refund, _payment = _lock_refund_and_payment(refund_id)
+    if refund.status == RefundStatus.FAILED:
+        return RefundDTO.from_model(refund)  # already failed: no-op
+    _transition(refund, "fail", failure_code=failure_code, by=by, description=reason)
+    refund.save()
+    return RefundDTO.from_model(refund)
