@@ -1,0 +1,116 @@
+"""Reads of inventory for other apps: ids and sku strings in, frozen dataclasses out."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
+
+from core.errors import ConcordError
+
+from .choices import ReservationState
+from .dto import ConservationProblem, ProductDTO, ReservationDTO, StockLevelDTO
+from .errors import UnknownSku
+from .models import Product, Reservation, StockLevel, StockMovement
+
+PRODUCT_LIST_MAX_LIMIT = 200
+
+
+def _products_with_available():
+    # One query: the stock row is joined, available computed in SQL.
+    return Product.objects.annotate(
+        available=Coalesce(F("stock__on_hand") - F("stock__reserved"), Value(0), output_field=IntegerField())
+    )
+
+
+def _product_dto(product: Product) -> ProductDTO:
+    return ProductDTO(
+        sku=product.sku,
+        name=product.name,
+        price=product.price,
+        currency=product.currency,
+        active=product.active,
+        available=product.available,
+    )
+
+
+def product_list(
+    *, after_sku: str | None = None, limit: int = 50, include_inactive: bool = False
+) -> list[ProductDTO]:
+    """Catalog page ordered by sku (keyset pagination: pass the last sku seen)."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= PRODUCT_LIST_MAX_LIMIT:
+        raise ConcordError(
+            f"limit must be an integer between 1 and {PRODUCT_LIST_MAX_LIMIT}", code="invalid_limit"
+        )
+    products = _products_with_available().order_by("sku")
+    if not include_inactive:
+        products = products.filter(active=True)
+    if after_sku:
+        products = products.filter(sku__gt=after_sku)
+    return [_product_dto(p) for p in products[:limit]]
+
+
+def products_by_sku(skus: Iterable[str]) -> dict[str, ProductDTO]:
+    """The products among `skus` that exist (active or not), in one query."""
+    wanted = {sku for sku in skus if isinstance(sku, str)}
+    if not wanted:
+        return {}
+    return {p.sku: _product_dto(p) for p in _products_with_available().filter(sku__in=wanted)}
+
+
+def stock_level_get(sku: str) -> StockLevelDTO:
+    row = StockLevel.objects.filter(product_id=sku).values("on_hand", "reserved").first()
+    if row is None:
+        raise UnknownSku(f"Unknown sku {sku!r}", details={"skus": [sku]})
+    return StockLevelDTO(sku=sku, on_hand=row["on_hand"], reserved=row["reserved"])
+
+
+def reservations_for_order(order_id: int) -> list[ReservationDTO]:
+    return [
+        ReservationDTO(id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=r.state)
+        for r in Reservation.objects.filter(order_id=order_id).order_by("product_id")
+    ]
+
+
+def stock_check_conservation(*, skus: Iterable[str] | None = None) -> list[ConservationProblem]:
+    """Every sku whose counters disagree with the journal or the reservations.
+
+    One set-based query (correlated aggregates over indexed columns), so
+    reconciliation can run it over the whole catalog or just the skus it touched.
+    Invariant (DESIGN §6.4): on_hand == sum(movements); reserved == sum(held);
+    0 <= reserved <= on_hand.
+    """
+    moved = (
+        StockMovement.objects.filter(product_id=OuterRef("product_id"))
+        .order_by()
+        .values("product_id")
+        .annotate(total=Sum("delta"))
+        .values("total")
+    )
+    held = (
+        Reservation.objects.filter(product_id=OuterRef("product_id"), state=ReservationState.HELD)
+        .order_by()
+        .values("product_id")
+        .annotate(total=Sum("quantity"))
+        .values("total")
+    )
+    rows = StockLevel.objects.annotate(
+        moved=Coalesce(Subquery(moved, output_field=IntegerField()), Value(0)),
+        held=Coalesce(Subquery(held, output_field=IntegerField()), Value(0)),
+    ).filter(
+        ~Q(on_hand=F("moved")) | ~Q(reserved=F("held")) | Q(reserved__lt=0) | Q(reserved__gt=F("on_hand"))
+    )
+    if skus is not None:
+        rows = rows.filter(product_id__in=list(skus))
+
+    problems: list[ConservationProblem] = []
+    for row in rows.order_by("product_id").values("product_id", "on_hand", "reserved", "moved", "held"):
+        sku = row["product_id"]
+        if row["on_hand"] != row["moved"]:
+            problems.append(ConservationProblem(sku, "on_hand_vs_movements", row["moved"], row["on_hand"]))
+        if row["reserved"] != row["held"]:
+            problems.append(ConservationProblem(sku, "reserved_vs_held", row["held"], row["reserved"]))
+        if not 0 <= row["reserved"] <= row["on_hand"]:
+            problems.append(ConservationProblem(sku, "counter_out_of_range", row["on_hand"], row["reserved"]))
+    return problems

@@ -1,0 +1,363 @@
+"""Writes to inventory. Each service is one transaction with its audit rows.
+
+Lock order (to rule out deadlocks between concurrent services): first the
+reservations of one order, sorted by sku; then stock rows, sorted by sku. Stock
+rows are locked implicitly by the UPDATE that changes them, issued in sku order.
+
+Every service is idempotent: repeating a call after it succeeded changes nothing,
+so a saga step may be retried after a crash or a lost acknowledgement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Now
+from django_fsm_log.models import StateLog
+
+from core.errors import ConcordError, Conflict, NotFound
+from core.money import is_supported_currency, quantize
+
+from .choices import MovementKind, ReservationState
+from .dto import ProductDTO, ReservationDTO, StockLevelDTO
+from .errors import OutOfStock, UnknownSku
+from .models import SKU_MAX_LENGTH, Product, Reservation, StockLevel, StockMovement
+
+MAX_UNITS_PER_LINE = 1_000_000
+
+
+def _require_reason(reason: str) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ConcordError("A reason is required for this change", code="reason_required")
+    return reason.strip()
+
+
+def _check_reason(by, reason: str) -> str:
+    if not isinstance(reason, str):
+        raise ConcordError("reason must be a string", code="reason_required")
+    # A person's action always says why (DESIGN §6.8); the system may be terse.
+    if by is not None and not reason.strip():
+        raise ConcordError("A reason is required for a manual action", code="reason_required")
+    return reason.strip()
+
+
+def _validate_sku(sku: object) -> str:
+    if (
+        not isinstance(sku, str)
+        or not 1 <= len(sku) <= SKU_MAX_LENGTH
+        or not sku.isprintable()
+        or any(ch.isspace() for ch in sku)
+    ):
+        raise ConcordError(
+            f"A sku is 1-{SKU_MAX_LENGTH} printable characters without spaces", code="invalid_sku"
+        )
+    return sku
+
+
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _reservation_dto(r: Reservation) -> ReservationDTO:
+    return ReservationDTO(id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=r.state)
+
+
+def _user_id(by) -> int | None:
+    return getattr(by, "pk", None)
+
+
+# --- Catalog -------------------------------------------------------------------
+
+
+@transaction.atomic
+def product_upsert(*, sku: str, name: str, price: Decimal, currency: str, active: bool = True) -> ProductDTO:
+    """Create or update a product by sku; the first call also creates its stock row (0 units).
+
+    Writes nothing when the product already has these values.
+    """
+    _validate_sku(sku)
+    if not isinstance(name, str) or not name.strip() or len(name) > 200:
+        raise ConcordError("A product name is 1-200 characters", code="invalid_name")
+    if not isinstance(currency, str) or not is_supported_currency(currency):
+        raise ConcordError(f"Unsupported currency {currency!r}", code="invalid_currency")
+    # Floats are refused: money is Decimal end to end.
+    if not isinstance(price, Decimal) or not price.is_finite() or price < 0:
+        raise ConcordError("price must be a non-negative Decimal", code="invalid_price")
+    try:
+        exact = quantize(price, currency) == price
+    except InvalidOperation:
+        exact = False
+    if not exact:
+        raise ConcordError(f"price {price} has more precision than {currency} allows", code="invalid_price")
+    name = name.strip()
+
+    product, created = Product.objects.select_for_update().get_or_create(
+        sku=sku, defaults={"name": name, "price": price, "currency": currency, "active": active}
+    )
+    if not created and (product.name, product.price, product.currency, product.active) != (
+        name,
+        price,
+        currency,
+        active,
+    ):
+        product.name, product.price, product.currency, product.active = name, price, currency, active
+        product.save(update_fields=["name", "price", "currency", "active", "updated_at"])
+    level, _ = StockLevel.objects.get_or_create(product_id=sku)
+    return ProductDTO(
+        sku=product.sku,
+        name=product.name,
+        price=product.price,
+        currency=product.currency,
+        active=product.active,
+        available=level.on_hand - level.reserved,
+    )
+
+
+@transaction.atomic
+def stock_set_on_hand(*, sku: str, on_hand: int, by=None, reason: str) -> StockLevelDTO:
+    """Set the counted units on the shelf (a stock take); journals the difference.
+
+    Refuses to go below what is reserved: held units are promised to orders.
+    """
+    reason = _require_reason(reason)
+    if not _is_count(on_hand) or not 0 <= on_hand <= MAX_UNITS_PER_LINE * 1000:
+        raise ConcordError("on_hand must be a non-negative integer", code="invalid_quantity")
+    level = StockLevel.objects.select_for_update().filter(product_id=sku).first()
+    if level is None:
+        raise UnknownSku(f"Unknown sku {sku!r}", details={"skus": [sku]})
+    if on_hand < level.reserved:
+        raise Conflict(
+            f"{sku}: {level.reserved} units are reserved; on hand cannot go below that",
+            code="below_reserved",
+            details={"sku": sku, "reserved": level.reserved, "requested": on_hand},
+        )
+    delta = on_hand - level.on_hand
+    if delta:
+        StockLevel.objects.filter(pk=level.pk).update(on_hand=on_hand, updated_at=Now())
+        StockMovement.objects.create(
+            product_id=sku, delta=delta, kind=MovementKind.ADJUST, by=by, reason=reason
+        )
+    return StockLevelDTO(sku=sku, on_hand=on_hand, reserved=level.reserved)
+
+
+# --- Reservations -----------------------------------------------------------------
+
+
+def _merge_lines(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
+    wanted: dict[str, int] = {}
+    for line in lines:
+        if not isinstance(line, tuple | list) or len(line) != 2:
+            raise ConcordError("Each line is a (sku, quantity) pair", code="invalid_lines")
+        sku, quantity = line
+        if not isinstance(sku, str):
+            raise UnknownSku(f"Unknown sku {sku!r}", details={"skus": [str(sku)]})
+        if not _is_count(quantity) or not 1 <= quantity <= MAX_UNITS_PER_LINE:
+            raise ConcordError(
+                f"{sku}: quantity must be a positive integer", code="invalid_quantity", details={"sku": sku}
+            )
+        wanted[sku] = wanted.get(sku, 0) + quantity
+    if not wanted:
+        raise ConcordError("Nothing to reserve", code="empty_lines")
+    return wanted
+
+
+def _existing_reservation_outcome(order_id: int, wanted: dict[str, int]) -> list[ReservationDTO] | None:
+    """None when the order has no reservations yet; otherwise the no-op result of a repeat."""
+    existing = list(Reservation.objects.filter(order_id=order_id).order_by("product_id"))
+    if not existing:
+        return None
+    if any(r.state in (ReservationState.RELEASED, ReservationState.RETURNED) for r in existing):
+        raise Conflict(
+            f"Stock of order {order_id} was already given back; it cannot be reserved again",
+            code="illegal_transition",
+            details={"order_id": order_id},
+        )
+    if {r.product_id: r.quantity for r in existing} != wanted:
+        raise Conflict(
+            f"Order {order_id} already holds different stock",
+            code="reservation_mismatch",
+            details={"order_id": order_id},
+        )
+    return [_reservation_dto(r) for r in existing]
+
+
+def _shortage_error(short: list[str], wanted: dict[str, int]) -> ConcordError:
+    levels = {
+        row["product_id"]: row["on_hand"] - row["reserved"]
+        for row in StockLevel.objects.filter(product_id__in=short).values("product_id", "on_hand", "reserved")
+    }
+    unknown = sorted(sku for sku in short if sku not in levels)
+    if unknown:
+        return UnknownSku(f"Unknown sku(s): {', '.join(unknown)}", details={"skus": unknown})
+    return OutOfStock(
+        f"Not enough stock for: {', '.join(short)}",
+        details={
+            "skus": short,
+            "requested": {sku: wanted[sku] for sku in short},
+            "available": {sku: levels[sku] for sku in short},
+        },
+    )
+
+
+@transaction.atomic
+def stock_reserve(
+    *, order_id: int, lines: list[tuple[str, int]], by=None, reason: str = ""
+) -> list[ReservationDTO]:
+    """Hold stock for every line of an order, or for none of them.
+
+    Each sku is taken with one conditional UPDATE (reserved += q only where
+    on_hand - reserved >= q), so two concurrent reservations can never both take
+    the last units: the second one re-checks the condition after the first commits.
+    Repeating the call for an order that already holds this stock is a no-op.
+    """
+    if not _is_count(order_id):
+        raise ConcordError("order_id must be an integer", code="invalid_order_id")
+    reason = _check_reason(by, reason)
+    wanted = _merge_lines(lines)
+
+    repeated = _existing_reservation_outcome(order_id, wanted)
+    if repeated is not None:
+        return repeated
+
+    try:
+        # A savepoint: if a concurrent call for the same order wins the unique key,
+        # our counter updates are undone together with our inserts.
+        with transaction.atomic():
+            short = []
+            for sku in sorted(wanted):
+                taken = StockLevel.objects.filter(
+                    product_id=sku, on_hand__gte=F("reserved") + wanted[sku]
+                ).update(reserved=F("reserved") + wanted[sku], updated_at=Now())
+                if not taken:
+                    short.append(sku)
+            if short:
+                raise _shortage_error(short, wanted)
+            created = Reservation.objects.bulk_create(
+                [
+                    Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku])
+                    for sku in sorted(wanted)
+                ]
+            )
+            # Creation is not a transition, but it is a state change worth an audit row.
+            content_type = ContentType.objects.get_for_model(Reservation)
+            StateLog.objects.bulk_create(
+                [
+                    StateLog(
+                        content_type=content_type,
+                        object_id=r.pk,
+                        source_state=None,
+                        state=ReservationState.HELD,
+                        transition="reserve",
+                        by_id=_user_id(by),
+                        description=reason or None,
+                    )
+                    for r in created
+                ]
+            )
+    except IntegrityError:
+        repeated = _existing_reservation_outcome(order_id, wanted)
+        if repeated is None:
+            raise
+        return repeated
+    return [_reservation_dto(r) for r in created]
+
+
+def _lock_order_reservations(order_id: int) -> list[Reservation]:
+    return list(Reservation.objects.select_for_update().filter(order_id=order_id).order_by("product_id"))
+
+
+def _refuse(order_id: int, action: str, reservations: list[Reservation], bad: set[str]) -> None:
+    states = sorted({r.state for r in reservations if r.state in bad})
+    if states:
+        raise Conflict(
+            f"Cannot {action} stock of order {order_id}: reservations are {', '.join(states)}",
+            code="illegal_transition",
+            details={"order_id": order_id, "states": states},
+        )
+
+
+@transaction.atomic
+def stock_commit(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]:
+    """The order is confirmed: held units leave the shelf (on_hand and reserved drop)."""
+    reason = _check_reason(by, reason)
+    reservations = _lock_order_reservations(order_id)
+    if not reservations:
+        raise NotFound(f"Order {order_id} holds no stock", code="reservations_not_found")
+    _refuse(order_id, "commit", reservations, {ReservationState.RELEASED})
+    movements = []
+    for r in reservations:
+        if r.state != ReservationState.HELD:
+            continue  # already committed (or later returned): a repeat changes nothing
+        StockLevel.objects.filter(product_id=r.product_id).update(
+            on_hand=F("on_hand") - r.quantity, reserved=F("reserved") - r.quantity, updated_at=Now()
+        )
+        r.commit(by=by, description=reason)
+        r.save(update_fields=["state", "updated_at"])
+        movements.append(
+            StockMovement(
+                product_id=r.product_id,
+                delta=-r.quantity,
+                kind=MovementKind.SALE,
+                order_id=order_id,
+                by=by,
+                reason=reason,
+            )
+        )
+    StockMovement.objects.bulk_create(movements)
+    return [_reservation_dto(r) for r in reservations]
+
+
+@transaction.atomic
+def stock_release(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]:
+    """The order will not be fulfilled: held units become available again.
+
+    An order that holds nothing is fine (the compensation of a reserve step that
+    never happened, e.g. out of stock) and returns [].
+    """
+    reason = _check_reason(by, reason)
+    reservations = _lock_order_reservations(order_id)
+    _refuse(order_id, "release", reservations, {ReservationState.COMMITTED, ReservationState.RETURNED})
+    for r in reservations:
+        if r.state != ReservationState.HELD:
+            continue
+        StockLevel.objects.filter(product_id=r.product_id).update(
+            reserved=F("reserved") - r.quantity, updated_at=Now()
+        )
+        r.release(by=by, description=reason)
+        r.save(update_fields=["state", "updated_at"])
+    return [_reservation_dto(r) for r in reservations]
+
+
+@transaction.atomic
+def stock_restock(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]:
+    """A confirmed order was cancelled: its sold units go back on the shelf."""
+    reason = _check_reason(by, reason)
+    reservations = _lock_order_reservations(order_id)
+    if not reservations:
+        raise NotFound(f"Order {order_id} holds no stock", code="reservations_not_found")
+    _refuse(order_id, "restock", reservations, {ReservationState.HELD, ReservationState.RELEASED})
+    movements = []
+    for r in reservations:
+        if r.state != ReservationState.COMMITTED:
+            continue
+        StockLevel.objects.filter(product_id=r.product_id).update(
+            on_hand=F("on_hand") + r.quantity, updated_at=Now()
+        )
+        r.restock(by=by, description=reason)
+        r.save(update_fields=["state", "updated_at"])
+        movements.append(
+            StockMovement(
+                product_id=r.product_id,
+                delta=r.quantity,
+                kind=MovementKind.RETURN,
+                order_id=order_id,
+                by=by,
+                reason=reason,
+            )
+        )
+    StockMovement.objects.bulk_create(movements)
+    return [_reservation_dto(r) for r in reservations]
