@@ -172,3 +172,28 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Reconciliation (reconciliation/conf.py holds the defaults) ----------------------
+
+RECONCILE_INTERVAL = env.int("RECONCILE_INTERVAL", default=60)  # seconds between passes
+RECONCILIATION = {
+    "SYNC_OVERLAP_SECONDS": env.int("RECONCILE_SYNC_OVERLAP_SECONDS", default=300),
+    # An order pending longer than this is stuck (charge_without_order, stuck sagas).
+    "PENDING_ORDER_SLA_SECONDS": env.int("PENDING_ORDER_SLA_SECONDS", default=900),
+    "DISABLED_DETECTORS": env.list("RECONCILE_DISABLED_DETECTORS", default=[]),
+    # Which remediations may run without a person, up to what amount (in the incident's
+    # currency). Money-moving automation is off by default: enable per type, deliberately.
+    "AUTO_REMEDIATION": {
+        "duplicate_charge": {"enabled": False, "max_amount": "0.00"},  # refund the extra charge
+        "charge_without_order": {"enabled": False, "max_amount": "0.00"},  # refund the orphan
+        "refund_missing": {"enabled": False, "max_amount": "0.00"},  # issue the refund
+        "stock_drift": {"enabled": False},  # release stale reservations (moves no money)
+        "stuck_saga": {"enabled": False},  # retry or compensate the saga
+    },
+}
+CELERY_BEAT_SCHEDULE["reconcile"] = {
+    "task": "reconciliation.reconcile",
+    "schedule": RECONCILE_INTERVAL,
+    # A tick nobody picked up before the next one is worthless: do not pile them up.
+    "options": {"expires": RECONCILE_INTERVAL},
+}

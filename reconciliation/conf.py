@@ -1,0 +1,45 @@
+"""Reading the RECONCILIATION settings block with its defaults in one place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+
+DEFAULTS: dict[str, Any] = {
+    # Re-pull this many seconds before the cursor: a charge the provider committed late
+    # (slow request, clock skew) still carries its earlier `created`.
+    "SYNC_OVERLAP_SECONDS": 300,
+    "SYNC_BATCH_SIZE": 500,
+    # An order still pending this long after creation counts as stuck (phase 2 detectors).
+    "PENDING_ORDER_SLA_SECONDS": 900,
+    # Detector names to skip (e.g. while one is being investigated).
+    "DISABLED_DETECTORS": [],
+    # Per incident type: may a remediation run without a person, and up to what amount?
+    # Money-moving automation is off unless a type says otherwise.
+    "AUTO_REMEDIATION": {},
+}
+
+
+def setting(name: str) -> Any:
+    block = getattr(settings, "RECONCILIATION", {}) or {}
+    return block.get(name, DEFAULTS[name])
+
+
+@dataclass(frozen=True)
+class RemediationPolicy:
+    enabled: bool
+    max_amount: Decimal
+
+    def allows(self, amount: Decimal) -> bool:
+        return self.enabled and amount <= self.max_amount
+
+
+def remediation_policy(incident_type: str) -> RemediationPolicy:
+    raw = setting("AUTO_REMEDIATION").get(incident_type, {})
+    return RemediationPolicy(
+        enabled=bool(raw.get("enabled", False)),
+        max_amount=Decimal(str(raw.get("max_amount", "0"))),
+    )

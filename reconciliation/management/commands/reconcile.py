@@ -1,0 +1,89 @@
+"""`python manage.py reconcile [--json]` (DESIGN §5): one reconciliation pass."""
+
+from __future__ import annotations
+
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from reconciliation.errors import ReconcileBusy
+from reconciliation.selectors import incidents_open
+from reconciliation.services import ProgressEvent, reconcile_run
+
+
+class Command(BaseCommand):
+    help = "Run one reconciliation pass: sync provider records, run every detector, report incidents."
+
+    def add_arguments(self, parser):
+        parser.add_argument(
+            "--json",
+            action="store_true",
+            help='Print exactly one JSON object: {"opened", "resolved", "open": [...]}.',
+        )
+        parser.add_argument(
+            "--no-sync",
+            action="store_true",
+            help="Skip the provider pull; run the detectors on the records already synced.",
+        )
+
+    def handle(self, *args, **options):
+        as_json = options["json"]
+        interactive = not as_json and self.stdout.isatty()
+        try:
+            if interactive:
+                result = self._run_with_progress(sync=not options["no_sync"])
+            else:
+                result = reconcile_run(sync=not options["no_sync"])
+        except ReconcileBusy as exc:
+            raise CommandError(exc.message) from exc
+
+        # Warnings go to stderr so --json's stdout stays one parseable object.
+        for error in result.errors:
+            self.stderr.write(f"warning: {error}")
+        if result.status == "failed":
+            raise CommandError(f"reconciliation run {result.run_id} failed: {'; '.join(result.errors)}")
+
+        open_incidents = incidents_open()
+        if as_json:
+            payload = {
+                "opened": result.opened,
+                "resolved": result.auto_resolved,
+                "open": [incident.as_json() for incident in open_incidents],
+            }
+            self.stdout.write(json.dumps(payload))
+            return
+        self.stdout.write(
+            f"Run {result.run_id} ({result.status}): {result.rows_scanned} provider rows synced, "
+            f"{result.found} findings, {result.opened} opened, {result.auto_resolved} auto-resolved."
+        )
+        self.stdout.write(f"{len(open_incidents)} open incident(s).")
+        for incident in open_incidents:
+            data = incident.as_json()
+            self.stdout.write(
+                f"  #{incident.id} {incident.type:<32} order={data['order_id']} charge={data['charge_id']} "
+                f"{data['amount_at_risk']} {data['currency']} ({incident.severity}, {incident.state})"
+            )
+
+    def _run_with_progress(self, *, sync: bool):
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        console = Console(file=self.stdout._out)
+        with Progress(
+            TextColumn("{task.description:<36}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("starting", total=None)
+            synced_rows = 0
+
+            def on_progress(event: ProgressEvent) -> None:
+                nonlocal synced_rows
+                synced_rows += event.rows
+                label = f"syncing provider records ({synced_rows})" if event.stage == "sync" else event.stage
+                bar.update(task, description=label, completed=event.step, total=event.steps)
+
+            return reconcile_run(progress=on_progress, sync=sync)

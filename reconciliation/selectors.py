@@ -1,0 +1,354 @@
+"""reconciliation's reads: open incidents, one incident's record, finance metrics.
+
+Aggregates are computed by the database (GROUP BY, percentile_cont) so their cost follows
+the number of incidents in the range, never of the rows behind them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.contrib.contenttypes.models import ContentType
+from django.db import connection
+from django.db.models import Count, ExpressionWrapper, F, Q, Sum
+from django.db.models.fields import DurationField
+from django.db.models.functions import TruncDate
+from django_fsm_log.models import StateLog
+
+from core.money import format_amount, is_supported_currency
+
+from .choices import LIVE_STATES, IncidentState, ResolutionKind
+from .models import Incident, ProviderRefund, ReconciliationRun
+
+
+@dataclass(frozen=True)
+class OpenIncident:
+    id: int
+    type: str
+    severity: str
+    state: str
+    order_id: int | None
+    charge_id: str | None
+    amount_at_risk: Decimal
+    currency: str
+    detected_at: datetime
+    last_seen_at: datetime
+
+    def as_json(self) -> dict[str, Any]:
+        """DESIGN §5 `reconcile --json` shape for one open incident."""
+        return {
+            "type": self.type,
+            "order_id": self.order_id,
+            "charge_id": self.charge_id,
+            "amount_at_risk": _money_str(self.amount_at_risk, self.currency),
+            "currency": self.currency,
+        }
+
+
+def _money_str(amount: Decimal, currency: str) -> str:
+    return format_amount(amount, currency) if is_supported_currency(currency) else str(amount)
+
+
+def incidents_open(*, incident_type: str | None = None, limit: int | None = None) -> list[OpenIncident]:
+    """Live (open or acknowledged) incidents, worst money first."""
+    qs = Incident.objects.filter(state__in=LIVE_STATES)
+    if incident_type:
+        qs = qs.filter(type=incident_type)
+    qs = qs.order_by("-amount_at_risk", "detected_at", "id").values_list(
+        "id",
+        "type",
+        "severity",
+        "state",
+        "order_id",
+        "charge_id",
+        "amount_at_risk",
+        "currency",
+        "detected_at",
+        "last_seen_at",
+    )
+    if limit is not None:
+        qs = qs[:limit]
+    return [OpenIncident(*row) for row in qs]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    timestamp: datetime
+    by_id: int | None
+    by_username: str | None
+    transition: str
+    source_state: str | None
+    state: str
+    description: str
+
+
+@dataclass(frozen=True)
+class NoteEntry:
+    created_at: datetime
+    author_username: str | None
+    text: str
+
+
+@dataclass(frozen=True)
+class IncidentRecord:
+    id: int
+    type: str
+    severity: str
+    state: str
+    fingerprint: str
+    order_id: int | None
+    payment_id: int | None
+    charge_id: str | None
+    sku: str | None
+    saga_run_id: int | None
+    amount_at_risk: Decimal
+    currency: str
+    details: dict
+    detected_at: datetime
+    last_seen_at: datetime
+    acknowledged_at: datetime | None
+    resolved_at: datetime | None
+    resolution_kind: str
+    resolution_reason: str
+    assigned_to_id: int | None
+    reopened_count: int
+    notes: list[NoteEntry]
+    audit: list[AuditEntry]
+
+
+def incident_get(*, incident_id: int) -> IncidentRecord | None:
+    """One incident with its notes and audit trail (three queries)."""
+    incident = Incident.objects.filter(pk=incident_id).first()
+    if incident is None:
+        return None
+    notes = [
+        NoteEntry(n.created_at, n.author.get_username() if n.author else None, n.text)
+        for n in incident.notes.select_related("author")
+    ]
+    logs = (
+        StateLog.objects.filter(
+            content_type=ContentType.objects.get_for_model(Incident), object_id=incident.pk
+        )
+        .select_related("by")
+        .order_by("timestamp", "id")
+    )
+    audit = [
+        AuditEntry(
+            log.timestamp,
+            log.by_id,
+            log.by.get_username() if log.by else None,
+            log.transition,
+            log.source_state,
+            log.state,
+            log.description or "",
+        )
+        for log in logs
+    ]
+    return IncidentRecord(
+        id=incident.pk,
+        type=incident.type,
+        severity=incident.severity,
+        state=incident.state,
+        fingerprint=incident.fingerprint,
+        order_id=incident.order_id,
+        payment_id=incident.payment_id,
+        charge_id=incident.charge_id,
+        sku=incident.sku,
+        saga_run_id=incident.saga_run_id,
+        amount_at_risk=incident.amount_at_risk,
+        currency=incident.currency,
+        details=incident.details,
+        detected_at=incident.detected_at,
+        last_seen_at=incident.last_seen_at,
+        acknowledged_at=incident.acknowledged_at,
+        resolved_at=incident.resolved_at,
+        resolution_kind=incident.resolution_kind,
+        resolution_reason=incident.resolution_reason,
+        assigned_to_id=incident.assigned_to_id,
+        reopened_count=incident.reopened_count,
+        notes=notes,
+        audit=audit,
+    )
+
+
+def reconciliation_run_latest() -> dict[str, Any] | None:
+    run = ReconciliationRun.objects.order_by("-started_at", "-id").first()
+    if run is None:
+        return None
+    return {
+        "id": run.pk,
+        "started_at": run.started_at.isoformat(),
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "status": run.status,
+        "rows_scanned": run.rows_scanned,
+        "found": run.found,
+        "opened": run.opened,
+        "auto_resolved": run.auto_resolved,
+        "errors": run.errors,
+    }
+
+
+# --- Finance metrics ----------------------------------------------------------------
+# A range is [start, end] in whole days (UTC), both inclusive.
+
+
+def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
+    return (
+        datetime.combine(start, time.min, tzinfo=UTC),
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
+    )
+
+
+def incidents_opened_per_day(*, start: date, end: date) -> list[dict[str, Any]]:
+    lo, hi = _bounds(start, end)
+    rows = (
+        Incident.objects.filter(detected_at__gte=lo, detected_at__lt=hi)
+        .annotate(day=TruncDate("detected_at"))
+        .values("day", "type")
+        .annotate(count=Count("id"))
+        .order_by("day", "type")
+    )
+    return [{"day": r["day"].isoformat(), "type": r["type"], "count": r["count"]} for r in rows]
+
+
+def incidents_resolved_per_day(*, start: date, end: date) -> list[dict[str, Any]]:
+    """Resolved (auto or manual) per day and type; dismissals are counted separately."""
+    lo, hi = _bounds(start, end)
+    rows = (
+        Incident.objects.filter(state=IncidentState.RESOLVED, resolved_at__gte=lo, resolved_at__lt=hi)
+        .annotate(day=TruncDate("resolved_at"))
+        .values("day", "type")
+        .annotate(count=Count("id"))
+        .order_by("day", "type")
+    )
+    return [{"day": r["day"].isoformat(), "type": r["type"], "count": r["count"]} for r in rows]
+
+
+def incidents_open_at_risk() -> dict[str, Any]:
+    """Now: how many live incidents, and the money they put at risk per currency."""
+    rows = (
+        Incident.objects.filter(state__in=LIVE_STATES)
+        .values("currency")
+        .annotate(count=Count("id"), amount=Sum("amount_at_risk"))
+        .order_by("currency")
+    )
+    by_currency = [
+        {
+            "currency": r["currency"],
+            "count": r["count"],
+            "amount": _money_str(r["amount"] or Decimal(0), r["currency"]),
+        }
+        for r in rows
+    ]
+    return {"open": sum(r["count"] for r in by_currency), "by_currency": by_currency}
+
+
+def incidents_mttr(*, start: date, end: date) -> dict[str, Any]:
+    """Time to resolve (detected -> resolved) for incidents resolved in the range, in seconds."""
+    lo, hi = _bounds(start, end)
+    qs = Incident.objects.filter(state=IncidentState.RESOLVED, resolved_at__gte=lo, resolved_at__lt=hi)
+    if connection.vendor == "postgresql":
+        table = Incident._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT count(*), "  # noqa: S608 - the table name is a constant; values are parameters
+                "percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - detected_at)), "
+                "percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM resolved_at - detected_at)) "
+                f"FROM {table} WHERE state = %s AND resolved_at >= %s AND resolved_at < %s",
+                [IncidentState.RESOLVED.value, lo, hi],
+            )
+            count, p50, p90 = cursor.fetchone()
+        return {
+            "count": count,
+            "p50_seconds": float(p50) if p50 is not None else None,
+            "p90_seconds": float(p90) if p90 is not None else None,
+        }
+    # SQLite (make run's embedded default): no percentile_cont; the same interpolation in Python.
+    durations = sorted(
+        d.total_seconds()
+        for d in qs.annotate(
+            took=ExpressionWrapper(F("resolved_at") - F("detected_at"), output_field=DurationField())
+        ).values_list("took", flat=True)
+    )
+    return {
+        "count": len(durations),
+        "p50_seconds": _percentile_cont(durations, 0.5),
+        "p90_seconds": _percentile_cont(durations, 0.9),
+    }
+
+
+def _percentile_cont(values: list[float], fraction: float) -> float | None:
+    if not values:
+        return None
+    position = fraction * (len(values) - 1)
+    lower, upper = math.floor(position), math.ceil(position)
+    return values[lower] + (values[upper] - values[lower]) * (position - lower)
+
+
+OrdersCount = int | Callable[[date, date], int]
+
+
+def incidents_per_thousand_orders(*, start: date, end: date, orders_count: OrdersCount) -> str | None:
+    """Incidents detected in the range per 1,000 orders placed in it (orders from the caller:
+    an int, or a callable (start, end) -> int such as an orders selector)."""
+    orders = orders_count(start, end) if callable(orders_count) else orders_count
+    if not orders:
+        return None
+    lo, hi = _bounds(start, end)
+    incidents = Incident.objects.filter(detected_at__gte=lo, detected_at__lt=hi).count()
+    return str((Decimal(incidents) * 1000 / Decimal(orders)).quantize(Decimal("0.01")))
+
+
+def refunds_caused_by_incidents(*, start: date, end: date) -> dict[str, Any]:
+    """Provider refunds created in the range on a charge an incident pointed at
+    (incident.charge_id), per currency."""
+    lo, hi = _bounds(start, end)
+    flagged = Incident.objects.exclude(charge_id__isnull=True).values("charge_id")
+    rows = (
+        ProviderRefund.objects.filter(
+            created__gte=lo, created__lt=hi, status="succeeded", charge_provider_id__in=flagged
+        )
+        .values("currency")
+        .annotate(count=Count("id"), amount=Sum("amount"))
+        .order_by("currency")
+    )
+    by_currency = [
+        {"currency": r["currency"], "count": r["count"], "amount": _money_str(r["amount"], r["currency"])}
+        for r in rows
+    ]
+    return {"count": sum(r["count"] for r in by_currency), "by_currency": by_currency}
+
+
+def incidents_fixes_by_kind(*, start: date, end: date) -> dict[str, int]:
+    """Incidents closed in the range by how: auto (re-check), manual (a person), dismissed."""
+    lo, hi = _bounds(start, end)
+    closed = Incident.objects.filter(resolved_at__gte=lo, resolved_at__lt=hi)
+    counts = closed.aggregate(
+        auto=Count("id", filter=Q(resolution_kind=ResolutionKind.AUTO)),
+        manual=Count("id", filter=Q(resolution_kind=ResolutionKind.MANUAL)),
+        dismissed=Count("id", filter=Q(resolution_kind=ResolutionKind.DISMISSED)),
+    )
+    return {k: counts[k] for k in ("auto", "manual", "dismissed")}
+
+
+def finance_metrics(*, start: date, end: date, orders_count: OrdersCount | None = None) -> dict[str, Any]:
+    """Everything the finance page draws, JSON-ready (money as decimal strings)."""
+    return {
+        "range": {"start": start.isoformat(), "end": end.isoformat()},
+        "opened_per_day": incidents_opened_per_day(start=start, end=end),
+        "resolved_per_day": incidents_resolved_per_day(start=start, end=end),
+        "open_now": incidents_open_at_risk(),
+        "mttr": incidents_mttr(start=start, end=end),
+        "per_1000_orders": (
+            incidents_per_thousand_orders(start=start, end=end, orders_count=orders_count)
+            if orders_count is not None
+            else None
+        ),
+        "refunds_caused": refunds_caused_by_incidents(start=start, end=end),
+        "fixes": incidents_fixes_by_kind(start=start, end=end),
+    }

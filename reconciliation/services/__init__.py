@@ -1,0 +1,45 @@
+"""reconciliation's writes. Other apps (the back office) call these, never the models."""
+
+from .incidents import (
+    IncidentView,
+    ReportedIncident,
+    ResolveOutcome,
+    incident_acknowledge,
+    incident_add_note,
+    incident_assign,
+    incident_dismiss,
+    incident_report,
+    incident_resolve,
+    incidents_auto_resolve,
+    incidents_report,
+)
+from .provider_records import (
+    SettlementLine,
+    SyncResult,
+    provider_records_refresh,
+    provider_records_sync,
+    provider_settlement_import,
+)
+from .runs import ProgressEvent, RunResult, reconcile_run
+
+__all__ = [
+    "IncidentView",
+    "ProgressEvent",
+    "ReportedIncident",
+    "ResolveOutcome",
+    "RunResult",
+    "SettlementLine",
+    "SyncResult",
+    "incident_acknowledge",
+    "incident_add_note",
+    "incident_assign",
+    "incident_dismiss",
+    "incident_report",
+    "incident_resolve",
+    "incidents_auto_resolve",
+    "incidents_report",
+    "provider_records_refresh",
+    "provider_records_sync",
+    "provider_settlement_import",
+    "reconcile_run",
+]
