@@ -7,6 +7,7 @@ import calendar
 import datetime
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -20,6 +21,9 @@ from .errors import ApiError
 from .faults import FaultDecision
 from .models import Charge, ChargeStatus, IdempotencyKey, Refund
 from .validation import ChargeInput, RefundInput
+
+_CHARGE_ID = re.compile(r"^ch_[0-9a-f]{24}$")
+_REFUND_ID = re.compile(r"^re_[0-9a-f]{24}$")
 
 # The sandbox's test cards: token -> failure code (None: the charge succeeds).
 PAYMENT_METHODS: dict[str, str | None] = {
@@ -202,14 +206,17 @@ def refund_list(*, charge, created_gte, starting_after, limit) -> dict:
 
 
 def charge_get(charge_id: str) -> dict:
-    charge = Charge.objects.filter(public_id=charge_id).first()
+    # Checked before the query: an id with a NUL byte would make PostgreSQL fail.
+    charge = Charge.objects.filter(public_id=charge_id).first() if _CHARGE_ID.match(charge_id) else None
     if charge is None:
         raise ApiError(404, "resource_missing", "No such charge.", {"id": charge_id[:64]})
     return charge.as_api()
 
 
 def refund_get(refund_id: str) -> dict:
-    refund = Refund.objects.select_related("charge").filter(public_id=refund_id).first()
+    refund = None
+    if _REFUND_ID.match(refund_id):
+        refund = Refund.objects.select_related("charge").filter(public_id=refund_id).first()
     if refund is None:
         raise ApiError(404, "resource_missing", "No such refund.", {"id": refund_id[:64]})
     return refund.as_api()
