@@ -1,0 +1,470 @@
+"""The executor: one pass over one run.
+
+A pass takes the run with a lease, runs as many steps as succeed, and checkpoints
+each one. Commit budget (see docs/saga-engine.md):
+
+- a transactional (local) step: ONE commit — row lock, the action (in a savepoint),
+  the step log row, the new position and the lease renewal for the next step (or
+  its release, when the pass ends) all in the same transaction. When the pass
+  starts at such a step, taking the lease is folded into that commit too.
+- a non-transactional (external) step: ONE commit after the call (checkpoint +
+  log + lease). If the pass *starts* at an external step, one more commit takes
+  the lease first, because no transaction may be held during the call.
+
+So a three-step run of local steps costs 3 commits; local, external, local
+(the checkout) costs 3; a pass that starts at an external step costs steps + 1.
+
+Concurrency: claiming uses SELECT … FOR UPDATE SKIP LOCKED on a run that is due
+and whose lease is free or expired; once claimed, every later checkpoint
+re-locks the row and checks `lease_owner` is still this pass (fencing): a pass
+that lost its lease discards its result (a local step's writes roll back with it).
+On SQLite (no row locks) the claim is a compare-and-set UPDATE instead.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from . import registry
+from .choices import ACTIVE_STATUSES, Direction, RunStatus, StepOutcome
+from .definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult
+from .models import SagaRun, SagaStepLog
+
+log = logging.getLogger(__name__)
+
+# What advance_run returns when it did not (or no longer) hold the run.
+NOT_CLAIMED = "not_claimed"  # not due, leased by someone else, locked, or at rest
+LEASE_LOST = "lease_lost"  # another pass took over while this one was in a step
+_CONTINUE = "continue"
+
+HOOK_STEP = "on_compensated"
+# Retries of a failing on_compensated hook (it has no Step of its own).
+HOOK_RETRY = RetryPolicy()
+RETRYABLE = {StepOutcome.RETRY, StepOutcome.TIMEOUT, StepOutcome.ERROR, StepOutcome.LEASE_EXPIRED}
+
+
+def lease_margin() -> float:
+    """Seconds a lease outlives the step timeout: room for the checkpoint itself."""
+    return float(getattr(settings, "SAGA_LEASE_MARGIN", 10.0))
+
+
+def pass_budget() -> float:
+    """After this many seconds a pass stops starting new steps (and re-pokes the run),
+    so one long saga never approaches the Celery time limits."""
+    return float(getattr(settings, "SAGA_PASS_BUDGET", 60.0))
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Rollback(Exception):
+    """Raised inside a local step's savepoint to undo its writes (non-done result)."""
+
+
+@dataclass
+class _Attempt:
+    outcome: str
+    result: StepResult | None
+    error: str
+    started_at: datetime
+    duration_ms: int
+
+
+def advance_run(run_id: int, worker_id: str | None = None) -> str:
+    """Run `run_id` as far as it goes now. Returns the run's status when the pass
+    ended, or NOT_CLAIMED / LEASE_LOST. Safe to call any number of times,
+    concurrently: at most one pass holds the run."""
+    return _Pass(run_id, worker_id or default_worker_id()).execute()
+
+
+def current_step(run: SagaRun, definition: SagaDefinition) -> Step | None:
+    """The step (forward) or the step whose compensation (compensate) runs next."""
+    steps = definition.steps
+    if run.direction == Direction.FORWARD:
+        return steps[run.step_index] if run.step_index < len(steps) else None
+    return steps[run.step_index - 1] if run.step_index > 0 else None
+
+
+def release_lease(run: SagaRun) -> None:
+    run.lease_owner = ""
+    run.lease_expires_at = None
+
+
+class _Pass:
+    def __init__(self, run_id: int, worker_id: str) -> None:
+        self.run_id = run_id
+        # Unique per pass, so two passes in one process (threads) never share a lease.
+        self.owner = f"{worker_id}/{uuid.uuid4().hex[:8]}"[:128]
+        self.started = time.monotonic()
+        self.holding = False
+        self.run: SagaRun | None = None
+        self.definition: SagaDefinition | None = None
+
+    # --- the loop ----------------------------------------------------------
+
+    def execute(self) -> str:
+        while True:
+            if self._next_is_unlocked_external():
+                status = self._external_step()
+            else:
+                status = self._locked_unit()
+            if status != _CONTINUE:
+                return status
+
+    def _next_is_unlocked_external(self) -> bool:
+        """True when this pass holds the lease and the next step is external with
+        no abort pending: then the call runs with no transaction open."""
+        if not self.holding or self.run is None or self.definition is None:
+            return False
+        run = self.run
+        step = current_step(run, self.definition)
+        if step is None or step.transactional:
+            return False
+        if run.direction == Direction.FORWARD:
+            # A cheap read (no lock, no commit): an abort requested since the last
+            # checkpoint should stop a charge before it is made, not refund it after.
+            aborted = SagaRun.objects.filter(pk=run.pk).values_list("abort_requested", flat=True).first()
+            if aborted:
+                return False
+        return True
+
+    # --- units -------------------------------------------------------------
+
+    def _locked_unit(self) -> str:
+        """One transaction: lock (claim or re-lock), handle abort and terminal
+        positions, and run a local step with its checkpoint — or just take the
+        lease before an external step."""
+        try:
+            with transaction.atomic():
+                run = self._lock()
+                if run is None:
+                    return LEASE_LOST if self.holding else NOT_CLAIMED
+                definition = registry.get(run.saga_type)
+                self.definition = definition
+                now = timezone.now()
+                if not self.holding:
+                    self.holding = True
+                    if run.lease_owner and run.lease_owner != self.owner:
+                        self._note_abandoned(run, definition, now)
+                self._apply_abort(run, definition, now)
+                if run.status in ACTIVE_STATUSES and self._settle(run, definition, now):
+                    return self._save(run, definition, now)
+                if run.status not in ACTIVE_STATUSES:
+                    return self._save(run, definition, now)
+                step = current_step(run, definition)
+                assert step is not None  # _settle returned False
+                if step.transactional:
+                    attempt = self._attempt_local(run, step)
+                    return self._checkpoint(run, definition, step, attempt)
+                # External step next: commit the lease first (no transaction may be
+                # open during the call).
+                run.lease_owner = self.owner
+                run.lease_expires_at = now + self._lease_for(step)
+                run.save()
+                self.run = run
+                return _CONTINUE
+        except DatabaseError:
+            if connection.vendor == "sqlite" and not self.holding:
+                # SQLite has no SKIP LOCKED: a concurrent writer surfaces as
+                # "database is locked". The other pass has the run; nothing to do.
+                log.info("saga run %s busy on SQLite", self.run_id)
+                return NOT_CLAIMED
+            raise
+
+    def _external_step(self) -> str:
+        run, definition = self.run, self.definition
+        assert run is not None and definition is not None
+        step = current_step(run, definition)
+        assert step is not None
+        attempt = self._attempt_external(run, step)
+        with transaction.atomic():
+            locked = self._lock()
+            if locked is None or (locked.step_index, locked.direction) != (run.step_index, run.direction):
+                log.warning("saga run %s: lease lost during %s, result discarded", run.pk, step.name)
+                return LEASE_LOST
+            return self._checkpoint(locked, definition, step, attempt)
+
+    def _lock(self) -> SagaRun | None:
+        if self.holding:
+            # Fencing: only while this pass still owns the lease.
+            return SagaRun.objects.select_for_update().filter(pk=self.run_id, lease_owner=self.owner).first()
+        now = timezone.now()
+        claimable = SagaRun.objects.filter(
+            pk=self.run_id, status__in=ACTIVE_STATUSES, next_attempt_at__lte=now
+        ).filter(Q(lease_owner="") | Q(lease_expires_at__lte=now))
+        if connection.features.has_select_for_update_skip_locked:
+            # Another pass inside its checkpoint holds the row lock: skip, do not wait.
+            return claimable.select_for_update(skip_locked=True).first()
+        # SQLite: compare-and-set on the lease fields we read.
+        seen = claimable.first()
+        if seen is None:
+            return None
+        taken = SagaRun.objects.filter(
+            pk=seen.pk, lease_owner=seen.lease_owner, lease_expires_at=seen.lease_expires_at
+        ).update(lease_owner=self.owner, lease_expires_at=now + timedelta(seconds=lease_margin()))
+        # `seen` keeps the previous owner for _note_abandoned; the unit's save
+        # writes this pass's lease over it.
+        return seen if taken else None
+
+    # --- attempts ----------------------------------------------------------
+
+    def _context(self, run: SagaRun, name: str, timeout: float) -> StepContext:
+        return StepContext(
+            run_id=run.pk,
+            saga_type=run.saga_type,
+            subject_id=run.subject_id,
+            context=MappingProxyType(copy.deepcopy(run.context)),
+            attempt=run.attempts + 1,
+            step=name,
+            direction=run.direction,
+            failure_code=run.failure_code,
+            deadline=time.monotonic() + timeout,
+        )
+
+    def _fn(self, run: SagaRun, step: Step):
+        return step.action if run.direction == Direction.FORWARD else step.compensation
+
+    def _attempt_local(self, run: SagaRun, step: Step) -> _Attempt:
+        """Run a local step in a savepoint of the checkpoint's transaction. Its
+        timeout is enforced twice: PostgreSQL's statement_timeout stops a runaway
+        query, and a clock check after the action turns an overrun into a
+        retryable timeout (its writes roll back)."""
+        ctx = self._context(run, step.name, step.timeout)
+        started_at, t0 = timezone.now(), time.monotonic()
+        result: StepResult | None = None
+        outcome, error = StepOutcome.DONE, ""
+        postgres = connection.vendor == "postgresql"
+        if postgres:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('statement_timeout', %s, true)", [str(int(step.timeout * 1000))]
+                )
+        try:
+            with transaction.atomic():
+                result = self._fn(run, step)(ctx)
+                outcome, error = _classify(result, time.monotonic() - t0, step.timeout)
+                if outcome != StepOutcome.DONE:
+                    raise _Rollback
+        except _Rollback:
+            pass
+        except Exception as exc:
+            outcome, error = _classify_exception(exc)
+            log.warning("saga run %s step %s raised", run.pk, step.name, exc_info=True)
+        finally:
+            if postgres:
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT set_config('statement_timeout', reset_val, true) "
+                        "FROM pg_settings WHERE name = 'statement_timeout'"
+                    )
+        return _Attempt(outcome, result, error, started_at, int((time.monotonic() - t0) * 1000))
+
+    def _attempt_external(self, run: SagaRun, step: Step) -> _Attempt:
+        """Run an external step with no transaction open. Python cannot safely
+        interrupt a thread, so the timeout is cooperative (ctx.remaining() for the
+        HTTP client) plus a clock check: an overrun counts as a retryable timeout
+        even if the call reported done — the effect, if any, is found again by the
+        step's idempotency key on the retry."""
+        ctx = self._context(run, step.name, step.timeout)
+        started_at, t0 = timezone.now(), time.monotonic()
+        result: StepResult | None = None
+        try:
+            result = self._fn(run, step)(ctx)
+            outcome, error = _classify(result, time.monotonic() - t0, step.timeout)
+        except Exception as exc:
+            outcome, error = _classify_exception(exc)
+            log.warning("saga run %s step %s raised", run.pk, step.name, exc_info=True)
+        return _Attempt(outcome, result, error, started_at, int((time.monotonic() - t0) * 1000))
+
+    # --- state changes (all inside the caller's transaction) -----------------
+
+    def _note_abandoned(self, run: SagaRun, definition: SagaDefinition, now: datetime) -> None:
+        """The previous pass died holding the lease (worker killed, machine lost).
+        Its step may or may not have taken effect; count it as a failed attempt so
+        a step that kills its worker every time ends in failed, not in a loop."""
+        step = current_step(run, definition)
+        name = step.name if step else HOOK_STEP
+        policy = step.retry if step else HOOK_RETRY
+        error = f"lease of {run.lease_owner} expired at {run.lease_expires_at:%Y-%m-%d %H:%M:%S} mid-step"
+        self._log(run, name, _Attempt(StepOutcome.LEASE_EXPIRED, None, error, now, 0), worker=run.lease_owner)
+        run.attempts += 1
+        run.last_error = error
+        if run.attempts >= policy.max_attempts:
+            self._exhausted(run, name)
+
+    def _apply_abort(self, run: SagaRun, definition: SagaDefinition, now: datetime) -> None:
+        if not (run.abort_requested and run.status == RunStatus.RUNNING):
+            return
+        # The current step counts as possibly applied once it has been attempted:
+        # an unknown outcome (timeout) may have charged the customer.
+        position = run.step_index + (1 if run.attempts else 0)
+        run.start_compensating(description=f"abort requested: {run.failure_code}")
+        run.step_index = min(position, len(definition.steps))
+        run.attempts = 0
+        run.next_attempt_at = now
+
+    def _settle(self, run: SagaRun, definition: SagaDefinition, now: datetime) -> bool:
+        """Normalise the position; finish the run when nothing is left. Returns
+        True when there is no step to run now."""
+        steps = definition.steps
+        if run.direction == Direction.FORWARD:
+            if run.step_index >= len(steps):
+                run.step = ""
+                run.complete(description="all steps done")
+                return True
+            run.step = steps[run.step_index].name
+            return False
+        # Compensation skips steps that have nothing to undo.
+        while run.step_index > 0 and steps[run.step_index - 1].compensation is None:
+            run.step_index -= 1
+        if run.step_index > 0:
+            run.step = steps[run.step_index - 1].name
+            return False
+        run.step = HOOK_STEP
+        hook = definition.on_compensated
+        if hook is not None:
+            ctx = self._context(run, HOOK_STEP, 30.0)
+            t0 = time.monotonic()
+            try:
+                with transaction.atomic():
+                    hook(ctx)
+            except Exception as exc:
+                log.warning("saga run %s on_compensated raised", run.pk, exc_info=True)
+                outcome, error = _classify_exception(exc)
+                self._log(run, HOOK_STEP, _Attempt(outcome, None, error, now, _ms(t0)))
+                self._retry_later(run, HOOK_STEP, HOOK_RETRY, error, now)
+                return True
+        run.step = ""
+        run.finish_compensating(description=f"compensated: {run.failure_code}")
+        return True
+
+    def _checkpoint(self, run: SagaRun, definition: SagaDefinition, step: Step, attempt: _Attempt) -> str:
+        now = timezone.now()
+        self._log(run, step.name, attempt)
+        result = attempt.result
+        if result is not None and result.data and attempt.outcome in (StepOutcome.DONE, StepOutcome.FAIL):
+            run.context = {**run.context, **result.data}
+        if attempt.outcome == StepOutcome.DONE:
+            run.attempts = 0
+            run.last_error = ""
+            run.next_attempt_at = now
+            if run.direction == Direction.FORWARD:
+                run.step_index += 1
+                # An abort that arrived during this step: compensate it too — but
+                # a run whose last step is done has completed; the abort lost.
+                if run.abort_requested and run.step_index < len(definition.steps):
+                    run.start_compensating(description=f"abort requested: {run.failure_code}")
+            else:
+                run.step_index -= 1
+            self._settle(run, definition, now)
+        elif attempt.outcome == StepOutcome.FAIL:
+            assert result is not None
+            run.last_error = attempt.error
+            run.attempts = 0
+            if run.direction == Direction.FORWARD:
+                # A permanent failure promises no effect: compensate the steps before it.
+                run.failure_code = result.failure_code
+                run.start_compensating(description=f"{step.name} failed: {result.failure_code}")
+                run.next_attempt_at = now
+                self._settle(run, definition, now)
+            else:
+                run.fail_compensation(description=f"compensation of {step.name} failed: {attempt.error}")
+        else:
+            self._retry_later(run, step.name, step.retry, attempt.error, now)
+        return self._save(run, definition, now)
+
+    def _retry_later(self, run: SagaRun, name: str, policy: RetryPolicy, error: str, now: datetime) -> None:
+        run.attempts += 1
+        run.last_error = error
+        if run.attempts >= policy.max_attempts:
+            self._exhausted(run, name)
+        else:
+            run.next_attempt_at = now + timedelta(seconds=policy.delay(run.attempts))
+
+    def _exhausted(self, run: SagaRun, name: str) -> None:
+        description = f"{name}: {run.attempts} attempts failed; last error: {run.last_error}"[:1000]
+        if run.direction == Direction.FORWARD:
+            run.fail(description=description)
+        else:
+            run.fail_compensation(description=description)
+
+    def _save(self, run: SagaRun, definition: SagaDefinition, now: datetime) -> str:
+        """Write the run; keep the lease when the pass goes on, release it otherwise
+        (the release is part of this same commit)."""
+        due = run.next_attempt_at is not None and run.next_attempt_at <= now
+        go_on = run.status in ACTIVE_STATUSES and due
+        over_budget = time.monotonic() - self.started > pass_budget()
+        step = current_step(run, definition)
+        if go_on and not over_budget:
+            run.lease_owner = self.owner
+            run.lease_expires_at = now + self._lease_for(step)
+        else:
+            release_lease(run)
+            if go_on:
+                # Long pass: hand the rest to a fresh delivery instead of running on.
+                from .tasks import advance
+
+                run_id = run.pk
+                transaction.on_commit(lambda: advance.delay(run_id), robust=True)
+        run.save()
+        self.run = run
+        if go_on and not over_budget:
+            return _CONTINUE
+        return run.status
+
+    def _lease_for(self, step: Step | None) -> timedelta:
+        timeout = step.timeout if step is not None else 30.0
+        return timedelta(seconds=timeout + lease_margin())
+
+    def _log(self, run: SagaRun, name: str, attempt: _Attempt, worker: str | None = None) -> None:
+        SagaStepLog.objects.create(
+            run=run,
+            step=name,
+            direction=run.direction,
+            attempt=run.attempts + 1,
+            outcome=attempt.outcome,
+            error=attempt.error[:4000],
+            duration_ms=attempt.duration_ms,
+            worker=worker if worker is not None else self.owner,
+            started_at=attempt.started_at,
+        )
+
+
+def _ms(t0: float) -> int:
+    return int((time.monotonic() - t0) * 1000)
+
+
+def _classify(result: object, elapsed: float, timeout: float) -> tuple[str, str]:
+    if not isinstance(result, StepResult):
+        return StepOutcome.ERROR, f"step returned {type(result).__name__}, expected StepResult"
+    if elapsed > timeout:
+        return StepOutcome.TIMEOUT, f"step took {elapsed:.3f}s, timeout is {timeout}s"
+    if result.kind == "done":
+        return StepOutcome.DONE, ""
+    if result.kind == "fail":
+        return StepOutcome.FAIL, result.error
+    if result.kind == "retry":
+        return StepOutcome.RETRY, result.error
+    return StepOutcome.ERROR, f"unknown step result kind {result.kind!r}"
+
+
+def _classify_exception(exc: Exception) -> tuple[str, str]:
+    cause = exc.__cause__
+    # 57014 query_canceled: PostgreSQL's statement_timeout fired.
+    if getattr(cause, "sqlstate", None) == "57014":
+        return StepOutcome.TIMEOUT, f"statement timeout: {exc}"
+    return StepOutcome.ERROR, f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,139 @@
+"""Reads of the saga engine, as DTOs."""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from core.errors import NotFound
+
+from .choices import ACTIVE_STATUSES, ATTENTION_STATUSES, Direction, ManualAction, RunStatus
+from .dto import SagaActionDTO, SagaRunDTO, StepLogDTO
+from .models import SagaAction, SagaRun, SagaStepLog
+
+
+def run_to_dto(run: SagaRun) -> SagaRunDTO:
+    return SagaRunDTO(
+        id=run.pk,
+        saga_type=run.saga_type,
+        subject_id=run.subject_id,
+        status=run.status,
+        step_index=run.step_index,
+        step=run.step,
+        direction=run.direction,
+        attempts=run.attempts,
+        next_attempt_at=run.next_attempt_at,
+        lease_owner=run.lease_owner,
+        lease_expires_at=run.lease_expires_at,
+        last_error=run.last_error,
+        failure_code=run.failure_code,
+        context=copy.deepcopy(run.context),
+        abort_requested=run.abort_requested,
+        sla_at=run.sla_at,
+        created_at=run.created_at,
+        updated_at=run.updated_at,
+    )
+
+
+def saga_run_get(*, run_id: int) -> SagaRunDTO:
+    run = SagaRun.objects.filter(pk=run_id).first()
+    if run is None:
+        raise NotFound(f"Saga run {run_id} does not exist.", code="saga_not_found")
+    return run_to_dto(run)
+
+
+def saga_run_for_subject(*, saga_type: str, subject_id: str) -> SagaRunDTO | None:
+    run = SagaRun.objects.filter(saga_type=saga_type, subject_id=str(subject_id)).first()
+    return run_to_dto(run) if run is not None else None
+
+
+def saga_runs_stuck(*, now: datetime | None = None, limit: int = 500) -> list[SagaRunDTO]:
+    """Runs a person must look at: failed, compensation_failed, or still active
+    past their SLA. Each branch uses its own partial index."""
+    now = now or timezone.now()
+    runs = SagaRun.objects.filter(
+        Q(status__in=ATTENTION_STATUSES) | Q(status__in=ACTIVE_STATUSES, sla_at__lte=now)
+    ).order_by("updated_at", "pk")[:limit]
+    return [run_to_dto(run) for run in runs]
+
+
+def saga_step_log(*, run_id: int) -> list[StepLogDTO]:
+    return [
+        StepLogDTO(
+            id=row.pk,
+            run_id=row.run_id,
+            step=row.step,
+            direction=row.direction,
+            attempt=row.attempt,
+            outcome=row.outcome,
+            error=row.error,
+            duration_ms=row.duration_ms,
+            worker=row.worker,
+            started_at=row.started_at,
+        )
+        for row in SagaStepLog.objects.filter(run_id=run_id).order_by("pk")
+    ]
+
+
+def saga_action_log(*, run_id: int) -> list[SagaActionDTO]:
+    return [
+        SagaActionDTO(
+            id=row.pk,
+            run_id=row.run_id,
+            action=row.action,
+            by_id=row.by_id,
+            by_username=row.by_username,
+            reason=row.reason,
+            from_status=row.from_status,
+            to_status=row.to_status,
+            step=row.step,
+            direction=row.direction,
+            created_at=row.created_at,
+        )
+        for row in SagaAction.objects.filter(run_id=run_id).order_by("pk")
+    ]
+
+
+def saga_runs_due(now: datetime | None = None, *, limit: int | None = None) -> list[int]:
+    """Ids of active runs the sweeper should (re-)enqueue: due for at least
+    SAGA_SWEEP_GRACE seconds (a fresh run's on-commit poke gets a head start),
+    whose lease is free or expired, and not re-enqueued within
+    SAGA_SWEEP_REQUEUE_AFTER seconds (a run waiting in a long queue is not piled
+    on). Uses the partial index on next_attempt_at; at most `limit` rows."""
+    now = now or timezone.now()
+    grace = timedelta(seconds=float(getattr(settings, "SAGA_SWEEP_GRACE", 5.0)))
+    requeue_after = timedelta(seconds=float(getattr(settings, "SAGA_SWEEP_REQUEUE_AFTER", 30.0)))
+    limit = limit or int(getattr(settings, "SAGA_SWEEP_BATCH", 500))
+    return list(
+        SagaRun.objects.filter(status__in=ACTIVE_STATUSES, next_attempt_at__lte=now - grace)
+        .filter(Q(lease_owner="") | Q(lease_expires_at__lte=now))
+        .filter(Q(swept_at__isnull=True) | Q(swept_at__lte=now - requeue_after))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
+def saga_operations_allowed(*, run: SagaRunDTO, user) -> list[str]:
+    """The manual operations that are legal for this run and this person now, so
+    pages offer only those (the services check again)."""
+    from .services import PERMISSIONS
+
+    status = run.status
+    legal: list[str] = []
+    if status in ATTENTION_STATUSES or (
+        status in ACTIVE_STATUSES and run.next_attempt_at is not None and run.next_attempt_at > timezone.now()
+    ):
+        legal.append(ManualAction.RETRY_NOW)
+    if (status == RunStatus.RUNNING and not run.abort_requested) or status == RunStatus.FAILED:
+        if run.direction == Direction.FORWARD:
+            legal.append(ManualAction.COMPENSATE)
+    if status in ATTENTION_STATUSES:
+        legal.append(ManualAction.SKIP_STEP)
+        legal.append(ManualAction.MARK_RESOLVED)
+    if user is None or not getattr(user, "is_authenticated", False):
+        return []
+    return [op for op in legal if user.has_perm(PERMISSIONS[op])]

@@ -1,0 +1,265 @@
+"""Writes of the saga engine: start a run, ask it to abort, and the manual
+operations support uses from the back office.
+
+Every manual operation needs a person and a reason, checks a permission, is
+audited twice (django-fsm-log's StateLog for the state change, a SagaAction row
+for the operation itself), and is idempotent: repeating it changes nothing and
+writes no second audit row.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from core.errors import ConcordError, Conflict, NotFound
+
+from . import registry
+from .choices import Direction, ManualAction, RunStatus, StepOutcome
+from .dto import SagaRunDTO
+from .executor import HOOK_STEP, release_lease
+from .models import SagaAction, SagaRun, SagaStepLog
+from .selectors import run_to_dto
+
+PERMISSIONS = {
+    ManualAction.RETRY_NOW: "sagas.retry_run",
+    ManualAction.COMPENSATE: "sagas.compensate_run",
+    ManualAction.SKIP_STEP: "sagas.skip_step",
+    ManualAction.MARK_RESOLVED: "sagas.resolve_run",
+}
+
+
+def _poke_on_commit(run_id: int) -> None:
+    """Tell a worker to look at the run once our transaction commits. robust=True:
+    a broker that is down must not fail the caller's request after its data
+    committed — the sweeper finds the run anyway."""
+    from .tasks import advance
+
+    transaction.on_commit(lambda: advance.delay(run_id), robust=True)
+
+
+@transaction.atomic
+def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) -> int:
+    """Create a run for `subject_id` inside the caller's transaction and poke a
+    worker on commit. One run per (saga_type, subject_id): starting again returns
+    the existing run's id (and pokes it)."""
+    definition = registry.get(saga_type)
+    subject_id = str(subject_id)
+    if not subject_id or len(subject_id) > 64:
+        raise ConcordError("subject_id must be 1-64 characters.", code="saga_subject_invalid")
+    context = dict(context or {})
+    try:
+        json.dumps(context)
+    except (TypeError, ValueError) as exc:
+        raise ConcordError(f"Saga context must be JSON: {exc}", code="saga_context_invalid") from None
+    now = timezone.now()
+    # INSERT … ON CONFLICT DO NOTHING: a concurrent double start cannot raise an
+    # IntegrityError that would poison the caller's transaction.
+    SagaRun.objects.bulk_create(
+        [
+            SagaRun(
+                saga_type=saga_type,
+                subject_id=subject_id,
+                context=context,
+                step=definition.steps[0].name,
+                next_attempt_at=now,
+                sla_at=now + definition.sla,
+            )
+        ],
+        ignore_conflicts=True,
+    )
+    run_id = SagaRun.objects.values_list("pk", flat=True).get(saga_type=saga_type, subject_id=subject_id)
+    _poke_on_commit(run_id)
+    return run_id
+
+
+def _lock(run_id: int) -> SagaRun:
+    # Blocking lock: a worker holds this row only for one checkpoint (short).
+    run = SagaRun.objects.select_for_update().filter(pk=run_id).first()
+    if run is None:
+        raise NotFound(f"Saga run {run_id} does not exist.", code="saga_not_found")
+    return run
+
+
+def _require(by: Any, reason: str, action: str) -> None:
+    if by is None or not getattr(by, "is_authenticated", False):
+        raise ConcordError("A person must perform this action.", code="person_required", http_status=403)
+    if not reason or not reason.strip():
+        raise ConcordError("A reason is required.", code="reason_required")
+    if not by.has_perm(PERMISSIONS[action]):
+        raise ConcordError(
+            f"You may not {action.replace('_', ' ')} saga runs.", code="permission_denied", http_status=403
+        )
+
+
+def _audit(run: SagaRun, action: str, by: Any, reason: str, from_status: str) -> None:
+    SagaAction.objects.create(
+        run=run,
+        action=action,
+        by=by if getattr(by, "is_authenticated", False) else None,
+        by_username=by.get_username() if hasattr(by, "get_username") else (str(by) if by else ""),
+        reason=reason,
+        from_status=from_status,
+        to_status=run.status,
+        step=run.step,
+        direction=run.direction,
+    )
+
+
+def _refuse_finished(run: SagaRun) -> None:
+    if run.status == RunStatus.COMPLETED:
+        raise Conflict(f"Saga run {run.pk} has completed.", code="saga_completed")
+    if run.status == RunStatus.RESOLVED:
+        raise Conflict(f"Saga run {run.pk} was resolved by a person.", code="saga_resolved")
+
+
+def _abort(run: SagaRun, *, failure_code: str, by: Any, reason: str, action: str) -> bool:
+    """Shared by saga_request_abort and saga_compensate. Returns False when there
+    was nothing to do (already compensating or compensated)."""
+    if not failure_code or len(failure_code) > 64:
+        raise ConcordError("failure_code must be 1-64 characters.", code="saga_failure_code_invalid")
+    _refuse_finished(run)
+    if run.direction == Direction.COMPENSATE or run.abort_requested:
+        return False
+    from_status = run.status
+    now = timezone.now()
+    run.abort_requested = True
+    run.failure_code = failure_code
+    if run.status == RunStatus.FAILED:
+        # Attempts ran out with the outcome unknown: compensate the failed step too
+        # (compensations tolerate a missing forward effect).
+        run.start_compensating(by=_fsm_by(by), description=reason)
+        run.step_index += 1
+        run.attempts = 0
+        release_lease(run)
+    # A running run switches direction in the executor, at its next step: a pass
+    # may be inside an external call right now, whose effect must be compensated.
+    run.next_attempt_at = now if run.next_attempt_at is None else min(run.next_attempt_at, now)
+    run.save()
+    _audit(run, action, by, reason, from_status)
+    _poke_on_commit(run.pk)
+    return True
+
+
+def _fsm_by(by: Any) -> Any:
+    # StateLog.by is a user foreign key; anything else is recorded in the description.
+    return by if getattr(by, "is_authenticated", False) else None
+
+
+@transaction.atomic
+def saga_request_abort(*, run_id: int, failure_code: str, by: Any = None, reason: str) -> None:
+    """Make the run compensate at its next step (a client or staff cancel).
+    Idempotent; refused once the run completed (code saga_completed)."""
+    if not reason or not reason.strip():
+        raise ConcordError("A reason is required.", code="reason_required")
+    _abort(_lock(run_id), failure_code=failure_code, by=by, reason=reason, action=ManualAction.REQUEST_ABORT)
+
+
+@transaction.atomic
+def saga_compensate(*, run_id: int, by: Any, reason: str, failure_code: str) -> SagaRunDTO:
+    """Staff abort: a running run compensates at its next step; a failed run starts
+    compensating now. No-op when already compensating."""
+    _require(by, reason, ManualAction.COMPENSATE)
+    run = _lock(run_id)
+    _abort(run, failure_code=failure_code, by=by, reason=reason, action=ManualAction.COMPENSATE)
+    return run_to_dto(run)
+
+
+@transaction.atomic
+def saga_retry_now(*, run_id: int, by: Any, reason: str) -> SagaRunDTO:
+    """failed / compensation_failed: start the current step afresh (attempts reset).
+    running / compensating in backoff: run now. Already due or leased: no-op."""
+    _require(by, reason, ManualAction.RETRY_NOW)
+    run = _lock(run_id)
+    from_status = run.status
+    now = timezone.now()
+    if run.status == RunStatus.FAILED:
+        run.resume(by=_fsm_by(by), description=reason)
+    elif run.status == RunStatus.COMPENSATION_FAILED:
+        run.resume_compensating(by=_fsm_by(by), description=reason)
+    elif run.status in (RunStatus.RUNNING, RunStatus.COMPENSATING):
+        leased = run.lease_owner and run.lease_expires_at and run.lease_expires_at > now
+        if leased or (run.next_attempt_at is not None and run.next_attempt_at <= now):
+            return run_to_dto(run)
+    else:
+        raise Conflict(f"Saga run {run.pk} is {run.status}; nothing to retry.", code="saga_not_retryable")
+    if from_status in (RunStatus.FAILED, RunStatus.COMPENSATION_FAILED):
+        run.attempts = 0
+        release_lease(run)
+    run.next_attempt_at = now
+    run.save()
+    _audit(run, ManualAction.RETRY_NOW, by, reason, from_status)
+    _poke_on_commit(run.pk)
+    return run_to_dto(run)
+
+
+@transaction.atomic
+def saga_skip_step(*, run_id: int, by: Any, reason: str, step: str | None = None) -> SagaRunDTO:
+    """The person asserts the current step's effect (or undo) is in place and moves
+    the run past it. Only for failed / compensation_failed runs. Pass `step` (the
+    step name the person saw) to make a repeated request a no-op instead of
+    skipping the following step too."""
+    _require(by, reason, ManualAction.SKIP_STEP)
+    run = _lock(run_id)
+    if step is not None and run.step != step:
+        return run_to_dto(run)
+    from_status = run.status
+    now = timezone.now()
+    skipped = run.step
+    if run.status == RunStatus.FAILED:
+        run.step_index += 1
+        run.resume(by=_fsm_by(by), description=f"skip {skipped}: {reason}")
+    elif run.status == RunStatus.COMPENSATION_FAILED:
+        run.resume_compensating(by=_fsm_by(by), description=f"skip compensation of {skipped}: {reason}")
+        if run.step_index == 0:
+            # Only the on_compensated hook was left: skipping it finishes the run.
+            run.step = ""
+            run.finish_compensating(by=_fsm_by(by), description=f"skip {HOOK_STEP}: {reason}")
+        else:
+            run.step_index -= 1
+    else:
+        raise Conflict(
+            f"Saga run {run.pk} is {run.status}; only failed runs can skip a step.", code="saga_not_skippable"
+        )
+    SagaStepLog.objects.create(
+        run=run,
+        step=skipped,
+        direction=run.direction,
+        attempt=run.attempts + 1,
+        outcome=StepOutcome.SKIPPED,
+        error=f"skipped by {by.get_username()}: {reason}"[:4000],
+        worker="",
+        started_at=now,
+    )
+    run.attempts = 0
+    release_lease(run)
+    if run.status != RunStatus.COMPENSATED:
+        run.next_attempt_at = now
+    run.save()
+    _audit(run, ManualAction.SKIP_STEP, by, reason, from_status)
+    if run.status != RunStatus.COMPENSATED:
+        _poke_on_commit(run.pk)
+    return run_to_dto(run)
+
+
+@transaction.atomic
+def saga_mark_resolved(*, run_id: int, by: Any, reason: str) -> SagaRunDTO:
+    """A person settled the case outside the engine; the run leaves the stuck list."""
+    _require(by, reason, ManualAction.MARK_RESOLVED)
+    run = _lock(run_id)
+    if run.status == RunStatus.RESOLVED:
+        return run_to_dto(run)
+    if run.status not in (RunStatus.FAILED, RunStatus.COMPENSATION_FAILED):
+        raise Conflict(
+            f"Saga run {run.pk} is {run.status}; only failed runs can be resolved.",
+            code="saga_not_resolvable",
+        )
+    from_status = run.status
+    run.resolve(by=_fsm_by(by), description=reason)
+    release_lease(run)
+    run.save()
+    _audit(run, ManualAction.MARK_RESOLVED, by, reason, from_status)
+    return run_to_dto(run)
