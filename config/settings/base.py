@@ -131,7 +131,25 @@ CELERY_TASK_SOFT_TIME_LIMIT = 120
 CELERY_TASK_TIME_LIMIT = 150
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BEAT_SCHEDULE: dict = {}
+# Saga engine (sagas/). Retry timing lives in SagaRun.next_attempt_at, never in
+# Celery ETAs/countdowns, so the visibility timeout above only has to cover a task
+# that is running: one advance pass, bounded by SAGA_PASS_BUDGET plus one step's
+# timeout — far below CELERY_TASK_SOFT_TIME_LIMIT (120 s) < CELERY_TASK_TIME_LIMIT
+# (150 s) < visibility_timeout (3600 s).
+SAGA_LEASE_MARGIN = env.float("SAGA_LEASE_MARGIN", default=10.0)  # lease = step timeout + margin
+SAGA_PASS_BUDGET = env.float("SAGA_PASS_BUDGET", default=60.0)  # a pass starts no step after this
+SAGA_SWEEP_INTERVAL = env.float("SAGA_SWEEP_INTERVAL", default=5.0)
+SAGA_SWEEP_GRACE = env.float("SAGA_SWEEP_GRACE", default=5.0)  # head start for the on-commit poke
+SAGA_SWEEP_REQUEUE_AFTER = env.float("SAGA_SWEEP_REQUEUE_AFTER", default=30.0)
+SAGA_SWEEP_BATCH = env.int("SAGA_SWEEP_BATCH", default=500)
+CELERY_BEAT_SCHEDULE: dict = {
+    "sagas-sweep": {
+        "task": "sagas.sweep",
+        "schedule": SAGA_SWEEP_INTERVAL,
+        # A sweep that waited longer than one interval is superseded by the next.
+        "options": {"expires": SAGA_SWEEP_INTERVAL},
+    },
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Payment provider --------------------------------------------------------
