@@ -1,12 +1,15 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path, re_path
 
-from core import health
+from core import api, health
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("api/v1/", include("config.api_urls")),
+    # Last under /api/: anything unknown is a 404 in the error envelope, whatever DEBUG says.
+    re_path(r"^api/", api.api_not_found, name="api-not-found"),
 ]
 
 handler400 = "core.api.handler400"

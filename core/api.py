@@ -1,23 +1,35 @@
-"""The error envelope: {"error": {"code", "message", "details"}} everywhere."""
+"""The error envelope: {"error": {"code", "message", "details"}} everywhere under /api/.
+
+Errors are mapped once, here: ConcordError (services), DRF's exceptions (parsing,
+auth, throttling, validation), Django's 404/403/400/500 handlers and the catch-all
+for unknown /api/ paths. Pages outside /api/ (back office, admin) keep Django's
+HTML error pages.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.http import Http404, JsonResponse
+from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from core.api_exceptions import RequestTooLarge
 from core.errors import ConcordError
+
+API_PATH_PREFIX = "/api/"
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
-_DRF_CODES = {
+_DRF_CODES: dict[type[exceptions.APIException], str] = {
+    RequestTooLarge: "request_too_large",
     exceptions.ParseError: "malformed_request",
     exceptions.AuthenticationFailed: "authentication_failed",
     exceptions.NotAuthenticated: "not_authenticated",
@@ -31,7 +43,17 @@ _DRF_CODES = {
 }
 
 
+def _validation_details(detail: Any) -> dict[str, Any]:
+    # DRF gives {"field": [...]} for serializer errors: the field is named as is.
+    # A bare list (raised from validate()) belongs to no field.
+    if isinstance(detail, dict):
+        return detail
+    return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF EXCEPTION_HANDLER. Returns None for unknown errors so Django logs them
+    and answers 500 through handler500 (also an envelope under /api/)."""
     if isinstance(exc, ConcordError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, Http404):
@@ -43,8 +65,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return None
     code = next((c for cls, c in _DRF_CODES.items() if isinstance(exc, cls)), "error")
     if isinstance(exc, exceptions.ValidationError):
-        details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
-        response.data = error_body(code, "The request is not valid.", details)
+        response.data = error_body(code, "The request is not valid.", _validation_details(exc.detail))
+    elif isinstance(exc, exceptions.Throttled):
+        details = {"retry_after": exc.wait} if exc.wait is not None else {}
+        response.data = error_body(code, str(exc.detail), details)
     else:
         detail = getattr(exc, "detail", str(exc))
         response.data = error_body(code, str(detail))
@@ -57,17 +81,42 @@ def json_error(
     return JsonResponse(error_body(code, message, details), status=http_status)
 
 
-def handler404(request, exception=None):
-    return json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+def _is_api(request: HttpRequest) -> bool:
+    return request.path_info.startswith(API_PATH_PREFIX)
 
 
-def handler500(request):
-    return json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)
+@csrf_exempt
+def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
+    """Catch-all for unknown paths under /api/: routed explicitly (config/urls.py)
+    so the envelope does not depend on DEBUG (Django's debug 404 page is HTML)."""
+    return json_error("not_found", "No API endpoint at this path.", status.HTTP_404_NOT_FOUND)
 
 
-def handler400(request, exception=None):
-    return json_error("bad_request", "Bad request.", status.HTTP_400_BAD_REQUEST)
+def handler404(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return json_error("not_found", "Not found.", status.HTTP_404_NOT_FOUND)
+    return defaults.page_not_found(request, exception)
 
 
-def handler403(request, exception=None):
-    return json_error("permission_denied", "Permission denied.", status.HTTP_403_FORBIDDEN)
+def handler500(request: HttpRequest) -> HttpResponse:
+    if _is_api(request):
+        return json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)
+    return defaults.server_error(request)
+
+
+def handler400(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        if isinstance(exception, RequestDataTooBig):
+            return json_error(
+                "request_too_large",
+                "The request body is too large.",
+                status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+            )
+        return json_error("bad_request", "Bad request.", status.HTTP_400_BAD_REQUEST)
+    return defaults.bad_request(request, exception)
+
+
+def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if _is_api(request):
+        return json_error("permission_denied", "Permission denied.", status.HTTP_403_FORBIDDEN)
+    return defaults.permission_denied(request, exception)

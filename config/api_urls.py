@@ -1,0 +1,18 @@
+"""The /api/v1/ router (mounted by config/urls.py).
+
+An app that serves API endpoints has a urls module with paths relative to
+/api/v1/ (e.g. `path("orders/", ...)`) and adds one line to API_URL_MODULES.
+Unknown paths under /api/ end at the catch-all in config/urls.py (404 envelope).
+"""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+# One entry per app, e.g. "orders.urls". Order matters only if two apps claim a path.
+API_URL_MODULES: list[str] = []
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    *(path("", include(module)) for module in API_URL_MODULES),
+]

@@ -1,0 +1,284 @@
+"""Idempotency-Key records: claim a key, store the response, purge old records.
+
+How one key gives one effect (PostgreSQL, READ COMMITTED, Django's default):
+
+1. `idempotency_begin` runs inside the transaction that will do the effect. It
+   INSERTs an in-flight record ... ON CONFLICT (client_id, key) DO NOTHING.
+   - No one has the key: the row is inserted (uncommitted) and this request owns it.
+   - A concurrent request inserted the key and has not committed: PostgreSQL makes
+     our INSERT wait on the unique index for that transaction to end. If it
+     commits, our INSERT does nothing and we read its committed, completed record
+     (replay or 422); if it rolls back, our INSERT goes through and we own the key.
+     The wait is bounded by a transaction-local lock_timeout
+     (IDEMPOTENCY_LOCK_TIMEOUT_MS); past it the request gets 409
+     idempotency_key_in_use and nothing of it is kept.
+   - The key was committed earlier: we read it (replay or 422).
+2. The caller does its work in the same transaction, then `idempotency_complete`
+   writes the status, body and headers into the record. The record and the effect
+   commit together, or roll back together: a committed effect always has its
+   record, and a request that stored nothing left no effect, so running it again
+   cannot make a second one.
+
+So an in-flight record is never visible to other transactions; "in use" is a
+transaction still holding the key. Records live IDEMPOTENCY_TTL (>= 24 h); an
+expired record still in the table is deleted when its key comes back, and the
+purge task deletes the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import OperationalError, connection, transaction
+from django.http import QueryDict
+from django.utils import timezone
+
+from idempotency.choices import IdempotencyState
+from idempotency.errors import (
+    IdempotencyKeyInUse,
+    IdempotencyKeyInvalid,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+)
+from idempotency.models import IdempotencyRecord
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+MIN_TTL = timedelta(hours=24)
+# Printable ASCII: space to tilde. Control characters, DEL and anything non-ASCII are refused.
+_KEY_RE = re.compile(rf"[\x20-\x7e]{{1,{MAX_KEY_LENGTH}}}")
+_PURGE_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    status: int
+    body: bytes
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IdempotencyClaim:
+    """Exactly one of the two is set: `record_id` when this request owns the key and
+    must do the work, `replay` when a response is already stored for it."""
+
+    record_id: int | None = None
+    replay: StoredResponse | None = None
+
+
+def idempotency_key_validate(raw: str | None) -> str:
+    """The header value as given (None if absent) -> the key, or a 400 error."""
+    if raw is None:
+        raise IdempotencyKeyRequired(
+            f"The {HEADER} header is required for this request.", details={"header": HEADER}
+        )
+    if not _KEY_RE.fullmatch(raw):
+        raise IdempotencyKeyInvalid(
+            f"The {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.",
+            details={"header": HEADER},
+        )
+    return raw
+
+
+def canonical_json(body: Any) -> str:
+    """Sorted keys, no whitespace: two bodies that parse to the same JSON match."""
+    if isinstance(body, QueryDict):  # DRF's empty body for form media types
+        body = {key: body.getlist(key) for key in body}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def request_fingerprint(*, method: str, path: str, body: Any) -> str:
+    material = f"{method.upper()}\n{path}\n{canonical_json(body)}"
+    return hashlib.sha256(material.encode("utf-8")).hexdigest()
+
+
+def idempotency_ttl() -> timedelta:
+    return getattr(settings, "IDEMPOTENCY_TTL", MIN_TTL)
+
+
+def _lock_timeout_ms() -> int:
+    return int(getattr(settings, "IDEMPOTENCY_LOCK_TIMEOUT_MS", 2000))
+
+
+def _is_lock_timeout(exc: OperationalError) -> bool:
+    return getattr(exc.__cause__, "sqlstate", None) == "55P03"  # lock_not_available
+
+
+def _quoted(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _insert_in_flight(
+    *, client_id: int, key: str, fingerprint: str, method: str, path: str, now: datetime
+) -> int | None:
+    """INSERT the in-flight record; its id, or None if the key is taken (committed)."""
+    table = _quoted(IdempotencyRecord._meta.db_table)
+    columns = ", ".join(
+        _quoted(c)
+        for c in (
+            "client_id",
+            "key",
+            "fingerprint",
+            "request_method",
+            "request_path",
+            "state",
+            "response_headers",
+            "created_at",
+            "expires_at",
+        )
+    )
+    # Identifiers come from the model's own metadata, quoted; values are parameters.
+    conflict = f"ON CONFLICT ({_quoted('client_id')}, {_quoted('key')}) DO NOTHING RETURNING {_quoted('id')}"
+    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 9)}) {conflict}"  # noqa: S608
+    params = [
+        client_id,
+        key,
+        fingerprint,
+        method,
+        path[:2048],
+        IdempotencyState.IN_FLIGHT,
+        "{}",
+        now,
+        now + idempotency_ttl(),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return row[0] if row else None
+
+
+def _claim(
+    *, client_id: int, key: str, fingerprint: str, method: str, path: str, now: datetime
+) -> IdempotencyClaim:
+    # Three rounds cover the races that can move the key under us: the record we
+    # conflicted with was expired (we delete it and insert again), or it vanished
+    # (rolled back, purged) between our INSERT and our SELECT.
+    for _ in range(3):
+        record_id = _insert_in_flight(
+            client_id=client_id, key=key, fingerprint=fingerprint, method=method, path=path, now=now
+        )
+        if record_id is not None:
+            return IdempotencyClaim(record_id=record_id)
+        existing = IdempotencyRecord.objects.filter(client_id=client_id, key=key).first()
+        if existing is None:
+            continue
+        if existing.expires_at <= now:
+            IdempotencyRecord.objects.filter(pk=existing.pk, expires_at__lte=now).delete()
+            continue
+        if existing.fingerprint != fingerprint:
+            raise IdempotencyKeyReused(
+                f"This {HEADER} was already used for a different request.",
+                details={
+                    "header": HEADER,
+                    "original_method": existing.request_method,
+                    "original_path": existing.request_path,
+                },
+            )
+        if existing.state != IdempotencyState.COMPLETED:
+            raise IdempotencyKeyInUse(
+                f"A request with this {HEADER} is still in progress; retry shortly.",
+                details={"header": HEADER},
+            )
+        return IdempotencyClaim(
+            replay=StoredResponse(
+                status=existing.response_status or 200,
+                body=bytes(existing.response_body or b""),
+                headers=dict(existing.response_headers or {}),
+            )
+        )
+    raise IdempotencyKeyInUse(
+        f"A request with this {HEADER} is still in progress; retry shortly.", details={"header": HEADER}
+    )
+
+
+def idempotency_begin(
+    *,
+    client_id: int,
+    key: str,
+    fingerprint: str,
+    method: str,
+    path: str,
+    now: datetime | None = None,
+) -> IdempotencyClaim:
+    """Claim `key` for this request, or find the response already stored for it.
+
+    Must run inside the transaction (`transaction.atomic()`) that does the request's
+    effect, and that transaction must end with `idempotency_complete` (commit) or a
+    rollback: that is what makes record and effect one commit.
+    Raises IdempotencyKeyReused (422) or IdempotencyKeyInUse (409).
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("idempotency_begin must run inside the transaction that does the effect.")
+    now = now or timezone.now()
+    postgres = connection.vendor == "postgresql"
+    previous_lock_timeout = None
+    try:
+        if postgres:
+            with connection.cursor() as cursor:
+                # Read the old value and set ours in one round trip; the subquery
+                # (fenced by OFFSET 0) is evaluated before set_config runs.
+                cursor.execute(
+                    "SELECT p.previous, set_config('lock_timeout', %s, true) "
+                    "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS p",
+                    [f"{_lock_timeout_ms()}ms"],
+                )
+                previous_lock_timeout = cursor.fetchone()[0]
+        claim = _claim(
+            client_id=client_id, key=key, fingerprint=fingerprint, method=method, path=path, now=now
+        )
+    except OperationalError as exc:
+        if not _is_lock_timeout(exc):
+            raise
+        # The transaction is aborted in PostgreSQL: make Django roll it back too.
+        transaction.set_rollback(True)
+        raise IdempotencyKeyInUse(
+            f"A request with this {HEADER} is still in progress; retry shortly.",
+            details={"header": HEADER},
+        ) from exc
+    if postgres:
+        # The caller's own locks (e.g. select_for_update) keep their usual timeout.
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_lock_timeout])
+    return claim
+
+
+def idempotency_complete(
+    *, record_id: int, status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> None:
+    """Store the response for a claimed key, in the same transaction as the effect."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("idempotency_complete must run in the transaction of idempotency_begin.")
+    updated = IdempotencyRecord.objects.filter(pk=record_id, state=IdempotencyState.IN_FLIGHT).update(
+        state=IdempotencyState.COMPLETED,
+        response_status=status,
+        response_body=bytes(body),
+        response_headers=dict(headers or {}),
+    )
+    if updated != 1:
+        raise RuntimeError(f"Idempotency record {record_id} is not in flight in this transaction.")
+
+
+def idempotency_purge_expired(*, now: datetime | None = None) -> int:
+    """Delete expired records in batches (short locks, bounded WAL per statement).
+    Returns how many were deleted."""
+    now = now or timezone.now()
+    deleted_total = 0
+    while True:
+        batch = list(
+            IdempotencyRecord.objects.filter(expires_at__lte=now)
+            .order_by("expires_at")
+            .values_list("pk", flat=True)[:_PURGE_BATCH]
+        )
+        if not batch:
+            return deleted_total
+        deleted, _ = IdempotencyRecord.objects.filter(pk__in=batch, expires_at__lte=now).delete()
+        deleted_total += deleted
+        if len(batch) < _PURGE_BATCH:
+            return deleted_total
