@@ -98,15 +98,18 @@ class StockLevelAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Set on-hand stock (stock take)", permissions=["change"])
     def set_on_hand(self, request, queryset) -> None:
-        form = StockActionForm(request.POST)
         reason = request.POST.get("reason", "").strip()
-        if not form.is_valid() or form.cleaned_data.get("on_hand") is None or not reason:
+        try:
+            on_hand = StockActionForm.base_fields["on_hand"].clean(request.POST.get("on_hand"))
+        except forms.ValidationError:
+            on_hand = None
+        if on_hand is None or not reason:
             self.message_user(request, "Give the new on-hand count and a reason.", messages.ERROR)
             return
         for level in queryset.order_by("product_id"):
             try:
                 services.stock_set_on_hand(
-                    sku=level.product_id, on_hand=form.cleaned_data["on_hand"], by=request.user, reason=reason
+                    sku=level.product_id, on_hand=on_hand, by=request.user, reason=reason
                 )
             except ConcordError as exc:
                 self.message_user(request, f"{level.product_id}: {exc.message}", messages.ERROR)
