@@ -6,6 +6,7 @@ filesystem transport) so `make run` needs no server; with them set it uses
 PostgreSQL and Redis.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -161,19 +162,45 @@ PSP_WEBHOOK_SECRET = env.str("PSP_WEBHOOK_SECRET", default="whsec_concord_dev")
 PSP_CONNECT_TIMEOUT = env.float("PSP_CONNECT_TIMEOUT", default=2.0)
 PSP_READ_TIMEOUT = env.float("PSP_READ_TIMEOUT", default=5.0)
 
-# --- REST API -----------------------------------------------------------------
+# --- REST API (docs/api.md) ----------------------------------------------------
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # JSON in, JSON out: one canonical body form for idempotency fingerprints, and
+    # stored responses that replay byte for byte. Other content types get 415.
+    "DEFAULT_PARSER_CLASSES": ["core.api_parsers.LimitedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_THROTTLE_CLASSES": ["core.api_throttling.ClientRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"client": env.str("API_THROTTLE_RATE", default="600/min")},
+    "DEFAULT_SCHEMA_CLASS": "core.api_schema.ConcordAutoSchema",
     "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
+API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)  # larger bodies: 413
 SPECTACULAR_SETTINGS = {
     "TITLE": "Concord API",
     "DESCRIPTION": "Orders, payments and stock kept in agreement.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and docs are public; an Authorization header on them is ignored.
+    "SERVE_AUTHENTICATION": [],
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI and Redoc from the drf-spectacular-sidecar package: no CDN needed.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+INSTALLED_APPS += ["drf_spectacular_sidecar"]  # static files of the docs page
+
+# Idempotency-Key records (idempotency/): kept at least 24 h (DESIGN §4), then purged.
+IDEMPOTENCY_TTL = timedelta(hours=env.int("IDEMPOTENCY_TTL_HOURS", default=24))
+# How long a duplicate waits for the first request with its key before 409 idempotency_key_in_use.
+IDEMPOTENCY_LOCK_TIMEOUT_MS = env.int("IDEMPOTENCY_LOCK_TIMEOUT_MS", default=2000)
+CELERY_BEAT_SCHEDULE["idempotency-purge-expired"] = {
+    "task": "idempotency.purge_expired",
+    "schedule": 3600,
+    "options": {"expires": 3600},
 }
 
 # --- Audit --------------------------------------------------------------------
