@@ -63,7 +63,9 @@ class DuplicateCharge(Detector):
         )
         rows = (
             captures.filter(reference__in=duplicated)
-            .order_by("reference", "created", "provider_id")
+            # Local id breaks ties within one provider second: the sync inserts in the
+            # provider's own (created, id) order, so this is the order of the charges.
+            .order_by("reference", "created", "id")
             .values_list("reference", "provider_id", "amount_minor", "refunded_minor", "currency", "created")
         )
         by_reference: dict[str, list[tuple]] = defaultdict(list)

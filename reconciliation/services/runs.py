@@ -84,9 +84,10 @@ def reconcile_run(
     sync: bool = True,
 ) -> RunResult:
     """Run one pass. Raises ReconcileBusy if another pass holds the lock."""
-    if connection.in_atomic_block:
-        # Each detector must commit on its own and the sync does HTTP: not inside a caller's transaction.
-        raise RuntimeError("reconcile_run must not run inside a transaction")
+    # Refuse to run inside a caller's transaction (each detector commits on its own and the
+    # sync does HTTP); durable=True raises RuntimeError there, and is allowed in TestCase.
+    with transaction.atomic(durable=True):
+        pass
     with _single_pass():
         return _run(progress=progress, client=client, detectors=detectors, sync=sync)
 
