@@ -1,0 +1,83 @@
+"""Orders in the Django admin: read-only records; cancellations run as audited actions."""
+
+from __future__ import annotations
+
+from django.contrib import admin
+from django_fsm_log.admin import StateLogInline
+
+from inventory.fsm_admin import FSMTransitionActionsMixin, TransitionAction
+
+from . import services
+from .choices import FailureReason
+from .models import Order, OrderLine
+
+
+class OrderLineInline(admin.TabularInline):
+    model = OrderLine
+    extra = 0
+    can_delete = False
+    fields = ["sku", "quantity", "unit_price", "line_total"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(Order)
+class OrderAdmin(FSMTransitionActionsMixin, admin.ModelAdmin):
+    fsm_field = "status"
+    list_display = [
+        "id",
+        "client_id",
+        "customer_email",
+        "status",
+        "failure_reason",
+        "total",
+        "currency",
+        "created_at",
+    ]
+    list_filter = ["status", "failure_reason", "currency"]
+    search_fields = ["=id", "customer_email"]
+    date_hierarchy = "created_at"
+    inlines = [OrderLineInline, StateLogInline]
+    transition_actions = (
+        TransitionAction(
+            transition="cancel",
+            label="Cancel pending order",
+            run=lambda obj, by, reason: services.order_cancel(
+                order_id=obj.pk, failure_reason=FailureReason.CANCELLED_BY_STAFF, by=by, reason=reason
+            ),
+        ),
+        TransitionAction(
+            transition="begin_cancellation",
+            label="Cancel confirmed order (refund and restock)",
+            run=lambda obj, by, reason: services.order_begin_cancellation(
+                order_id=obj.pk, failure_reason=FailureReason.CANCELLED_BY_STAFF, by=by, reason=reason
+            ),
+        ),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        return [*(f.name for f in Order._meta.fields), "available_transitions"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(OrderLine)
+class OrderLineAdmin(admin.ModelAdmin):
+    list_display = ["id", "order", "sku", "quantity", "unit_price", "line_total"]
+    search_fields = ["=order__id", "sku"]
+    list_select_related = ["order"]
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in OrderLine._meta.fields]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False

@@ -1,0 +1,245 @@
+"""Writes to orders. Each service is one transaction: row lock, transition, save,
+audit row (django-fsm-log), deferred side effects.
+
+Transition services are idempotent where a repeat is meaningful (confirming a
+confirmed order changes nothing) so saga steps can be retried; a move the state
+machine forbids raises Conflict("illegal_transition").
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.contrib.contenttypes.models import ContentType
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django_fsm import can_proceed
+from django_fsm_log.models import StateLog
+
+from core.errors import ConcordError, Conflict, NotFound
+from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
+from inventory.selectors import products_by_sku
+
+from .choices import CANCELLATION_REASONS, FailureReason, OrderStatus
+from .dto import OrderDTO
+from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
+from .selectors import order_to_dto
+
+MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
+
+
+def _validate_lines(lines: object) -> list[tuple[str, int]]:
+    if not isinstance(lines, list | tuple) or not lines:
+        raise ConcordError("An order needs at least one line", code="empty_lines")
+    if len(lines) > MAX_LINES_PER_ORDER:
+        raise ConcordError(
+            f"An order has at most {MAX_LINES_PER_ORDER} lines",
+            code="too_many_lines",
+            details={"max": MAX_LINES_PER_ORDER, "given": len(lines)},
+        )
+    clean: list[tuple[str, int]] = []
+    seen: set[str] = set()
+    for line in lines:
+        if not isinstance(line, list | tuple) or len(line) != 2:
+            raise ConcordError("Each line is a sku and a quantity", code="invalid_lines")
+        sku, quantity = line
+        if not isinstance(sku, str) or not sku:
+            raise ConcordError(f"Unknown sku {sku!r}", code="unknown_sku", details={"skus": [str(sku)]})
+        if (
+            isinstance(quantity, bool)
+            or not isinstance(quantity, int)
+            or not 1 <= quantity <= MAX_QUANTITY_PER_LINE
+        ):
+            raise ConcordError(
+                f"{sku}: quantity must be an integer from 1 to {MAX_QUANTITY_PER_LINE}",
+                code="invalid_quantity",
+                details={"sku": sku, "min": 1, "max": MAX_QUANTITY_PER_LINE},
+            )
+        if sku in seen:
+            raise ConcordError(
+                f"{sku} appears on more than one line", code="duplicate_sku", details={"skus": [sku]}
+            )
+        seen.add(sku)
+        clean.append((sku, quantity))
+    return clean
+
+
+@transaction.atomic
+def order_create(
+    *,
+    client_id: int,
+    customer_email: str,
+    currency: str,
+    payment_method: str,
+    lines: list[tuple[str, int]],
+) -> OrderDTO:
+    """Place a pending order priced from the catalog (never from the caller).
+
+    Constant number of queries whatever the number of lines: one catalog read,
+    one order insert, one bulk insert of lines, one audit row. Not durable: the
+    API wraps it with the idempotency record and the saga run in one commit.
+    """
+    if isinstance(client_id, bool) or not isinstance(client_id, int):
+        raise ConcordError("client_id must be an integer", code="invalid_client")
+    try:
+        if not isinstance(customer_email, str) or len(customer_email) > 254:
+            raise ValidationError("invalid")
+        validate_email(customer_email)
+    except ValidationError:
+        raise ConcordError("customer_email is not a valid address", code="invalid_email") from None
+    if not isinstance(currency, str) or not is_supported_currency(currency):
+        raise ConcordError(f"Unsupported currency {currency!r}", code="invalid_currency")
+    if (
+        not isinstance(payment_method, str)
+        or not 1 <= len(payment_method) <= 64
+        or not payment_method.isprintable()
+    ):
+        raise ConcordError("payment_method must be 1-64 printable characters", code="invalid_payment_method")
+    clean = _validate_lines(lines)
+
+    catalog = products_by_sku(sku for sku, _ in clean)
+    unknown = [sku for sku, _ in clean if sku not in catalog or not catalog[sku].active]
+    if unknown:
+        raise ConcordError(
+            f"Unknown sku(s): {', '.join(unknown)}", code="unknown_sku", details={"skus": unknown}
+        )
+    mismatched = [sku for sku, _ in clean if catalog[sku].currency != currency]
+    if mismatched:
+        raise ConcordError(
+            f"Not sold in {currency}: {', '.join(mismatched)}",
+            code="currency_mismatch",
+            details={"skus": mismatched, "currency": currency},
+        )
+
+    order_lines = [
+        OrderLine(
+            sku=sku,
+            quantity=quantity,
+            unit_price=catalog[sku].price,
+            line_total=quantize(catalog[sku].price * quantity, currency),
+        )
+        for sku, quantity in clean
+    ]
+    total = quantize(sum((ln.line_total for ln in order_lines), Decimal(0)), currency)
+    if total >= MAX_TOTAL:
+        raise ConcordError("The order total is too large", code="total_too_large")
+
+    order = Order.objects.create(
+        client_id=client_id,
+        customer_email=customer_email,
+        currency=currency,
+        total=total,
+        payment_method=payment_method,
+    )
+    for ln in order_lines:
+        ln.order = order
+    OrderLine.objects.bulk_create(order_lines)
+    # Creation is the first state change of an order; give it an audit row too.
+    StateLog.objects.create(
+        content_type=ContentType.objects.get_for_model(Order),
+        object_id=order.pk,
+        source_state=None,
+        state=OrderStatus.PENDING,
+        transition="create",
+        description=f"placed by API client {client_id}",
+    )
+    return order_to_dto(order, order_lines)
+
+
+# --- Transitions -------------------------------------------------------------------
+
+
+def _lock(order_id: int) -> Order:
+    order = Order.objects.select_for_update().filter(pk=order_id).first()
+    if order is None:
+        raise NotFound(f"Order {order_id} not found", details={"order_id": order_id})
+    return order
+
+
+def _illegal(order: Order, action: str) -> Conflict:
+    return Conflict(
+        f"Cannot {action} order {order.pk}: it is {order.status}",
+        code="illegal_transition",
+        details={"order_id": order.pk, "status": order.status, "action": action},
+    )
+
+
+def _check_reason(by, reason: str) -> str:
+    if not isinstance(reason, str):
+        raise ConcordError("reason must be a string", code="reason_required")
+    # A person's action always says why (DESIGN §6.8); the system may be terse.
+    if by is not None and not reason.strip():
+        raise ConcordError("A reason is required for a manual action", code="reason_required")
+    return reason.strip()
+
+
+def _check_failure_reason(failure_reason: str, allowed) -> str:
+    if failure_reason not in allowed:
+        raise ConcordError(
+            f"Invalid failure_reason {failure_reason!r}",
+            code="invalid_failure_reason",
+            details={"allowed": sorted(str(r) for r in allowed)},
+        )
+    return str(failure_reason)
+
+
+def _saved(order: Order) -> OrderDTO:
+    order.save(update_fields=["status", "failure_reason", "updated_at"])
+    return order_to_dto(order)
+
+
+@transaction.atomic
+def order_confirm(*, order_id: int, by=None, reason: str) -> OrderDTO:
+    reason = _check_reason(by, reason)
+    order = _lock(order_id)
+    if order.status == OrderStatus.CONFIRMED:
+        return order_to_dto(order)
+    if not can_proceed(order.confirm):
+        raise _illegal(order, "confirm")
+    order.confirm(by=by, description=reason)
+    return _saved(order)
+
+
+@transaction.atomic
+def order_cancel(*, order_id: int, failure_reason: str, by=None, reason: str) -> OrderDTO:
+    """Cancel a pending order (checkout failed, or a person cancelled it).
+
+    Cancelling a cancelled order is a no-op (the first reason stays); a confirmed
+    order goes through order_begin_cancellation instead (refund first).
+    """
+    reason = _check_reason(by, reason)
+    failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
+    order = _lock(order_id)
+    if order.status == OrderStatus.CANCELLED:
+        return order_to_dto(order)
+    if not can_proceed(order.cancel):
+        raise _illegal(order, "cancel")
+    order.cancel(failure_reason=failure_reason, by=by, description=reason)
+    return _saved(order)
+
+
+@transaction.atomic
+def order_begin_cancellation(*, order_id: int, failure_reason: str, by=None, reason: str) -> OrderDTO:
+    """A confirmed order is to be undone: it waits in `cancelling` for refund and restock."""
+    reason = _check_reason(by, reason)
+    failure_reason = _check_failure_reason(failure_reason, CANCELLATION_REASONS)
+    order = _lock(order_id)
+    if order.status in (OrderStatus.CANCELLING, OrderStatus.CANCELLED):
+        return order_to_dto(order)
+    if not can_proceed(order.begin_cancellation):
+        raise _illegal(order, "begin the cancellation of")
+    order.begin_cancellation(failure_reason=failure_reason, by=by, description=reason)
+    return _saved(order)
+
+
+@transaction.atomic
+def order_finish_cancellation(*, order_id: int, by=None, reason: str) -> OrderDTO:
+    reason = _check_reason(by, reason)
+    order = _lock(order_id)
+    if order.status == OrderStatus.CANCELLED:
+        return order_to_dto(order)
+    if not can_proceed(order.finish_cancellation):
+        raise _illegal(order, "finish the cancellation of")
+    order.finish_cancellation(by=by, description=reason)
+    return _saved(order)
