@@ -68,7 +68,9 @@ def stock_level_get(sku: str) -> StockLevelDTO:
 
 def reservations_for_order(order_id: int) -> list[ReservationDTO]:
     return [
-        ReservationDTO(id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=r.state)
+        ReservationDTO(
+            id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=str(r.state)
+        )
         for r in Reservation.objects.filter(order_id=order_id).order_by("product_id")
     ]
 

@@ -63,7 +63,9 @@ def _is_count(value: object) -> bool:
 
 
 def _reservation_dto(r: Reservation) -> ReservationDTO:
-    return ReservationDTO(id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=r.state)
+    return ReservationDTO(
+        id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=str(r.state)
+    )
 
 
 def _user_id(by) -> int | None:

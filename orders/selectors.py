@@ -20,8 +20,8 @@ def order_to_dto(order: Order, lines: list[OrderLine] | None = None) -> OrderDTO
     return OrderDTO(
         id=order.pk,
         client_id=order.client_id,
-        status=order.status,
-        failure_reason=order.failure_reason,
+        status=str(order.status),
+        failure_reason=None if order.failure_reason is None else str(order.failure_reason),
         customer_email=order.customer_email,
         currency=order.currency,
         total=order.total,
