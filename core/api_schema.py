@@ -7,6 +7,7 @@ token is required, 400/413/415 where a body is parsed, 404 where the path has
 parameters, 429 where the view is throttled, and any status a view method
 declared with `@declares_errors(...)` (idempotency.api.idempotent declares 409
 and 422). Responses a view declares itself (`@extend_schema(responses=...)`) win.
+Parameters declared with `@declares_parameters(...)` are added too.
 """
 
 from __future__ import annotations
@@ -15,26 +16,25 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import serializers
 from rest_framework.viewsets import ViewSetMixin
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 ERROR_STATUSES_ATTR = "concord_error_statuses"
+PARAMETERS_ATTR = "concord_parameters"
 
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "Invalid request: malformed JSON (`malformed_request`), a field that fails "
-    "validation (`validation_error`, details name the field) or a missing/invalid "
-    "Idempotency-Key.",
+    400: "Invalid request: malformed JSON (`malformed_request`) or a field that fails "
+    "validation (`validation_error`; `details` names the field).",
     401: "No token, or an unknown token (`not_authenticated`, `authentication_failed`).",
     403: "The client may not do this (`permission_denied`).",
     404: "No such object, or it belongs to another client (`not_found`).",
-    409: "Conflict with the object's state or a concurrent request with the same "
-    "Idempotency-Key (`idempotency_key_in_use`).",
+    409: "The request conflicts with the current state (`conflict`).",
     413: "The request body is over the size limit (`request_too_large`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",
-    422: "The Idempotency-Key was already used for a different request (`idempotency_key_reused`).",
+    422: "The request is well-formed but cannot be processed.",
     429: "Too many requests from this client (`throttled`); retry after `Retry-After` seconds.",
 }
 
@@ -66,13 +66,29 @@ def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     return {code: error_response(code) for code in statuses}
 
 
-def declares_errors(*statuses: int) -> Callable[[F], F]:
-    """Mark a view method as able to answer these error statuses (documented by
-    ConcordAutoSchema with the envelope), e.g. `@declares_errors(409)` on cancel."""
+def declares_errors(*statuses: int, descriptions: dict[int, str] | None = None) -> Callable[[F], F]:
+    """Mark a view method as able to answer these error statuses, documented by
+    ConcordAutoSchema with the envelope, e.g. `@declares_errors(409)` on cancel.
+    `descriptions` replaces the generic text for a status (say which codes occur)."""
 
     def decorate(func: F) -> F:
-        existing = tuple(getattr(func, ERROR_STATUSES_ATTR, ()))
-        setattr(func, ERROR_STATUSES_ATTR, existing + tuple(s for s in statuses if s not in existing))
+        declared = dict(getattr(func, ERROR_STATUSES_ATTR, {}))
+        for http_status in statuses:
+            declared.setdefault(http_status, None)
+        declared.update(descriptions or {})
+        setattr(func, ERROR_STATUSES_ATTR, declared)
+        return func
+
+    return decorate
+
+
+def declares_parameters(*parameters: OpenApiParameter) -> Callable[[F], F]:
+    """Attach OpenAPI parameters (request headers, or response headers with
+    `response=True`) to a view method. Unlike @extend_schema this survives DRF's
+    @action, which replaces the method's `kwargs` where extend_schema keeps its schema."""
+
+    def decorate(func: F) -> F:
+        setattr(func, PARAMETERS_ATTR, [*getattr(func, PARAMETERS_ATTR, []), *parameters])
         return func
 
     return decorate
@@ -87,7 +103,12 @@ class ConcordAutoSchema(AutoSchema):
             return getattr(self.view, self.view.action, None)
         return getattr(self.view, self.method.lower(), None)
 
-    def _plumbing_error_statuses(self, operation: dict[str, Any]) -> list[int]:
+    def get_override_parameters(self):  # type: ignore[no-untyped-def]
+        declared = getattr(self._view_handler(), PARAMETERS_ATTR, [])
+        return [*super().get_override_parameters(), *declared]
+
+    def _error_statuses(self, operation: dict[str, Any]) -> dict[int, str]:
+        """Status -> description of the envelope responses this operation can give."""
         statuses: list[int] = []
         security = operation.get("security")
         if security and {} not in security:
@@ -100,9 +121,11 @@ class ConcordAutoSchema(AutoSchema):
             statuses.append(404)
         if self.view.get_throttles():
             statuses.append(429)
-        handler = self._view_handler()
-        statuses += list(getattr(handler, ERROR_STATUSES_ATTR, ()))
-        return sorted(set(statuses))
+        result = {code: ERROR_DESCRIPTIONS.get(code, "Error.") for code in statuses}
+        declared = getattr(self._view_handler(), ERROR_STATUSES_ATTR, {})
+        for code, description in declared.items():
+            result[code] = description or result.get(code) or ERROR_DESCRIPTIONS.get(code, "Error.")
+        return dict(sorted(result.items()))
 
     def get_operation(self, path, path_regex, path_prefix, method, registry):  # type: ignore[no-untyped-def]
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
@@ -111,11 +134,11 @@ class ConcordAutoSchema(AutoSchema):
         envelope_ref = self.resolve_serializer(ErrorEnvelopeSerializer, "response").ref
         responses = operation.setdefault("responses", {})
         media_types = self.map_renderers("media_type") or ["application/json"]
-        for http_status in self._plumbing_error_statuses(operation):
+        for http_status, description in self._error_statuses(operation).items():
             if str(http_status) in responses:
                 continue
             response: dict[str, Any] = {
-                "description": ERROR_DESCRIPTIONS.get(http_status, "Error."),
+                "description": description,
                 "content": {media_type: {"schema": envelope_ref} for media_type in media_types},
             }
             if http_status == 401:

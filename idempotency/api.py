@@ -25,11 +25,11 @@ from typing import Any
 from django.db import transaction
 from django.http import HttpResponse, HttpResponseBase, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 
-from core.api_schema import declares_errors
+from core.api_schema import declares_errors, declares_parameters
 from idempotency.services import (
     HEADER,
     MAX_KEY_LENGTH,
@@ -47,6 +47,16 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 NOT_STORED_STATUSES = frozenset({400, 401, 403, 408, 409, 429})
 # Response headers worth replaying; the rest (Date, Vary, Allow, ...) are set anew.
 STORED_HEADERS = ("Content-Type", "Location")
+
+IDEMPOTENCY_ERROR_DESCRIPTIONS = {
+    400: "Invalid request: malformed JSON (`malformed_request`), a field that fails validation "
+    "(`validation_error`; `details` names the field), or a missing or malformed Idempotency-Key "
+    "(`idempotency_key_required`, `idempotency_key_invalid`). Not stored: fix and reuse the key.",
+    409: "A request with this Idempotency-Key is still in progress (`idempotency_key_in_use`), "
+    "or the request conflicts with the current state (`conflict`). Not stored: retry later.",
+    422: "This Idempotency-Key was already used for a different request "
+    "(`idempotency_key_reused`; method, path or body differ).",
+}
 
 IDEMPOTENCY_KEY_PARAMETER = OpenApiParameter(
     name=HEADER,
@@ -111,9 +121,9 @@ def _render(view: Any, request: Request, response: HttpResponseBase, args, kwarg
 
 
 def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a DRF view method (post/put/patch/delete or a ViewSet action; put
-    `@action(...)` above it). Needs an authenticated client. Adds the header and
-    the 409/422 responses to the OpenAPI schema."""
+    """Decorate a DRF view method (post/put/patch/delete, or a ViewSet action with
+    `@action(...)` above it). Needs an authenticated client. Documents the header,
+    the replay header and the 400/409/422 responses in the OpenAPI schema."""
 
     @functools.wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
@@ -146,5 +156,5 @@ def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
             )
         return response
 
-    wrapper = declares_errors(400, 409, 422)(wrapper)
-    return extend_schema(parameters=[IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENT_REPLAYED_PARAMETER])(wrapper)
+    wrapper = declares_errors(400, 409, 422, descriptions=IDEMPOTENCY_ERROR_DESCRIPTIONS)(wrapper)
+    return declares_parameters(IDEMPOTENCY_KEY_PARAMETER, IDEMPOTENT_REPLAYED_PARAMETER)(wrapper)

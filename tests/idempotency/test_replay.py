@@ -117,3 +117,17 @@ def test_expired_record_frees_the_key(api_client):
     assert "Idempotent-Replayed" not in again.headers
     assert again.content != first.content
     assert IdempotencyRecord.objects.get(key="old-key").expires_at > timezone.now()
+
+
+def test_viewset_action_is_idempotent(api_client):
+    group = Group.objects.create(name="before")
+    url = f"/api/v1/test/vs/groups/{group.pk}/rename/"
+
+    first = post(api_client, url, {"name": "after"}, "vs-key")
+    Group.objects.filter(pk=group.pk).update(name="changed-meanwhile")
+    second = post(api_client, url, {"name": "after"}, "vs-key")
+
+    assert first.status_code == second.status_code == 202
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.content == first.content
+    assert Group.objects.get(pk=group.pk).name == "changed-meanwhile"  # not renamed twice

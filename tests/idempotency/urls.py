@@ -9,8 +9,11 @@ import time
 from django.contrib.auth.models import Group
 from django.shortcuts import get_object_or_404
 from django.urls import include, path
-from rest_framework import serializers, status
+from drf_spectacular.utils import extend_schema
+from rest_framework import serializers, status, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
+from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
 from idempotency.api import idempotent
@@ -24,7 +27,18 @@ class GroupInput(serializers.Serializer):
     answer_status = serializers.IntegerField(required=False, default=201)
 
 
+class GroupOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    nonce = serializers.IntegerField(help_text="Differs on every execution: equal bodies prove a replay.")
+
+
+class CountOutput(serializers.Serializer):
+    count = serializers.IntegerField()
+
+
 class GroupCreateApi(APIView):
+    @extend_schema(request=GroupInput, responses={201: GroupOutput})
     @idempotent
     def post(self, request):
         data = GroupInput(data=request.data)
@@ -44,6 +58,7 @@ class GroupCreateApi(APIView):
 
 class GroupRenameApi(APIView):
     @idempotent
+    @extend_schema(request=GroupInput, responses=GroupOutput)
     def post(self, request, pk):
         group = get_object_or_404(Group, pk=pk)
         group.name = request.data.get("name", group.name)
@@ -52,11 +67,32 @@ class GroupRenameApi(APIView):
 
 
 class GroupCountApi(APIView):
+    @extend_schema(responses=CountOutput)
     def get(self, request):
         return Response({"count": Group.objects.count()}, status=status.HTTP_200_OK)
 
 
+class GroupViewSet(viewsets.GenericViewSet):
+    """An idempotent ViewSet action, as a cancel endpoint would be written."""
+
+    queryset = Group.objects.all()
+    serializer_class = GroupOutput
+
+    @extend_schema(request=GroupInput, responses={202: GroupOutput})
+    @action(detail=True, methods=["post"])
+    @idempotent
+    def rename(self, request, pk=None):
+        group = self.get_object()
+        group.name = request.data.get("name", group.name)
+        group.save()
+        return Response({"id": group.pk, "name": group.name, "nonce": time.perf_counter_ns()}, status=202)
+
+
+router = SimpleRouter()
+router.register("api/v1/test/vs/groups", GroupViewSet, basename="test-vs-groups")
+
 urlpatterns = [
+    *router.urls,
     path("api/v1/test/groups/", GroupCreateApi.as_view()),
     path("api/v1/test/groups/<int:pk>/rename/", GroupRenameApi.as_view()),
     path("api/v1/test/groups/count/", GroupCountApi.as_view()),
