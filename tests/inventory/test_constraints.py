@@ -1,7 +1,7 @@
 """The database refuses impossible stock even when Python is bypassed."""
 
 import pytest
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
 from inventory.models import Reservation, StockLevel, StockMovement
@@ -36,3 +36,11 @@ def test_movement_sign_checks(kind, delta):
     ProductFactory(sku="A")
     with pytest.raises(IntegrityError), transaction.atomic():
         StockMovement.objects.create(product_id="A", kind=kind, delta=delta)
+
+
+@pytest.mark.parametrize("statement", ["UPDATE {t} SET delta = 99", "DELETE FROM {t}"])
+def test_the_journal_cannot_be_rewritten_even_in_sql(statement):
+    ProductFactory(sku="A", on_hand=3)
+    with pytest.raises(IntegrityError, match="append-only"), transaction.atomic(), connection.cursor() as cur:
+        cur.execute(statement.format(t=StockMovement._meta.db_table))
+    assert StockMovement.objects.get().delta == 3
