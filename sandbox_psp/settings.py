@@ -65,4 +65,6 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s psp %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("PSP_LOG_LEVEL", "INFO")},
+    # One line per webhook POST is noise; failed deliveries are logged by webhooks.py.
+    "loggers": {"httpx": {"level": "WARNING"}},
 }

@@ -117,6 +117,7 @@ def deliver(client: httpx.Client, row: WebhookDelivery) -> bool:
     ok = status is not None and 200 <= status < 300
     if ok:
         row.delivered_at = now
+        logger.info("webhook %s %s delivered (attempt %s)", row.event_type, row.event_id, row.attempts)
     else:
         row.next_attempt_at = now + _backoff(row.attempts)
         logger.info("webhook %s %s attempt %s failed: %s", row.event_type, row.event_id, row.attempts, error)
