@@ -160,14 +160,14 @@ def _run(*, progress, client, detectors, sync) -> RunResult:
     else:
         status = RunStatus.PARTIAL
     run.finished_at = timezone.now()
-    run.status = status
+    run.status = status.value
     run.rows_scanned = synced.rows if synced else 0
     run.found, run.opened, run.auto_resolved = found, opened, resolved
     run.errors, run.detectors = errors, per_detector
     run.save()
     return RunResult(
         run_id=run.pk,
-        status=status,
+        status=status.value,
         rows_scanned=run.rows_scanned,
         found=found,
         opened=opened,

@@ -1,0 +1,84 @@
+"""Read-only admin views: incidents change only through the services (audited, reasoned)."""
+
+from django.contrib import admin
+
+from .models import (
+    Incident,
+    IncidentNote,
+    ProviderCharge,
+    ProviderRefund,
+    ProviderSettlement,
+    ReconciliationRun,
+)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+class IncidentNoteInline(admin.TabularInline):
+    model = IncidentNote
+    extra = 0
+    fields = ("created_at", "author", "text")
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Incident)
+class IncidentAdmin(ReadOnlyAdmin):
+    list_display = ("id", "type", "severity", "state", "order_id", "charge_id", "amount_at_risk", "currency", "detected_at", "last_seen_at")  # fmt: skip
+    list_filter = ("state", "type", "severity", "resolution_kind")
+    search_fields = ("fingerprint", "charge_id", "=order_id")
+    inlines = [IncidentNoteInline]
+
+
+@admin.register(ProviderCharge)
+class ProviderChargeAdmin(ReadOnlyAdmin):
+    list_display = ("provider_id", "reference", "amount", "currency", "status", "amount_refunded", "created")
+    list_filter = ("status", "currency")
+    search_fields = ("provider_id", "=reference")
+
+
+@admin.register(ProviderRefund)
+class ProviderRefundAdmin(ReadOnlyAdmin):
+    list_display = ("provider_id", "charge_provider_id", "amount", "currency", "status", "created")
+    search_fields = ("provider_id", "charge_provider_id")
+
+
+@admin.register(ProviderSettlement)
+class ProviderSettlementAdmin(ReadOnlyAdmin):
+    list_display = (
+        "date",
+        "currency",
+        "charges_count",
+        "charges",
+        "refunds_count",
+        "refunds",
+        "net",
+        "imported_at",
+    )
+
+
+@admin.register(ReconciliationRun)
+class ReconciliationRunAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "started_at",
+        "finished_at",
+        "status",
+        "rows_scanned",
+        "found",
+        "opened",
+        "auto_resolved",
+    )
+    list_filter = ("status",)
