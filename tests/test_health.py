@@ -33,8 +33,8 @@ def test_readyz_is_unavailable_when_the_broker_is_unreachable(client):
     assert body["checks"]["broker"] != "ok"
 
 
-def test_unknown_url_gets_the_error_envelope(client):
+def test_unknown_api_url_gets_the_error_envelope(client):
     with override_settings(DEBUG=False):
-        response = client.get("/no/such/page")
+        response = client.get("/api/v1/no/such/thing")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
