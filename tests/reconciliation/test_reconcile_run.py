@@ -22,8 +22,9 @@ def test_a_provider_outage_makes_a_partial_run_that_resolves_nothing(provider_ch
     provider_charge("90")
     reconcile_run(sync=False)
     incident = Incident.objects.get()
-    # The duplicate is refunded locally as far as the copy knows... but the pull fails, so
-    # a detector that reads provider records must not auto-resolve on what may be stale.
+    # Make the live incident one the detector no longer finds (as if the condition were
+    # gone): with a working sync it would be auto-resolved; with the pull failing, the
+    # provider-record detector's view may be stale, so nothing may be auto-resolved.
     Incident.objects.filter(pk=incident.pk).update(fingerprint="duplicate_charge:gone-from-findings")
 
     result = reconcile_run(client=_unreachable())
