@@ -20,7 +20,7 @@ from core.errors import ConcordError, Conflict, NotFound
 from . import registry
 from .choices import Direction, ManualAction, RunStatus, StepOutcome
 from .dto import SagaRunDTO
-from .executor import HOOK_STEP, release_lease
+from .executor import HOOK_STEP, current_step, release_lease
 from .models import SagaAction, SagaRun, SagaStepLog
 from .selectors import run_to_dto
 
@@ -224,6 +224,11 @@ def saga_skip_step(*, run_id: int, by: Any, reason: str, step: str | None = None
         raise Conflict(
             f"Saga run {run.pk} is {run.status}; only failed runs can skip a step.", code="saga_not_skippable"
         )
+    if run.status != RunStatus.COMPENSATED:
+        # Name the new current step now, so a repeated request naming the skipped
+        # step is recognised as a repeat.
+        step_now = current_step(run, registry.get(run.saga_type))
+        run.step = step_now.name if step_now else ("" if run.direction == Direction.FORWARD else HOOK_STEP)
     SagaStepLog.objects.create(
         run=run,
         step=skipped,

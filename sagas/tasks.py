@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import transaction
 from django.utils import timezone
 
 from .executor import advance_run
@@ -32,10 +31,11 @@ def sweep() -> int:
 
 def sweep_due_runs() -> int:
     now = timezone.now()
-    with transaction.atomic():
-        run_ids = saga_runs_due(now)
-        if run_ids:
-            SagaRun.objects.filter(pk__in=run_ids).update(swept_at=now)
+    run_ids = saga_runs_due(now)
+    if run_ids:
+        # Autocommit: the mark is one statement, no transaction needed. A run that a
+        # pass claims in between is harmless: the delivery finds it leased.
+        SagaRun.objects.filter(pk__in=run_ids).update(swept_at=now)
     for run_id in run_ids:
         advance.delay(run_id)
     if run_ids:
