@@ -34,4 +34,8 @@ def error_response(
 
 
 def api_error_response(error: ApiError) -> HttpResponse:
-    return error_response(error.status, error.code, error.message, error.details)
+    response = error_response(error.status, error.code, error.message, error.details)
+    if error.status == 413:
+        # The unread body is still on the socket: the connection cannot be reused.
+        response["Connection"] = "close"
+    return response
