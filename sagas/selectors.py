@@ -6,7 +6,7 @@ import copy
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from core.errors import NotFound
@@ -137,3 +137,80 @@ def saga_operations_allowed(*, run: SagaRunDTO, user) -> list[str]:
     if user is None or not getattr(user, "is_authenticated", False):
         return []
     return [op for op in legal if user.has_perm(PERMISSIONS[op])]
+
+
+# --- Back-office reads ----------------------------------------------------------------
+
+SAGA_LIST_SORTS = ("oldest", "newest", "attempts")
+
+
+def saga_runs_list(
+    *,
+    statuses: list[str] | None = None,
+    saga_type: str | None = None,
+    step: str | None = None,
+    error_contains: str | None = None,
+    created_before: datetime | None = None,
+    stuck_only: bool = True,
+    sort: str = "oldest",
+    limit: int = 100,
+    now: datetime | None = None,
+) -> list[SagaRunDTO]:
+    """Runs for the staff queue, filtered in SQL: one query whatever the page size.
+    `stuck_only` keeps what saga_runs_stuck would return (attention states, or
+    active past the SLA); `created_before` is the age filter."""
+    now = now or timezone.now()
+    qs = SagaRun.objects.all()
+    if stuck_only:
+        qs = qs.filter(Q(status__in=ATTENTION_STATUSES) | Q(status__in=ACTIVE_STATUSES, sla_at__lte=now))
+    if statuses:
+        qs = qs.filter(status__in=statuses)
+    if saga_type:
+        qs = qs.filter(saga_type=saga_type)
+    if step:
+        qs = qs.filter(step=step)
+    if error_contains:
+        qs = qs.filter(last_error__icontains=error_contains)
+    if created_before is not None:
+        qs = qs.filter(created_at__lte=created_before)
+    order = {
+        "oldest": ("created_at", "pk"),
+        "newest": ("-created_at", "-pk"),
+        "attempts": ("-attempts", "pk"),
+    }
+    qs = qs.order_by(*order.get(sort, order["oldest"]))
+    return [run_to_dto(run) for run in qs[: max(1, min(limit, 1000))]]
+
+
+def saga_runs_by_ids(*, run_ids: list[int]) -> list[SagaRunDTO]:
+    return [run_to_dto(run) for run in SagaRun.objects.filter(pk__in=list(run_ids)).order_by("pk")]
+
+
+def saga_runs_for_subject(*, subject_id: str) -> list[SagaRunDTO]:
+    """Every run (any saga type) about one subject, e.g. an order's checkout and cancellation."""
+    return [run_to_dto(run) for run in SagaRun.objects.filter(subject_id=str(subject_id)).order_by("pk")]
+
+
+def saga_state_summary(*, now: datetime | None = None) -> dict:
+    """Per status: how many runs and since when the oldest sits there (updated_at),
+    plus the state graph read from the FSM definition. Two small queries."""
+    field = SagaRun._meta.get_field("status")
+    transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(SagaRun)})
+    rows = {
+        r["status"]: r
+        for r in SagaRun.objects.order_by()
+        .values("status")
+        .annotate(count=Count("id"), oldest=Min("updated_at"))
+    }
+    return {
+        "states": [
+            {
+                "state": value,
+                "label": label,
+                "count": rows.get(value, {}).get("count", 0),
+                "oldest_at": rows.get(value, {}).get("oldest"),
+            }
+            for value, label in RunStatus.choices
+        ],
+        "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
+    }
