@@ -92,6 +92,25 @@ if not USING_POSTGRES:
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# --- Cache (throttle counters must be shared by every web process) ------------
+
+_broker_for_cache = env.str("CELERY_BROKER_URL", default="")
+if env.str("CACHE_URL", default=""):
+    CACHES = {"default": env.cache("CACHE_URL")}
+elif _broker_for_cache.startswith("redis://"):
+    # The broker's Redis; keys are prefixed so they never meet Celery's.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": _broker_for_cache,
+            "KEY_PREFIX": "concord-cache",
+        }
+    }
+else:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}
+    }
+
 # --- Auth, i18n, static -----------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
