@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from django.db.models import Prefetch
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, Min, Prefetch
+from django_fsm_log.models import StateLog
 
 from core.errors import ConcordError, NotFound
 
@@ -71,3 +75,78 @@ def order_list_for_client(
     if before_id is not None:
         orders = orders.filter(pk__lt=before_id)
     return [order_to_dto(o) for o in orders[:limit]]
+
+
+# --- Back-office reads ----------------------------------------------------------------
+
+
+def orders_search(
+    *,
+    order_ids: list[int] | None = None,
+    customer_email: str | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[OrderDTO]:
+    """Staff search and filtered lists: newest first, two queries whatever the page size.
+    An email matches case-insensitively and exactly (an index-friendly lookup)."""
+    if status is not None and status not in OrderStatus.values:
+        raise ConcordError(f"Unknown status {status!r}", code="invalid_status")
+    orders = _orders_with_lines().order_by("-id")
+    if order_ids is not None:
+        orders = orders.filter(pk__in=list(order_ids))
+    if customer_email:
+        orders = orders.filter(customer_email__iexact=customer_email.strip())
+    if status is not None:
+        orders = orders.filter(status=status)
+    return [order_to_dto(o) for o in orders[: max(1, min(limit, 500))]]
+
+
+def orders_count_between(start: date, end: date) -> int:
+    """Orders placed on the UTC days start..end (inclusive): the finance page's denominator."""
+    lo = datetime.combine(start, time.min, tzinfo=UTC)
+    hi = datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC)
+    return Order.objects.filter(created_at__gte=lo, created_at__lt=hi).count()
+
+
+def order_audit_log(*, order_id: int) -> list[dict]:
+    """Every state change of an order (django-fsm-log), oldest first, with who and why."""
+    logs = (
+        StateLog.objects.filter(content_type=ContentType.objects.get_for_model(Order), object_id=order_id)
+        .select_related("by")
+        .order_by("timestamp", "id")
+    )
+    return [
+        {
+            "at": log.timestamp,
+            "by": log.by.get_username() if log.by else None,
+            "transition": log.transition,
+            "source": log.source_state,
+            "target": log.state,
+            "description": log.description or "",
+        }
+        for log in logs
+    ]
+
+
+def order_state_summary() -> dict:
+    """Per status: count and the oldest updated_at, plus the FSM's transitions (two queries)."""
+    field = Order._meta.get_field("status")
+    transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(Order)})
+    rows = {
+        r["status"]: r
+        for r in Order.objects.order_by()
+        .values("status")
+        .annotate(count=Count("id"), oldest=Min("updated_at"))
+    }
+    return {
+        "states": [
+            {
+                "state": value,
+                "label": label,
+                "count": rows.get(value, {}).get("count", 0),
+                "oldest_at": rows.get(value, {}).get("oldest"),
+            }
+            for value, label in OrderStatus.choices
+        ],
+        "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
+    }
