@@ -13,7 +13,7 @@ run: venv
 test: venv services
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
-	DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
 	@scripts/pytest.sh
 
 lint: venv
