@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from django.db.models import Count, F, Q, Sum
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Count, F, Min, Q, Sum
 from django.db.models.functions import Coalesce
+from django_fsm_log.models import StateLog
 
 from core.errors import NotFound
 
+from .choices import PaymentStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
 
@@ -74,3 +77,97 @@ def ledger_unbalanced_transactions() -> list[int]:
         .values_list("id", flat=True)
     )
     return list(rows)
+
+
+# --- Back-office reads ----------------------------------------------------------------
+
+
+def payments_for_orders(*, order_ids: list[int]) -> dict[int, PaymentDTO]:
+    """order id -> its payment, one query for a whole page of orders."""
+    return {
+        p.order_id: PaymentDTO.from_model(p) for p in Payment.objects.filter(order_id__in=list(order_ids))
+    }
+
+
+def payments_by_charge_id(*, provider_charge_id: str) -> list[PaymentDTO]:
+    """Search by the provider's charge id (exact), or by a provider attempt that
+    returned it (a duplicate charge is recorded on the attempt, not the payment)."""
+    charge_id = (provider_charge_id or "").strip()
+    if not charge_id:
+        return []
+    via_attempt = ProviderAttempt.objects.filter(provider_object_id=charge_id).values("payment_id")
+    payments = Payment.objects.filter(Q(provider_charge_id=charge_id) | Q(pk__in=via_attempt)).order_by("id")
+    return [PaymentDTO.from_model(p) for p in payments]
+
+
+def ledger_entries_for_payment(*, payment_id: int) -> list[dict]:
+    """The payment's postings (captures and refunds), oldest first: one query."""
+    entries = (
+        LedgerEntry.objects.filter(transaction__payment_id=payment_id)
+        .select_related("transaction", "account")
+        .order_by("transaction__created_at", "transaction_id", "id")
+    )
+    return [
+        {
+            "at": e.transaction.created_at,
+            "transaction_id": e.transaction_id,
+            "kind": e.transaction.kind,
+            "reference": e.transaction.reference,
+            "account": e.account.code,
+            "amount": e.amount,
+            "currency": e.currency,
+            "memo": e.transaction.memo,
+        }
+        for e in entries
+    ]
+
+
+def payment_audit_log(*, payment_id: int) -> list[dict]:
+    """State changes of the payment and its refunds (django-fsm-log), oldest first."""
+    payment_type = ContentType.objects.get_for_model(Payment)
+    refund_type = ContentType.objects.get_for_model(Refund)
+    refund_ids = Refund.objects.filter(payment_id=payment_id).values("pk")
+    logs = (
+        StateLog.objects.filter(
+            Q(content_type=payment_type, object_id=payment_id)
+            | Q(content_type=refund_type, object_id__in=refund_ids)
+        )
+        .select_related("by")
+        .order_by("timestamp", "id")
+    )
+    return [
+        {
+            "at": log.timestamp,
+            "object": "payment" if log.content_type_id == payment_type.pk else f"refund {log.object_id}",
+            "by": log.by.get_username() if log.by else None,
+            "transition": log.transition,
+            "source": log.source_state,
+            "target": log.state,
+            "description": log.description or "",
+        }
+        for log in logs
+    ]
+
+
+def payment_state_summary() -> dict:
+    """Per status: count and the oldest updated_at, plus the FSM's transitions (two queries)."""
+    field = Payment._meta.get_field("status")
+    transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(Payment)})
+    rows = {
+        r["status"]: r
+        for r in Payment.objects.order_by()
+        .values("status")
+        .annotate(count=Count("id"), oldest=Min("updated_at"))
+    }
+    return {
+        "states": [
+            {
+                "state": value,
+                "label": label,
+                "count": rows.get(value, {}).get("count", 0),
+                "oldest_at": rows.get(value, {}).get("oldest"),
+            }
+            for value, label in PaymentStatus.choices
+        ],
+        "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
+    }
