@@ -352,3 +352,100 @@ def finance_metrics(*, start: date, end: date, orders_count: OrdersCount | None 
         "refunds_caused": refunds_caused_by_incidents(start=start, end=end),
         "fixes": incidents_fixes_by_kind(start=start, end=end),
     }
+
+
+# --- Back-office reads ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    """One row of the staff incident queue."""
+
+    id: int
+    type: str
+    severity: str
+    state: str
+    order_id: int | None
+    charge_id: str | None
+    saga_run_id: int | None
+    amount_at_risk: Decimal
+    currency: str
+    detected_at: datetime
+    last_seen_at: datetime
+    assigned_to_id: int | None
+    assigned_to_username: str | None
+    resolution_kind: str
+
+
+_SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
+
+
+def incidents_list(
+    *,
+    types: list[str] | None = None,
+    severities: list[str] | None = None,
+    states: list[str] | None = None,
+    detected_before: datetime | None = None,
+    min_amount: Decimal | None = None,
+    order_id: int | None = None,
+    assigned_to_id: int | None = None,
+    sort: str = "amount",
+    limit: int = 100,
+) -> list[IncidentRow]:
+    """The staff queue, filtered and sorted in SQL: one query (assignee joined) per page.
+    Default: live incidents, worst money first."""
+    qs = Incident.objects.all()
+    qs = qs.filter(state__in=states) if states else qs.filter(state__in=LIVE_STATES)
+    if types:
+        qs = qs.filter(type__in=types)
+    if severities:
+        qs = qs.filter(severity__in=severities)
+    if detected_before is not None:
+        qs = qs.filter(detected_at__lte=detected_before)
+    if min_amount is not None:
+        qs = qs.filter(amount_at_risk__gte=min_amount)
+    if order_id is not None:
+        qs = qs.filter(order_id=order_id)
+    if assigned_to_id is not None:
+        qs = qs.filter(assigned_to_id=assigned_to_id)
+    order = {
+        "amount": ("-amount_at_risk", "detected_at", "id"),
+        "oldest": ("detected_at", "id"),
+        "newest": ("-detected_at", "-id"),
+    }
+    qs = qs.order_by(*order.get(sort, order["amount"])).values_list(
+        "id",
+        "type",
+        "severity",
+        "state",
+        "order_id",
+        "charge_id",
+        "saga_run_id",
+        "amount_at_risk",
+        "currency",
+        "detected_at",
+        "last_seen_at",
+        "assigned_to_id",
+        "assigned_to__username",
+        "resolution_kind",
+    )
+    return [IncidentRow(*row) for row in qs[: max(1, min(limit, 1000))]]
+
+
+def incidents_live_by_severity() -> list[dict[str, Any]]:
+    """Live incidents per severity (worst first) with the money at risk per currency."""
+    rows = (
+        Incident.objects.filter(state__in=LIVE_STATES)
+        .values("severity", "currency")
+        .annotate(count=Count("id"), amount=Sum("amount_at_risk"))
+        .order_by("severity", "currency")
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = out.setdefault(r["severity"], {"severity": r["severity"], "count": 0, "amounts": []})
+        entry["count"] += r["count"]
+        if r["currency"]:
+            entry["amounts"].append(
+                {"currency": r["currency"], "amount": _money_str(r["amount"] or Decimal(0), r["currency"])}
+            )
+    return sorted(out.values(), key=lambda e: _SEVERITY_RANK.get(e["severity"], 9))
