@@ -60,9 +60,16 @@ def order_get_for_client(*, client_id: int, order_id: int) -> OrderDTO:
 
 
 def order_list_for_client(
-    *, client_id: int, status: str | None = None, before_id: int | None = None, limit: int = 20
+    *,
+    client_id: int,
+    status: str | None = None,
+    before_id: int | None = None,
+    limit: int = 20,
+    created_gte: datetime | None = None,
+    created_lt: datetime | None = None,
 ) -> list[OrderDTO]:
-    """A client's orders, newest first; keyset pagination: pass the last id seen as before_id."""
+    """A client's orders, newest first; keyset pagination: pass the last id seen as before_id.
+    `created_gte`/`created_lt` bound created_at (a half-open range, aware datetimes)."""
     if status is not None and status not in OrderStatus.values:
         raise ConcordError(
             f"Unknown status {status!r}", code="invalid_status", details={"allowed": list(OrderStatus.values)}
@@ -74,6 +81,10 @@ def order_list_for_client(
         orders = orders.filter(status=status)
     if before_id is not None:
         orders = orders.filter(pk__lt=before_id)
+    if created_gte is not None:
+        orders = orders.filter(created_at__gte=created_gte)
+    if created_lt is not None:
+        orders = orders.filter(created_at__lt=created_lt)
     return [order_to_dto(o) for o in orders[:limit]]
 
 
@@ -150,3 +161,23 @@ def order_state_summary() -> dict:
         ],
         "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
     }
+
+
+# --- Read-only, for set-based reconciliation ------------------------------------------
+# These return `.values()` querysets meant to be embedded in reconciliation's SQL (as a
+# subquery or via `.query.sql_with_params()`), so a detector joins them in the database in
+# one statement instead of looping over rows in Python. Never evaluate them whole; never
+# write through them. The column order is part of the contract.
+
+
+def orders_reconciliation_values():
+    """Read-only, for set-based reconciliation: every order as
+    (id, status, failure_reason, total, currency, created_at, updated_at)."""
+    return Order.objects.order_by().values(
+        "id", "status", "failure_reason", "total", "currency", "created_at", "updated_at"
+    )
+
+
+def order_lines_reconciliation_values():
+    """Read-only, for set-based reconciliation: every order line as (order_id, sku, quantity)."""
+    return OrderLine.objects.order_by().values("order_id", "sku", "quantity")
