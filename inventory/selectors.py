@@ -116,3 +116,15 @@ def stock_check_conservation(*, skus: Iterable[str] | None = None) -> list[Conse
         if not 0 <= row["reserved"] <= row["on_hand"]:
             problems.append(ConservationProblem(sku, "counter_out_of_range", row["on_hand"], row["reserved"]))
     return problems
+
+
+def reservations_reconciliation_values():
+    """Read-only, for set-based reconciliation: every reservation as (id, order_id, sku,
+    quantity, state, updated_at), a `.values()` queryset meant to be embedded in
+    reconciliation's SQL (never evaluated whole, never written through). Column order is
+    part of the contract."""
+    return (
+        Reservation.objects.order_by()
+        .annotate(sku=F("product_id"))
+        .values("id", "order_id", "sku", "quantity", "state", "updated_at")
+    )

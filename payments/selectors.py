@@ -171,3 +171,49 @@ def payment_state_summary() -> dict:
         ],
         "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
     }
+
+
+# --- Read-only, for set-based reconciliation ------------------------------------------
+# `.values()` querysets meant to be embedded in reconciliation's SQL (a subquery, or
+# `.query.sql_with_params()` in a CTE), so a detector joins payments with the provider's
+# records in one statement. Never evaluate them whole; never write through them. The
+# column order is part of the contract.
+
+
+def payments_reconciliation_values():
+    """Read-only, for set-based reconciliation: every payment as (id, order_id, status,
+    amount, currency, provider_charge_id, refunded_amount, updated_at)."""
+    return Payment.objects.order_by().values(
+        "id", "order_id", "status", "amount", "currency", "provider_charge_id", "refunded_amount", "updated_at"
+    )
+
+
+def refunds_reconciliation_values():
+    """Read-only, for set-based reconciliation: every refund as (id, payment_id, status,
+    amount, currency, provider_refund_id, created_at)."""
+    return Refund.objects.order_by().values(
+        "id", "payment_id", "status", "amount", "currency", "provider_refund_id", "created_at"
+    )
+
+
+def ledger_balances_by_currency(*, code: str, created_before=None) -> dict[str, Decimal]:
+    """Balance (debit positive) of one account per currency, in one grouped query.
+    `created_before` counts only transactions posted before that instant (a comparison
+    with a provider snapshot taken at that time)."""
+    entries = LedgerEntry.objects.filter(account__code=code)
+    if created_before is not None:
+        entries = entries.filter(transaction__created_at__lt=created_before)
+    rows = entries.order_by().values("currency").annotate(total=Sum("amount"))
+    return {row["currency"]: Decimal(row["total"]) for row in rows}
+
+
+def ledger_currency_imbalances() -> dict[str, Decimal]:
+    """Currencies whose entries, over every account, do not sum to zero (a balanced
+    ledger has none). One grouped query."""
+    rows = (
+        LedgerEntry.objects.order_by()
+        .values("currency")
+        .annotate(total=Sum("amount"))
+        .exclude(total=0)
+    )
+    return {row["currency"]: Decimal(row["total"]) for row in rows}
