@@ -34,8 +34,4 @@ def error_response(
 
 
 def api_error_response(error: ApiError) -> HttpResponse:
-    response = error_response(error.status, error.code, error.message, error.details)
-    if error.status == 413:
-        # The unread body is still on the socket: the connection cannot be reused.
-        response["Connection"] = "close"
-    return response
+    return error_response(error.status, error.code, error.message, error.details)

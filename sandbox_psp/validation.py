@@ -26,6 +26,7 @@ def parse_json_object(request: HttpRequest) -> dict:
     try:
         raw = request.body
     except RequestDataTooBig as exc:
+        _discard_body(request)
         raise ApiError(413, "request_too_large", "The request body is too large.") from exc
     if not raw:
         raise ApiError(400, "invalid_request", "The request body must be a JSON object.")
@@ -36,6 +37,17 @@ def parse_json_object(request: HttpRequest) -> dict:
     if not isinstance(data, dict):
         raise ApiError(400, "invalid_request", "The request body must be a JSON object.")
     return data
+
+
+def _discard_body(request: HttpRequest, limit: int = 16 * 1024 * 1024) -> None:
+    """Read and drop an oversized body, so the client's keep-alive connection stays
+    usable for its next request instead of being cut mid-upload."""
+    read = 0
+    while read < limit:
+        chunk = request.read(64 * 1024)
+        if not chunk:
+            return
+        read += len(chunk)
 
 
 def idempotency_key(request: HttpRequest) -> str:
