@@ -20,11 +20,15 @@ from django_fsm_log.models import StateLog
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
 from inventory.selectors import products_by_sku
+from payments.services import payment_create
+from sagas.selectors import saga_run_for_subject
+from sagas.services import saga_request_abort, saga_start
 
 from .choices import CANCELLATION_REASONS, FailureReason, OrderStatus
 from .dto import OrderDTO
 from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
-from .selectors import order_to_dto
+from .sagas import CHECKOUT, ORDER_CANCELLATION
+from .selectors import order_get, order_to_dto
 
 MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
 
@@ -243,3 +247,88 @@ def order_finish_cancellation(*, order_id: int, by=None, reason: str) -> OrderDT
         raise _illegal(order, "finish the cancellation of")
     order.finish_cancellation(by=by, description=reason)
     return _saved(order)
+
+
+# --- Placement and cancellation (the order sagas, orders/sagas.py) --------------------
+
+
+@transaction.atomic
+def order_place(
+    *,
+    client_id: int,
+    customer_email: str,
+    currency: str,
+    payment_method: str,
+    lines: list[tuple[str, int]],
+) -> OrderDTO:
+    """Accept an order: the order and its lines (catalog prices), its pending
+    payment and its checkout saga run, all in the caller's transaction — one
+    commit per accepted order. Not durable on purpose: the API wraps it with the
+    idempotency record so a replayed request can never make a second order.
+    The worker is poked when the transaction commits (saga_start); if the poke is
+    lost, the sweeper finds the run."""
+    order = order_create(
+        client_id=client_id,
+        customer_email=customer_email,
+        currency=currency,
+        payment_method=payment_method,
+        lines=lines,
+    )
+    payment = payment_create(
+        order_id=order.id, amount=order.total, currency=order.currency, payment_method=order.payment_method
+    )
+    saga_start(saga_type=CHECKOUT, subject_id=str(order.id), context={"payment_id": payment.id})
+    return order
+
+
+@transaction.atomic
+def order_request_cancel(
+    *, order_id: int, by=None, reason: str, failure_reason: str = FailureReason.CANCELLED_BY_CLIENT
+) -> OrderDTO:
+    """A client or staff member wants the order cancelled. Returns the order as it
+    is now (the cancellation itself completes in the background).
+
+    - pending: its checkout run is asked to abort and compensates at its next step
+      (release stock, refund a charge that already happened), then the order is
+      cancelled with `failure_reason`. If the run completed meanwhile, the order
+      is confirmed and the next case applies.
+    - confirmed: the order moves to `cancelling` and an order_cancellation run
+      refunds, restocks and cancels it.
+    - cancelling / cancelled: nothing to do (idempotent).
+
+    Locks: the checkout run before the order, the order the executor locks in its
+    confirm_order checkpoint — the same order, so the two cannot deadlock.
+    """
+    reason = _check_reason(by, reason)
+    failure_reason = _check_failure_reason(failure_reason, CANCELLATION_REASONS)
+    if not reason:
+        reason = str(FailureReason(failure_reason).label)
+    order = order_get(order_id=order_id)
+    if order.status in (OrderStatus.CANCELLING, OrderStatus.CANCELLED):
+        return order
+    if order.status == OrderStatus.PENDING:
+        run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
+        if run is None:
+            # Never placed through order_place (no payment, no stock held).
+            order_cancel(order_id=order_id, failure_reason=failure_reason, by=by, reason=reason)
+            return order_get(order_id=order_id)
+        try:
+            # Its own savepoint: a refusal below leaves our transaction usable.
+            saga_request_abort(run_id=run.id, failure_code=failure_reason, by=by, reason=reason)
+            return order_get(order_id=order_id)
+        except Conflict as exc:
+            if exc.code == "saga_resolved":
+                raise Conflict(
+                    f"Order {order_id} is being handled by staff; it cannot be cancelled now.",
+                    code="order_not_cancellable",
+                    details={"order_id": order_id, "status": order.status},
+                ) from None
+            if exc.code != "saga_completed":
+                raise
+        # The checkout completed between our read and the abort: it is confirmed.
+    order = order_begin_cancellation(order_id=order_id, failure_reason=failure_reason, by=by, reason=reason)
+    if order.status == OrderStatus.CANCELLING:
+        saga_start(
+            saga_type=ORDER_CANCELLATION, subject_id=str(order_id), context={"failure_reason": failure_reason}
+        )
+    return order

@@ -12,15 +12,18 @@ HTTP (payments/provider.py) call them with the provider's answer.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
 from django.db import transaction
 from django_fsm import can_proceed
 
 from core.errors import ConcordError, Conflict, NotFound
-from core.money import is_supported_currency, quantize
+from core.money import is_supported_currency, quantize, to_minor_units
 
 from .choices import (
     LedgerAccountCode,
@@ -32,6 +35,7 @@ from .choices import (
 )
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerAccount, LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
+from .provider import Outcome, ProviderCharge, ProviderClient, ProviderError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -486,3 +490,436 @@ def refund_fail(*, refund_id: int, failure_code: str, by: User = None, reason: s
     _transition(refund, "fail", failure_code=failure_code, by=by, description=reason)
     refund.save()
     return RefundDTO.from_model(refund)
+
+
+# --- services that call the provider ---------------------------------------------
+#
+# These talk to the provider over HTTP, so they are NOT one transaction: each is a
+# sequence of short transactions around the call (read, call, record the attempt,
+# apply the answer with the services above). No row lock is ever held while the
+# provider is being asked: a slow provider must not block the rows other requests
+# and the saga checkpoints need. They refuse to run inside a caller's transaction.
+#
+# Retry safety: the charge of a payment always uses payment.charge_idempotency_key
+# and a refund always uses its Refund row's fixed key, so calling any of these again
+# (after a timeout, a crash, a lost lease) repeats the same request and the provider
+# replays its first answer instead of moving money twice.
+
+# Provider failure codes that mean "the customer's card said no" (the order fails
+# with payment_declined); any other permanent refusal is our problem or the
+# provider's (invalid request, key reused...) and counts as payment_failed.
+CARD_DECLINE_CODES = frozenset(
+    {
+        "card_declined",
+        "insufficient_funds",
+        "expired_card",
+        "incorrect_cvc",
+        "lost_card",
+        "stolen_card",
+        "do_not_honor",
+        "fraudulent",
+        "declined",
+    }
+)
+
+
+@dataclass(frozen=True)
+class ChargeOutcome:
+    """What one payment_charge call established. `outcome` is a provider Outcome
+    value: succeeded (payment captured), declined (payment failed, permanent),
+    transient (retry later, same key), unknown (payment unknown: retry with the
+    same key or resolve by lookup)."""
+
+    outcome: str
+    payment: PaymentDTO
+    failure_code: str = ""
+    error: str = ""
+
+    @property
+    def card_declined(self) -> bool:
+        return self.outcome == Outcome.DECLINED and self.failure_code in CARD_DECLINE_CODES
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    """What one payment_refund_through_provider call established. `refund` is None
+    only when there was nothing left to refund (outcome succeeded, nothing moved)."""
+
+    outcome: str
+    payment: PaymentDTO
+    refund: RefundDTO | None
+    failure_code: str = ""
+    error: str = ""
+
+
+def _refuse_open_transaction(service: str) -> None:
+    """An HTTP call inside a transaction would hold its row locks for the whole
+    call and, worse, the call's effect would survive the transaction's rollback.
+    Django test cases wrap each test in atomic blocks marked _from_testcase; those
+    do not count."""
+    connection = transaction.get_connection()
+    if any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
+        raise ConcordError(
+            f"{service} calls the payment provider and must not run inside a database transaction.",
+            code="provider_call_in_transaction",
+            http_status=500,
+        )
+
+
+def _provider_client(timeout: float | None) -> ProviderClient:
+    """A client from settings, its timeouts clamped to `timeout` (a saga step's
+    remaining time), so the call gives up before the step's lease runs out."""
+    connect = float(settings.PSP_CONNECT_TIMEOUT)
+    read = float(settings.PSP_READ_TIMEOUT)
+    if timeout is not None:
+        read = max(0.1, min(read, timeout))
+        connect = min(connect, read)
+    return ProviderClient(
+        base_url=settings.PSP_BASE_URL,
+        api_key=settings.PSP_API_KEY,
+        connect_timeout=connect,
+        read_timeout=read,
+    )
+
+
+def _get_payment(payment_id: int) -> Payment:
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None:
+        raise NotFound(
+            f"Payment {payment_id} does not exist.",
+            code="payment_not_found",
+            details={"payment_id": payment_id},
+        )
+    return payment
+
+
+def _charge_matches(payment: Payment | PaymentDTO, charge: ProviderCharge) -> bool:
+    """Invariant 3: a charge is ours only if amount and currency are the payment's."""
+    return (
+        charge.reference == str(payment.order_id)
+        and charge.currency.upper() == payment.currency.upper()
+        and charge.amount == to_minor_units(payment.amount, payment.currency)
+    )
+
+
+def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOutcome:
+    """Charge the payment through the provider, or learn the answer of an earlier
+    attempt: the request always carries payment.charge_idempotency_key, so a retry
+    after a timeout replays the first charge instead of making a second one.
+
+    succeeded -> payment_capture (ledger posted); declined -> payment_fail
+    (permanent); transient -> the payment stays as it is, retry later; unknown ->
+    payment_mark_unknown, retry later with the same key (or payment_resolve_by_lookup).
+    A payment already captured or failed answers from the database, no call made.
+    Every call is recorded as a ProviderAttempt.
+    """
+    _refuse_open_transaction("payment_charge")
+    payment = _get_payment(payment_id)
+    if payment.status in _SETTLED_CAPTURE_STATES:
+        return ChargeOutcome(Outcome.SUCCEEDED, PaymentDTO.from_model(payment))
+    if payment.status == PaymentStatus.FAILED:
+        return ChargeOutcome(
+            Outcome.DECLINED, PaymentDTO.from_model(payment), failure_code=payment.failure_code
+        )
+    key = payment.charge_idempotency_key
+    with _provider_client(timeout) as client:
+        result = client.create_charge(
+            amount=to_minor_units(payment.amount, payment.currency),
+            currency=payment.currency,
+            payment_method=payment.payment_method,
+            reference=str(payment.order_id),
+            idempotency_key=key,
+        )
+    outcome, error = result.outcome, result.error or ""
+    failure_code = result.failure_code or ""
+    charge = result.charge
+    if outcome is Outcome.SUCCEEDED and charge is not None and not _charge_matches(payment, charge):
+        # The provider says it charged something else than we asked: never capture
+        # it as ours. A person (and reconciliation) must look at it.
+        outcome = Outcome.UNKNOWN
+        error = f"charge {charge.id} is {charge.amount} {charge.currency} for {charge.reference}, not this payment"
+    provider_attempt_record(
+        payment_id=payment.pk,
+        kind=ProviderAttemptKind.CHARGE,
+        idempotency_key=key,
+        outcome=str(outcome),
+        provider_object_id=charge.id if charge is not None else "",
+        http_status=result.http_status,
+        error=error,
+        duration_ms=result.duration_ms,
+    )
+    if outcome is Outcome.SUCCEEDED:
+        assert charge is not None
+        dto = payment_capture(
+            payment_id=payment.pk,
+            provider_charge_id=charge.id,
+            reason=f"provider charge {charge.id} succeeded",
+        )
+    elif outcome is Outcome.DECLINED:
+        failure_code = failure_code or "declined"
+        dto = payment_fail(
+            payment_id=payment.pk,
+            failure_code=failure_code[:64],
+            reason=f"provider refused the charge: {error}",
+        )
+    elif outcome is Outcome.UNKNOWN:
+        dto = _mark_unknown_if_pending(payment.pk, error)
+    else:
+        dto = PaymentDTO.from_model(_get_payment(payment.pk))
+    return ChargeOutcome(str(outcome), dto, failure_code=failure_code, error=error)
+
+
+def _mark_unknown_if_pending(payment_id: int, error: str) -> PaymentDTO:
+    with transaction.atomic():
+        payment = _lock_payment(payment_id)
+        if payment.status != PaymentStatus.PENDING:
+            return PaymentDTO.from_model(payment)
+        return payment_mark_unknown(
+            payment_id=payment_id, error=error, reason="the provider did not answer the charge request"
+        )
+
+
+def payment_resolve_by_lookup(
+    *, payment_id: int, not_found_means_failed: bool = False, timeout: float | None = None
+) -> PaymentDTO:
+    """Settle a pending or unknown payment from the provider's own records: list
+    the charges whose reference is the order id. A succeeded charge with the
+    payment's amount and currency -> payment_capture; only failed charges ->
+    payment_fail with the provider's code; no charge at all -> payment_fail
+    ("not_charged") when `not_found_means_failed` (the caller knows no request
+    can still be in flight, e.g. a saga whose lease on the charge step expired),
+    else unchanged. Raises ConcordError("provider_unavailable") when the provider
+    cannot be asked; nothing changes then."""
+    _refuse_open_transaction("payment_resolve_by_lookup")
+    payment = _get_payment(payment_id)
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN):
+        return PaymentDTO.from_model(payment)
+    started = time.monotonic()
+    try:
+        with _provider_client(timeout) as client:
+            charges = list(client.iter_charges(reference=str(payment.order_id)))
+    except ProviderError as exc:
+        provider_attempt_record(
+            payment_id=payment.pk,
+            kind=ProviderAttemptKind.LOOKUP,
+            idempotency_key="",
+            outcome=ProviderAttemptOutcome.TRANSIENT,
+            http_status=exc.http_status,
+            error=str(exc),
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        raise ConcordError(
+            f"The provider could not be asked about payment {payment_id}: {exc}",
+            code="provider_unavailable",
+            http_status=503,
+        ) from None
+    ours = [c for c in charges if _charge_matches(payment, c)]
+    succeeded = [c for c in ours if c.status == "succeeded"]
+    found = succeeded[0] if succeeded else (ours[-1] if ours else None)
+    provider_attempt_record(
+        payment_id=payment.pk,
+        kind=ProviderAttemptKind.LOOKUP,
+        idempotency_key="",
+        outcome=(
+            ProviderAttemptOutcome.SUCCEEDED
+            if succeeded
+            else ProviderAttemptOutcome.DECLINED
+            if ours
+            else ProviderAttemptOutcome.UNKNOWN
+        ),
+        provider_object_id=found.id if found else "",
+        http_status=200,
+        error="" if ours else f"no charge with reference {payment.order_id}",
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
+    if succeeded:
+        # More than one succeeded charge would be a duplicate charge: we capture the
+        # first; reconciliation reports the other (it belongs to no confirmed order).
+        return payment_capture(
+            payment_id=payment.pk,
+            provider_charge_id=succeeded[0].id,
+            reason=f"lookup found succeeded charge {succeeded[0].id}",
+        )
+    if ours:
+        code = (ours[-1].failure_code or "declined")[:64]
+        return payment_fail(
+            payment_id=payment.pk, failure_code=code, reason=f"lookup found failed charge {ours[-1].id}"
+        )
+    if not_found_means_failed:
+        return payment_fail(
+            payment_id=payment.pk,
+            failure_code="not_charged",
+            reason=f"lookup: the provider has no charge for order {payment.order_id}",
+        )
+    return PaymentDTO.from_model(payment)
+
+
+def payment_refund_through_provider(
+    *,
+    payment_id: int,
+    amount: Decimal | None = None,
+    reason: str,
+    by: User = None,
+    idempotency_key: str | None = None,
+    timeout: float | None = None,
+) -> RefundOutcome:
+    """Refund captured money through the provider; safe to call again after any
+    failure.
+
+    Which refund: with `idempotency_key`, the refund created under that key (made on
+    the first call); without one, a refund still pending for this payment (a call
+    that timed out before) is resumed, otherwise a new one is created. `amount`
+    None = everything not yet refunded (pending refunds excluded). The provider is
+    asked with the refund's fixed key, so a retry never refunds twice.
+
+    succeeded -> refund_succeed (ledger posted); declined -> refund_fail (its amount
+    becomes refundable again); transient/unknown -> the refund stays pending: call
+    again (same arguments) later. Nothing left to refund -> succeeded, refund None.
+    """
+    _refuse_open_transaction("payment_refund_through_provider")
+    if not isinstance(reason, str) or (by is not None and not reason.strip()):
+        raise ConcordError("A reason is required.", code="reason_required")
+    refund = None
+    if idempotency_key is not None:
+        _require_text(idempotency_key, field="idempotency_key", code="idempotency_key_invalid")
+        refund = Refund.objects.filter(idempotency_key=idempotency_key).first()
+        if refund is not None and refund.payment_id != payment_id:
+            raise Conflict(
+                f"Refund key {idempotency_key!r} belongs to another payment.",
+                code="idempotency_key_reused",
+                details={"refund_id": refund.pk},
+            )
+    else:
+        pending = Refund.objects.filter(payment_id=payment_id, status=RefundStatus.PENDING)
+        if amount is not None:
+            pending = pending.filter(amount=amount)
+        refund = pending.order_by("id").first()
+    if refund is None:
+        payment = _get_payment(payment_id)
+        if amount is None:
+            with transaction.atomic():
+                payment = _lock_payment(payment_id)
+                if payment.status in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
+                    remainder = payment.amount - payment.refunded_amount - _pending_refund_total(payment)
+                    if remainder <= 0:
+                        return RefundOutcome(Outcome.SUCCEEDED, PaymentDTO.from_model(payment), None)
+                    dto = refund_create(
+                        payment_id=payment_id,
+                        amount=remainder,
+                        reason=reason,
+                        by=by,
+                        idempotency_key=idempotency_key,
+                    )
+                elif payment.status == PaymentStatus.REFUNDED:
+                    return RefundOutcome(Outcome.SUCCEEDED, PaymentDTO.from_model(payment), None)
+                else:
+                    raise Conflict(
+                        f"Payment {payment_id} is {payment.status}; only captured money can be refunded.",
+                        code="payment_not_refundable",
+                        details={"payment_id": payment_id, "status": payment.status},
+                    )
+        else:
+            dto = refund_create(
+                payment_id=payment_id, amount=amount, reason=reason, by=by, idempotency_key=idempotency_key
+            )
+        refund = Refund.objects.get(pk=dto.id)
+    payment = _get_payment(refund.payment_id)
+    if refund.status == RefundStatus.SUCCEEDED:
+        return RefundOutcome(Outcome.SUCCEEDED, PaymentDTO.from_model(payment), RefundDTO.from_model(refund))
+    if refund.status == RefundStatus.FAILED:
+        return RefundOutcome(
+            Outcome.DECLINED,
+            PaymentDTO.from_model(payment),
+            RefundDTO.from_model(refund),
+            failure_code=refund.failure_code,
+            error=f"refund {refund.pk} was refused: {refund.failure_code}",
+        )
+    with _provider_client(timeout) as client:
+        result = client.create_refund(
+            charge_id=payment.provider_charge_id or "",
+            amount=to_minor_units(refund.amount, refund.currency),
+            idempotency_key=refund.idempotency_key,
+        )
+    provider_attempt_record(
+        payment_id=payment.pk,
+        refund_id=refund.pk,
+        kind=ProviderAttemptKind.REFUND,
+        idempotency_key=refund.idempotency_key,
+        outcome=str(result.outcome),
+        provider_object_id=result.refund.id if result.refund is not None else "",
+        http_status=result.http_status,
+        error=result.error or "",
+        duration_ms=result.duration_ms,
+    )
+    failure_code = result.failure_code or ""
+    if result.outcome is Outcome.SUCCEEDED:
+        assert result.refund is not None
+        refund_dto = refund_succeed(
+            refund_id=refund.pk, provider_refund_id=result.refund.id, by=by, reason=reason or "refunded"
+        )
+    elif result.outcome is Outcome.DECLINED:
+        failure_code = (failure_code or "refund_declined")[:64]
+        refund_dto = refund_fail(
+            refund_id=refund.pk, failure_code=failure_code, by=by, reason=f"provider refused: {result.error}"
+        )
+    else:
+        refund_dto = RefundDTO.from_model(Refund.objects.get(pk=refund.pk))
+    return RefundOutcome(
+        str(result.outcome),
+        PaymentDTO.from_model(_get_payment(payment.pk)),
+        refund_dto,
+        failure_code=failure_code,
+        error=result.error or "",
+    )
+
+
+def payment_apply_provider_event(*, event_type: str, charge: dict) -> PaymentDTO | None:
+    """Provider news about a charge (webhook charge.succeeded / charge.failed).
+
+    Resolves a payment that is still pending or unknown — the provider's answer
+    may have been lost — exactly as a successful retry would: capture or fail.
+    Idempotent (repeated or reordered events change nothing once the payment is
+    settled) and conservative: an event about a charge that does not match the
+    payment (other amount/currency, or a second charge for a captured payment)
+    changes nothing; reconciliation reports such charges. Returns the payment,
+    or None when no payment has this reference. Other event types are ignored."""
+    if event_type not in ("charge.succeeded", "charge.failed"):
+        return None
+    try:
+        parsed = ProviderCharge(
+            id=str(charge["id"]),
+            status=str(charge["status"]),
+            failure_code=charge.get("failure_code"),
+            amount=int(charge["amount"]),
+            currency=str(charge["currency"]),
+            reference=str(charge["reference"]),
+            created=int(charge.get("created") or 0),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ConcordError("The event's charge is malformed.", code="provider_event_invalid") from None
+    if not parsed.reference.isdigit():
+        return None
+    payment = Payment.objects.filter(order_id=int(parsed.reference)).first()
+    if payment is None:
+        return None
+    if payment.status not in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN) or not _charge_matches(
+        payment, parsed
+    ):
+        return PaymentDTO.from_model(payment)
+    with transaction.atomic():
+        locked = _lock_payment(payment.pk)
+        if locked.status not in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN):
+            return PaymentDTO.from_model(locked)
+        if event_type == "charge.succeeded" and parsed.status == "succeeded":
+            return payment_capture(
+                payment_id=payment.pk,
+                provider_charge_id=parsed.id,
+                reason=f"webhook {event_type} {parsed.id}",
+            )
+        if event_type == "charge.failed" and parsed.status == "failed":
+            return payment_fail(
+                payment_id=payment.pk,
+                failure_code=(parsed.failure_code or "declined")[:64],
+                reason=f"webhook {event_type} {parsed.id}",
+            )
+    return PaymentDTO.from_model(payment)

@@ -1,0 +1,272 @@
+"""The order sagas (DESIGN §3), declared for the engine in sagas/.
+
+checkout (subject: the order id; context: {"payment_id"}):
+
+    reserve_stock  -> charge_payment -> confirm_order
+    release_stock  <- refund_payment
+    then on_compensated: the order is cancelled with the run's failure code.
+
+order_cancellation (a confirmed order; subject: the order id):
+
+    refund_payment -> restock -> finish_cancellation
+
+Failure codes are the order's failure reasons, so the hook can copy them:
+- out_of_stock: reserve_stock found too little stock (nothing was charged);
+- payment_declined: the card said no (card_declined, insufficient_funds, ...);
+- payment_failed: the provider refused the request for another permanent reason
+  (invalid payment method, key reused...), or staff compensate a run whose
+  charge could not be completed;
+- cancelled_by_client / cancelled_by_staff: an abort (order_request_cancel).
+
+When the charge keeps failing transiently (provider down, answers lost) the run
+ends `failed` after its attempts, the order stays `pending` and the run is on the
+stuck list: a person retries (the same key replays the charge) or compensates.
+
+Every step is idempotent: stock by one reservation set per order, the charge by
+the payment's fixed idempotency key, refunds by keys derived from the run and
+step (ctx.idempotency_key()), order transitions by being no-ops when repeated.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.conf import settings
+
+from core.errors import ConcordError, NotFound
+from inventory.errors import OutOfStock, UnknownSku
+from inventory.services import stock_commit, stock_release, stock_reserve, stock_restock
+from payments.provider import Outcome
+from payments.selectors import payment_for_order, payment_get
+from payments.services import payment_charge, payment_refund_through_provider, payment_resolve_by_lookup
+from sagas import registry
+from sagas.definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult, done, fail, retry
+
+from .choices import FailureReason, OrderStatus
+from .models import Order, OrderLine
+
+CHECKOUT = "checkout"
+ORDER_CANCELLATION = "order_cancellation"
+
+_CAPTURED = ("captured", "partially_refunded")
+_UNSETTLED = ("pending", "unknown")
+
+
+def _order_id(ctx: StepContext) -> int:
+    return int(ctx.subject_id)
+
+
+def _payment_id(ctx: StepContext) -> int | None:
+    payment_id = ctx.context.get("payment_id")
+    if payment_id is not None:
+        return int(payment_id)
+    payment = payment_for_order(order_id=_order_id(ctx))
+    return payment.id if payment is not None else None
+
+
+def _why(ctx: StepContext, what: str) -> str:
+    return f"{ctx.saga_type} run {ctx.run_id}: {what}"
+
+
+# --- checkout steps ------------------------------------------------------------------
+
+
+def reserve_stock(ctx: StepContext) -> StepResult:
+    order_id = _order_id(ctx)
+    lines = list(OrderLine.objects.filter(order_id=order_id).order_by("id").values_list("sku", "quantity"))
+    try:
+        stock_reserve(order_id=order_id, lines=lines, reason=_why(ctx, "reserve stock"))
+    except (OutOfStock, UnknownSku) as exc:
+        # Permanent: the reservation is all-or-nothing, so nothing is held.
+        return fail(str(exc), FailureReason.OUT_OF_STOCK)
+    return done()
+
+
+def release_stock(ctx: StepContext) -> StepResult:
+    stock_release(order_id=_order_id(ctx), reason=_why(ctx, f"release stock ({ctx.failure_code})"))
+    return done()
+
+
+def charge_payment(ctx: StepContext) -> StepResult:
+    """External: no transaction is open while the provider is asked. The payment's
+    fixed idempotency key makes every retry the same request."""
+    payment_id = _payment_id(ctx)
+    if payment_id is None:
+        return fail("the order has no payment", FailureReason.PAYMENT_FAILED)
+    charged = payment_charge(payment_id=payment_id, timeout=ctx.remaining())
+    if charged.outcome == Outcome.SUCCEEDED:
+        return done({"provider_charge_id": charged.payment.provider_charge_id})
+    if charged.outcome == Outcome.DECLINED:
+        code = FailureReason.PAYMENT_DECLINED if charged.card_declined else FailureReason.PAYMENT_FAILED
+        return fail(charged.error or charged.failure_code or "declined", code)
+    return retry(f"charge {charged.outcome}: {charged.error}")
+
+
+def refund_payment(ctx: StepContext) -> StepResult:
+    """Compensation of charge_payment: whatever the charge did, undo it.
+
+    A payment still pending or unknown is resolved first by asking the provider
+    (its records, by reference = order id) — never by guessing. The step's lease
+    expired or the attempt ended before we got here, so no request of ours is
+    still in flight: a charge the provider does not know was never made. A
+    captured payment is refunded in full with a key fixed for this run and step.
+    """
+    payment_id = _payment_id(ctx)
+    if payment_id is None:
+        return done()
+    payment = payment_get(payment_id=payment_id)
+    if payment.status in _UNSETTLED:
+        try:
+            payment = payment_resolve_by_lookup(
+                payment_id=payment_id, not_found_means_failed=True, timeout=ctx.remaining()
+            )
+        except ConcordError as exc:
+            return retry(f"could not look the charge up: {exc}")
+    if payment.status in ("failed", "refunded"):
+        return done()
+    if payment.status not in _CAPTURED:
+        return retry(f"payment {payment_id} is still {payment.status}")
+    refunded = payment_refund_through_provider(
+        payment_id=payment_id,
+        reason=_why(ctx, f"refund ({ctx.failure_code})"),
+        idempotency_key=ctx.idempotency_key(),
+        timeout=ctx.remaining(),
+    )
+    if refunded.outcome == Outcome.SUCCEEDED:
+        return done({"refund_id": refunded.refund.id if refunded.refund else None})
+    if refunded.outcome == Outcome.DECLINED:
+        # A refused refund is for a person: compensation_failed puts the run on the stuck list.
+        return fail(f"refund refused: {refunded.error}", refunded.failure_code or "refund_declined")
+    return retry(f"refund {refunded.outcome}: {refunded.error}")
+
+
+def confirm_order(ctx: StepContext) -> StepResult:
+    """Local: stock leaves the shelf and the order is confirmed in one commit."""
+    from .services import order_confirm
+
+    order_id = _order_id(ctx)
+    order = Order.objects.filter(pk=order_id).values("status", "failure_reason").first()
+    if order is None:
+        return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
+    if order["status"] == OrderStatus.CANCELLED:
+        # Cancelled behind the saga's back (e.g. in the admin): undo the charge.
+        return fail("the order was cancelled", order["failure_reason"] or FailureReason.CANCELLED_BY_STAFF)
+    payment_id = _payment_id(ctx)
+    payment = payment_get(payment_id=payment_id) if payment_id is not None else None
+    if payment is None or payment.status != "captured":
+        # Cannot happen after charge_payment succeeded; never confirm unpaid goods.
+        return retry(f"payment is {payment.status if payment else 'missing'}, not captured")
+    stock_commit(order_id=order_id, reason=_why(ctx, "order confirmed"))
+    order_confirm(order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"))
+    return done()
+
+
+def checkout_compensated(ctx: StepContext) -> None:
+    from .services import order_cancel
+
+    reason = ctx.failure_code if ctx.failure_code in FailureReason.values else FailureReason.PAYMENT_FAILED
+    order_cancel(
+        order_id=_order_id(ctx), failure_reason=reason, reason=_why(ctx, f"checkout compensated: {reason}")
+    )
+
+
+# --- cancellation of a confirmed order -------------------------------------------------
+
+
+def cancellation_refund(ctx: StepContext) -> StepResult:
+    payment_id = _payment_id(ctx)
+    if payment_id is None:
+        return done()
+    payment = payment_get(payment_id=payment_id)
+    if payment.status not in _CAPTURED:
+        return done()  # refunded already (or never captured): nothing to give back
+    refunded = payment_refund_through_provider(
+        payment_id=payment_id,
+        reason=_why(ctx, f"order cancelled ({ctx.context.get('failure_reason', '')})"),
+        idempotency_key=ctx.idempotency_key(),
+        timeout=ctx.remaining(),
+    )
+    if refunded.outcome == Outcome.SUCCEEDED:
+        return done({"refund_id": refunded.refund.id if refunded.refund else None})
+    # A refused refund is retried until the attempts run out, so the run ends
+    # `failed` (stuck list, order still `cancelling`) for a person — a forward
+    # `fail` would compensate nothing and hide the money still owed.
+    return retry(f"refund {refunded.outcome}: {refunded.error}")
+
+
+def cancellation_restock(ctx: StepContext) -> StepResult:
+    try:
+        stock_restock(order_id=_order_id(ctx), reason=_why(ctx, "order cancelled"))
+    except NotFound:
+        pass  # the order held no stock
+    return done()
+
+
+def cancellation_finish(ctx: StepContext) -> StepResult:
+    from .services import order_finish_cancellation
+
+    order_finish_cancellation(order_id=_order_id(ctx), reason=_why(ctx, "refunded and restocked"))
+    return done()
+
+
+# --- definitions ---------------------------------------------------------------------
+
+
+def _provider_step_timeout() -> float:
+    """Long enough for one provider call (connect + read) and the bookkeeping
+    around it; the lease adds SAGA_LEASE_MARGIN on top."""
+    return float(settings.PSP_CONNECT_TIMEOUT) + float(settings.PSP_READ_TIMEOUT) + 2.0
+
+
+LOCAL_RETRY = RetryPolicy(max_attempts=5, base_delay=0.2, max_delay=5.0)
+# About ten minutes of provider trouble before a person is asked to look.
+PROVIDER_RETRY = RetryPolicy(max_attempts=10, base_delay=1.0, max_delay=120.0)
+
+
+def checkout_definition(
+    *, local_retry: RetryPolicy = LOCAL_RETRY, provider_retry: RetryPolicy = PROVIDER_RETRY
+) -> SagaDefinition:
+    provider_timeout = _provider_step_timeout()
+    return SagaDefinition(
+        name=CHECKOUT,
+        steps=(
+            Step("reserve_stock", reserve_stock, release_stock, retry=local_retry, timeout=10.0),
+            Step(
+                "charge_payment",
+                charge_payment,
+                refund_payment,
+                retry=provider_retry,
+                timeout=provider_timeout,
+                transactional=False,
+            ),
+            Step("confirm_order", confirm_order, retry=local_retry, timeout=10.0),
+        ),
+        sla=timedelta(minutes=30),
+        on_compensated=checkout_compensated,
+    )
+
+
+def cancellation_definition(
+    *, local_retry: RetryPolicy = LOCAL_RETRY, provider_retry: RetryPolicy = PROVIDER_RETRY
+) -> SagaDefinition:
+    return SagaDefinition(
+        name=ORDER_CANCELLATION,
+        steps=(
+            Step(
+                "refund_payment",
+                cancellation_refund,
+                retry=provider_retry,
+                timeout=_provider_step_timeout(),
+                transactional=False,
+            ),
+            Step("restock", cancellation_restock, retry=local_retry, timeout=10.0),
+            Step("finish_cancellation", cancellation_finish, retry=local_retry, timeout=10.0),
+        ),
+        sla=timedelta(minutes=30),
+    )
+
+
+def register_order_sagas(*, replace: bool = False, **policies: RetryPolicy) -> None:
+    """Called from OrdersConfig.ready(); tests re-register with faster policies."""
+    registry.register(checkout_definition(**policies), replace=replace)
+    registry.register(cancellation_definition(**policies), replace=replace)
