@@ -276,3 +276,32 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.amount} {self.currency}"
+
+
+class ProviderWebhookEvent(models.Model):
+    """Inbox of the provider's webhook events, one row per event id.
+
+    The provider retries and sometimes duplicates deliveries (DESIGN §5): the
+    unique event id makes the second delivery of an event a no-op, and the row is
+    written in the same transaction as the payment change it caused, so an event
+    is either fully applied and recorded, or neither (and the provider retries).
+    """
+
+    event_id = models.CharField(max_length=255, unique=True)
+    event_type = models.CharField(max_length=64)
+    payload = models.JSONField(help_text="The event as received (after its signature was checked).")
+    first_seen_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(auto_now_add=True)
+    deliveries = models.PositiveIntegerField(default=1, help_text="How many times the provider sent it.")
+    processed_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(
+        max_length=32, blank=True, default="", help_text="What the event did: applied, no_change, ignored, ..."
+    )
+    note = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["event_type", "first_seen_at"], name="psp_webhook_type_seen_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"

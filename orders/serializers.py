@@ -1,0 +1,140 @@
+"""Orders' API serializers: input and output are separate classes.
+
+Input accepts only what a client may decide (who buys, in which currency, with
+which payment token, which skus and how many). Anything else in the body,
+including `price`, `unit_price`, `total` or `status`, is rejected with a 400 that
+names the field: prices, totals and states come from the server, and a client
+that sends them has a bug we would rather show than silently ignore.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.validators import RegexValidator
+from rest_framework import serializers
+
+from core.money import CURRENCY_EXPONENTS, format_amount
+
+from .choices import FailureReason, OrderStatus
+from .dto import OrderDTO
+from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE
+
+UNKNOWN_FIELD_MESSAGE = "Unknown field. Prices, totals and states are set by the server."
+PAYMENT_METHOD_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
+SKU_MAX_LENGTH = 64
+
+
+class StrictSerializer(serializers.Serializer):
+    """Rejects keys it does not declare (see the module docstring)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        errors: dict[str, list[str]] = {}
+        if isinstance(data, dict):
+            errors = {str(name): [UNKNOWN_FIELD_MESSAGE] for name in data if name not in self.fields}
+        try:
+            value = super().to_internal_value(data)
+        except serializers.ValidationError as exc:
+            if errors and isinstance(exc.detail, dict):
+                exc.detail.update(errors)
+            raise
+        if errors:
+            raise serializers.ValidationError(errors)
+        return value
+
+
+class OrderLineInput(StrictSerializer):
+    sku = serializers.CharField(max_length=SKU_MAX_LENGTH, trim_whitespace=False)
+    quantity = serializers.IntegerField(min_value=1, max_value=MAX_QUANTITY_PER_LINE)
+
+
+class OrderInput(StrictSerializer):
+    customer_email = serializers.EmailField(max_length=254)
+    currency = serializers.ChoiceField(
+        choices=sorted(CURRENCY_EXPONENTS),
+        help_text="ISO 4217 code; every product on the order must be sold in it.",
+    )
+    payment_method = serializers.CharField(
+        max_length=64,
+        validators=[RegexValidator(PAYMENT_METHOD_PATTERN, "A provider token: letters, digits and _.")],
+        help_text="The provider's payment token (sandbox: pm_card_ok, pm_card_declined, pm_card_insufficient_funds).",
+    )
+    lines = OrderLineInput(many=True, allow_empty=False, max_length=MAX_LINES_PER_ORDER)
+
+    def validate_lines(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen: dict[str, int] = {}
+        errors: dict[int, dict[str, list[str]]] = {}
+        for index, line in enumerate(lines):
+            first = seen.setdefault(line["sku"], index)
+            if first != index:
+                errors[index] = {"sku": [f"Already on line {first}: one line per sku."]}
+        if errors:
+            raise serializers.ValidationError(errors)
+        return lines
+
+
+class OrderLineOutput(serializers.Serializer):
+    sku = serializers.CharField()
+    quantity = serializers.IntegerField()
+    unit_price = serializers.CharField(help_text='Catalog price when the order was placed, e.g. "12.50".')
+    line_total = serializers.CharField(help_text="unit_price x quantity.")
+
+
+class OrderOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=OrderStatus.choices)
+    failure_reason = serializers.ChoiceField(
+        choices=FailureReason.choices,
+        allow_null=True,
+        help_text="Why the order is (being) cancelled; else null.",
+    )
+    customer_email = serializers.EmailField()
+    currency = serializers.CharField()
+    total = serializers.CharField(help_text='Decimal string, e.g. "25.00".')
+    lines = OrderLineOutput(many=True)
+    created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField()
+
+    def to_representation(self, instance: OrderDTO) -> dict[str, Any]:
+        # The fields above document the shape; the DTO is rendered directly so
+        # money keeps its currency's exponent ("2500" JPY, "25.00" EUR).
+        return order_json(instance)
+
+
+class OrderPageOutput(serializers.Serializer):
+    results = OrderOutput(many=True)
+    next = serializers.URLField(allow_null=True, help_text="URL of the next page; null on the last page.")
+
+
+class OrderListQuery(serializers.Serializer):
+    status = serializers.ChoiceField(choices=OrderStatus.values, required=False)
+    created_gte = serializers.DateTimeField(required=False)
+    created_lt = serializers.DateTimeField(required=False)
+    cursor = serializers.CharField(required=False, max_length=512)
+    limit = serializers.IntegerField(required=False, min_value=1, max_value=50, default=20)
+
+
+_DATETIME = serializers.DateTimeField()
+
+
+def order_json(order: OrderDTO) -> dict[str, Any]:
+    """The order JSON of DESIGN §5; money as decimal strings in the order's currency."""
+    return {
+        "id": order.id,
+        "status": order.status,
+        "failure_reason": order.failure_reason,
+        "customer_email": order.customer_email,
+        "currency": order.currency,
+        "total": format_amount(order.total, order.currency),
+        "lines": [
+            {
+                "sku": line.sku,
+                "quantity": line.quantity,
+                "unit_price": format_amount(line.unit_price, order.currency),
+                "line_total": format_amount(line.line_total, order.currency),
+            }
+            for line in order.lines
+        ],
+        "created_at": _DATETIME.to_representation(order.created_at),
+        "updated_at": _DATETIME.to_representation(order.updated_at),
+    }

@@ -1,0 +1,106 @@
+"""The provider's webhook events: recorded once per event id, applied once.
+
+`webhook_event_receive` is one transaction: the inbox row (unique event id) and
+the payment change the event brings commit together. A duplicate delivery finds
+the row and changes nothing; a concurrent duplicate waits on the unique index
+until the first commits (then it is a duplicate) or rolls back (then it is the
+first). If applying fails unexpectedly, nothing is recorded, the view answers
+5xx and the provider delivers the event again later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from core.errors import ConcordError
+
+from . import services
+from .models import ProviderWebhookEvent
+
+logger = logging.getLogger(__name__)
+
+# Events that bring news about a payment; anything else is acknowledged and logged.
+CHARGE_EVENT_TYPES = frozenset({"charge.succeeded", "charge.failed"})
+EVENT_ID_MAX_LENGTH = 255
+EVENT_TYPE_MAX_LENGTH = 64
+
+
+@dataclass(frozen=True)
+class WebhookReceipt:
+    event_id: str
+    event_type: str
+    duplicate: bool
+    # applied (a payment was resolved or already matched), no_payment, ignored, rejected
+    outcome: str
+
+
+def _claim(event_id: str, event_type: str, payload: dict[str, Any]) -> bool:
+    """Insert the inbox row; False if the event was seen before (its delivery is counted).
+
+    ON CONFLICT DO NOTHING makes a concurrent duplicate wait on the unique index
+    for the first delivery's transaction instead of failing with an IntegrityError."""
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """INSERT INTO payments_providerwebhookevent
+                    (event_id, event_type, payload, first_seen_at, last_seen_at, deliveries, outcome, note)
+                VALUES (%s, %s, %s::jsonb, %s, %s, 1, '', '')
+                ON CONFLICT (event_id) DO NOTHING
+                RETURNING id""",
+            [event_id, event_type, json.dumps(payload), now, now],
+        )
+        inserted = cursor.fetchone() is not None
+    if not inserted:
+        ProviderWebhookEvent.objects.filter(event_id=event_id).update(
+            deliveries=F("deliveries") + 1, last_seen_at=now
+        )
+    return inserted
+
+
+def _apply(event_type: str, payload: dict[str, Any]) -> tuple[str, str]:
+    """(outcome, note) of one new event."""
+    if event_type not in CHARGE_EVENT_TYPES:
+        return "ignored", f"event type {event_type!r} brings no payment news"
+    charge = (payload.get("data") or {}).get("object")
+    if not isinstance(charge, dict):
+        return "rejected", "data.object is not a charge"
+    try:
+        with transaction.atomic():
+            payment = services.payment_apply_provider_event(event_type=event_type, charge=charge)
+    except ConcordError as exc:
+        # The provider signed it, so retrying will not make it valid: keep it
+        # visible in the inbox instead of having it redelivered for a day.
+        return "rejected", f"{exc.code}: {exc.message}"
+    if payment is None:
+        return "no_payment", f"no payment for reference {charge.get('reference')!r}"
+    return "applied", f"payment {payment.id} is {payment.status}"
+
+
+@transaction.atomic
+def webhook_event_receive(*, event_id: str, event_type: str, payload: dict[str, Any]) -> WebhookReceipt:
+    """Record a verified provider event and apply it, exactly once per event id."""
+    if not isinstance(event_id, str) or not 1 <= len(event_id) <= EVENT_ID_MAX_LENGTH:
+        raise ConcordError("The event has no usable id.", code="invalid_event", details={"field": "id"})
+    if not isinstance(event_type, str) or not 1 <= len(event_type) <= EVENT_TYPE_MAX_LENGTH:
+        raise ConcordError("The event has no usable type.", code="invalid_event", details={"field": "type"})
+    if not isinstance(payload, dict):
+        raise ConcordError("The event is not an object.", code="invalid_event")
+
+    if not _claim(event_id, event_type, payload):
+        logger.info("webhook %s (%s) delivered again; already processed", event_id, event_type)
+        return WebhookReceipt(event_id=event_id, event_type=event_type, duplicate=True, outcome="duplicate")
+
+    outcome, note = _apply(event_type, payload)
+    ProviderWebhookEvent.objects.filter(event_id=event_id).update(
+        processed_at=timezone.now(), outcome=outcome, note=note[:2000]
+    )
+    log = logger.warning if outcome in ("rejected", "no_payment") else logger.info
+    log("webhook %s (%s): %s - %s", event_id, event_type, outcome, note)
+    return WebhookReceipt(event_id=event_id, event_type=event_type, duplicate=False, outcome=outcome)
