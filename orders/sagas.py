@@ -38,7 +38,12 @@ from inventory.errors import OutOfStock, UnknownSku
 from inventory.services import stock_commit, stock_release, stock_reserve, stock_restock
 from payments.provider import Outcome
 from payments.selectors import payment_for_order, payment_get
-from payments.services import payment_charge, payment_refund_through_provider, payment_resolve_by_lookup
+from payments.services import (
+    payment_charge,
+    payment_fail,
+    payment_refund_through_provider,
+    payment_resolve_by_lookup,
+)
 from sagas import registry
 from sagas.definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult, done, fail, retry
 
@@ -165,6 +170,14 @@ def checkout_compensated(ctx: StepContext) -> None:
     from .services import order_cancel
 
     reason = ctx.failure_code if ctx.failure_code in FailureReason.values else FailureReason.PAYMENT_FAILED
+    payment_id = _payment_id(ctx)
+    if payment_id is not None and payment_get(payment_id=payment_id).status == "pending":
+        # Still pending here means the provider was never asked (a charge attempt
+        # would have been resolved by refund_payment): close it so no payment of a
+        # cancelled order waits for money forever.
+        payment_fail(
+            payment_id=payment_id, failure_code="not_charged", reason=_why(ctx, f"order cancelled: {reason}")
+        )
     order_cancel(
         order_id=_order_id(ctx), failure_reason=reason, reason=_why(ctx, f"checkout compensated: {reason}")
     )

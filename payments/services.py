@@ -638,34 +638,44 @@ def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOu
         # it as ours. A person (and reconciliation) must look at it.
         outcome = Outcome.UNKNOWN
         error = f"charge {charge.id} is {charge.amount} {charge.currency} for {charge.reference}, not this payment"
-    provider_attempt_record(
-        payment_id=payment.pk,
-        kind=ProviderAttemptKind.CHARGE,
-        idempotency_key=key,
-        outcome=str(outcome),
-        provider_object_id=charge.id if charge is not None else "",
-        http_status=result.http_status,
-        error=error,
-        duration_ms=result.duration_ms,
-    )
-    if outcome is Outcome.SUCCEEDED:
-        assert charge is not None
-        dto = payment_capture(
-            payment_id=payment.pk,
-            provider_charge_id=charge.id,
-            reason=f"provider charge {charge.id} succeeded",
-        )
-    elif outcome is Outcome.DECLINED:
-        failure_code = failure_code or "declined"
-        dto = payment_fail(
-            payment_id=payment.pk,
-            failure_code=failure_code[:64],
-            reason=f"provider refused the charge: {error}",
-        )
-    elif outcome is Outcome.UNKNOWN:
-        dto = _mark_unknown_if_pending(payment.pk, error)
-    else:
-        dto = PaymentDTO.from_model(_get_payment(payment.pk))
+    attempt = {
+        "payment_id": payment.pk,
+        "kind": ProviderAttemptKind.CHARGE,
+        "idempotency_key": key,
+        "outcome": str(outcome),
+        "provider_object_id": charge.id if charge is not None else "",
+        "http_status": result.http_status,
+        "error": error,
+        "duration_ms": result.duration_ms,
+    }
+    try:
+        # The attempt and what it established commit together: one commit per
+        # call (the saga step's checkpoint is the only other one).
+        with transaction.atomic():
+            provider_attempt_record(**attempt)
+            if outcome is Outcome.SUCCEEDED:
+                assert charge is not None
+                dto = payment_capture(
+                    payment_id=payment.pk,
+                    provider_charge_id=charge.id,
+                    reason=f"provider charge {charge.id} succeeded",
+                )
+            elif outcome is Outcome.DECLINED:
+                failure_code = failure_code or "declined"
+                dto = payment_fail(
+                    payment_id=payment.pk,
+                    failure_code=failure_code[:64],
+                    reason=f"provider refused the charge: {error}",
+                )
+            elif outcome is Outcome.UNKNOWN:
+                dto = _mark_unknown_if_pending(payment.pk, error)
+            else:
+                dto = PaymentDTO.from_model(_get_payment(payment.pk))
+    except ConcordError:
+        # Applying the answer was refused (e.g. the charge id belongs to another
+        # payment): the timeline must still show the call.
+        provider_attempt_record(**attempt)
+        raise
     return ChargeOutcome(str(outcome), dto, failure_code=failure_code, error=error)
 
 
