@@ -1,1 +1,102 @@
-"""backoffice owns these tables (DESIGN §1)."""
+"""backoffice owns these tables (DESIGN §1): what staff did here, and the requests
+that wait for a second person.
+
+StaffAction doubles as the double-submit guard: every action form carries a one-time
+key, and the row with that (unique) key is written in the action's own transaction.
+A second submit of the same form meets the unique index and changes nothing; if the
+action fails, the row rolls back with it and the form may be sent again.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+from django_fsm import FSMField, transition
+from django_fsm_log.decorators import fsm_log_by, fsm_log_description
+
+from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
+
+
+class StaffAction(models.Model):
+    key = models.CharField(max_length=64, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    action = models.CharField(max_length=48)
+    # What it was about, as plain references (never foreign keys into other apps).
+    order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    target = models.CharField(max_length=128, blank=True, default="")
+    reason = models.TextField()
+    outcome = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.target} by {self.user_id}"
+
+
+class ApprovalStatus(models.TextChoices):
+    PENDING = "pending", "Waiting for approval"
+    APPROVED = "approved", "Approved and carried out"
+    REJECTED = "rejected", "Rejected"
+
+
+class ApprovalRequest(models.Model):
+    """A money-moving action above BACKOFFICE_APPROVAL_THRESHOLD: one person asks,
+    another person from finance approves (then it runs) or rejects it."""
+
+    KIND_REFUND = "refund"
+
+    kind = models.CharField(max_length=16, default=KIND_REFUND)
+    status = FSMField(default=ApprovalStatus.PENDING, choices=ApprovalStatus.choices, protected=True)
+    order_id = models.BigIntegerField(db_index=True)
+    payment_id = models.BigIntegerField()
+    amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
+    currency = models.CharField(max_length=3)
+    reason = models.TextField()
+    requested_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    requested_at = models.DateTimeField(auto_now_add=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    decision_reason = models.TextField(blank=True, default="")
+    refund_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["status", "requested_at"], name="bo_approval_status_idx")]
+        constraints = [
+            models.CheckConstraint(condition=models.Q(amount__gt=0), name="bo_approval_amount_positive"),
+            # The four-eyes rule, also in the database.
+            models.CheckConstraint(
+                condition=models.Q(decided_by__isnull=True) | ~models.Q(decided_by=models.F("requested_by")),
+                name="bo_approval_second_person",
+            ),
+        ]
+        permissions = [
+            ("request_refund", "Can ask for a refund from the back office"),
+            ("approve_refund", "Can approve a large refund asked for by someone else"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Approval {self.pk}: {self.kind} {self.amount} {self.currency} ({self.status})"
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=ApprovalStatus.PENDING, target=ApprovalStatus.APPROVED)
+    def approve(self, refund_id: int, by=None, description=None) -> None:
+        self.refund_id = refund_id
+        self._decided(by, description)
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(field=status, source=ApprovalStatus.PENDING, target=ApprovalStatus.REJECTED)
+    def reject(self, by=None, description=None) -> None:
+        self._decided(by, description)
+
+    def _decided(self, by, description) -> None:
+        self.decided_by = by
+        self.decided_at = timezone.now()
+        self.decision_reason = description or ""

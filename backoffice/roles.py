@@ -17,16 +17,33 @@ FINANCE = "finance"
 API_CLIENTS = "api_clients"
 STAFF_ROLES = (SUPPORT, FINANCE)
 
-_VIEW_EVERYTHING = ("inventory", "orders", "payments", "sagas", "reconciliation", "idempotency")
+_VIEW_EVERYTHING = (
+    "inventory",
+    "orders",
+    "payments",
+    "sagas",
+    "reconciliation",
+    "idempotency",
+    "backoffice",
+)
 
 # Extra (non-view) permissions per role; view_* on every domain model comes for both.
 ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
     SUPPORT: (
         "orders.change_order",
+        "orders.cancel_order",
         "sagas.change_sagarun",
+        # The saga engine's manual operations (sagas/services.py PERMISSIONS).
+        "sagas.retry_run",
+        "sagas.compensate_run",
+        "sagas.skip_step",
+        "sagas.resolve_run",
         "reconciliation.change_incident",
+        # Support asks for refunds; above the approval threshold finance must approve.
+        "backoffice.request_refund",
     ),
-    FINANCE: (),
+    # Finance reads everything and is the second person for large refunds; it runs no saga action.
+    FINANCE: ("backoffice.approve_refund",),
     API_CLIENTS: (),
 }
 

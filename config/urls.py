@@ -7,6 +7,7 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("admin/", admin.site.urls),
+    path("backoffice/", include("backoffice.urls")),
     path("api/v1/", include("config.api_urls")),
     # Last under /api/: anything unknown is a 404 in the error envelope, whatever DEBUG says.
     re_path(r"^api/", api.api_not_found, name="api-not-found"),

@@ -1,0 +1,29 @@
+"""Back-office settings, read from Django settings with safe defaults."""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+
+
+def approval_threshold() -> Decimal:
+    """Refunds strictly above this amount (in the payment's currency) need a second
+    person from finance. settings.BACKOFFICE_APPROVAL_THRESHOLD wins; else the
+    environment variable of the same name; else 100.00."""
+    raw = getattr(settings, "BACKOFFICE_APPROVAL_THRESHOLD", None)
+    if raw is None:
+        raw = os.environ.get("BACKOFFICE_APPROVAL_THRESHOLD", "100.00")
+    try:
+        value = Decimal(str(raw))
+    except InvalidOperation:
+        raise ValueError(f"BACKOFFICE_APPROVAL_THRESHOLD is not a number: {raw!r}") from None
+    if value < 0 or not value.is_finite():
+        raise ValueError("BACKOFFICE_APPROVAL_THRESHOLD must be zero or more")
+    return value
+
+
+def provider_probe_timeout() -> float:
+    """Seconds the overview waits for the provider's health check."""
+    return float(getattr(settings, "BACKOFFICE_PROVIDER_PROBE_TIMEOUT", 0.5))

@@ -1,0 +1,256 @@
+"""Back-office writes: the one-time action key that makes a resubmitted form a no-op,
+the staff note, and the two-person rule for large refunds.
+
+Everything else staff do goes through the owning app's services (sagas, orders,
+payments, reconciliation); the views wrap each call with `staff_action_record` in
+one transaction, so the action and its record commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django_fsm import can_proceed
+
+from core.errors import ConcordError, Conflict, NotFound
+from payments import selectors as payment_selectors
+from payments import services as payment_services
+
+from .conf import approval_threshold
+from .models import ApprovalRequest, ApprovalStatus, StaffAction
+
+REQUEST_REFUND = "backoffice.request_refund"
+APPROVE_REFUND = "backoffice.approve_refund"
+MAX_KEY = 64
+
+
+class AlreadySubmitted(ConcordError):
+    code = "already_submitted"
+    http_status = 409
+
+
+def _require_person(by: Any) -> None:
+    if by is None or not getattr(by, "is_authenticated", False):
+        raise ConcordError("A person must perform this action.", code="person_required", http_status=403)
+
+
+def _clean_reason(reason: str | None) -> str:
+    if not isinstance(reason, str) or not reason.strip():
+        raise ConcordError("A reason is required.", code="reason_required")
+    return reason.strip()
+
+
+def staff_action_record(
+    *,
+    key: str,
+    by: Any,
+    action: str,
+    reason: str,
+    order_id: int | None = None,
+    target: str = "",
+    outcome: str = "",
+) -> int:
+    """Claim the form's one-time key and record who did what and why. Call it inside
+    the action's transaction: a second submit with the same key (a double click, a
+    browser resend) raises AlreadySubmitted — waiting, if the first is still running,
+    on the unique index until it commits."""
+    _require_person(by)
+    reason = _clean_reason(reason)
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY:
+        raise ConcordError("The form has expired; open it again.", code="action_key_invalid")
+    try:
+        with transaction.atomic():
+            row = StaffAction.objects.create(
+                key=key,
+                user=by,
+                action=action[:48],
+                order_id=order_id,
+                target=target[:128],
+                reason=reason,
+                outcome=outcome,
+            )
+    except IntegrityError:
+        raise AlreadySubmitted(
+            "This form was already submitted; nothing was done twice.", details={"key": key}
+        ) from None
+    return row.pk
+
+
+def staff_action_set_outcome(*, action_id: int, outcome: str) -> None:
+    StaffAction.objects.filter(pk=action_id).update(outcome=outcome[:2000])
+
+
+def parse_amount(raw: Any) -> Decimal:
+    try:
+        amount = Decimal(str(raw).strip())
+    except (InvalidOperation, ValueError):
+        raise ConcordError(f"{raw!r} is not an amount.", code="amount_invalid") from None
+    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
+        raise ConcordError("The amount must be positive with at most two decimals.", code="amount_invalid")
+    return amount
+
+
+@dataclass(frozen=True)
+class RefundPlan:
+    """What a refund request would do: shown as the preview, then carried out."""
+
+    order_id: int
+    payment_id: int
+    amount: Decimal
+    currency: str
+    refundable: Decimal
+    full: bool
+    needs_approval: bool
+    threshold: Decimal
+
+
+def refund_plan(*, order_id: int, amount: Any) -> RefundPlan:
+    payment = payment_selectors.payment_for_order(order_id=order_id)
+    if payment is None:
+        raise NotFound(f"Order {order_id} has no payment.", code="payment_not_found")
+    if payment.status not in ("captured", "partially_refunded"):
+        raise Conflict(
+            f"The payment is {payment.status}; only captured money can be refunded.",
+            code="payment_not_refundable",
+        )
+    refundable = payment.refundable_amount
+    value = refundable if amount in (None, "", "full") else parse_amount(amount)
+    if value > refundable:
+        raise ConcordError(
+            f"At most {refundable} {payment.currency} can be refunded.", code="refund_exceeds_captured"
+        )
+    threshold = approval_threshold()
+    return RefundPlan(
+        order_id=order_id,
+        payment_id=payment.id,
+        amount=value,
+        currency=payment.currency,
+        refundable=refundable,
+        full=value == refundable,
+        needs_approval=value > threshold,
+        threshold=threshold,
+    )
+
+
+@dataclass(frozen=True)
+class RefundOutcome:
+    approval_id: int | None
+    refund_id: int | None
+
+
+@transaction.atomic
+def refund_request(*, order_id: int, amount: Any, reason: str, by: Any, action_key: str) -> RefundOutcome:
+    """A refund from the back office. Up to the threshold it is created at once; above
+    it, an ApprovalRequest waits for someone else from finance."""
+    _require_person(by)
+    if not by.has_perm(REQUEST_REFUND):
+        raise ConcordError("You may not ask for refunds.", code="permission_denied", http_status=403)
+    reason = _clean_reason(reason)
+    plan = refund_plan(order_id=order_id, amount=amount)
+    staff_action_record(
+        key=action_key,
+        by=by,
+        action="refund_request",
+        reason=reason,
+        order_id=order_id,
+        target=f"payment {plan.payment_id}: {plan.amount} {plan.currency}",
+    )
+    if plan.needs_approval:
+        approval = ApprovalRequest.objects.create(
+            order_id=order_id,
+            payment_id=plan.payment_id,
+            amount=plan.amount,
+            currency=plan.currency,
+            reason=reason,
+            requested_by=by,
+        )
+        return RefundOutcome(approval_id=approval.pk, refund_id=None)
+    refund = payment_services.refund_create(
+        payment_id=plan.payment_id,
+        amount=plan.amount,
+        reason=f"{reason} (back office, {by.get_username()})",
+        by=by,
+        idempotency_key=f"backoffice:{action_key}",
+    )
+    return RefundOutcome(approval_id=None, refund_id=refund.id)
+
+
+def _lock_approval(approval_id: int) -> ApprovalRequest:
+    approval = ApprovalRequest.objects.select_for_update().filter(pk=approval_id).first()
+    if approval is None:
+        raise NotFound(f"Approval request {approval_id} does not exist.", code="approval_not_found")
+    return approval
+
+
+def _require_approver(approval: ApprovalRequest, by: Any) -> None:
+    _require_person(by)
+    if not by.has_perm(APPROVE_REFUND):
+        raise ConcordError("Only finance may approve refunds.", code="permission_denied", http_status=403)
+    if approval.requested_by_id == by.pk:
+        raise ConcordError(
+            "A second person must approve: you asked for this refund.", code="second_person_required"
+        )
+
+
+@transaction.atomic
+def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str) -> RefundOutcome:
+    """Finance approves: the refund is created now, keyed by the approval so it can
+    never be created twice. Approving an approved request changes nothing."""
+    reason = _clean_reason(reason)
+    approval = _lock_approval(approval_id)
+    _require_approver(approval, by)
+    if approval.status == ApprovalStatus.APPROVED:
+        return RefundOutcome(approval_id=approval.pk, refund_id=approval.refund_id)
+    if not can_proceed(approval.approve):
+        raise Conflict(f"Approval request {approval_id} is {approval.status}.", code="approval_closed")
+    staff_action_record(
+        key=action_key,
+        by=by,
+        action="refund_approve",
+        reason=reason,
+        order_id=approval.order_id,
+        target=f"approval {approval.pk}",
+    )
+    refund = payment_services.refund_create(
+        payment_id=approval.payment_id,
+        amount=approval.amount,
+        reason=f"{approval.reason} (asked by {approval.requested_by.get_username()}, "
+        f"approved by {by.get_username()}: {reason})",
+        by=by,
+        idempotency_key=f"backoffice:approval:{approval.pk}",
+    )
+    approval.approve(refund.id, by=by, description=reason)
+    approval.save()
+    return RefundOutcome(approval_id=approval.pk, refund_id=refund.id)
+
+
+@transaction.atomic
+def approval_reject(*, approval_id: int, by: Any, reason: str, action_key: str) -> None:
+    reason = _clean_reason(reason)
+    approval = _lock_approval(approval_id)
+    _require_approver(approval, by)
+    if approval.status == ApprovalStatus.REJECTED:
+        return
+    if not can_proceed(approval.reject):
+        raise Conflict(f"Approval request {approval_id} is {approval.status}.", code="approval_closed")
+    staff_action_record(
+        key=action_key,
+        by=by,
+        action="refund_reject",
+        reason=reason,
+        order_id=approval.order_id,
+        target=f"approval {approval.pk}",
+    )
+    approval.reject(by=by, description=reason)
+    approval.save()
+
+
+@transaction.atomic
+def order_note_add(*, order_id: int, by: Any, text: str, action_key: str) -> int:
+    """A note on an order's case file (support writes what they found or told the customer)."""
+    if not getattr(by, "is_staff", False) and not getattr(by, "is_superuser", False):
+        raise ConcordError("Only staff may add notes.", code="permission_denied", http_status=403)
+    return staff_action_record(key=action_key, by=by, action="note", reason=text, order_id=order_id)

@@ -1,0 +1,25 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from . import views
+
+app_name = "backoffice"
+
+urlpatterns = [
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(next_page="backoffice:login"), name="logout"),
+    path("", views.overview, name="overview"),
+    path("sagas/", views.saga_list, name="sagas"),
+    path("sagas/bulk/", views.saga_bulk, name="saga-bulk"),
+    path("orders/<int:order_id>/", views.order_case, name="order"),
+    path("orders/<int:order_id>/action/", views.order_action, name="order-action"),
+    path("incidents/", views.incident_list, name="incidents"),
+    path("incidents/<int:incident_id>/", views.incident_detail, name="incident"),
+    path("incidents/<int:incident_id>/action/", views.incident_action, name="incident-action"),
+    path("approvals/", views.approval_list, name="approvals"),
+    path("approvals/<int:approval_id>/decide/", views.approval_decide, name="approval-decide"),
+    path("search/", views.search, name="search"),
+    path("finance/", views.finance, name="finance"),
+    path("finance/incidents.csv", views.finance_csv, name="finance-csv"),
+    path("states/", views.state_map, name="states"),
+]
