@@ -18,3 +18,11 @@ def minor_to_major(minor: int, currency: str) -> Decimal:
 
 def provider_time(created: int) -> datetime:
     return datetime.fromtimestamp(created, tz=UTC)
+
+
+def order_id_from_reference(reference: str | None) -> int | None:
+    """The Concord order id a provider reference names, or None when it names none
+    (non-digits, zero, or too large for a bigint)."""
+    if reference and reference.isascii() and reference.isdigit() and len(reference) <= 18:
+        return int(reference) or None
+    return None

@@ -15,6 +15,12 @@ DEFAULTS: dict[str, Any] = {
     "SYNC_BATCH_SIZE": 500,
     # An order still pending this long after creation counts as stuck (phase 2 detectors).
     "PENDING_ORDER_SLA_SECONDS": 900,
+    # Grace for work in flight: a charge the provider committed a moment ago whose saga
+    # has not recorded it yet, an order confirmed while the pass ran. Detectors comparing
+    # Concord with provider records ignore rows younger than this.
+    "SETTLE_SECONDS": 60,
+    # stuck_saga reads at most this many stuck runs per pass.
+    "STUCK_SAGA_LIMIT": 10_000,
     # Detector names to skip (e.g. while one is being investigated).
     "DISABLED_DETECTORS": [],
     # Per incident type: may a remediation run without a person, and up to what amount?

@@ -38,6 +38,9 @@ class ProviderCharge(models.Model):
 
     provider_id = models.CharField(max_length=64, unique=True)
     reference = models.CharField(max_length=64, db_index=True)
+    # The reference read as a Concord order id when it is one (digits), else null: detectors
+    # join it to orders and payments integer to integer, so the join can use their indexes.
+    order_id = models.BigIntegerField(null=True, blank=True)
     amount_minor = models.BigIntegerField()
     amount = _money()
     currency = models.CharField(max_length=3)
@@ -56,6 +59,7 @@ class ProviderCharge(models.Model):
         indexes = [
             models.Index(fields=["created"], name="recon_pcharge_created"),
             models.Index(fields=["reference", "status"], name="recon_pcharge_ref_status"),
+            models.Index(fields=["order_id"], name="recon_pcharge_order"),
         ]
 
     def __str__(self) -> str:
@@ -171,6 +175,10 @@ class Incident(models.Model):
             models.Index(fields=["resolved_at"], name="recon_incident_resolved"),
             models.Index(fields=["fingerprint"], name="recon_incident_fingerprint"),
         ]
+        permissions = [
+            ("remediate_incident", "Can run an incident's remediation (stock, saga, order)"),
+            ("refund_incident", "Can run an incident's remediation that moves money (refunds)"),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.type} {self.state}"
@@ -238,6 +246,49 @@ class IncidentNote(models.Model):
 
     def __str__(self) -> str:
         return f"note on #{self.incident_id}"
+
+
+# --- Remediations --------------------------------------------------------------
+
+
+class Remediation(models.Model):
+    """One fix applied to one incident: who, why, what it did, how much money it moved.
+
+    `key` is unique per incident and action, so a second apply (a double click, a retried
+    task, the auto policy and a person at once) finds this row instead of acting twice.
+    A remediation whose provider call had no answer stays `unknown`; applying it again
+    repeats the call with the same idempotency keys, which the provider replays.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        UNKNOWN = "unknown", "Outcome unknown (safe to apply again)"
+
+    incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="remediations")
+    action = models.CharField(max_length=32)
+    key = models.CharField(max_length=96, unique=True)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    automatic = models.BooleanField(default=False)
+    by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    reason = models.TextField()
+    money_moved = _money(default=0)
+    currency = models.CharField(max_length=3, blank=True, default="")
+    # e.g. {"refunds": [{"charge_id", "refund_id", "amount"}], "stock": [{"sku", "delta"}]}
+    effects = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True, default="")
+    attempts = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["created_at"], name="recon_remediation_created")]
+
+    def __str__(self) -> str:
+        return f"{self.action} on #{self.incident_id} {self.state}"
 
 
 # --- Runs ---------------------------------------------------------------------

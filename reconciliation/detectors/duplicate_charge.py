@@ -1,9 +1,14 @@
-"""duplicate_charge: one reference (order) holds more than one net capture at the provider.
+# ruff: noqa: S608 -- only table names and module constants are interpolated; values are parameters.
+"""duplicate_charge: an order that should hold one capture holds more than one at the provider.
 
-A net capture is a succeeded charge not fully refunded. The refunded part is the larger of
-the charge's own `amount_refunded` (as of its last sync) and the sum of its succeeded
-refunds synced since: the incremental pull does not revisit old charges, but it does see
-every new refund.
+A net capture is a succeeded charge not fully refunded (see sql.net_captures_cte). The
+order's own charge is the one payments recorded (Payment.provider_charge_id) when it is
+among them, else the provider's earliest; every other capture is money at risk.
+
+Only orders that should keep a capture are looked at: confirmed or being cancelled, or
+pending within their SLA (a saga retry that charged twice). A reference with no order,
+an order pending past its SLA or a cancelled one is charge_without_order's: each of its
+captures is an orphan there, so the same money is never counted by both detectors.
 """
 
 from __future__ import annotations
@@ -11,37 +16,12 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
-from django.db.models import Count, F, OuterRef, Subquery, Sum, Value
-from django.db.models.functions import Coalesce, Greatest
-
 from reconciliation.amounts import minor_to_major
 from reconciliation.choices import IncidentType, Severity
-from reconciliation.models import ProviderCharge, ProviderRefund
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-
-SUCCEEDED = "succeeded"
-
-
-def net_captures(scope: Scope):
-    """Queryset of charges that still hold money: succeeded and not fully refunded."""
-    refunded = (
-        ProviderRefund.objects.filter(charge_provider_id=OuterRef("provider_id"), status=SUCCEEDED)
-        .values("charge_provider_id")
-        .annotate(total=Sum("amount_minor"))
-        .values("total")
-    )
-    charges = ProviderCharge.objects.filter(status=SUCCEEDED)
-    if scope.references is not None:
-        charges = charges.filter(reference__in=scope.references)
-    if scope.order_ids is not None:
-        charges = charges.filter(reference__in=[str(i) for i in scope.order_ids])
-    if scope.charge_ids is not None:
-        charges = charges.filter(provider_id__in=scope.charge_ids)
-    return charges.annotate(
-        refunded_minor=Greatest(F("amount_refunded_minor"), Coalesce(Subquery(refunded), Value(0)))
-    ).filter(refunded_minor__lt=F("amount_minor"))
+from .sql import fetch, net_captures_cte, orders_cte, payments_cte, pending_sla_cutoff, with_
 
 
 @register
@@ -52,54 +32,55 @@ class DuplicateCharge(Detector):
     uses_provider_records = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
-        captures = net_captures(ctx.scope)
-        # Set-based: the database groups and counts; only the duplicated references come back.
-        duplicated = (
-            captures.order_by()
-            .values("reference")
-            .annotate(n=Count("id"))
-            .filter(n__gt=1)
-            .values("reference")
-        )
-        rows = (
-            captures.filter(reference__in=duplicated)
+        head, params = with_(net_captures_cte(ctx.scope), orders_cte(), payments_cte())
+        # Set-based: the database groups and counts; only duplicated orders' captures return.
+        sql = head + (
+            "SELECT nc.reference, nc.order_id, nc.provider_id, nc.amount_minor, nc.refunded_minor, "
+            "nc.currency, nc.created, "
+            "CASE WHEN p.provider_charge_id = nc.provider_id THEN 1 ELSE 0 END AS recorded "
+            "FROM nc JOIN o ON o.id = nc.order_id LEFT JOIN p ON p.order_id = nc.order_id "
+            "WHERE (o.status IN ('confirmed', 'cancelling') "
+            "       OR (o.status = 'pending' AND o.created_at >= %s)) "
+            "AND nc.order_id IN (SELECT order_id FROM nc WHERE order_id IS NOT NULL "
+            "                    GROUP BY order_id HAVING COUNT(*) > 1) "
             # Local id breaks ties within one provider second: the sync inserts in the
-            # provider's own (created, id) order, so this is the order of the charges.
-            .order_by("reference", "created", "id")
-            .values_list("reference", "provider_id", "amount_minor", "refunded_minor", "currency", "created")
+            # provider's own (created, id) order.
+            "ORDER BY nc.order_id, recorded DESC, nc.created, nc.id"
         )
-        by_reference: dict[str, list[tuple]] = defaultdict(list)
-        for row in rows.iterator(chunk_size=2000):
-            by_reference[row[0]].append(row)
-        for reference, charges in by_reference.items():
-            yield self._finding(reference, charges)
+        by_order: dict[int, list[dict]] = defaultdict(list)
+        for row in fetch(sql, [*params, pending_sla_cutoff(ctx.now)]):
+            by_order[row["order_id"]].append(row)
+        for charges in by_order.values():
+            yield self._finding(charges)
 
-    def _finding(self, reference: str, charges: list[tuple]) -> Finding:
-        # The earliest capture is taken as the order's own; every later one is extra money.
+    def _finding(self, charges: list[dict]) -> Finding:
         kept, extras = charges[0], charges[1:]
-        currency = kept[4]
-        at_risk_minor = sum(c[2] - c[3] for c in extras if c[4] == currency)
+        currency = kept["currency"]
+        at_risk_minor = sum(
+            c["amount_minor"] - c["refunded_minor"] for c in extras if c["currency"] == currency
+        )
         return self.finding(
-            fingerprint_parts=[reference],
-            order_id=int(reference) if reference.isdigit() else None,
-            charge_id=extras[0][1],
+            fingerprint_parts=[kept["reference"]],
+            order_id=kept["order_id"],
+            charge_id=extras[0]["provider_id"],
             amount_at_risk=minor_to_major(at_risk_minor, currency),
             currency=currency,
             details={
-                "reference": reference,
-                "kept_charge_id": kept[1],
-                "extra_charge_ids": [c[1] for c in extras],
+                "reference": kept["reference"],
+                "kept_charge_id": kept["provider_id"],
+                "kept_because": "recorded_by_payments" if kept["recorded"] else "earliest",
+                "extra_charge_ids": [c["provider_id"] for c in extras],
                 "captures": [
                     {
-                        "charge_id": c[1],
-                        "amount_minor": c[2],
-                        "refunded_minor": c[3],
-                        "currency": c[4],
-                        "created": c[5].isoformat(),
+                        "charge_id": c["provider_id"],
+                        "amount_minor": c["amount_minor"],
+                        "refunded_minor": c["refunded_minor"],
+                        "currency": c["currency"],
+                        "created": c["created"].isoformat(),
                     }
                     for c in charges
                 ],
-                "other_currencies": sorted({c[4] for c in extras if c[4] != currency}),
+                "other_currencies": sorted({c["currency"] for c in extras if c["currency"] != currency}),
             },
         )
 

@@ -8,10 +8,19 @@ from reconciliation.conf import setting
 
 from .base import Detector
 
-# Import order is run order. Phase 2 adds charge_without_order, amount_mismatch,
-# order_confirmed_without_capture, refund_missing, refund_unrecorded, stock_drift,
-# ledger_imbalance, clearing_mismatch and stuck_saga here, one module each.
-MODULES = ("reconciliation.detectors.duplicate_charge",)
+# Import order is run order: the money-at-the-provider checks first.
+MODULES = (
+    "reconciliation.detectors.charge_without_order",
+    "reconciliation.detectors.duplicate_charge",
+    "reconciliation.detectors.amount_mismatch",
+    "reconciliation.detectors.order_confirmed_without_capture",
+    "reconciliation.detectors.refund_missing",
+    "reconciliation.detectors.refund_unrecorded",
+    "reconciliation.detectors.clearing_mismatch",
+    "reconciliation.detectors.ledger_imbalance",
+    "reconciliation.detectors.stock_drift",
+    "reconciliation.detectors.stuck_saga",
+)
 
 _REGISTRY: dict[str, Detector] = {}
 

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from reconciliation.amounts import minor_to_major, provider_time
+from reconciliation.amounts import minor_to_major, order_id_from_reference, provider_time
 from reconciliation.choices import ProviderObjectKind
 from reconciliation.conf import setting
 from reconciliation.errors import SettlementFormatError
@@ -186,6 +186,7 @@ def _upsert_charges(items: list[Any]) -> int:
             ProviderCharge(
                 provider_id=str(c.id),
                 reference=str(c.reference or ""),
+                order_id=order_id_from_reference(str(c.reference or "")),
                 amount_minor=int(c.amount),
                 amount=minor_to_major(int(c.amount), currency),
                 currency=currency,
@@ -204,6 +205,7 @@ def _upsert_charges(items: list[Any]) -> int:
         unique_fields=["provider_id"],
         update_fields=[
             "reference",
+            "order_id",
             "amount_minor",
             "amount",
             "currency",

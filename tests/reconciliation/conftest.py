@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from backoffice.roles import FINANCE, SUPPORT, staff_create
-from reconciliation.amounts import minor_to_major
+from reconciliation.amounts import minor_to_major, order_id_from_reference
 from reconciliation.detectors import Finding
 from reconciliation.models import ProviderCharge, ProviderRefund
 
@@ -61,6 +61,7 @@ def provider_charge(db):
         return ProviderCharge.objects.create(
             provider_id=f"ch_test_{n}",
             reference=reference,
+            order_id=order_id_from_reference(reference),
             amount_minor=amount_minor,
             amount=minor_to_major(amount_minor, currency),
             currency=currency,
@@ -91,3 +92,90 @@ def provider_refund(db):
         )
 
     return make
+
+
+# --- Concord state reached through the owning apps' services ------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_settle_grace(settings):
+    """Detectors skip rows younger than SETTLE_SECONDS (work in flight); tests create the
+    inconsistency and check at once."""
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 0}
+
+
+class Shop:
+    """Orders, stock and payments driven through inventory/orders/payments services, the way
+    the checkout saga drives them (reserve -> charge -> capture -> commit -> confirm)."""
+
+    SKU = "RECON-1"
+    PRICE = Decimal("25.00")
+
+    def __init__(self, stock: int = 100):
+        from inventory.services import product_upsert, stock_set_on_hand
+
+        product_upsert(sku=self.SKU, name="Recon widget", price=self.PRICE, currency="EUR")
+        stock_set_on_hand(sku=self.SKU, on_hand=stock, reason="test stock")
+
+    def order(self, quantity: int = 1) -> int:
+        from orders.services import order_create
+
+        return order_create(
+            client_id=1,
+            customer_email="c@example.com",
+            currency="EUR",
+            payment_method="pm_card_ok",
+            lines=[(self.SKU, quantity)],
+        ).id
+
+    def reserve(self, order_id: int, quantity: int = 1) -> None:
+        from inventory.services import stock_reserve
+
+        stock_reserve(order_id=order_id, lines=[(self.SKU, quantity)], reason="checkout")
+
+    def payment(self, order_id: int, amount: Decimal | None = None):
+        from payments.services import payment_create
+
+        return payment_create(
+            order_id=order_id, amount=amount or self.PRICE, currency="EUR", payment_method="pm_card_ok"
+        )
+
+    def charge(self, client, order_id: int, key: str, amount_minor: int = 2500):
+        result = client.create_charge(
+            amount=amount_minor, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
+            idempotency_key=key,
+        )  # fmt: skip
+        return result.charge
+
+    def checkout(self, client, quantity: int = 1, *, amount_minor: int | None = None) -> tuple[int, str]:
+        """A complete, consistent checkout; returns (order id, charge id)."""
+        from inventory.services import stock_commit
+        from orders.services import order_confirm
+        from payments.services import payment_capture
+
+        order_id = self.order(quantity)
+        self.reserve(order_id, quantity)
+        payment = self.payment(order_id, self.PRICE * quantity)
+        charge = self.charge(
+            client, order_id, payment.charge_idempotency_key, amount_minor or int(self.PRICE * quantity * 100)
+        )
+        payment_capture(payment_id=payment.id, provider_charge_id=charge.id, reason="charged")
+        stock_commit(order_id=order_id, reason="confirmed")
+        order_confirm(order_id=order_id, reason="checkout complete")
+        return order_id, charge.id
+
+    def cancel_confirmed_without_refund(self, order_id: int) -> None:
+        """A cancellation that restocked and finished but never refunded (the bug)."""
+        from inventory.services import stock_restock
+        from orders.services import order_begin_cancellation, order_finish_cancellation
+
+        order_begin_cancellation(
+            order_id=order_id, failure_reason="cancelled_by_staff", reason="customer asked"
+        )
+        stock_restock(order_id=order_id, reason="cancelled")
+        order_finish_cancellation(order_id=order_id, reason="cancelled")
+
+
+@pytest.fixture
+def shop(db) -> Shop:
+    return Shop()

@@ -6,6 +6,7 @@ from django.contrib.contenttypes.models import ContentType
 from django_fsm_log.models import StateLog
 
 from payments.provider import ProviderClient
+from reconciliation.detectors import detector_get
 from reconciliation.errors import RecheckUnavailable
 from reconciliation.models import Incident
 from reconciliation.services import incident_acknowledge, incident_resolve, reconcile_run
@@ -23,16 +24,12 @@ def _transitions(incident_id):
 
 
 @pytest.fixture
-def duplicate(psp):
+def duplicate(psp, shop):
     client = psp.client()
-    charges = [
-        client.create_charge(
-            amount=4000, currency="EUR", payment_method="pm_card_ok", reference="77", idempotency_key=key
-        ).charge
-        for key in ("77:a", "77:b")
-    ]
-    reconcile_run()
-    return Incident.objects.get(), charges, client
+    order_id, _ = shop.checkout(client)
+    extra = shop.charge(client, order_id, "77:b")  # a second capture for a confirmed order
+    reconcile_run(detectors=[detector_get("duplicate_charge")])
+    return Incident.objects.get(), [None, extra], client
 
 
 def test_resolving_while_the_condition_persists_reopens(duplicate, support_user):
@@ -61,7 +58,7 @@ def test_resolving_while_the_condition_persists_reopens(duplicate, support_user)
 def test_resolving_after_the_fix_at_the_provider_sticks_without_waiting_for_a_sync(duplicate, support_user):
     incident, charges, client = duplicate
     # Refunded at the provider; no reconcile pass since, so the local copy is stale.
-    client.create_refund(charge_id=charges[1].id, amount=4000, idempotency_key="77:refund")
+    client.create_refund(charge_id=charges[1].id, amount=2500, idempotency_key="77:refund")
 
     outcome = incident_resolve(incident_id=incident.pk, by=support_user, reason="refunded the second charge")
     again = incident_resolve(incident_id=incident.pk, by=support_user, reason="double click")

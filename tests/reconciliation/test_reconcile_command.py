@@ -16,25 +16,26 @@ def _call(*args) -> tuple[str, str]:
 
 
 @pytest.mark.slow
-def test_json_prints_exactly_one_object_with_the_design_shape(psp):
+def test_json_prints_exactly_one_object_with_the_design_shape(psp, shop):
     client = psp.client()
-    for key in ("8:a", "8:b"):
-        client.create_charge(
-            amount=1999, currency="EUR", payment_method="pm_card_ok", reference="8", idempotency_key=key
-        )
+    order_id, _ = shop.checkout(client)
+    shop.charge(client, order_id, "8:b", amount_minor=1999)  # a second capture for the order
 
     out, _ = _call("--json")
     again, _ = _call("--json")
 
     payload = json.loads(out)  # the whole stdout is one JSON document
     assert set(payload) == {"opened", "resolved", "open"}
-    assert (payload["opened"], payload["resolved"]) == (1, 0)
-    (incident,) = payload["open"]
+    # The extra capture, and the provider_clearing account that no longer matches it.
+    assert (payload["opened"], payload["resolved"]) == (2, 0)
+    by_type = {i["type"]: i for i in payload["open"]}
+    assert set(by_type) == {"duplicate_charge", "clearing_mismatch"}
+    incident = by_type["duplicate_charge"]
     assert set(incident) == {"type", "order_id", "charge_id", "amount_at_risk", "currency"}
-    assert incident["type"] == "duplicate_charge"
-    assert incident["order_id"] == 8
+    assert incident["order_id"] == order_id
     assert incident["charge_id"].startswith("ch_")
     assert (incident["amount_at_risk"], incident["currency"]) == ("19.99", "EUR")
+    assert by_type["clearing_mismatch"]["amount_at_risk"] == "19.99"
     assert json.loads(again)["opened"] == 0
     assert json.loads(again)["open"] == payload["open"]
 
@@ -50,12 +51,11 @@ def test_json_stays_parseable_when_the_provider_is_down(settings):
 
 
 def test_human_summary(provider_charge):
-    provider_charge("12")
-    provider_charge("12")
+    provider_charge("12")  # a capture for an order Concord never had
 
     out, _ = _call("--no-sync")
 
-    assert "1 opened" in out
-    assert "1 open incident(s)." in out
-    assert "duplicate_charge" in out
-    assert "order=12" in out
+    assert "2 opened" in out
+    assert "2 open incident(s)." in out
+    assert "charge_without_order" in out
+    assert "clearing_mismatch" in out

@@ -5,6 +5,7 @@ import pytest
 from django.db import connection, transaction
 
 from payments.provider import ProviderClient
+from reconciliation.detectors import detector_get, detectors_all
 from reconciliation.errors import ReconcileBusy
 from reconciliation.models import Incident, ReconciliationRun
 from reconciliation.services import reconcile_run
@@ -18,16 +19,15 @@ def _unreachable() -> ProviderClient:
 
 
 def test_a_provider_outage_makes_a_partial_run_that_resolves_nothing(provider_charge):
-    provider_charge("90")
-    provider_charge("90")
-    reconcile_run(sync=False)
+    provider_charge("90")  # no such order
+    reconcile_run(sync=False, detectors=[detector_get("charge_without_order")])
     incident = Incident.objects.get()
     # Make the live incident one the detector no longer finds (as if the condition were
     # gone): with a working sync it would be auto-resolved; with the pull failing, the
     # provider-record detector's view may be stale, so nothing may be auto-resolved.
-    Incident.objects.filter(pk=incident.pk).update(fingerprint="duplicate_charge:gone-from-findings")
+    Incident.objects.filter(pk=incident.pk).update(fingerprint="charge_without_order:gone-from-findings")
 
-    result = reconcile_run(client=_unreachable())
+    result = reconcile_run(client=_unreachable(), detectors=[detector_get("charge_without_order")])
 
     assert result.status == "partial"
     assert result.auto_resolved == 0
@@ -38,16 +38,16 @@ def test_a_provider_outage_makes_a_partial_run_that_resolves_nothing(provider_ch
 
 
 def test_run_row_counts_match_the_result(provider_charge):
-    provider_charge("91")
-    provider_charge("91")
-    provider_charge("92")
+    provider_charge("91")  # two orphan captures: two charge_without_order, one clearing_mismatch
     provider_charge("92")
 
     result = reconcile_run(sync=False)
 
     run = ReconciliationRun.objects.get(pk=result.run_id)
-    assert (run.status, run.found, run.opened, run.auto_resolved) == ("succeeded", 2, 2, 0)
-    assert run.detectors["duplicate_charge"]["found"] == 2
+    assert (run.status, run.found, run.opened, run.auto_resolved) == ("succeeded", 3, 3, 0)
+    assert run.detectors["charge_without_order"]["found"] == 2
+    assert run.detectors["clearing_mismatch"]["found"] == 1
+    assert set(run.detectors) == {d.name for d in detectors_all()}
     assert run.started_at <= run.finished_at
 
 
