@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
+from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 from core.api_exceptions import RequestTooLarge
@@ -34,4 +35,9 @@ class LimitedJSONParser(JSONParser):
             limit = max_body_bytes()
             if length > limit:
                 raise RequestTooLarge(f"The request body is larger than {limit} bytes.")
-        return super().parse(stream, media_type, parser_context)
+        try:
+            return super().parse(stream, media_type, parser_context)
+        except RecursionError:
+            # json recurses per nesting level: "[[[[..." within the size cap
+            # would otherwise be a 500.
+            raise ParseError("JSON parse error - the body is nested too deeply.") from None

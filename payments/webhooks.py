@@ -81,7 +81,7 @@ WEBHOOK_ERROR_DESCRIPTIONS = {
 def _event_fields(body: bytes) -> dict[str, Any]:
     try:
         event = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise ConcordError("The body is not JSON.", code="malformed_request") from None
     shape = ProviderEventInput(data=event)
     if not shape.is_valid():
