@@ -12,7 +12,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
-from django_fsm import FSMField, transition
+from django_fsm import FSMField, FSMModelMixin, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
@@ -42,7 +42,7 @@ class ApprovalStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
-class ApprovalRequest(models.Model):
+class ApprovalRequest(FSMModelMixin, models.Model):
     """A money-moving action above BACKOFFICE_APPROVAL_THRESHOLD: one person asks,
     another person from finance approves (then it runs) or rejects it."""
 
