@@ -55,7 +55,7 @@ def test_retry_after_the_provider_recovers_confirms_the_order(support, shop):
 
 def test_a_double_submit_does_nothing_twice(support, shop):
     order_id, run_id = shop.failed_checkout()
-    data = dict(op="retry_now", run_id=run_id, reason="again", action_key="same-key", confirm="1")
+    data = {"op": "retry_now", "run_id": run_id, "reason": "again", "action_key": "same-key", "confirm": "1"}
 
     _post(support, order_id, **data)
     advance_run(run_id, worker_id="test")  # provider still down: failed again

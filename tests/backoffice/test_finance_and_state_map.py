@@ -1,0 +1,82 @@
+"""Finance metrics page, CSV export, the state map and search."""
+
+import csv
+import io
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+pytestmark = pytest.mark.django_db
+
+
+def test_finance_page_shows_metrics_and_a_readable_chart(finance, make_incident):
+    make_incident(amount="40.00")
+    make_incident(amount="2.50", type="charge_without_order")
+    page = finance.get(reverse("backoffice:finance")).content.decode()
+    assert "<svg" in page and "<title" in page  # drawn on the server, labelled
+    assert "42.50 EUR at risk" in page
+    assert "duplicate_charge" in page and "charge_without_order" in page
+
+
+def test_bad_dates_fall_back_with_a_message(finance):
+    page = finance.get(reverse("backoffice:finance") + "?start=yesterday").content.decode()
+    assert "Dates are YYYY-MM-DD" in page
+
+
+def test_csv_export(finance, make_incident):
+    make_incident()
+    today = timezone.now().date().isoformat()
+    response = finance.get(reverse("backoffice:finance-csv") + f"?start={today}&end={today}")
+    assert response["Content-Type"].startswith("text/csv")
+    assert "attachment" in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(response.content.decode())))
+    assert rows[0] == ["day", "type", "opened", "resolved"]
+    assert rows[1] == [today, "duplicate_charge", "1", "0"]
+    assert ["open_incidents_now", "1"] in rows
+
+
+def test_state_map_draws_the_fsm_and_links_to_lists(support, shop):
+    shop.failed_checkout()
+    page = support.get(reverse("backoffice:states")).content.decode()
+    for title in ("Orders", "Payments", "Saga runs"):
+        assert f">{title}</h2>" in page
+    assert "start_compensating: running → compensating" in page  # edge from the FSM definition
+    assert "/backoffice/sagas/?all=1&amp;status=failed" in page
+    assert "/backoffice/search/?status=pending" in page
+
+
+def test_search_by_order_id_email_charge_and_key(support, shop):
+    order_id = shop.confirmed()
+    assert (
+        support.get(reverse("backoffice:search") + f"?q={order_id}")["Location"]
+        == f"/backoffice/orders/{order_id}/"
+    )
+    by_email = support.get(reverse("backoffice:search") + "?q=C@EXAMPLE.COM").content.decode()
+    assert f"/backoffice/orders/{order_id}/" in by_email
+    by_charge = support.get(reverse("backoffice:search") + f"?q=ch_test_{order_id}").content.decode()
+    assert f"/backoffice/orders/{order_id}/" in by_charge
+    nothing = support.get(reverse("backoffice:search") + "?q=no-such-key").content.decode()
+    assert "No orders found." in nothing
+    missing = support.get(reverse("backoffice:search") + "?q=999999", follow=True).content.decode()
+    assert "No orders found." in missing
+
+
+def test_case_file_tells_the_story_in_order(support, shop):
+    order_id, _ = shop.failed_checkout()
+    page = support.get(reverse("backoffice:order", args=[order_id])).content.decode()
+    started = page.index("started")
+    failed_charge = page.index("charge_payment (forward) attempt 1 → retry")
+    assert started < failed_charge
+    assert "provider timeout" in page
+    support.post(
+        reverse("backoffice:order-action", args=[order_id]),
+        {"op": "note", "reason": "customer called", "action_key": "n1"},
+    )
+    page = support.get(reverse("backoffice:order", args=[order_id])).content.decode()
+    assert "customer called" in page
+
+
+def test_unknown_order_is_a_message(support):
+    page = support.get(reverse("backoffice:order", args=[424242]), follow=True).content.decode()
+    assert "424242" in page and 'class="msg error"' in page
