@@ -1,0 +1,120 @@
+"""The main journeys of issue 7 in a real browser."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+from backoffice.models import ApprovalRequest
+from orders.selectors import order_get
+from reconciliation.selectors import incident_get
+from sagas.executor import advance_run
+
+from .. import saga_fixture
+from .conftest import shoot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def test_support_finds_a_failed_saga_reads_the_case_file_retries_it_and_sees_the_order_confirmed(
+    page, live_server, log_in, shop, support_user, make_incident, settings
+):
+    settings.PSP_BASE_URL = "http://127.0.0.1:9"  # overview shows the provider unreachable, fast
+    order_id, run_id = shop.failed_checkout()
+    shop.failed_checkout(email="other@example.com")
+    make_incident(order_id=order_id, amount="60.00", type="charge_without_order", severity="critical")
+    make_incident(amount="12.00", severity="medium")
+
+    log_in(page, "sam", "support-pass-1")
+    shoot(page, "overview")
+    page.get_by_role("link", name="Stuck sagas").first.click()
+    page.get_by_label("Error contains").fill("timeout")
+    page.get_by_role("button", name="Filter").click()
+    shoot(page, "stuck-sagas")
+    page.get_by_role("link", name=f"Order {order_id}").click()
+
+    assert page.get_by_text("charge_payment (forward) attempt 1 → retry").is_visible()
+    shoot(page, "case-file")
+    saga_fixture.PROVIDER["up"] = True  # the provider recovers
+    form = page.locator("form", has_text=f"Retry now (saga #{run_id})")
+    form.get_by_label("Reason (required)").fill("provider is answering again")
+    form.get_by_role("button", name="Preview").click()
+    assert page.get_by_text("runs step “charge_payment” again now").is_visible()
+    shoot(page, "action-preview")
+    page.get_by_role("button", name="Confirm").click()
+    assert page.get_by_text(f"Retry now: done for saga #{run_id}.").is_visible()
+
+    advance_run(run_id, worker_id="browser-test")  # what the worker does when the poke arrives
+    page.reload()
+    assert order_get(order_id=order_id).status == "confirmed"
+    assert page.locator("h1").get_by_text("confirmed").is_visible()
+
+
+def test_support_resolves_an_incident_with_a_reason(
+    page, live_server, log_in, support_user, make_incident, psp
+):
+    incident_id = make_incident(order_id=9001, amount="40.00")  # nothing at the provider: the re-check passes
+    log_in(page, "sam", "support-pass-1")
+    page.get_by_role("link", name="Incidents").first.click()
+    shoot(page, "incidents")
+    page.get_by_role("link", name=f"#{incident_id}").click()
+    page.get_by_role("button", name="Assign to me").click()
+    page.get_by_label("Reason (required)").last.fill("duplicate was refunded at the provider")
+    page.get_by_role("button", name="Preview resolve").click()
+    page.get_by_role("button", name="Confirm: Resolve").click()
+    assert page.get_by_text("Resolve: done.").is_visible()
+    shoot(page, "incident")
+    incident = incident_get(incident_id=incident_id)
+    assert (incident.state, incident.resolution_reason) == (
+        "resolved",
+        "duplicate was refunded at the provider",
+    )
+
+
+def test_a_large_refund_waits_for_finance_approval(
+    page, browser, live_server, log_in, shop, support_user, finance_user, settings
+):
+    settings.BACKOFFICE_APPROVAL_THRESHOLD = "50.00"
+    order_id = shop.confirmed()
+    log_in(page, "sam", "support-pass-1")
+    page.goto(f"{live_server.url}/backoffice/orders/{order_id}/")
+    form = page.locator("form", has_text="Refund (full or partial)")
+    form.get_by_label("Amount").fill("60.00")
+    form.get_by_label("Reason (required)").fill("parcel lost")
+    form.get_by_role("button", name="Preview").click()
+    assert page.get_by_text("waits for a second person from finance").is_visible()
+    page.get_by_role("button", name="Confirm").click()
+    assert page.get_by_text("Refund waits for finance approval").is_visible()
+    assert ApprovalRequest.objects.get().status == "pending"
+
+    finance_page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    log_in(finance_page, "fay", "finance-pass-1")
+    finance_page.get_by_role("link", name="Approvals").click()
+    shoot(finance_page, "approvals")
+    finance_page.get_by_label("Reason (required)").fill("carrier confirmed the loss")
+    finance_page.get_by_role("button", name="Approve refund of 60.00 EUR").click()
+    assert finance_page.get_by_text("Approved: refund #").is_visible()
+    approval = ApprovalRequest.objects.get()
+    assert (approval.status, approval.decided_by_id) == ("approved", finance_user.pk)
+    finance_page.context.close()
+
+
+def test_finance_opens_the_metrics_and_downloads_the_csv(
+    page, live_server, log_in, finance_user, make_incident, shop
+):
+    make_incident(amount="40.00")
+    make_incident(amount="15.00", type="charge_without_order", severity="critical")
+    log_in(page, "fay", "finance-pass-1")
+    page.get_by_role("link", name="Finance").click()
+    assert page.locator("svg.chart").is_visible()
+    assert page.get_by_text("55.00 EUR at risk").is_visible()
+    shoot(page, "finance")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Download CSV").click()
+    rows = list(csv.reader(io.StringIO(open(info.value.path(), encoding="utf-8").read())))
+    assert rows[0] == ["day", "type", "opened", "resolved"]
+    assert {r[1] for r in rows[1:3]} == {"duplicate_charge", "charge_without_order"}
+    page.get_by_role("link", name="State map").click()
+    shoot(page, "state-map")
