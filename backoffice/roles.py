@@ -39,6 +39,8 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "sagas.skip_step",
         "sagas.resolve_run",
         "reconciliation.change_incident",
+        "reconciliation.remediate_incident",
+        "reconciliation.refund_incident",
         # Support asks for refunds; above the approval threshold finance must approve.
         "backoffice.request_refund",
     ),
