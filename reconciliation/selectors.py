@@ -23,7 +23,7 @@ from django_fsm_log.models import StateLog
 from core.money import format_amount, is_supported_currency
 
 from .choices import LIVE_STATES, IncidentState, ResolutionKind
-from .models import Incident, ProviderRefund, ReconciliationRun
+from .models import Incident, ReconciliationRun, Remediation
 
 
 @dataclass(frozen=True)
@@ -305,20 +305,29 @@ def incidents_per_thousand_orders(*, start: date, end: date, orders_count: Order
 
 
 def refunds_caused_by_incidents(*, start: date, end: date) -> dict[str, Any]:
-    """Provider refunds created in the range on a charge an incident pointed at
-    (incident.charge_id), per currency."""
+    """Money refunded by remediations (refunds of duplicate, orphan or unrefunded charges)
+    finished in the range, per currency: one row per remediation that moved money, counted
+    once however often it was applied."""
     lo, hi = _bounds(start, end)
-    flagged = Incident.objects.exclude(charge_id__isnull=True).values("charge_id")
     rows = (
-        ProviderRefund.objects.filter(
-            created__gte=lo, created__lt=hi, status="succeeded", charge_provider_id__in=flagged
+        Remediation.objects.filter(
+            finished_at__gte=lo,
+            finished_at__lt=hi,
+            money_moved__gt=0,
         )
         .values("currency")
-        .annotate(count=Count("id"), amount=Sum("amount"))
+        .annotate(
+            count=Count("id"), amount=Sum("money_moved"), automatic=Count("id", filter=Q(automatic=True))
+        )
         .order_by("currency")
     )
     by_currency = [
-        {"currency": r["currency"], "count": r["count"], "amount": _money_str(r["amount"], r["currency"])}
+        {
+            "currency": r["currency"],
+            "count": r["count"],
+            "automatic": r["automatic"],
+            "amount": _money_str(r["amount"], r["currency"]),
+        }
         for r in rows
     ]
     return {"count": sum(r["count"] for r in by_currency), "by_currency": by_currency}

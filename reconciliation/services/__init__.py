@@ -20,11 +20,21 @@ from .provider_records import (
     provider_records_sync,
     provider_settlement_import,
 )
+from .remediation import (
+    RemediationPreview,
+    RemediationResult,
+    remediation_actions,
+    remediation_apply,
+    remediation_preview,
+    remediations_auto_apply,
+)
 from .runs import ProgressEvent, RunResult, reconcile_run
 
 __all__ = [
     "IncidentView",
     "ProgressEvent",
+    "RemediationPreview",
+    "RemediationResult",
     "ReportedIncident",
     "ResolveOutcome",
     "RunResult",
@@ -42,4 +52,8 @@ __all__ = [
     "provider_records_sync",
     "provider_settlement_import",
     "reconcile_run",
+    "remediation_actions",
+    "remediation_apply",
+    "remediation_preview",
+    "remediations_auto_apply",
 ]

@@ -153,9 +153,24 @@ def _run(*, progress, client, detectors, sync) -> RunResult:
             }
         emit(detector.name, index)
 
+    # The settings-driven auto-remediation policy (off unless a type is enabled). Its fixes
+    # are confirmed by the next pass's re-check, like a person's.
+    try:
+        from .remediation import remediations_auto_apply
+
+        applied = remediations_auto_apply(client=client)
+        if applied:
+            per_detector["auto_remediation"] = {
+                "applied": len(applied),
+                "states": sorted({r.state for r in applied}),
+            }
+    except Exception as exc:
+        errors.append(f"auto_remediation: {type(exc).__name__}: {exc}")
+        logger.exception("reconciliation: auto-remediation failed")
+
     if not errors:
         status = RunStatus.SUCCEEDED
-    elif len(per_detector) and all("error" in d for d in per_detector.values()):
+    elif per_detector and all("error" in d for name, d in per_detector.items() if name != "auto_remediation"):
         status = RunStatus.FAILED
     else:
         status = RunStatus.PARTIAL

@@ -2,10 +2,11 @@
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
-from reconciliation.models import Incident
+from reconciliation.models import Incident, Remediation
 from reconciliation.selectors import _percentile_cont, finance_metrics, incidents_mttr
 from reconciliation.services import incidents_report
 
@@ -39,7 +40,7 @@ def history(make_finding, provider_charge, provider_refund):
     _incident(make_finding, "5", detected=T + timedelta(days=1), amount="10.00")
     _incident(make_finding, "6", detected=T + timedelta(days=1), amount="5.50")
     charge = provider_charge("7", 300, currency="USD")
-    _incident(
+    incident_7 = _incident(
         make_finding,
         "7",
         detected=T + timedelta(days=1),
@@ -47,8 +48,16 @@ def history(make_finding, provider_charge, provider_refund):
         currency="USD",
         charge_id=charge.provider_id,
     )
-    refund = provider_refund(charge, 300)
-    type(refund).objects.filter(pk=refund.pk).update(created=T + timedelta(days=1, hours=1))
+    # The refund a remediation made (and a second apply that found it done changes nothing).
+    Remediation.objects.create(
+        incident_id=incident_7, action="refund_charge", key=f"{incident_7}:refund_charge", state="succeeded",
+        automatic=True, reason="policy", money_moved=Decimal("3.00"), currency="USD",
+        finished_at=T + timedelta(days=1, hours=1),
+    )  # fmt: skip
+    Remediation.objects.create(
+        incident_id=incident_7, action="confirm_order", key=f"{incident_7}:confirm_order", state="failed",
+        reason="no stock", finished_at=T + timedelta(days=1, hours=1),
+    )  # fmt: skip
     _incident(make_finding, "8", detected=T - timedelta(days=30))  # outside the range
 
 
@@ -73,7 +82,7 @@ def test_finance_metrics_numbers(history):
     assert metrics["fixes"] == {"auto": 2, "manual": 1, "dismissed": 1}
     assert metrics["refunds_caused"] == {
         "count": 1,
-        "by_currency": [{"currency": "USD", "count": 1, "amount": "3.00"}],
+        "by_currency": [{"currency": "USD", "count": 1, "automatic": 1, "amount": "3.00"}],
     }
     json.dumps(metrics)  # JSON-ready as is
 
