@@ -15,7 +15,7 @@ from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -133,6 +133,18 @@ class OrderListCreateApi(APIView):
         "Fields other than those below (e.g. `price`, `total`, `status`) are rejected.",
         request=OrderInput,
         responses={201: OrderOutput},
+        examples=[
+            OpenApiExample(
+                "Two mugs",
+                request_only=True,
+                value={
+                    "customer_email": "ann@example.com",
+                    "currency": "EUR",
+                    "payment_method": "pm_card_ok",
+                    "lines": [{"sku": "MUG-1", "quantity": 2}],
+                },
+            )
+        ],
     )
     @declares_parameters(LOCATION_PARAMETER)
     @declares_errors(400, descriptions=PLACE_ERROR_DESCRIPTIONS)
