@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -10,11 +9,8 @@ from django.conf import settings
 
 def approval_threshold() -> Decimal:
     """Refunds strictly above this amount (in the payment's currency) need a second
-    person from finance. settings.BACKOFFICE_APPROVAL_THRESHOLD wins; else the
-    environment variable of the same name; else 100.00."""
-    raw = getattr(settings, "BACKOFFICE_APPROVAL_THRESHOLD", None)
-    if raw is None:
-        raw = os.environ.get("BACKOFFICE_APPROVAL_THRESHOLD", "100.00")
+    person from finance (settings.BACKOFFICE_APPROVAL_THRESHOLD, from the environment)."""
+    raw = settings.BACKOFFICE_APPROVAL_THRESHOLD
     try:
         value = Decimal(str(raw))
     except InvalidOperation:

@@ -222,6 +222,11 @@ CELERY_BEAT_SCHEDULE["idempotency-purge-expired"] = {
     "options": {"expires": 3600},
 }
 
+# --- Back office (docs/backoffice.md) -------------------------------------------
+
+# Refunds strictly above this amount need a second person from finance.
+BACKOFFICE_APPROVAL_THRESHOLD = env.str("BACKOFFICE_APPROVAL_THRESHOLD", default="100.00")
+
 # --- Audit --------------------------------------------------------------------
 
 DJANGO_FSM_LOG_IGNORED_MODELS: tuple = ()
