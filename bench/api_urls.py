@@ -1,0 +1,34 @@
+"""Bench-only URLconf: the real API plus the floor endpoint (one INSERT).
+
+The floor is what any authenticated JSON POST costs on this stack (gunicorn,
+Django, DRF token auth, throttle, JSON parsing, one committed INSERT), so the
+ratio orders/s ÷ floor/s says how much placing an order costs on top of the
+unavoidable. The table is created by the bench script, not by a migration.
+"""
+
+import json
+
+from django.db import connection
+from django.urls import include, path
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+FLOOR_TABLE = "bench_floor_insert"
+
+
+class FloorApi(APIView):
+    def post(self, request: Request) -> Response:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO bench_floor_insert (client_id, body) VALUES (%s, %s::jsonb) RETURNING id",
+                [request.user.pk, json.dumps(request.data)],
+            )
+            (row_id,) = cursor.fetchone()
+        return Response({"id": row_id}, status=201)
+
+
+urlpatterns = [
+    path("bench/floor/", FloorApi.as_view()),
+    path("", include("config.urls")),
+]
