@@ -249,6 +249,8 @@ RECONCILIATION = {
     "SYNC_OVERLAP_SECONDS": env.int("RECONCILE_SYNC_OVERLAP_SECONDS", default=300),
     # An order pending longer than this is stuck (charge_without_order, stuck sagas).
     "PENDING_ORDER_SLA_SECONDS": env.int("PENDING_ORDER_SLA_SECONDS", default=900),
+    # Detectors comparing Concord with the provider skip rows younger than this (in flight).
+    "SETTLE_SECONDS": env.int("RECONCILE_SETTLE_SECONDS", default=60),
     "DISABLED_DETECTORS": env.list("RECONCILE_DISABLED_DETECTORS", default=[]),
     # Which remediations may run without a person, up to what amount (in the incident's
     # currency). Money-moving automation is off by default: enable per type, deliberately.
@@ -257,7 +259,7 @@ RECONCILIATION = {
         "charge_without_order": {"enabled": False, "max_amount": "0.00"},  # refund the orphan
         "refund_missing": {"enabled": False, "max_amount": "0.00"},  # issue the refund
         "stock_drift": {"enabled": False},  # release stale reservations (moves no money)
-        "stuck_saga": {"enabled": False},  # retry or compensate the saga
+        # stuck_saga has no automatic fix: the saga engine's manual operations need a person.
     },
 }
 CELERY_BEAT_SCHEDULE["reconcile"] = {

@@ -60,6 +60,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
     IncidentType.STOCK_DRIFT: ("release_stock",),
     IncidentType.STUCK_SAGA: ("retry_saga", "compensate_saga"),
 }
+# The saga engine's manual operations need a person (sagas.services), so no policy runs them.
+PERSON_ONLY = frozenset({IncidentType.STUCK_SAGA})
 MONEY_MOVING = frozenset({"refund_extra_charges", "refund_charge", "refund_payment"})
 # A remediation left `running` this long ago by a process that died may be taken over.
 _STALE_RUNNING = timedelta(minutes=5)
@@ -151,7 +153,7 @@ def remediations_auto_apply(*, client: Any = None) -> list[RemediationResult]:
     results = []
     for incident_type, actions in ACTIONS.items():
         policy = remediation_policy(incident_type)
-        if not policy.enabled:
+        if not policy.enabled or incident_type in PERSON_ONLY:
             continue
         action = actions[0]
         candidates = (

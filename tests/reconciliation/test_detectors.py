@@ -70,7 +70,11 @@ def test_amount_mismatch(psp, shop):
     order_id, charge_id = shop.checkout(client, amount_minor=2600)  # the provider took 26.00 for 25.00
 
     def fix(incident):
-        assert (incident.charge_id, incident.amount_at_risk) == (charge_id, Decimal("1.00"))
+        assert (incident.order_id, incident.charge_id, incident.amount_at_risk) == (
+            order_id,
+            charge_id,
+            Decimal("1.00"),
+        )
         assert incident.details["order_total"] == "25.00"
         client.create_refund(charge_id=charge_id, amount=2600, idempotency_key="undo-wrong-amount")
 
