@@ -1,0 +1,176 @@
+"""Reconciliation at scale (not a test): N provider charges against N payments.
+
+    .venv/bin/python bench/reconcile_scale.py --rows 1000000 --rows 100000
+
+For each size: loads, with COPY, into a dedicated database (concord_bench, created and
+migrated here; never a test database) N confirmed orders with their lines, committed
+reservations, captured payments and succeeded provider charges, plus a sprinkling of
+seeded inconsistencies (orphan charges, second charges, wrong amounts, confirmed orders
+without a charge). Then, in the same process and on the same data:
+
+- the floor: the bare SQL anti-join "succeeded provider charges no payment recorded";
+- the full pass: reconcile_run(sync=False) - every detector, incident upserts, run row
+  (no provider sync over HTTP).
+
+Reports wall time and peak Python memory (tracemalloc) of each, the ratio, and the
+process's max RSS. The ledger is left empty on purpose: the clearing detector then
+reports one currency-wide mismatch (its full aggregate still runs over every charge).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+BENCH_DB = "concord_bench"
+SEEDED = 50  # of each kind of inconsistency
+
+
+def _setup_django(base_url: str) -> None:
+    import psycopg
+
+    server = base_url.rsplit("/", 1)[0]
+    with psycopg.connect(server + "/postgres", autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
+            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    os.environ["DATABASE_URL"] = f"{server}/{BENCH_DB}"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+TABLES = (
+    "reconciliation_incidentnote", "reconciliation_remediation", "reconciliation_incident",
+    "reconciliation_reconciliationrun", "reconciliation_providerrefund", "reconciliation_providercharge",
+    "payments_ledgerentry", "payments_ledgertransaction", "payments_ledgeraccount",
+    "payments_providerattempt", "payments_refund", "payments_payment",
+    "inventory_reservation", "inventory_stockmovement", "inventory_stocklevel", "inventory_product",
+    "orders_orderline", "orders_order", "sagas_sagastepLog", "django_fsm_log_statelog",
+)  # fmt: skip
+
+
+def _load(n: int) -> None:
+    from django.db import connection
+
+    old = datetime(2026, 1, 1, tzinfo=UTC)
+    with connection.cursor() as cur:
+        cur.execute("TRUNCATE " + ", ".join(t.lower() for t in TABLES if _exists(cur, t.lower())) + " CASCADE")
+        cur.execute(
+            "INSERT INTO inventory_product (sku, name, price, currency, active, created_at, updated_at) "
+            "VALUES ('BENCH', 'bench', 25.00, 'EUR', true, %s, %s)",
+            [old, old],
+        )
+        cur.execute("INSERT INTO inventory_stocklevel (sku, on_hand, reserved, updated_at) VALUES ('BENCH', 0, 0, %s)", [old])
+        raw = cur.cursor
+        with raw.copy(
+            "COPY orders_order (id, client_id, customer_email, currency, total, payment_method, status, "
+            "created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in range(1, n + SEEDED + 1):  # the last SEEDED: confirmed, never charged
+                copy.write_row((i, 1, "c@example.com", "EUR", "25.00", "pm_card_ok", "confirmed", old, old))
+        with raw.copy("COPY orders_orderline (order_id, sku, quantity, unit_price, line_total) FROM STDIN") as copy:
+            for i in range(1, n + SEEDED + 1):
+                copy.write_row((i, "BENCH", 1, "25.00", "25.00"))
+        with raw.copy(
+            "COPY inventory_reservation (order_id, sku, quantity, state, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in range(1, n + SEEDED + 1):
+                copy.write_row((i, "BENCH", 1, "committed", old, old))
+        with raw.copy(
+            "COPY payments_payment (order_id, amount, currency, payment_method, status, provider_charge_id, "
+            "failure_code, last_error, refunded_amount, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in range(1, n + SEEDED + 1):
+                copy.write_row((i, "25.00", "EUR", "pm_card_ok", "captured", f"ch_{i}", "", "", "0", old, old))
+        with raw.copy(
+            "COPY reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, currency, "
+            "status, amount_refunded_minor, amount_refunded, created, first_seen_at, last_synced_at) FROM STDIN"
+        ) as copy:
+            created = old + timedelta(seconds=1)
+            for i in range(1, n + 1):
+                amount = 2600 if i % (n // SEEDED) == 7 else 2500  # seeded: wrong amount
+                copy.write_row((f"ch_{i}", str(i), i, amount, f"{amount / 100:.2f}", "EUR", "succeeded", 0, "0", created, old, old))
+            for k in range(SEEDED):  # seeded: a second charge for a confirmed order
+                i = 1 + k * (n // SEEDED)
+                copy.write_row((f"ch_dup_{i}", str(i), i, 2500, "25.00", "EUR", "succeeded", 0, "0", created, old, old))
+            for k in range(SEEDED):  # seeded: a charge for an order that does not exist
+                ref = 10 * n + k
+                copy.write_row((f"ch_orphan_{k}", str(ref), ref, 2500, "25.00", "EUR", "succeeded", 0, "0", created, old, old))
+        cur.execute("ANALYZE")
+
+
+def _exists(cur, table: str) -> bool:
+    cur.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
+    return cur.fetchone()[0]
+
+
+BARE = (
+    "SELECT count(*) FROM reconciliation_providercharge c WHERE c.status = 'succeeded' "
+    "AND NOT EXISTS (SELECT 1 FROM payments_payment p WHERE p.provider_charge_id = c.provider_id)"
+)
+
+
+def _measure(fn):
+    tracemalloc.start()
+    started = time.perf_counter()
+    result = fn()
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return result, seconds, peak
+
+
+def _bare():
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        cur.execute(BARE)
+        return cur.fetchone()[0]
+
+
+def _full():
+    from reconciliation.services import reconcile_run
+
+    return reconcile_run(sync=False)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, action="append", help="provider charges (= payments); repeatable")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concord"))
+    args = parser.parse_args()
+    _setup_django(args.database_url)
+    from reconciliation.models import Incident
+
+    print(f"{'rows':>9} {'load s':>7} {'bare s':>7} {'full s':>7} {'ratio':>6} {'bare peak MB':>12} "
+          f"{'full peak MB':>12} {'found':>6}  by type")  # fmt: skip
+    for n in args.rows or [100_000, 1_000_000]:
+        t0 = time.perf_counter()
+        _load(n)
+        load = time.perf_counter() - t0
+        _bare()  # warm the cache once, then measure both on warm data
+        orphans, bare_s, bare_peak = _measure(_bare)
+        run, full_s, full_peak = _measure(_full)
+        by_type = dict(sorted(
+            {t: Incident.objects.filter(type=t).count() for t in Incident.objects.values_list("type", flat=True).distinct()}.items()
+        ))  # fmt: skip
+        print(f"{n:>9} {load:>7.1f} {bare_s:>7.2f} {full_s:>7.2f} {full_s / bare_s:>6.2f} "
+              f"{bare_peak / 1e6:>12.2f} {full_peak / 1e6:>12.2f} {run.found:>6}  {by_type} (bare anti-join: {orphans})")  # fmt: skip
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"max RSS of the process (loading included): {rss:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
