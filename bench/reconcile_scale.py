@@ -66,13 +66,18 @@ def _load(n: int) -> None:
 
     old = datetime(2026, 1, 1, tzinfo=UTC)
     with connection.cursor() as cur:
-        cur.execute("TRUNCATE " + ", ".join(t.lower() for t in TABLES if _exists(cur, t.lower())) + " CASCADE")
+        cur.execute(
+            "TRUNCATE " + ", ".join(t.lower() for t in TABLES if _exists(cur, t.lower())) + " CASCADE"
+        )
         cur.execute(
             "INSERT INTO inventory_product (sku, name, price, currency, active, created_at, updated_at) "
             "VALUES ('BENCH', 'bench', 25.00, 'EUR', true, %s, %s)",
             [old, old],
         )
-        cur.execute("INSERT INTO inventory_stocklevel (sku, on_hand, reserved, updated_at) VALUES ('BENCH', 0, 0, %s)", [old])
+        cur.execute(
+            "INSERT INTO inventory_stocklevel (sku, on_hand, reserved, updated_at) VALUES ('BENCH', 0, 0, %s)",
+            [old],
+        )
         raw = cur.cursor
         with raw.copy(
             "COPY orders_order (id, client_id, customer_email, currency, total, payment_method, status, "
@@ -80,7 +85,9 @@ def _load(n: int) -> None:
         ) as copy:
             for i in range(1, n + SEEDED + 1):  # the last SEEDED: confirmed, never charged
                 copy.write_row((i, 1, "c@example.com", "EUR", "25.00", "pm_card_ok", "confirmed", old, old))
-        with raw.copy("COPY orders_orderline (order_id, sku, quantity, unit_price, line_total) FROM STDIN") as copy:
+        with raw.copy(
+            "COPY orders_orderline (order_id, sku, quantity, unit_price, line_total) FROM STDIN"
+        ) as copy:
             for i in range(1, n + SEEDED + 1):
                 copy.write_row((i, "BENCH", 1, "25.00", "25.00"))
         with raw.copy(
@@ -93,7 +100,9 @@ def _load(n: int) -> None:
             "failure_code, last_error, refunded_amount, created_at, updated_at) FROM STDIN"
         ) as copy:
             for i in range(1, n + SEEDED + 1):
-                copy.write_row((i, "25.00", "EUR", "pm_card_ok", "captured", f"ch_{i}", "", "", "0", old, old))
+                copy.write_row(
+                    (i, "25.00", "EUR", "pm_card_ok", "captured", f"ch_{i}", "", "", "0", old, old)
+                )
         with raw.copy(
             "COPY reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, currency, "
             "status, amount_refunded_minor, amount_refunded, created, first_seen_at, last_synced_at) FROM STDIN"
@@ -101,13 +110,45 @@ def _load(n: int) -> None:
             created = old + timedelta(seconds=1)
             for i in range(1, n + 1):
                 amount = 2600 if i % (n // SEEDED) == 7 else 2500  # seeded: wrong amount
-                copy.write_row((f"ch_{i}", str(i), i, amount, f"{amount / 100:.2f}", "EUR", "succeeded", 0, "0", created, old, old))
+                copy.write_row(
+                    (
+                        f"ch_{i}",
+                        str(i),
+                        i,
+                        amount,
+                        f"{amount / 100:.2f}",
+                        "EUR",
+                        "succeeded",
+                        0,
+                        "0",
+                        created,
+                        old,
+                        old,
+                    )
+                )
             for k in range(SEEDED):  # seeded: a second charge for a confirmed order
                 i = 1 + k * (n // SEEDED)
-                copy.write_row((f"ch_dup_{i}", str(i), i, 2500, "25.00", "EUR", "succeeded", 0, "0", created, old, old))
+                copy.write_row(
+                    (f"ch_dup_{i}", str(i), i, 2500, "25.00", "EUR", "succeeded", 0, "0", created, old, old)
+                )
             for k in range(SEEDED):  # seeded: a charge for an order that does not exist
                 ref = 10 * n + k
-                copy.write_row((f"ch_orphan_{k}", str(ref), ref, 2500, "25.00", "EUR", "succeeded", 0, "0", created, old, old))
+                copy.write_row(
+                    (
+                        f"ch_orphan_{k}",
+                        str(ref),
+                        ref,
+                        2500,
+                        "25.00",
+                        "EUR",
+                        "succeeded",
+                        0,
+                        "0",
+                        created,
+                        old,
+                        old,
+                    )
+                )
         cur.execute("ANALYZE")
 
 
@@ -147,9 +188,13 @@ def _full():
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, action="append", help="provider charges (= payments); repeatable")
-    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concord"))
+    parser.add_argument(
+        "--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concord")
+    )
     args = parser.parse_args()
     _setup_django(args.database_url)
     from reconciliation.models import Incident
