@@ -1,0 +1,321 @@
+"""Saga throughput: N checkouts through real workers, against a DBOS workflow and a
+plain Celery chain doing the same three steps, in one run.
+
+    .venv/bin/python bench/saga_throughput.py [--orders 200] [--concurrency 4]
+        [--pool threads|prefork] [--rounds 1]
+
+Sets up a dedicated database (concord_bench_saga, dropped and recreated; DBOS's
+system tables go in the same database, schema "dbos") and the sandbox provider
+(its own database concord_bench_saga_psp, latency 0, no faults), then for each
+system places `--orders` orders from this process as fast as it can and waits
+until all of them are confirmed:
+
+- concord: order_place (order, payment, saga run: one commit) -> a Celery worker
+  (`--pool`, `--concurrency`) runs the checkout saga (leases, step log, checkpoints).
+- dbos: order_create + payment_create (one commit), then DBOSClient.enqueue onto a
+  queue with worker_concurrency = `--concurrency` in a DBOS process
+  (bench/saga_dbos_app.py): a workflow of three @DBOS.step.
+- chain: order_create + payment_create (one commit), then on commit a Celery chain
+  reserve -> charge -> confirm (bench/saga_chain_tasks.py) on the same worker:
+  no durability beyond Celery's own (the floor).
+
+All three call the same domain services (bench/saga_steps.py for the other two).
+Reported per system: sagas/s = N / (last confirmation - first placement), and
+p50/p99 of placement -> confirmed (the order's created_at -> updated_at; the orders
+are placed in a burst, so this includes queueing). Ratios: concord/dbos (target
+>= 1.0) and concord/chain.
+
+Environment: POSTGRES_URL (server, default postgres://postgres@127.0.0.1:5432),
+CELERY_BROKER_URL (default redis://127.0.0.1:6379/12; purged at start).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = ROOT / ".venv" / "bin" / "python"
+CELERY = ROOT / ".venv" / "bin" / "celery"
+DB_NAME = "concord_bench_saga"
+PSP_DB_NAME = "concord_bench_saga_psp"
+PSP_KEY = "sk_test_bench"
+SKUS = ["BENCH-MUG", "BENCH-TEE"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def recreate(server: str, name: str) -> None:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop(server: str, name: str) -> None:
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class Procs:
+    def __init__(self, logdir: Path) -> None:
+        self.logdir = logdir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, name: str, args: list[str], env: dict[str, str]) -> tuple[subprocess.Popen, Path]:
+        log = self.logdir / f"{name}.log"
+        proc = subprocess.Popen(
+            args, cwd=ROOT, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self.procs.append(proc)
+        return proc, log
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_for_log(proc: subprocess.Popen, log: Path, text: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"{log.name} exited:\n{log.read_text()[-3000:]}")
+        time.sleep(0.1)
+    raise TimeoutError(f"{text!r} not in {log.name}:\n{log.read_text()[-3000:]}")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--orders", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--pool", choices=["threads", "prefork"], default="threads")
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+
+    server = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+    broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
+    database_url = f"{server}/{DB_NAME}"
+    psp_port = free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker,
+        "PSP_BASE_URL": f"http://127.0.0.1:{psp_port}",
+        "PSP_API_KEY": PSP_KEY,
+        "PYTHONUNBUFFERED": "1",
+    }
+    os.environ.update(env)
+    logdir = Path(os.environ.get("BENCH_LOG_DIR", "/tmp/concord_bench_saga"))
+    logdir.mkdir(parents=True, exist_ok=True)
+    procs = Procs(logdir)
+
+    print(f"setting up {DB_NAME} and {PSP_DB_NAME} ...", flush=True)
+    recreate(server, DB_NAME)
+    recreate(server, PSP_DB_NAME)
+    subprocess.run([str(PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
+    psp_env = {
+        **env,
+        "PSP_DATABASE_URL": f"{server}/{PSP_DB_NAME}",
+        "PSP_WEBHOOK_URL": "",
+        "PSP_LOG_LEVEL": "WARNING",
+    }
+    subprocess.run(
+        [str(PY), "-m", "sandbox_psp", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=psp_env, check=True
+    )
+    try:
+        run(args, env, psp_env, psp_port, procs, database_url)
+    finally:
+        procs.stop_all()
+        from django.db import connections
+
+        connections.close_all()
+        drop(server, DB_NAME)
+        drop(server, PSP_DB_NAME)
+
+
+def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
+    import django
+
+    sys.path.insert(0, str(ROOT))
+    django.setup()
+    from decimal import Decimal
+
+    from celery import chain
+    from django.db import transaction
+
+    from config.celery_app import app
+    from inventory.services import product_upsert, stock_set_on_hand
+    from orders.models import Order
+    from orders.services import order_create, order_place
+    from payments.services import payment_create
+
+    for i, sku in enumerate(SKUS):
+        product_upsert(sku=sku, name=sku, price=Decimal("9.50") + i, currency="EUR")
+        stock_set_on_hand(sku=sku, on_hand=10_000_000, reason="bench")
+    app.control.purge()
+
+    psp, psp_log = procs.start(
+        "psp",
+        [
+            str(PY), "-m", "gunicorn", "sandbox_psp.wsgi", "--bind", f"127.0.0.1:{psp_port}",
+            "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--no-control-socket",
+            "--log-level", "warning",
+        ],
+        psp_env,
+    )  # fmt: skip
+    worker, worker_log = procs.start(
+        "worker",
+        [
+            str(CELERY), "-A", "config", "worker", "--loglevel", "WARNING", "--pool", args.pool,
+            "--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle",
+            "--without-heartbeat", "-I", "bench.saga_chain_tasks",
+        ],
+        env,
+    )  # fmt: skip
+    sys_db_url = database_url.replace("postgres://", "postgresql://", 1)
+    dbos_proc, dbos_log = procs.start(
+        "dbos", [str(PY), "bench/saga_dbos_app.py", sys_db_url, str(args.concurrency)], env
+    )
+    wait_for_log(dbos_proc, dbos_log, "dbos ready")
+    time.sleep(1.0)  # the worker and the provider finish starting meanwhile
+    if worker.poll() is not None or psp.poll() is not None:
+        raise RuntimeError(
+            f"worker or provider died:\n{worker_log.read_text()[-2000:]}\n{psp_log.read_text()[-2000:]}"
+        )
+
+    from dbos import DBOSClient
+
+    dbos_client = DBOSClient(system_database_url=sys_db_url)
+    lines = [(SKUS[0], 1), (SKUS[1], 2)]
+    common = {
+        "client_id": 1,
+        "customer_email": "bench@example.com",
+        "currency": "EUR",
+        "payment_method": "pm_card_ok",
+    }
+
+    def place_concord() -> int:
+        with transaction.atomic():
+            return order_place(lines=lines, **common).id
+
+    def place_dbos() -> int:
+        with transaction.atomic():
+            order = order_create(lines=lines, **common)
+            payment = payment_create(
+                order_id=order.id, amount=order.total, currency="EUR", payment_method="pm_card_ok"
+            )
+        dbos_client.enqueue(
+            {"workflow_name": "bench_checkout", "queue_name": "bench_checkout"}, order.id, payment.id
+        )
+        return order.id
+
+    def place_chain() -> int:
+        with transaction.atomic():
+            order = order_create(lines=lines, **common)
+            payment = payment_create(
+                order_id=order.id, amount=order.total, currency="EUR", payment_method="pm_card_ok"
+            )
+            flow = chain(
+                app.signature("bench.chain_reserve", args=(order.id,), immutable=True),
+                app.signature("bench.chain_charge", args=(payment.id,), immutable=True),
+                app.signature("bench.chain_confirm", args=(order.id,), immutable=True),
+            )
+            transaction.on_commit(flow.delay)
+        return order.id
+
+    systems = {"concord": place_concord, "dbos": place_dbos, "chain": place_chain}
+
+    def measure(name: str, n: int) -> dict:
+        place = systems[name]
+        ids = [place() for _ in range(n)]
+        deadline = time.monotonic() + max(120.0, n * 0.5)
+        while Order.objects.filter(pk__in=ids, status="confirmed").count() < n:
+            if time.monotonic() > deadline:
+                stuck = Order.objects.filter(pk__in=ids).exclude(status="confirmed").count()
+                raise RuntimeError(f"{name}: {stuck} of {n} orders not confirmed; logs in {procs.logdir}")
+            time.sleep(0.05)
+        rows = list(Order.objects.filter(pk__in=ids).values_list("created_at", "updated_at"))
+        latencies = [(u - c).total_seconds() for c, u in rows]
+        span = (max(u for _, u in rows) - min(c for c, _ in rows)).total_seconds()
+        return {
+            "system": name,
+            "orders": n,
+            "sagas_per_s": n / span,
+            "p50_ms": percentile(latencies, 0.50) * 1000,
+            "p99_ms": percentile(latencies, 0.99) * 1000,
+        }
+
+    for name in systems:  # warm-up: imports, connection pools, JIT-less caches
+        measure(name, 10)
+    results: dict[str, list[dict]] = {name: [] for name in systems}
+    for round_no in range(args.rounds):
+        for name in systems:
+            result = measure(name, args.orders)
+            results[name].append(result)
+            print(
+                f"round {round_no + 1} {name:8s} {result['sagas_per_s']:7.1f} sagas/s"
+                f"  p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms",
+                flush=True,
+            )
+    summary = {
+        name: {key: statistics.median(r[key] for r in rs) for key in ("sagas_per_s", "p50_ms", "p99_ms")}
+        for name, rs in results.items()
+    }
+    captured = Order.objects.filter(status="confirmed").count()
+    print()
+    print(f"{'system':10s} {'sagas/s':>9s} {'p50 ms':>9s} {'p99 ms':>9s}")
+    for name, s in summary.items():
+        print(f"{name:10s} {s['sagas_per_s']:9.1f} {s['p50_ms']:9.1f} {s['p99_ms']:9.1f}")
+    ratio_dbos = summary["concord"]["sagas_per_s"] / summary["dbos"]["sagas_per_s"]
+    ratio_chain = summary["concord"]["sagas_per_s"] / summary["chain"]["sagas_per_s"]
+    print(
+        f"\nconcord/dbos  throughput ratio: {ratio_dbos:.2f} (target >= 1.0: {'met' if ratio_dbos >= 1 else 'NOT met'})"
+    )
+    print(f"concord/chain throughput ratio: {ratio_chain:.2f} (the chain has no durability: the floor)")
+    print(
+        json.dumps(
+            {
+                "bench": "saga_throughput",
+                "orders": args.orders,
+                "concurrency": args.concurrency,
+                "pool": args.pool,
+                "rounds": args.rounds,
+                "confirmed_total": captured,
+                "summary": summary,
+                "ratio_concord_dbos": ratio_dbos,
+                "ratio_concord_chain": ratio_chain,
+                "loadavg": os.getloadavg(),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
