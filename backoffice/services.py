@@ -1,5 +1,6 @@
 """Back-office writes: the one-time action key that makes a resubmitted form a no-op,
-the staff note, and the two-person rule for large refunds.
+the staff note, the two-person rule for large refunds, and sending those refunds to
+the provider (after commit, through backoffice.tasks.refund_send).
 
 Everything else staff do goes through the owning app's services (sagas, orders,
 payments, reconciliation); the views wrap each call with `staff_action_record` in
@@ -141,6 +142,96 @@ class RefundOutcome:
     refund_id: int | None
 
 
+REFUND_KEY_PREFIX = "backoffice:"
+
+
+def _send_refund_after_commit(*, payment_id: int, idempotency_key: str) -> None:
+    """Money must actually move: once the pending refund is committed, a Celery task
+    asks the provider for it (backoffice.tasks.refund_send, with its retry policy).
+    If the broker is down the refund stays pending and the case file offers
+    "send again"; robust=True so a broker error never breaks the staff's request."""
+    from . import tasks  # tasks imports this module
+
+    transaction.on_commit(
+        lambda: tasks.refund_send.delay(payment_id, idempotency_key),
+        robust=True,
+    )
+
+
+@dataclass(frozen=True)
+class RefundSent:
+    refund_id: int
+    status: str  # the refund's state now: pending | succeeded | failed
+    outcome: str  # the provider's answer: succeeded | declined | transient | unknown
+    error: str = ""
+
+    @property
+    def pending(self) -> bool:
+        return self.status == "pending"
+
+
+def refund_send(*, payment_id: int, idempotency_key: str) -> RefundSent:
+    """Ask the provider for a refund the back office created (never creates one: an
+    unknown key is an error, not a new full refund). Retry-safe: the refund's fixed
+    key makes the provider replay its first answer. Must run outside a transaction."""
+    refund = next(
+        (
+            r
+            for r in payment_selectors.refunds_for_payment(payment_id=payment_id)
+            if r.idempotency_key == idempotency_key
+        ),
+        None,
+    )
+    if refund is None:
+        raise NotFound(
+            f"Payment {payment_id} has no refund with key {idempotency_key!r}.",
+            code="refund_not_found",
+            details={"payment_id": payment_id, "idempotency_key": idempotency_key},
+        )
+    if refund.status != "pending":
+        return RefundSent(refund_id=refund.id, status=refund.status, outcome="already " + refund.status)
+    result = payment_services.payment_refund_through_provider(
+        payment_id=payment_id,
+        reason=f"back-office refund {refund.id} sent to the provider",
+        idempotency_key=idempotency_key,
+    )
+    now = result.refund or refund
+    return RefundSent(refund_id=now.id, status=now.status, outcome=str(result.outcome), error=result.error)
+
+
+def refund_resend_claim(*, refund_id: int, order_id: int, by: Any, reason: str, action_key: str) -> Any:
+    """A person asks to send a pending back-office refund again (the task gave up, or
+    the broker was down). Claims the form's one-time key in its own committed
+    transaction — the provider call that follows must not run inside one — and
+    returns the refund to send."""
+    _require_person(by)
+    if not by.has_perm(REQUEST_REFUND):
+        raise ConcordError("You may not send refunds.", code="permission_denied", http_status=403)
+    payment = payment_selectors.payment_for_order(order_id=order_id)
+    refund = next(
+        (
+            r
+            for r in (payment_selectors.refunds_for_payment(payment_id=payment.id) if payment else [])
+            if r.id == refund_id
+        ),
+        None,
+    )
+    if refund is None or not refund.idempotency_key.startswith(REFUND_KEY_PREFIX):
+        raise NotFound(f"Order {order_id} has no back-office refund {refund_id}.", code="refund_not_found")
+    if refund.status != "pending":
+        raise Conflict(f"Refund {refund_id} is {refund.status}; nothing to send.", code="refund_not_pending")
+    with transaction.atomic():
+        staff_action_record(
+            key=action_key,
+            by=by,
+            action="refund_send",
+            reason=reason,
+            order_id=order_id,
+            target=f"refund {refund.id}",
+        )
+    return refund
+
+
 @transaction.atomic
 def refund_request(*, order_id: int, amount: Any, reason: str, by: Any, action_key: str) -> RefundOutcome:
     """A refund from the back office. Up to the threshold it is created at once; above
@@ -173,8 +264,9 @@ def refund_request(*, order_id: int, amount: Any, reason: str, by: Any, action_k
         amount=plan.amount,
         reason=f"{reason} (back office, {by.get_username()})",
         by=by,
-        idempotency_key=f"backoffice:{action_key}",
+        idempotency_key=f"{REFUND_KEY_PREFIX}{action_key}",
     )
+    _send_refund_after_commit(payment_id=plan.payment_id, idempotency_key=refund.idempotency_key)
     return RefundOutcome(approval_id=None, refund_id=refund.id)
 
 
@@ -220,10 +312,11 @@ def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str)
         reason=f"{approval.reason} (asked by {approval.requested_by.get_username()}, "
         f"approved by {by.get_username()}: {reason})",
         by=by,
-        idempotency_key=f"backoffice:approval:{approval.pk}",
+        idempotency_key=f"{REFUND_KEY_PREFIX}approval:{approval.pk}",
     )
     approval.approve(refund.id, by=by, description=reason)
     approval.save()
+    _send_refund_after_commit(payment_id=approval.payment_id, idempotency_key=refund.idempotency_key)
     return RefundOutcome(approval_id=approval.pk, refund_id=refund.id)
 
 

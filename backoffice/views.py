@@ -338,7 +338,7 @@ def _timeline(order: Any) -> tuple[list[dict], dict]:
     }
 
 
-def _order_actions(request: HttpRequest, order: Any, runs: list, payment: Any) -> list[dict]:
+def _order_actions(request: HttpRequest, order: Any, runs: list, payment: Any, refunds: list) -> list[dict]:
     """Only what is legal now and allowed for this person (the services check again)."""
     actions: list[dict] = []
     if not is_support(request.user):
@@ -365,6 +365,18 @@ def _order_actions(request: HttpRequest, order: Any, runs: list, payment: Any) -
         actions.append(
             {"op": "refund", "label": "Refund (full or partial)", "amount": payment.refundable_amount}
         )
+    if payment is not None and request.user.has_perm(services.REQUEST_REFUND):
+        # A back-office refund still pending: its task is retrying or gave up, or the
+        # broker lost the message. Sending it again is safe (same provider key).
+        for refund in refunds:
+            if refund.status == "pending" and refund.idempotency_key.startswith(services.REFUND_KEY_PREFIX):
+                actions.append(
+                    {
+                        "op": "resend_refund",
+                        "label": f"Send refund #{refund.id} ({refund.amount} {refund.currency}) to the provider again",
+                        "refund_id": refund.id,
+                    }
+                )
     return actions
 
 
@@ -387,7 +399,7 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
             "order": order,
             "events": events,
             "reservations": inventory_selectors.reservations_for_order(order.id),
-            "actions": _order_actions(request, order, parts["runs"], parts["payment"]),
+            "actions": _order_actions(request, order, parts["runs"], parts["payment"], parts["refunds"]),
             "action_key": _new_key(),
             "threshold": approval_threshold(),
             "can_note": is_support(request.user),
@@ -396,7 +408,9 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
     )
 
 
-def _order_preview(order: Any, op: str, run: Any, amount: str, runs: list, payment: Any) -> dict:
+def _order_preview(
+    order: Any, op: str, run: Any, amount: str, runs: list, payment: Any, refund: Any = None
+) -> dict:
     """What the action would do, in words and numbers."""
     effects: list[str] = []
     plan = None
@@ -423,6 +437,12 @@ def _order_preview(order: Any, op: str, run: Any, amount: str, runs: list, payme
         effects.append(
             f"Order {order.id}: pending → confirmed. Payment {payment.id} is captured ({payment.amount} {payment.currency})."
         )
+    elif op == "resend_refund":
+        effects.append(
+            f"Refund #{refund.id} of {refund.amount} {refund.currency} is asked of the provider again now, "
+            f"with its key {refund.idempotency_key!r}: the provider replays, the money goes back at most once."
+        )
+        effects.append("Stock: unchanged.")
     elif op == "refund":
         plan = services.refund_plan(order_id=order.id, amount=amount)
         effects.append(
@@ -459,19 +479,26 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
         return redirect(back)
     runs = saga_selectors.saga_runs_for_subject(subject_id=str(order.id))
     payment = payment_selectors.payment_for_order(order_id=order.id)
-    legal = {(a["op"], a.get("run_id")) for a in _order_actions(request, order, runs, payment)}
+    refunds = payment_selectors.refunds_for_payment(payment_id=payment.id) if payment else []
+    legal = {
+        (a["op"], a.get("run_id"), a.get("refund_id"))
+        for a in _order_actions(request, order, runs, payment, refunds)
+    }
     run_id = _int(request.POST.get("run_id"))
-    if (op, run_id if op in SAGA_OPS else None) not in legal:
+    refund_id = _int(request.POST.get("refund_id"))
+    wanted = (op, run_id if op in SAGA_OPS else None, refund_id if op == "resend_refund" else None)
+    if wanted not in legal:
         messages.error(request, "That action is not possible for this order now.")
         return redirect(back)
     if not reason:
         messages.error(request, "A reason is required.")
         return redirect(back)
     run = next((r for r in runs if r.id == run_id), None)
+    refund = next((r for r in refunds if r.id == refund_id), None)
     amount = request.POST.get("amount", "")
     if request.POST.get("confirm") != "1":
         try:
-            preview = _order_preview(order, op, run, amount, runs, payment)
+            preview = _order_preview(order, op, run, amount, runs, payment, refund)
         except ConcordError as exc:
             messages.error(request, exc.message)
             return redirect(back)
@@ -482,6 +509,7 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
                 "order": order,
                 "op": op,
                 "run": run,
+                "refund": refund,
                 "reason": reason,
                 "amount": amount,
                 "action_key": key or _new_key(),
@@ -512,8 +540,38 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
         if outcome and outcome.approval_id:
             messages.warning(request, f"Refund waits for finance approval (request #{outcome.approval_id}).")
         elif outcome:
-            messages.success(request, f"Refund #{outcome.refund_id} created.")
+            messages.success(
+                request, f"Refund #{outcome.refund_id} created; it is being sent to the provider."
+            )
+    elif op == "resend_refund":
+        _resend_refund(request, order.id, refund_id, reason, key)
     return redirect(back)
+
+
+def _resend_refund(request: HttpRequest, order_id: int, refund_id: int, reason: str, key: str) -> None:
+    """Claim the form key (committed), then call the provider outside any transaction."""
+    try:
+        refund = services.refund_resend_claim(
+            refund_id=refund_id, order_id=order_id, by=request.user, reason=reason, action_key=key
+        )
+        sent = services.refund_send(payment_id=refund.payment_id, idempotency_key=refund.idempotency_key)
+    except services.AlreadySubmitted as exc:
+        messages.info(request, exc.message)
+        return
+    except ConcordError as exc:
+        messages.error(request, f"Send refund: {exc.message}")
+        return
+    if sent.status == "succeeded":
+        messages.success(request, f"Refund #{sent.refund_id} succeeded at the provider.")
+    elif sent.status == "failed":
+        messages.error(
+            request, f"The provider refused refund #{sent.refund_id}: {sent.error or sent.outcome}."
+        )
+    else:
+        messages.warning(
+            request,
+            f"Refund #{sent.refund_id} is still pending ({sent.outcome}: {sent.error}); try again later.",
+        )
 
 
 # --- Incidents ---------------------------------------------------------------------------
@@ -702,7 +760,9 @@ def approval_decide(request: HttpRequest, approval_id: int) -> HttpResponse:
             ),
         )
         if outcome:
-            messages.success(request, f"Approved: refund #{outcome.refund_id} created.")
+            messages.success(
+                request, f"Approved: refund #{outcome.refund_id} created; it is being sent to the provider."
+            )
     elif decision == "reject":
         if _act(
             request,

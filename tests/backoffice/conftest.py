@@ -1,23 +1,26 @@
-"""Back-office fixtures: staff people of each role, a shop whose checkout runs through
-the saga engine (tests/backoffice/saga_fixture.py), incidents."""
+"""Back-office fixtures: staff people of each role, a shop whose orders go through the
+real checkout saga against the sandbox provider, incidents."""
 
 from __future__ import annotations
 
 import itertools
+import time
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import User
+from django.db import transaction
 from django.test import Client
 
 from backoffice.roles import FINANCE, SUPPORT, staff_create
+from orders.sagas import CHECKOUT, LOCAL_RETRY, PROVIDER_RETRY, register_order_sagas
+from orders.services import order_place
 from reconciliation.detectors import Finding
 from reconciliation.services import incidents_report
+from sagas.definition import RetryPolicy
 from sagas.executor import advance_run
 from sagas.selectors import saga_run_for_subject
-from sagas.services import saga_start
-
-from . import saga_fixture
 
 _keys = itertools.count(1)
 
@@ -58,49 +61,77 @@ def finance(finance_user) -> Client:
     return login(finance_user)
 
 
+# The checkout gives up on the first failed charge (so a test reaches `failed` in one
+# pass); local steps retry at once. The defaults come back after each test.
+ONCE = RetryPolicy(max_attempts=1, base_delay=0.0, max_delay=0.0, jitter=0.0)
+NO_WAIT = RetryPolicy(max_attempts=3, base_delay=0.0, max_delay=0.0, jitter=0.0)
+
+
+@pytest.fixture
+def fast_checkout() -> Iterator[None]:
+    register_order_sagas(replace=True, local_retry=NO_WAIT, provider_retry=ONCE)
+    yield
+    register_order_sagas(replace=True, local_retry=LOCAL_RETRY, provider_retry=PROVIDER_RETRY)
+
+
 class Shop:
+    """Orders placed through the real checkout (orders.services.order_place, the
+    checkout saga of orders/sagas.py) against the sandbox provider; the test drives
+    the run with sagas.executor.advance_run, as a worker would."""
+
     SKU = "BO-1"
     PRICE = Decimal("60.00")
 
-    def __init__(self) -> None:
+    def __init__(self, psp) -> None:
         from inventory.services import product_upsert, stock_set_on_hand
 
+        self.psp = psp
         product_upsert(sku=self.SKU, name="Back-office widget", price=self.PRICE, currency="EUR")
         stock_set_on_hand(sku=self.SKU, on_hand=10_000, reason="test stock")
-        saga_fixture.PROVIDER["up"] = False
+
+    def provider_down(self) -> None:
+        self.psp.set_faults(error_rate=1.0)
+
+    def provider_recovers(self) -> None:
+        self.psp.clear_faults()
 
     def order(self, quantity: int = 1, email: str = "c@example.com") -> int:
-        from orders.services import order_create
+        """Placed (order, payment, checkout run in one commit), not yet advanced."""
+        with transaction.atomic():
+            return order_place(
+                client_id=1,
+                customer_email=email,
+                currency="EUR",
+                payment_method="pm_card_ok",
+                lines=[(self.SKU, quantity)],
+            ).id
 
-        return order_create(
-            client_id=1,
-            customer_email=email,
-            currency="EUR",
-            payment_method="pm_card_ok",
-            lines=[(self.SKU, quantity)],
-        ).id
+    def run_id(self, order_id: int) -> int:
+        return saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id)).id
+
+    def advance(self, order_id: int) -> str:
+        advance_run(self.run_id(order_id), worker_id="test")
+        return saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id)).status
 
     def failed_checkout(self, quantity: int = 1, email: str = "c@example.com") -> tuple[int, int]:
-        """An order whose checkout saga failed at charge_payment (provider down). (order id, run id)"""
-        saga_fixture.PROVIDER["up"] = False
+        """An order whose checkout failed at charge_payment: the provider answers 5xx
+        to every call (and keeps doing so until provider_recovers()). (order id, run id)"""
+        self.provider_down()
         order_id = self.order(quantity, email)
-        run_id = saga_start(saga_type=saga_fixture.NAME, subject_id=str(order_id))
-        advance_run(run_id, worker_id="test")
-        assert saga_run_for_subject(saga_type=saga_fixture.NAME, subject_id=str(order_id)).status == "failed"
-        return order_id, run_id
+        assert self.advance(order_id) == "failed"
+        return order_id, self.run_id(order_id)
 
     def confirmed(self, quantity: int = 1) -> int:
-        saga_fixture.PROVIDER["up"] = True
+        """A confirmed order, charged at the sandbox provider."""
+        self.provider_recovers()
         order_id = self.order(quantity)
-        run_id = saga_start(saga_type=saga_fixture.NAME, subject_id=str(order_id))
-        advance_run(run_id, worker_id="test")
-        saga_fixture.PROVIDER["up"] = False
+        assert self.advance(order_id) == "completed"
         return order_id
 
 
 @pytest.fixture
-def shop(db) -> Shop:
-    return Shop()
+def shop(db, psp, fast_checkout) -> Shop:
+    return Shop(psp)
 
 
 @pytest.fixture
@@ -134,3 +165,12 @@ def make_incident(db):
 
 def new_key() -> str:
     return f"test-key-{next(_keys)}"
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition", on_timeout=lambda: "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{on_timeout()[-3000:]}")

@@ -7,8 +7,6 @@ from backoffice.models import StaffAction
 from sagas.executor import advance_run
 from sagas.selectors import saga_action_log, saga_run_get
 
-from . import saga_fixture
-
 pytestmark = pytest.mark.django_db
 
 
@@ -32,7 +30,7 @@ def test_retry_needs_a_reason_and_shows_a_preview_first(support, shop):
 
 def test_retry_after_the_provider_recovers_confirms_the_order(support, shop):
     order_id, run_id = shop.failed_checkout()
-    saga_fixture.PROVIDER["up"] = True
+    shop.provider_recovers()
 
     response = _post(
         support,
@@ -86,6 +84,7 @@ def test_compensate_preview_names_money_and_stock_then_cancels(support, shop):
     )
     text = preview.content.decode()
     assert "2 x BO-1" in text and "cancelled" in text
+    shop.provider_recovers()  # the compensation looks the charge up at the provider
 
     _post(
         support,
@@ -135,8 +134,8 @@ def test_bulk_retry_previews_then_retries_only_eligible_runs(support, shop):
 def test_saga_list_filters(support, shop):
     shop.failed_checkout()
     page = support.get(
-        reverse("backoffice:sagas") + "?status=failed&step=charge_payment&error=timeout"
+        reverse("backoffice:sagas") + "?status=failed&step=charge_payment&error=HTTP+500"
     ).content
-    assert b"provider timeout" in page
+    assert b"charge transient: HTTP 500" in page
     empty = support.get(reverse("backoffice:sagas") + "?error=no-such-error").content
     assert b"No saga runs match." in empty

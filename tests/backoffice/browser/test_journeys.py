@@ -9,35 +9,38 @@ import pytest
 
 from backoffice.models import ApprovalRequest
 from orders.selectors import order_get
+from payments.selectors import payment_for_order
 from reconciliation.selectors import incident_get
-from sagas.executor import advance_run
 
-from .. import saga_fixture
+from ..conftest import wait_for
 from .conftest import shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_support_finds_a_failed_saga_reads_the_case_file_retries_it_and_sees_the_order_confirmed(
-    page, live_server, log_in, shop, support_user, make_incident, settings
+    page, live_server, log_in, shop, psp, support_user, make_incident, celery_worker_factory
 ):
-    settings.PSP_BASE_URL = "http://127.0.0.1:9"  # overview shows the provider unreachable, fast
+    # given: two orders placed through the real checkout while the provider answers
+    # every call with a 500; their runs exhausted their attempts and wait for a person.
     order_id, run_id = shop.failed_checkout()
     shop.failed_checkout(email="other@example.com")
     make_incident(order_id=order_id, amount="60.00", type="charge_without_order", severity="critical")
     make_incident(amount="12.00", severity="medium")
+    worker = celery_worker_factory(env=worker_env(psp))  # the worker the retry's poke wakes
 
     log_in(page, "sam", "support-pass-1")
     shoot(page, "overview")
     page.get_by_role("link", name="Stuck sagas").first.click()
-    page.get_by_label("Error contains").fill("timeout")
+    page.get_by_label("Error contains").fill("HTTP 500")
     page.get_by_role("button", name="Filter").click()
     shoot(page, "stuck-sagas")
     page.get_by_role("link", name=f"Order {order_id}").click()
 
     assert page.get_by_text("charge_payment (forward) attempt 1 → retry").is_visible()
+    assert page.get_by_text("charge transient: HTTP 500").first.is_visible()
     shoot(page, "case-file")
-    saga_fixture.PROVIDER["up"] = True  # the provider recovers
+    shop.provider_recovers()
     form = page.locator("form", has_text=f"Retry now (saga #{run_id})")
     form.get_by_label("Reason (required)").fill("provider is answering again")
     form.get_by_role("button", name="Preview").click()
@@ -46,10 +49,13 @@ def test_support_finds_a_failed_saga_reads_the_case_file_retries_it_and_sees_the
     page.get_by_role("button", name="Confirm").click()
     assert page.get_by_text(f"Retry now: done for saga #{run_id}.").is_visible()
 
-    advance_run(run_id, worker_id="browser-test")  # what the worker does when the poke arrives
+    # then: the worker runs the charge (same key) and confirms the order.
+    wait_for(
+        lambda: order_get(order_id=order_id).status == "confirmed", what="confirmed", on_timeout=worker.log
+    )
     page.reload()
-    assert order_get(order_id=order_id).status == "confirmed"
     assert page.locator("h1").get_by_text("confirmed").is_visible()
+    assert page.get_by_text("confirm_order (forward) attempt 1 → done").is_visible()
 
 
 def test_support_resolves_an_incident_with_a_reason(
@@ -73,11 +79,12 @@ def test_support_resolves_an_incident_with_a_reason(
     )
 
 
-def test_a_large_refund_waits_for_finance_approval(
-    page, browser, live_server, log_in, shop, support_user, finance_user, settings
+def test_a_large_refund_waits_for_finance_approval_then_reaches_the_provider(
+    page, browser, live_server, log_in, shop, psp, support_user, finance_user, settings, celery_worker_factory
 ):
     settings.BACKOFFICE_APPROVAL_THRESHOLD = "50.00"
     order_id = shop.confirmed()
+    worker = celery_worker_factory(env=worker_env(psp))  # sends the refund once approved
     log_in(page, "sam", "support-pass-1")
     page.goto(f"{live_server.url}/backoffice/orders/{order_id}/")
     form = page.locator("form", has_text="Refund (full or partial)")
@@ -100,6 +107,19 @@ def test_a_large_refund_waits_for_finance_approval(
     assert (approval.status, approval.decided_by_id) == ("approved", finance_user.pk)
     finance_page.context.close()
 
+    payment = payment_for_order(order_id=order_id)
+    wait_for(
+        lambda: payment_for_order(order_id=order_id).status == "refunded",
+        what="the refund to succeed at the provider",
+        on_timeout=worker.log,
+    )
+    page.reload()
+    assert page.locator(".badge.refunded").first.is_visible()
+    assert page.get_by_text("Provider refund → succeeded").is_visible()
+    shoot(page, "case-file-refunded")
+    at_provider = psp.request("GET", "/v1/refunds", params={"charge": payment.provider_charge_id}).json()
+    assert [r["amount"] for r in at_provider["data"]] == [6000]
+
 
 def test_finance_opens_the_metrics_and_downloads_the_csv(
     page, live_server, log_in, finance_user, make_incident, shop
@@ -118,3 +138,8 @@ def test_finance_opens_the_metrics_and_downloads_the_csv(
     assert {r[1] for r in rows[1:3]} == {"duplicate_charge", "charge_without_order"}
     page.get_by_role("link", name="State map").click()
     shoot(page, "state-map")
+
+
+def worker_env(psp) -> dict[str, str]:
+    """A worker process reaches the same sandbox as the test."""
+    return {"PSP_BASE_URL": psp.base_url, "PSP_API_KEY": psp.api_key, "PSP_READ_TIMEOUT": "2"}
