@@ -12,6 +12,7 @@ HTTP (payments/provider.py) call them with the provider's answer.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -566,20 +567,43 @@ def _refuse_open_transaction(service: str) -> None:
         )
 
 
+_clients = threading.local()
+
+
 def _provider_client(timeout: float | None) -> ProviderClient:
     """A client from settings, its timeouts clamped to `timeout` (a saga step's
-    remaining time), so the call gives up before the step's lease runs out."""
+    remaining time), so the call gives up before the step's lease runs out.
+
+    Clients with the settings' own timeouts (the usual case) are kept per thread:
+    building one costs ~20 ms (TLS context) and a kept one reuses its keep-alive
+    connection. Use it as a context manager; closing a kept client is a no-op."""
     connect = float(settings.PSP_CONNECT_TIMEOUT)
     read = float(settings.PSP_READ_TIMEOUT)
-    if timeout is not None:
-        read = max(0.1, min(read, timeout))
+    if timeout is not None and timeout < read:
+        read = max(0.1, timeout)
         connect = min(connect, read)
-    return ProviderClient(
-        base_url=settings.PSP_BASE_URL,
-        api_key=settings.PSP_API_KEY,
-        connect_timeout=connect,
-        read_timeout=read,
-    )
+        return ProviderClient(
+            base_url=settings.PSP_BASE_URL,
+            api_key=settings.PSP_API_KEY,
+            connect_timeout=connect,
+            read_timeout=read,
+        )
+    key = (settings.PSP_BASE_URL, settings.PSP_API_KEY, connect, read)
+    cache = getattr(_clients, "by_key", None)
+    if cache is None:
+        cache = _clients.by_key = {}
+    client = cache.get(key)
+    if client is None:
+        client = _KeptClient(base_url=key[0], api_key=key[1], connect_timeout=connect, read_timeout=read)
+        cache[key] = client
+    return client
+
+
+class _KeptClient(ProviderClient):
+    """A per-thread client that outlives the `with` block using it."""
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
 
 
 def _get_payment(payment_id: int) -> Payment:
