@@ -80,6 +80,15 @@ def staff_action_record(
     return row.pk
 
 
+def staff_action_claim(**kwargs: Any) -> int:
+    """staff_action_record in its own, committed transaction: for actions that call the
+    provider and so must not run inside one (a resend, a remediation). A second submit
+    is refused at once; the row stays as the audit even if the action then fails
+    (its outcome says how it ended), and the page offers a fresh form."""
+    with transaction.atomic():
+        return staff_action_record(**kwargs)
+
+
 def staff_action_set_outcome(*, action_id: int, outcome: str) -> None:
     StaffAction.objects.filter(pk=action_id).update(outcome=outcome[:2000])
 
@@ -220,15 +229,14 @@ def refund_resend_claim(*, refund_id: int, order_id: int, by: Any, reason: str, 
         raise NotFound(f"Order {order_id} has no back-office refund {refund_id}.", code="refund_not_found")
     if refund.status != "pending":
         raise Conflict(f"Refund {refund_id} is {refund.status}; nothing to send.", code="refund_not_pending")
-    with transaction.atomic():
-        staff_action_record(
-            key=action_key,
-            by=by,
-            action="refund_send",
-            reason=reason,
-            order_id=order_id,
-            target=f"refund {refund.id}",
-        )
+    staff_action_claim(
+        key=action_key,
+        by=by,
+        action="refund_send",
+        reason=reason,
+        order_id=order_id,
+        target=f"refund {refund.id}",
+    )
     return refund
 
 

@@ -631,6 +631,28 @@ def _remediation(incident: Any) -> dict | None:
     return None
 
 
+REMEDIATION_LABELS = {
+    "refund_extra_charges": "Refund the extra charges",
+    "refund_charge": "Refund the charge",
+    "confirm_order": "Confirm the order with this charge",
+    "refund_payment": "Refund the payment",
+    "release_stock": "Release the held stock",
+    "retry_saga": "Retry the saga",
+    "compensate_saga": "Compensate the saga",
+}
+
+
+def _remediation_actions(incident_id: int) -> list[dict]:
+    """The reconciliation app's remediations for this incident's type (first = suggested)."""
+    try:
+        names = recon_services.remediation_actions(incident_id=incident_id)
+    except ConcordError:
+        return []
+    return [
+        {"action": n, "label": REMEDIATION_LABELS.get(n, n), "suggested": i == 0} for i, n in enumerate(names)
+    ]
+
+
 @staff_required
 def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
     incident = recon_selectors.incident_get(incident_id=incident_id)
@@ -647,6 +669,7 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
             "can_act": is_support(request.user) and live,
             "can_note": is_support(request.user),
             "remediation": _remediation(incident),
+            "remediations": _remediation_actions(incident_id) if is_support(request.user) and live else [],
             "action_key": _new_key(),
         },
     )
@@ -658,6 +681,7 @@ INCIDENT_OPS = {
     "resolve": "Resolve",
     "dismiss": "Dismiss as false positive",
     "note": "Add note",
+    "remediate": "Run remediation",
 }
 
 
@@ -677,6 +701,8 @@ def incident_action(request: HttpRequest, incident_id: int) -> HttpResponse:
     if not reason:
         messages.error(request, "A reason is required.")
         return redirect(back)
+    if op == "remediate":
+        return _remediate(request, incident, reason, key)
     if op in ("resolve", "dismiss") and request.POST.get("confirm") != "1":
         effects = (
             ["The detector re-checks the condition; if it persists the incident reopens at once."]
@@ -724,6 +750,75 @@ def incident_action(request: HttpRequest, incident_id: int) -> HttpResponse:
             )
         else:
             messages.success(request, f"{INCIDENT_OPS[op]}: done.")
+    return redirect(back)
+
+
+def _remediate(request: HttpRequest, incident: Any, reason: str, key: str) -> HttpResponse:
+    """Preview (reconciliation's dry run: what happens, money moved, stock changed),
+    then apply. The form key is claimed in its own committed transaction first, since
+    remediation_apply calls the provider and must not run inside one; the remediation
+    itself is also once-only per (incident, action) in reconciliation."""
+    back = reverse("backoffice:incident", args=[incident.id])
+    action = request.POST.get("action", "")
+    if action not in {a["action"] for a in _remediation_actions(incident.id)}:
+        messages.error(request, "That remediation does not apply to this incident.")
+        return redirect(back)
+    label = REMEDIATION_LABELS.get(action, action)
+    if request.POST.get("confirm") != "1":
+        try:
+            preview = recon_services.remediation_preview(incident_id=incident.id, action=action)
+        except ConcordError as exc:
+            messages.error(request, f"{label}: {exc.message}")
+            return redirect(back)
+        return render(
+            request,
+            "backoffice/incident_remediation_preview.html",
+            {
+                "incident": incident,
+                "action": action,
+                "label": label,
+                "preview": preview,
+                "reason": reason,
+                "action_key": key or _new_key(),
+            },
+        )
+    try:
+        action_id = services.staff_action_claim(
+            key=key,
+            by=request.user,
+            action=f"remediate_{action}"[:48],
+            reason=reason,
+            order_id=incident.order_id,
+            target=f"incident {incident.id}",
+        )
+    except services.AlreadySubmitted as exc:
+        messages.info(request, exc.message)
+        return redirect(back)
+    except ConcordError as exc:
+        messages.error(request, f"{label}: {exc.message}")
+        return redirect(back)
+    try:
+        result = recon_services.remediation_apply(
+            incident_id=incident.id, by=request.user, reason=reason, action=action
+        )
+    except ConcordError as exc:
+        services.staff_action_set_outcome(action_id=action_id, outcome=f"{exc.code}: {exc.message}")
+        messages.error(request, f"{label}: {exc.message}")
+        return redirect(back)
+    moved = f", {result.money_moved} {result.currency} moved" if result.money_moved else ""
+    services.staff_action_set_outcome(action_id=action_id, outcome=f"{result.state}{moved}")
+    if result.already_applied:
+        messages.info(request, f"{label}: it was applied before; nothing was done twice.")
+    elif result.state == "succeeded":
+        messages.success(
+            request, f"{label}: succeeded{moved}. The next reconciliation pass re-checks the incident."
+        )
+    elif result.state == "unknown":
+        messages.warning(
+            request, f"{label}: the provider's answer is unknown ({result.error}); run it again later."
+        )
+    else:
+        messages.error(request, f"{label}: {result.state} ({result.error}).")
     return redirect(back)
 
 

@@ -10,7 +10,9 @@ import pytest
 from backoffice.models import ApprovalRequest
 from orders.selectors import order_get
 from payments.selectors import payment_for_order
-from reconciliation.selectors import incident_get
+from reconciliation.detectors import detector_get
+from reconciliation.selectors import incident_get, incidents_list
+from reconciliation.services import reconcile_run
 
 from ..conftest import wait_for
 from .conftest import shoot
@@ -58,25 +60,41 @@ def test_support_finds_a_failed_saga_reads_the_case_file_retries_it_and_sees_the
     assert page.get_by_text("confirm_order (forward) attempt 1 → done").is_visible()
 
 
-def test_support_resolves_an_incident_with_a_reason(
-    page, live_server, log_in, support_user, make_incident, psp
+def test_support_runs_the_suggested_remediation_and_resolves_the_incident(
+    page, live_server, log_in, shop, psp, support_user, settings
 ):
-    incident_id = make_incident(order_id=9001, amount="40.00")  # nothing at the provider: the re-check passes
+    # given: a confirmed order the customer's app paid twice (a retry with a new key).
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 0}
+    order_id = shop.confirmed()
+    extra = psp.client().create_charge(
+        amount=6000, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
+        idempotency_key="app-retry-with-a-new-key",
+    ).charge  # fmt: skip
+    reconcile_run(detectors=[detector_get("duplicate_charge")])
+    [incident] = incidents_list(order_id=order_id, types=["duplicate_charge"])
+
     log_in(page, "sam", "support-pass-1")
     page.get_by_role("link", name="Incidents").first.click()
     shoot(page, "incidents")
-    page.get_by_role("link", name=f"#{incident_id}").click()
+    page.get_by_role("link", name=f"#{incident.id}").click()
     page.get_by_role("button", name="Assign to me").click()
-    page.get_by_label("Reason (required)").last.fill("duplicate was refunded at the provider")
+    form = page.locator("form", has_text="Refund the extra charges")
+    form.get_by_label("Reason (required)").fill("customer charged twice")
+    form.get_by_role("button", name="Preview remediation").click()
+    assert page.get_by_text("Money: 60.00 EUR back to the customer").is_visible()
+    shoot(page, "remediation-preview")
+    page.get_by_role("button", name="Confirm: Refund the extra charges").click()
+    assert page.get_by_text("Refund the extra charges: succeeded, 60.00 EUR moved.").is_visible()
+    refunds = psp.request("GET", "/v1/refunds", params={"charge": extra.id}).json()["data"]
+    assert [r["amount"] for r in refunds] == [6000]
+
+    page.locator("#close-reason").fill("extra charge refunded at the provider")
     page.get_by_role("button", name="Preview resolve").click()
     page.get_by_role("button", name="Confirm: Resolve").click()
     assert page.get_by_text("Resolve: done.").is_visible()
     shoot(page, "incident")
-    incident = incident_get(incident_id=incident_id)
-    assert (incident.state, incident.resolution_reason) == (
-        "resolved",
-        "duplicate was refunded at the provider",
-    )
+    closed = incident_get(incident_id=incident.id)
+    assert (closed.state, closed.resolution_reason) == ("resolved", "extra charge refunded at the provider")
 
 
 def test_a_large_refund_waits_for_finance_approval_then_reaches_the_provider(

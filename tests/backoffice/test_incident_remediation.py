@@ -1,0 +1,104 @@
+"""The incident page runs reconciliation's remediations: a dry-run preview (what
+happens, money moved, stock changed), then apply with a reason, once."""
+
+from decimal import Decimal
+
+import pytest
+from django.urls import reverse
+
+from backoffice.models import StaffAction
+from payments.selectors import payment_for_order
+from reconciliation.detectors import detector_get
+from reconciliation.selectors import incident_get, incidents_list
+from reconciliation.services import incident_dismiss, reconcile_run
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def duplicate(shop, settings):
+    """A confirmed order that the customer's app paid twice (a retry with a new key):
+    the duplicate_charge detector opens an incident about the extra charge."""
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 0}
+    order_id = shop.confirmed()
+    kept = payment_for_order(order_id=order_id).provider_charge_id
+    extra = shop.psp.client().create_charge(
+        amount=6000, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
+        idempotency_key="app-retry-with-a-new-key",
+    ).charge  # fmt: skip
+    reconcile_run(detectors=[detector_get("duplicate_charge")])
+    [incident] = incidents_list(order_id=order_id, types=["duplicate_charge"])
+    return incident.id, kept, extra.id
+
+
+def _post(client, incident_id, **data):
+    return client.post(
+        reverse("backoffice:incident-action", args=[incident_id]), data, follow=True
+    ).content.decode()
+
+
+def refunds_at_provider(psp, charge_id):
+    return psp.request("GET", "/v1/refunds", params={"charge": charge_id}).json()["data"]
+
+
+def test_preview_then_apply_once(support, shop, duplicate):
+    incident_id, kept, extra = duplicate
+    page = support.get(reverse("backoffice:incident", args=[incident_id])).content.decode()
+    assert 'Refund the extra charges</strong> <span class="badge">suggested' in page
+
+    data = {
+        "op": "remediate",
+        "action": "refund_extra_charges",
+        "reason": "charged twice",
+        "action_key": "f1",
+    }
+    preview = _post(support, incident_id, **data)
+    assert "<strong>60.00 EUR</strong> back to the customer" in preview
+    assert f"Refund of charge {extra}: 60.00 EUR" in preview
+    assert "Stock: unchanged." in preview
+    assert refunds_at_provider(shop.psp, extra) == []  # the preview did nothing
+
+    done = _post(support, incident_id, **data, confirm="1")
+    again = _post(support, incident_id, **data, confirm="1")  # double click / resend
+
+    assert "Refund the extra charges: succeeded, 60.00 EUR moved." in done
+    assert "already submitted; nothing was done twice" in again
+    assert [r["amount"] for r in refunds_at_provider(shop.psp, extra)] == [6000]
+    assert refunds_at_provider(shop.psp, kept) == []  # the order's own charge is kept
+    action = StaffAction.objects.get(key="f1")
+    assert (action.user.username, action.reason, action.outcome) == (
+        "sam",
+        "charged twice",
+        "succeeded, 60.00 EUR moved",
+    )
+    notes = [n.text for n in incident_get(incident_id=incident_id).notes]
+    assert any("refund_extra_charges by sam: succeeded, 60.00 EUR moved" in n for n in notes)
+
+    # A fresh form (new key): the preview says it is done, and forcing it moves nothing.
+    preview = _post(support, incident_id, **{**data, "action_key": "f2"})
+    assert "Not possible now: already applied." in preview
+    forced = _post(support, incident_id, **{**data, "action_key": "f2"}, confirm="1")
+    assert "it was applied before; nothing was done twice" in forced
+    assert len(refunds_at_provider(shop.psp, extra)) == 1
+
+    # The next pass re-checks: the condition is gone, the incident resolves.
+    reconcile_run(detectors=[detector_get("duplicate_charge")])
+    assert incident_get(incident_id=incident_id).state == "resolved"
+
+
+def test_errors_are_messages_and_finance_cannot_remediate(support, support_user, finance, shop, duplicate):
+    incident_id, _, extra = duplicate
+    data = {"op": "remediate", "action": "refund_extra_charges", "reason": "x", "action_key": "e1"}
+
+    assert finance.post(reverse("backoffice:incident-action", args=[incident_id]), data).status_code == 403
+    wrong = _post(support, incident_id, **{**data, "action": "release_stock"})
+    assert "does not apply to this incident" in wrong
+    no_reason = _post(support, incident_id, **{**data, "reason": " "})
+    assert "A reason is required." in no_reason
+
+    incident_dismiss(incident_id=incident_id, by=support_user, reason="test")
+    closed = _post(support, incident_id, **data, confirm="1")
+    assert 'class="msg error"' in closed and "dismissed" in closed
+    assert StaffAction.objects.get(key="e1").outcome.startswith("incident_closed")
+    assert refunds_at_provider(shop.psp, extra) == []
+    assert Decimal(incident_get(incident_id=incident_id).amount_at_risk) == Decimal("60.00")
