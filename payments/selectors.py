@@ -222,7 +222,7 @@ def ledger_currency_imbalances() -> dict[str, Decimal]:
 def webhook_events_for_payment(*, payment_id: int, limit: int = 100) -> list[dict]:
     """The provider's webhook events about a payment (its charge, by charge id or by
     reference = order id, and refunds of that charge), oldest first, as plain dicts for
-    an order's case file. One query; the inbox has no index on the payload, so this
+    an order's case file. Two queries; the inbox has no index on the payload, so this
     scans it — fine for one case file, not for lists."""
     from .models import ProviderWebhookEvent  # appended selector: keep the import local
 
@@ -234,13 +234,19 @@ def webhook_events_for_payment(*, payment_id: int, limit: int = 100) -> list[dic
         charge_id = payment["provider_charge_id"]
         match |= Q(payload__data__object__id=charge_id) | Q(payload__data__object__charge=charge_id)
     events = ProviderWebhookEvent.objects.filter(match).order_by("first_seen_at", "id")[:limit]
+
+    def object_id(payload: object) -> str:
+        data = payload.get("data") if isinstance(payload, dict) else None
+        obj = data.get("object") if isinstance(data, dict) else None
+        return str(obj.get("id", "")) if isinstance(obj, dict) else ""
+
     return [
         {
             "at": e.first_seen_at,
             "last_seen_at": e.last_seen_at,
             "event_id": e.event_id,
             "event_type": e.event_type,
-            "object_id": str(((e.payload or {}).get("data") or {}).get("object", {}).get("id", "")),
+            "object_id": object_id(e.payload),
             "deliveries": e.deliveries,
             "outcome": e.outcome,
             "note": e.note,
