@@ -247,7 +247,10 @@ def _timeline(order: Any) -> tuple[list[dict], dict]:
                 rec.created_at,
                 "api",
                 f"API {rec.request_method} {rec.request_path} → {rec.response_status}",
-                f"Idempotency-Key {rec.key!r}; replays return this stored response until {rec.expires_at:%Y-%m-%d %H:%M}",
+                # The idempotency app does not count replays; it keeps the one response
+                # every replay gets, so that is what the case file can say.
+                f"Idempotency-Key {rec.key!r}; any replay of this key returns this stored response "
+                f"(kept until {rec.expires_at:%Y-%m-%d %H:%M}; replays are not counted)",
             )
     runs = saga_selectors.saga_runs_for_subject(subject_id=str(order.id))
     for run in runs:
@@ -297,6 +300,18 @@ def _timeline(order: Any) -> tuple[list[dict], dict]:
                 entry["memo"],
             )
         refunds = payment_selectors.refunds_for_payment(payment_id=payment.id)
+        for ev in payment_selectors.webhook_events_for_payment(payment_id=payment.id):
+            repeats = (
+                f"; delivered {ev['deliveries']} times, last at {ev['last_seen_at']:%H:%M:%S}"
+                if ev["deliveries"] > 1
+                else ""
+            )
+            add(
+                ev["at"],
+                "webhook",
+                f"Webhook {ev['event_type']} ({ev['object_id'] or '—'}) → {ev['outcome'] or 'received'}",
+                f"event {ev['event_id']}{repeats}" + (f"; {ev['note']}" if ev["note"] else ""),
+            )
     incidents = recon_selectors.incidents_list(
         order_id=order.id, states=["open", "acknowledged", "resolved", "dismissed"]
     )

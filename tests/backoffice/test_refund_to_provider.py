@@ -148,7 +148,9 @@ def test_a_real_worker_retries_until_the_provider_answers(support, shop, psp, ce
     shop.provider_recovers()
     wait_for(
         lambda: refunds_for_payment(payment_id=payment.id)[0].status == "succeeded",
+        timeout=90,  # backoff with jitter on a busy machine: the retry may be a while
         what="the task's retry to succeed",
+        on_timeout=worker.log,
     )
     [at_provider] = provider_refunds(psp, payment.provider_charge_id)
     assert at_provider["amount"] == 2500
