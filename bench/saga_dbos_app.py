@@ -3,7 +3,11 @@ bench/saga_throughput.py: a workflow of three DBOS steps on a queue with
 `worker_concurrency` = the bench's concurrency. Its system database lives in the
 same PostgreSQL database as Concord's tables (schema "dbos").
 
-    python bench/saga_dbos_app.py <system database url> <concurrency>
+    python bench/saga_dbos_app.py <system database url> <worker concurrency> [<executor id>]
+
+With several processes (the bench's prefork mode), each has its own executor id:
+DBOS recovers the unfinished workflows of its executor id at launch, so two
+processes sharing one would re-run each other's work.
 """
 
 from __future__ import annotations
@@ -29,11 +33,13 @@ WORKFLOW = "bench_checkout"
 
 def main() -> None:
     url, concurrency = sys.argv[1], int(sys.argv[2])
+    executor_id = sys.argv[3] if len(sys.argv) > 3 else "bench-0"
     config: DBOSConfig = {
         "name": "concord-bench",
         "system_database_url": url,
         "log_level": "WARNING",
         "sys_db_pool_size": concurrency + 5,
+        "executor_id": executor_id,
     }
     DBOS(config=config)
 

@@ -13,8 +13,10 @@ until all of them are confirmed:
 - concord: order_place (order, payment, saga run: one commit) -> a Celery worker
   (`--pool`, `--concurrency`) runs the checkout saga (leases, step log, checkpoints).
 - dbos: order_create + payment_create (one commit), then DBOSClient.enqueue onto a
-  queue with worker_concurrency = `--concurrency` in a DBOS process
-  (bench/saga_dbos_app.py): a workflow of three @DBOS.step.
+  queue served by bench/saga_dbos_app.py: a workflow of three @DBOS.step. With
+  `--pool threads`, one DBOS process with `--concurrency` workflow threads; with
+  `--pool prefork`, `--concurrency` DBOS processes with one each — the same
+  parallelism the Celery worker gets.
 - chain: order_create + payment_create (one commit), then on commit a Celery chain
   reserve -> charge -> confirm (bench/saga_chain_tasks.py) on the same worker:
   no durability beyond Celery's own (the floor).
@@ -26,7 +28,8 @@ are placed in a burst, so this includes queueing). Ratios: concord/dbos (target
 >= 1.0) and concord/chain.
 
 Environment: POSTGRES_URL (server, default postgres://postgres@127.0.0.1:5432),
-CELERY_BROKER_URL (default redis://127.0.0.1:6379/12; purged at start).
+CELERY_BROKER_URL (required: a Redis database nobody else uses — its default
+queue is purged at the start, and the worker would run anyone's tasks on it).
 """
 
 from __future__ import annotations
@@ -119,7 +122,9 @@ def main() -> None:
     args = parser.parse_args()
 
     server = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
-    broker = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/12")
+    broker = os.environ.get("CELERY_BROKER_URL")
+    if not broker:
+        parser.error("set CELERY_BROKER_URL to a Redis database of your own (it is purged)")
     database_url = f"{server}/{DB_NAME}"
     psp_port = free_port()
     env = {
@@ -200,10 +205,18 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
         env,
     )  # fmt: skip
     sys_db_url = database_url.replace("postgres://", "postgresql://", 1)
-    dbos_proc, dbos_log = procs.start(
-        "dbos", [str(PY), "bench/saga_dbos_app.py", sys_db_url, str(args.concurrency)], env
-    )
-    wait_for_log(dbos_proc, dbos_log, "dbos ready")
+    # Same parallelism for DBOS: threads mode = one process with `concurrency`
+    # workflow threads (like the threads worker); prefork mode = `concurrency`
+    # processes with one each (like the prefork worker's child processes).
+    if args.pool == "threads":
+        layout = [(args.concurrency, "bench-0")]
+    else:
+        layout = [(1, f"bench-{i}") for i in range(args.concurrency)]
+    for i, (threads, executor_id) in enumerate(layout):
+        dbos_proc, dbos_log = procs.start(
+            f"dbos-{i}", [str(PY), "bench/saga_dbos_app.py", sys_db_url, str(threads), executor_id], env
+        )
+        wait_for_log(dbos_proc, dbos_log, "dbos ready")
     time.sleep(1.0)  # the worker and the provider finish starting meanwhile
     if worker.poll() is not None or psp.poll() is not None:
         raise RuntimeError(
