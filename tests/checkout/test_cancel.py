@@ -159,3 +159,34 @@ def test_charge_succeeding_while_cancel_is_requested_ends_refunded(psp, shop, pl
     assert charge["status"] == "succeeded" and charge["amount_refunded"] == charge["amount"]
     assert stock_level_get("MUG").reserved == 0 and stock_level_get("MUG").on_hand == 5
     assert_invariants(psp, [order_id], shop)
+
+
+def test_a_refund_the_provider_refuses_leaves_the_run_compensation_failed_and_stuck(
+    psp, shop, place, saga_policies
+):
+    """Someone refunded the charge at the provider behind our back: our refund is
+    refused, and the run stops where a person sees it instead of cancelling the order
+    as if all were well."""
+    from sagas.selectors import saga_runs_stuck
+
+    saga_policies(provider_retry=QUICK)
+    psp.set_faults(timeout_after_commit_rate=1.0, timeout_seconds=2)
+    order_id = place(lines=[("TEE", 1)])
+    assert advance(order_id) == "running"
+    psp.clear_faults()
+    (charge,) = provider_charges(psp, order_id)
+    outside = psp.request(
+        "POST", "/v1/refunds", json={"charge": charge["id"]}, headers={"Idempotency-Key": "dash"}
+    )
+    assert outside.status_code == 200, outside.text
+
+    cancel(order_id)
+    time.sleep(0.35)
+    assert advance(order_id) == "compensation_failed"
+
+    run = run_of(order_id)
+    assert run.id in [r.id for r in saga_runs_stuck()]
+    assert run.step == "charge_payment" and run.direction == "compensate"
+    assert order_get(order_id=order_id).status == "pending"
+    (refund,) = refunds_for_payment(payment_id=payment_for_order(order_id=order_id).id)
+    assert refund.status == "failed"
