@@ -9,6 +9,7 @@ matters, goes through a preview page that says what will happen before it does.
 from __future__ import annotations
 
 import csv
+import time
 import uuid
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
@@ -92,13 +93,31 @@ def _act(request: HttpRequest, label: str, fn: Callable[[], Any]) -> Any:
 # --- Overview ------------------------------------------------------------------------
 
 
+_probe_client: httpx.Client | None = None
+_probe_cache: dict[str, tuple[float, tuple[bool, str]]] = {}
+PROBE_CACHE_SECONDS = 5.0
+
+
 def _provider_reachable() -> tuple[bool, str]:
+    """Whether the provider answers its health check. One process-wide client (a new
+    httpx client per call builds an SSL context: ~20 ms on every overview), and the
+    answer is kept a few seconds, so staff refreshing the overview never queue behind
+    a slow provider more than once per interval."""
+    global _probe_client
     url = settings.PSP_BASE_URL.rstrip("/") + "/healthz"
+    now = time.monotonic()
+    cached = _probe_cache.get(url)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    if _probe_client is None:
+        _probe_client = httpx.Client()
     try:
-        response = httpx.get(url, timeout=provider_probe_timeout())
+        response = _probe_client.get(url, timeout=provider_probe_timeout())
+        result = (response.status_code == 200, f"HTTP {response.status_code}")
     except httpx.HTTPError as exc:
-        return False, type(exc).__name__
-    return response.status_code == 200, f"HTTP {response.status_code}"
+        result = (False, type(exc).__name__)
+    _probe_cache[url] = (now + PROBE_CACHE_SECONDS, result)
+    return result
 
 
 @staff_required
