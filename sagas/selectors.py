@@ -214,3 +214,25 @@ def saga_state_summary(*, now: datetime | None = None) -> dict:
         ],
         "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
     }
+
+
+def saga_attention_counts(*, now: datetime | None = None) -> dict[str, dict]:
+    """For a dashboard: per attention status (failed, compensation_failed) how many runs
+    and the oldest updated_at, plus "overdue" (active runs past their SLA). Served by
+    the partial indexes on those statuses, so the cost follows the runs that need a
+    person, not the whole history (saga_state_summary scans every run)."""
+    now = now or timezone.now()
+    rows = {
+        r["status"]: {"count": r["count"], "oldest_at": r["oldest"]}
+        for r in SagaRun.objects.filter(status__in=ATTENTION_STATUSES)
+        .order_by()
+        .values("status")
+        .annotate(count=Count("id"), oldest=Min("updated_at"))
+    }
+    overdue = SagaRun.objects.filter(status__in=ACTIVE_STATUSES, sla_at__lte=now).aggregate(
+        count=Count("id"), oldest=Min("sla_at")
+    )
+    return {
+        **{str(s): rows.get(str(s), {"count": 0, "oldest_at": None}) for s in ATTENTION_STATUSES},
+        "overdue": {"count": overdue["count"], "oldest_at": overdue["oldest"]},
+    }
