@@ -122,8 +122,9 @@ def _provider_reachable() -> tuple[bool, str]:
 
 @staff_required
 def overview(request: HttpRequest) -> HttpResponse:
-    sagas = saga_selectors.saga_state_summary()["states"]
-    attention = {s["state"]: s for s in sagas if s["state"] in ("failed", "compensation_failed")}
+    # Not saga_state_summary: that scans every run ever made; the overview needs only
+    # the runs waiting for a person, which partial indexes serve.
+    attention = saga_selectors.saga_attention_counts()
     reachable, detail = _provider_reachable()
     return render(
         request,

@@ -191,7 +191,11 @@ def measure(requests: int) -> list[dict]:
     from backoffice.roles import SUPPORT, staff_create
 
     settings.ALLOWED_HOSTS = ["*"]
-    user = staff_create(username="bench-support", role=SUPPORT, password="bench-pass-1")
+    from django.contrib.auth.models import User
+
+    user = User.objects.filter(username="bench-support").first() or staff_create(
+        username="bench-support", role=SUPPORT, password="bench-pass-1"
+    )
     client = Client()
     client.force_login(user)
     results = []
