@@ -10,12 +10,11 @@ first). If applying fails unexpectedly, nothing is recorded, the view answers
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -44,24 +43,26 @@ class WebhookReceipt:
 def _claim(event_id: str, event_type: str, payload: dict[str, Any]) -> bool:
     """Insert the inbox row; False if the event was seen before (its delivery is counted).
 
-    ON CONFLICT DO NOTHING makes a concurrent duplicate wait on the unique index
-    for the first delivery's transaction instead of failing with an IntegrityError."""
+    A concurrent duplicate's INSERT waits on the unique index for the first
+    delivery's transaction, then fails with IntegrityError: it is a duplicate.
+    The savepoint keeps that failure from spoiling the outer transaction."""
     now = timezone.now()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """INSERT INTO payments_providerwebhookevent
-                    (event_id, event_type, payload, first_seen_at, last_seen_at, deliveries, outcome, note)
-                VALUES (%s, %s, %s::jsonb, %s, %s, 1, '', '')
-                ON CONFLICT (event_id) DO NOTHING
-                RETURNING id""",
-            [event_id, event_type, json.dumps(payload), now, now],
-        )
-        inserted = cursor.fetchone() is not None
-    if not inserted:
+    try:
+        with transaction.atomic():
+            ProviderWebhookEvent.objects.create(
+                event_id=event_id,
+                event_type=event_type,
+                payload=payload,
+                first_seen_at=now,
+                last_seen_at=now,
+                deliveries=1,
+            )
+    except IntegrityError:
         ProviderWebhookEvent.objects.filter(event_id=event_id).update(
             deliveries=F("deliveries") + 1, last_seen_at=now
         )
-    return inserted
+        return False
+    return True
 
 
 def _apply(event_type: str, payload: dict[str, Any]) -> tuple[str, str]:
