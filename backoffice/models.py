@@ -47,11 +47,16 @@ class ApprovalRequest(FSMModelMixin, models.Model):
     another person from finance approves (then it runs) or rejects it."""
 
     KIND_REFUND = "refund"
+    # A money-moving remediation of an incident (reconciliation), e.g. refunding extra charges.
+    KIND_REMEDIATION = "remediation"
 
     kind = models.CharField(max_length=16, default=KIND_REFUND)
     status = FSMField(default=ApprovalStatus.PENDING, choices=ApprovalStatus.choices, protected=True)
-    order_id = models.BigIntegerField(db_index=True)
-    payment_id = models.BigIntegerField()
+    # A remediation may be about a charge with no order (an orphan) and no payment.
+    order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
+    payment_id = models.BigIntegerField(null=True, blank=True)
+    incident_id = models.BigIntegerField(null=True, blank=True)
+    remediation_action = models.CharField(max_length=48, blank=True, default="")
     amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
     currency = models.CharField(max_length=3)
     reason = models.TextField()

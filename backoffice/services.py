@@ -278,6 +278,71 @@ def refund_request(*, order_id: int, amount: Any, reason: str, by: Any, action_k
     return RefundOutcome(approval_id=None, refund_id=refund.id)
 
 
+REMEDIATE_MONEY = "reconciliation.refund_incident"
+
+
+@transaction.atomic
+def remediation_request_approval(
+    *,
+    incident_id: int,
+    order_id: int | None,
+    action: str,
+    amount: Decimal,
+    currency: str,
+    reason: str,
+    by: Any,
+    action_key: str,
+) -> int:
+    """A remediation that moves more than the threshold waits for someone else from
+    finance, like a large refund. Returns the ApprovalRequest id."""
+    _require_person(by)
+    if not by.has_perm(REMEDIATE_MONEY):
+        raise ConcordError(
+            "You may not run remediations that move money.", code="permission_denied", http_status=403
+        )
+    reason = _clean_reason(reason)
+    staff_action_record(
+        key=action_key,
+        by=by,
+        action="remediation_request",
+        reason=reason,
+        order_id=order_id,
+        target=f"incident {incident_id}: {action} {amount} {currency}",
+    )
+    approval = ApprovalRequest.objects.create(
+        kind=ApprovalRequest.KIND_REMEDIATION,
+        order_id=order_id,
+        incident_id=incident_id,
+        remediation_action=action,
+        amount=amount,
+        currency=currency,
+        reason=reason,
+        requested_by=by,
+    )
+    return approval.pk
+
+
+def approval_carry_out_remediation(*, approval_id: int) -> Any:
+    """After finance approved a remediation (committed), run it — outside any
+    transaction, since it calls the provider. It runs as the person who asked (they
+    hold the remediation permissions; the approval row says who approved), and
+    reconciliation keeps it once-only per incident and action, so calling this again
+    returns the first result."""
+    from reconciliation import services as recon_services
+
+    approval = ApprovalRequest.objects.select_related("requested_by", "decided_by").get(pk=approval_id)
+    if approval.kind != ApprovalRequest.KIND_REMEDIATION or approval.status != ApprovalStatus.APPROVED:
+        raise Conflict(
+            f"Approval request {approval_id} is not an approved remediation.", code="approval_closed"
+        )
+    return recon_services.remediation_apply(
+        incident_id=approval.incident_id,
+        by=approval.requested_by,
+        reason=f"{approval.reason} (approved by {approval.decided_by.get_username()}: {approval.decision_reason})",
+        action=approval.remediation_action,
+    )
+
+
 def _lock_approval(approval_id: int) -> ApprovalRequest:
     approval = ApprovalRequest.objects.select_for_update().filter(pk=approval_id).first()
     if approval is None:
@@ -309,11 +374,16 @@ def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str)
     staff_action_record(
         key=action_key,
         by=by,
-        action="refund_approve",
+        action="refund_approve" if approval.kind == ApprovalRequest.KIND_REFUND else "remediation_approve",
         reason=reason,
         order_id=approval.order_id,
         target=f"approval {approval.pk}",
     )
+    if approval.kind == ApprovalRequest.KIND_REMEDIATION:
+        # Carried out after commit by the caller (approval_carry_out_remediation).
+        approval.approve(None, by=by, description=reason)
+        approval.save()
+        return RefundOutcome(approval_id=approval.pk, refund_id=None)
     refund = payment_services.refund_create(
         payment_id=approval.payment_id,
         amount=approval.amount,

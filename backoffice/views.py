@@ -348,7 +348,12 @@ def _timeline(order: Any) -> tuple[list[dict], dict]:
         add(
             ap.requested_at,
             "staff",
-            f"Refund of {ap.amount} {ap.currency} asked (approval #{ap.pk})",
+            (
+                f"Refund of {ap.amount} {ap.currency} asked (approval #{ap.pk})"
+                if ap.kind == "refund"
+                else f"Remediation {ap.remediation_action} of incident #{ap.incident_id} "
+                f"({ap.amount} {ap.currency}) asked (approval #{ap.pk})"
+            ),
             ap.reason,
             ap.requested_by.get_username(),
         )
@@ -799,12 +804,14 @@ def _remediate(request: HttpRequest, incident: Any, reason: str, key: str) -> Ht
         messages.error(request, "That remediation does not apply to this incident.")
         return redirect(back)
     label = REMEDIATION_LABELS.get(action, action)
+    try:
+        preview = recon_services.remediation_preview(incident_id=incident.id, action=action)
+    except ConcordError as exc:
+        messages.error(request, f"{label}: {exc.message}")
+        return redirect(back)
+    threshold = approval_threshold()
+    needs_approval = preview.moves_money and preview.money_moved > threshold and not preview.already_applied
     if request.POST.get("confirm") != "1":
-        try:
-            preview = recon_services.remediation_preview(incident_id=incident.id, action=action)
-        except ConcordError as exc:
-            messages.error(request, f"{label}: {exc.message}")
-            return redirect(back)
         return render(
             request,
             "backoffice/incident_remediation_preview.html",
@@ -813,10 +820,32 @@ def _remediate(request: HttpRequest, incident: Any, reason: str, key: str) -> Ht
                 "action": action,
                 "label": label,
                 "preview": preview,
+                "needs_approval": needs_approval,
+                "threshold": threshold,
                 "reason": reason,
                 "action_key": key or _new_key(),
             },
         )
+    if needs_approval and preview.allowed:
+        approval_id = _act(
+            request,
+            label,
+            lambda: services.remediation_request_approval(
+                incident_id=incident.id,
+                order_id=incident.order_id,
+                action=action,
+                amount=preview.money_moved,
+                currency=preview.currency,
+                reason=reason,
+                by=request.user,
+                action_key=key,
+            ),
+        )
+        if approval_id:
+            messages.warning(
+                request, f"{label} waits for finance approval (request #{approval_id}): above {threshold}."
+            )
+        return redirect(back)
     try:
         action_id = services.staff_action_claim(
             key=key,
@@ -889,10 +918,12 @@ def approval_decide(request: HttpRequest, approval_id: int) -> HttpResponse:
                 approval_id=approval_id, by=request.user, reason=reason, action_key=key
             ),
         )
-        if outcome:
+        if outcome and outcome.refund_id:
             messages.success(
                 request, f"Approved: refund #{outcome.refund_id} created; it is being sent to the provider."
             )
+        elif outcome:
+            _carry_out_remediation(request, outcome.approval_id)
     elif decision == "reject":
         if _act(
             request,
@@ -905,6 +936,22 @@ def approval_decide(request: HttpRequest, approval_id: int) -> HttpResponse:
     else:
         messages.error(request, "Approve or reject?")
     return redirect("backoffice:approvals")
+
+
+def _carry_out_remediation(request: HttpRequest, approval_id: int) -> None:
+    try:
+        result = services.approval_carry_out_remediation(approval_id=approval_id)
+    except ConcordError as exc:
+        messages.error(request, f"Approved, but the remediation failed: {exc.message}")
+        return
+    moved = f", {result.money_moved} {result.currency} moved" if result.money_moved else ""
+    if result.state == "succeeded":
+        messages.success(request, f"Approved: remediation {result.action} succeeded{moved}.")
+    else:
+        messages.warning(
+            request,
+            f"Approved: remediation {result.action} is {result.state} ({result.error}); apply it again later.",
+        )
 
 
 # --- Search ---------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ from decimal import Decimal
 import pytest
 from django.urls import reverse
 
-from backoffice.models import StaffAction
+from backoffice import services
+from backoffice.models import ApprovalRequest, StaffAction
+from core.errors import ConcordError
 from payments.selectors import payment_for_order
 from reconciliation.detectors import detector_get
 from reconciliation.selectors import incident_get, incidents_list
@@ -102,3 +104,45 @@ def test_errors_are_messages_and_finance_cannot_remediate(support, support_user,
     assert StaffAction.objects.get(key="e1").outcome.startswith("incident_closed")
     assert refunds_at_provider(shop.psp, extra) == []
     assert Decimal(incident_get(incident_id=incident_id).amount_at_risk) == Decimal("60.00")
+
+
+def test_a_remediation_above_the_threshold_waits_for_finance_then_runs_once(
+    support, finance, support_user, shop, duplicate, settings
+):
+    settings.BACKOFFICE_APPROVAL_THRESHOLD = "50.00"
+    incident_id, _, extra = duplicate
+    data = {
+        "op": "remediate",
+        "action": "refund_extra_charges",
+        "reason": "charged twice",
+        "action_key": "g1",
+    }
+
+    preview = _post(support, incident_id, **data)
+    assert "it waits for a second person from finance to approve" in preview
+    asked = _post(support, incident_id, **data, confirm="1")
+    assert "waits for finance approval (request #" in asked
+    approval = ApprovalRequest.objects.get()
+    assert (approval.kind, approval.incident_id, approval.amount) == (
+        "remediation",
+        incident_id,
+        Decimal("60.00"),
+    )
+    assert refunds_at_provider(shop.psp, extra) == []  # nothing moves before the approval
+
+    # The requester cannot approve; finance can, once.
+    with pytest.raises(ConcordError) as err:
+        services.approval_approve(approval_id=approval.pk, by=support_user, reason="me", action_key="x")
+    assert err.value.code in ("permission_denied", "second_person_required")
+    listing = finance.get(reverse("backoffice:approvals")).content.decode()
+    assert "Approve remediation of 60.00 EUR" in listing
+    decide = {"decision": "approve", "reason": "photos checked", "action_key": "a1"}
+    url = reverse("backoffice:approval-decide", args=[approval.pk])
+    first = finance.post(url, decide, follow=True).content.decode()
+    second = finance.post(url, decide, follow=True).content.decode()
+
+    assert "Approved: remediation refund_extra_charges succeeded, 60.00 EUR moved." in first
+    assert "Approved" in second
+    assert [r["amount"] for r in refunds_at_provider(shop.psp, extra)] == [6000]
+    notes = [n.text for n in incident_get(incident_id=incident_id).notes]
+    assert any("by sam: succeeded" in n and "approved by fay: photos checked" in n for n in notes)
