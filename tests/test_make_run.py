@@ -2,10 +2,14 @@
 
 Copies the working tree's tracked files to a temporary folder, so the test sees a
 clean checkout: no .venv, no var/. Then starts `make run`, waits for /readyz and
-the sandbox provider, and stops it with Ctrl-C (SIGINT to the process group).
+the sandbox provider, places one order through the API with the demo client's
+token and waits for the checkout to confirm it (worker, broker, provider and its
+webhooks all on the embedded default), and stops it with Ctrl-C (SIGINT to the
+process group). Any traceback in the processes' output fails the test.
 """
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -88,6 +92,31 @@ def test_make_run_serves_on_the_embedded_default_and_stops_on_ctrl_c(tmp_path):
         assert admin.status_code == 200
         assert "Django" in admin.text or "Concord" in admin.text
         assert (tree / "var" / "concord.sqlite3").exists()
+
+        log.flush()
+        token = re.search(
+            r"Authorization: Token ([0-9a-f]{40})", (tmp_path / "make-run.log").read_text()
+        ).group(1)
+        api = httpx.Client(
+            base_url=f"http://127.0.0.1:{web_port}/api/v1", headers={"Authorization": f"Token {token}"}
+        )
+        placed = api.post(
+            "/orders/",
+            headers={"Idempotency-Key": "smoke-1"},
+            json={
+                "customer_email": "smoke@example.com",
+                "currency": "EUR",
+                "payment_method": "pm_card_ok",
+                "lines": [{"sku": "MUG-001", "quantity": 1}],
+            },
+        )
+        assert placed.status_code == 201, placed.text
+        order_url = f"/orders/{placed.json()['id']}/"
+        confirm_deadline = time.monotonic() + 60
+        while api.get(order_url).json()["status"] != "confirmed" and time.monotonic() < confirm_deadline:
+            time.sleep(0.5)
+        assert api.get(order_url).json()["status"] == "confirmed"
+        time.sleep(2)  # the provider's webhook about the charge arrives after the answer
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
@@ -98,6 +127,8 @@ def test_make_run_serves_on_the_embedded_default_and_stops_on_ctrl_c(tmp_path):
         log.seek(0)
         output = log.read()
     assert "Demo logins" in output, output[-3000:]
+    assert "Traceback" not in output, output[output.index("Traceback") - 500 :][:4000]
+    assert "Internal Server Error" not in output
     assert f"http://127.0.0.1:{web_port}/backoffice/" in output
     # Every process of the group is gone: Ctrl-C stopped them all.
     time.sleep(1)
