@@ -98,6 +98,9 @@ class Reservation(FSMModelMixin, models.Model):
         indexes = [
             # reserved == sum(held) is checked per sku over held rows only.
             models.Index(fields=["product", "state"], name="reservation_sku_state_idx"),
+            # Reconciliation's incremental pass reads the reservations changed since its
+            # last pass (cost follows the change, not the history).
+            models.Index(fields=["updated_at"], name="reservation_updated_idx"),
         ]
         permissions = [
             ("release_reservation", "Can release held stock of an order"),
