@@ -23,6 +23,16 @@ DEFAULTS: dict[str, Any] = {
     "STUCK_SAGA_LIMIT": 10_000,
     # Detector names to skip (e.g. while one is being investigated).
     "DISABLED_DETECTORS": [],
+    # Incremental passes: a detector that can re-evaluate just the changed orders does so
+    # when its last complete full evaluation is younger than FULL_PASS_SECONDS; otherwise
+    # (and on the first pass) it runs over everything. The full pass is the safety net for
+    # changes no timestamp shows (a bulk UPDATE that skipped updated_at, a new detector).
+    "INCREMENTAL": True,
+    "FULL_PASS_SECONDS": 3600,
+    # A change is looked for back to the last complete evaluation minus the longest time
+    # threshold (SETTLE_SECONDS, PENDING_ORDER_SLA_SECONDS: rows that crossed one since)
+    # minus this margin (transactions that committed late, clock skew between hosts).
+    "CHANGE_OVERLAP_SECONDS": 300,
     # Per incident type: may a remediation run without a person, and up to what amount?
     # Money-moving automation is off unless a type says otherwise.
     "AUTO_REMEDIATION": {},

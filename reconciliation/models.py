@@ -60,6 +60,8 @@ class ProviderCharge(models.Model):
             models.Index(fields=["created"], name="recon_pcharge_created"),
             models.Index(fields=["reference", "status"], name="recon_pcharge_ref_status"),
             models.Index(fields=["order_id"], name="recon_pcharge_order"),
+            # An incremental pass asks "which charges did the last syncs touch?".
+            models.Index(fields=["last_synced_at"], name="recon_pcharge_synced"),
         ]
 
     def __str__(self) -> str:
@@ -78,7 +80,10 @@ class ProviderRefund(models.Model):
     last_synced_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
-        indexes = [models.Index(fields=["created"], name="recon_prefund_created")]
+        indexes = [
+            models.Index(fields=["created"], name="recon_prefund_created"),
+            models.Index(fields=["last_synced_at"], name="recon_prefund_synced"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.provider_id} {self.amount} {self.currency} {self.status}"
@@ -312,3 +317,20 @@ class ReconciliationRun(models.Model):
 
     def __str__(self) -> str:
         return f"run #{self.pk} {self.status}"
+
+
+class DetectorCheckpoint(models.Model):
+    """Where each detector's last complete evaluation stands, so the next pass can look
+    only at what changed since (DESIGN §7: cost follows the change, not the history).
+
+    `checked_at` is the instant the last complete evaluation (full or incremental) read
+    the data; `full_at` the last complete full one. Written in the same transaction as
+    that evaluation's incidents, so a failed detector never moves its checkpoint.
+    """
+
+    detector = models.CharField(max_length=64, unique=True)
+    checked_at = models.DateTimeField()
+    full_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.detector} checked {self.checked_at:%Y-%m-%d %H:%M:%S}"

@@ -22,6 +22,7 @@ class AmountMismatch(Detector):
     severity = Severity.HIGH
     description = "The captured amount or currency differs from the order's."
     uses_provider_records = True
+    incremental = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         head, params = with_(net_captures_cte(ctx.scope), orders_cte(), payments_cte())

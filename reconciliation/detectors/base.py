@@ -8,7 +8,7 @@ the same detector to re-check one incident's scope.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, ClassVar
@@ -46,6 +46,24 @@ class Scope:
 
 
 @dataclass(frozen=True)
+class ChangeSet:
+    """The subjects an incremental pass re-evaluates: orders with any row changed since
+    `since` (order, payment, refund, reservation, provider charge or refund), charges whose
+    reference names no order, plus (added by the run) the subjects of live incidents."""
+
+    since: datetime
+    order_ids: frozenset[int] = frozenset()
+    charge_ids: frozenset[str] = frozenset()
+
+    def with_subjects(self, *, order_ids: set[int], charge_ids: set[str]) -> ChangeSet:
+        return ChangeSet(
+            since=self.since,
+            order_ids=self.order_ids | frozenset(order_ids),
+            charge_ids=self.charge_ids | frozenset(charge_ids),
+        )
+
+
+@dataclass(frozen=True)
 class DetectionContext:
     now: datetime
     scope: Scope = field(default_factory=Scope)
@@ -74,9 +92,19 @@ class Detector:
     # Findings come from the synced provider records: a run whose sync failed must not
     # auto-resolve this detector's incidents, and a re-check refreshes those records first.
     uses_provider_records: ClassVar[bool] = False
+    # True when every finding is about one order and depends only on that order's rows
+    # (its charges, payment, refunds, reservations, lines) and on time thresholds: a pass
+    # may then re-evaluate only the orders that changed (find_changed).
+    incremental: ClassVar[bool] = False
 
     def find(self, ctx: DetectionContext) -> Iterable[Finding]:
         raise NotImplementedError
+
+    def find_changed(self, ctx: DetectionContext, changes: ChangeSet) -> Iterable[Finding]:
+        """The findings about `changes`' subjects: exactly what find() over everything
+        would report about them. Contract: a live incident whose order_id (or, without
+        one, charge_id) is in `changes` is found again here if its condition holds."""
+        return self.find(replace(ctx, scope=Scope(order_ids=changes.order_ids)))
 
     def scope_for(self, subject: IncidentSubject) -> Scope:
         """The smallest scope whose findings decide whether `subject` still holds."""

@@ -13,11 +13,12 @@ One incident per charge; charges younger than SETTLE_SECONDS are left to their s
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from reconciliation.amounts import minor_to_major
 from reconciliation.choices import IncidentType, Severity
 
-from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
+from .base import ChangeSet, DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
 from .sql import (
     fetch,
@@ -36,6 +37,7 @@ class ChargeWithoutOrder(Detector):
     severity = Severity.CRITICAL
     description = "A capture at the provider that no confirmed order owns."
     uses_provider_records = True
+    incremental = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         head, params = with_(net_captures_cte(ctx.scope), orders_cte(), payments_cte())
@@ -75,6 +77,18 @@ class ChargeWithoutOrder(Detector):
                     "created": row["created"].isoformat(),
                 },
             )
+
+    def find_changed(self, ctx: DetectionContext, changes: ChangeSet) -> Iterator[Finding]:
+        # A charge whose reference names no order has no order id to be scoped by: the
+        # changed ones are listed by charge id. A charge in both scopes is reported once.
+        seen: set[str] = set()
+        for scope in (Scope(order_ids=changes.order_ids), Scope(charge_ids=changes.charge_ids)):
+            if not (scope.order_ids or scope.charge_ids):
+                continue
+            for finding in self.find(replace(ctx, scope=scope)):
+                if finding.fingerprint not in seen:
+                    seen.add(finding.fingerprint)
+                    yield finding
 
     def scope_for(self, subject: IncidentSubject) -> Scope:
         if subject.charge_id:

@@ -30,6 +30,7 @@ class DuplicateCharge(Detector):
     severity = Severity.HIGH
     description = "More than one net capture at the provider for one order."
     uses_provider_records = True
+    incremental = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         head, params = with_(net_captures_cte(ctx.scope), orders_cte(), payments_cte())

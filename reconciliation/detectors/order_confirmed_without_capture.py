@@ -32,6 +32,7 @@ class OrderConfirmedWithoutCapture(Detector):
     severity = Severity.HIGH
     description = "A confirmed order with no capture at the provider."
     uses_provider_records = True
+    incremental = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         # The charges are narrowed only by order id: a re-check by reference/charge must

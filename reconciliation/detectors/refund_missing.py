@@ -34,6 +34,7 @@ class RefundMissing(Detector):
     severity = Severity.HIGH
     description = "A cancelled order whose captured charge was not refunded at the provider."
     uses_provider_records = True
+    incremental = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         head, params = with_(

@@ -15,7 +15,7 @@ from reconciliation.choices import IncidentType, Severity
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import REFUNDS, fetch, payments_cte, refunds_cte, settled_before, with_
+from .sql import REFUNDS, fetch, in_sql, payments_cte, refunds_cte, settled_before, with_
 
 
 @register
@@ -24,18 +24,17 @@ class RefundUnrecorded(Detector):
     severity = Severity.MEDIUM
     description = "A refund at the provider that Concord's payments do not record."
     uses_provider_records = True
+    incremental = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         head, params = with_(payments_cte(), refunds_cte())
         where, scope_params = "", []
         if ctx.scope.order_ids is not None:
-            ids = sorted(ctx.scope.order_ids) or [0]
-            where = f" AND p.order_id IN ({', '.join(['%s'] * len(ids))})"
-            scope_params = ids
+            part, values = in_sql("p.order_id", sorted(ctx.scope.order_ids))
+            where, scope_params = where + part, scope_params + values
         if ctx.scope.charge_ids is not None:
-            ids = sorted(ctx.scope.charge_ids) or [""]
-            where += f" AND r.charge_provider_id IN ({', '.join(['%s'] * len(ids))})"
-            scope_params += ids
+            part, values = in_sql("r.charge_provider_id", sorted(ctx.scope.charge_ids))
+            where, scope_params = where + part, scope_params + values
         sql = head + (
             "SELECT r.provider_id, r.charge_provider_id, r.amount, r.currency, r.created, "
             "p.id AS payment_id, p.order_id "

@@ -15,10 +15,11 @@ Stock drift moves no money directly; amount_at_risk stays 0.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 
 from reconciliation.choices import IncidentType, Severity
 
-from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
+from .base import ChangeSet, DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
 from .sql import fetch, lines_cte, order_scope_sql, orders_cte, reservations_cte, settled_before, with_
 
@@ -29,17 +30,28 @@ class StockDrift(Detector):
     severity = Severity.MEDIUM
     description = "Stock counters, reservations and orders disagree."
 
+    # The per-(order, sku) checks read one order's reservations, lines and status; the
+    # per-sku conservation check is over the catalog and runs whole on every pass.
+    incremental = True
+
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         if ctx.scope.order_ids is None:
-            from inventory.selectors import stock_check_conservation
-
-            for problem in stock_check_conservation():
-                yield self.finding(
-                    fingerprint_parts=["sku", problem.sku, problem.kind],
-                    sku=problem.sku,
-                    details={"kind": problem.kind, "expected": problem.expected, "actual": problem.actual},
-                )
+            yield from self._conservation()
         yield from self._reservations(ctx)
+
+    def find_changed(self, ctx: DetectionContext, changes: ChangeSet) -> Iterator[Finding]:
+        yield from self._conservation()
+        yield from self._reservations(replace(ctx, scope=Scope(order_ids=changes.order_ids)))
+
+    def _conservation(self) -> Iterator[Finding]:
+        from inventory.selectors import stock_check_conservation
+
+        for problem in stock_check_conservation():
+            yield self.finding(
+                fingerprint_parts=["sku", problem.sku, problem.kind],
+                sku=problem.sku,
+                details={"kind": problem.kind, "expected": problem.expected, "actual": problem.actual},
+            )
 
     def _reservations(self, ctx: DetectionContext) -> Iterator[Finding]:
         head, params = with_(reservations_cte(), orders_cte(), lines_cte())

@@ -266,13 +266,19 @@ def _report_chunk(chunk: list[Finding], now: datetime) -> list[ReportedIncident]
 
 @transaction.atomic
 def incidents_auto_resolve(
-    *, incident_type: str, still_found: set[str], now: datetime | None = None
+    *,
+    incident_type: str,
+    still_found: set[str],
+    now: datetime | None = None,
+    evaluated: set[str] | None = None,
 ) -> list[int]:
     """Resolve (kind auto, by the system) every live incident of `incident_type` whose
     fingerprint the detector's complete, fresh result no longer contains.
 
     The caller guarantees `still_found` is the detector's full result on fresh data;
-    a detector that failed or ran on stale data must not call this.
+    a detector that failed or ran on stale data must not call this. An incremental pass
+    passes `evaluated`, the live fingerprints whose subjects it re-checked: only those
+    may be resolved (an incident opened meanwhile by a person's re-check was not).
     """
     now = now or timezone.now()
     live = list(
@@ -280,7 +286,11 @@ def incidents_auto_resolve(
         .filter(type=incident_type, state__in=_LIVE)
         .values_list("id", "fingerprint", "state")
     )
-    gone = [(pk, state) for pk, fingerprint, state in live if fingerprint not in still_found]
+    gone = [
+        (pk, state)
+        for pk, fingerprint, state in live
+        if fingerprint not in still_found and (evaluated is None or fingerprint in evaluated)
+    ]
     if not gone:
         return []
     ids = [pk for pk, _ in gone]

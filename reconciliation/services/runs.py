@@ -2,6 +2,13 @@
 
 Each detector's report + auto-resolve commits on its own, so one failing detector costs
 only its own result; the run row records what happened (errors included).
+
+Incremental by default (DESIGN §7): a detector whose findings are per order
+(`Detector.incremental`) and whose last complete full evaluation is younger than
+FULL_PASS_SECONDS re-evaluates only the orders changed since its last complete evaluation
+(detectors/changes.py) plus the subjects of its live incidents; the others, the first
+pass and a `full=True` pass read everything. Correct by induction: what did not change
+and crossed no time threshold has the result the last complete evaluation recorded.
 """
 
 from __future__ import annotations
@@ -12,14 +19,17 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
 
-from reconciliation.choices import RunStatus
-from reconciliation.detectors import DetectionContext, Detector, detectors_all
+from reconciliation.choices import LIVE_STATES, RunStatus
+from reconciliation.conf import setting
+from reconciliation.detectors import ChangeSet, DetectionContext, Detector, detectors_all
+from reconciliation.detectors.changes import changes_since
 from reconciliation.errors import ReconcileBusy
-from reconciliation.models import ReconciliationRun
+from reconciliation.models import DetectorCheckpoint, Incident, ReconciliationRun
 
 from .incidents import incidents_auto_resolve, incidents_report
 from .provider_records import (
@@ -82,17 +92,69 @@ def reconcile_run(
     client: ProviderClientLike | None = None,
     detectors: list[Detector] | None = None,
     sync: bool = True,
+    full: bool = False,
 ) -> RunResult:
-    """Run one pass. Raises ReconcileBusy if another pass holds the lock."""
+    """Run one pass (incremental where it can; `full=True` reads everything).
+    Raises ReconcileBusy if another pass holds the lock."""
     # Refuse to run inside a caller's transaction (each detector commits on its own and the
     # sync does HTTP); durable=True raises RuntimeError there, and is allowed in TestCase.
     with transaction.atomic(durable=True):
         pass
     with _single_pass():
-        return _run(progress=progress, client=client, detectors=detectors, sync=sync)
+        return _run(progress=progress, client=client, detectors=detectors, sync=sync, full=full)
 
 
-def _run(*, progress, client, detectors, sync) -> RunResult:
+def _incremental_since(detectors: list[Detector], *, full: bool) -> dict[str, datetime]:
+    """Per detector that may run incrementally now: the instant to look for changes from."""
+    if full or not setting("INCREMENTAL"):
+        return {}
+    now = timezone.now()
+    full_every = timedelta(seconds=float(setting("FULL_PASS_SECONDS")))
+    # Rows that crossed a time threshold since the last evaluation (settled, pending past
+    # its SLA) count as changed: look back by the longest threshold, plus a margin.
+    lookback = timedelta(
+        seconds=max(float(setting("SETTLE_SECONDS")), float(setting("PENDING_ORDER_SLA_SECONDS")))
+        + float(setting("CHANGE_OVERLAP_SECONDS"))
+    )
+    checkpoints = {
+        c.detector: c
+        for c in DetectorCheckpoint.objects.filter(detector__in=[d.name for d in detectors if d.incremental])
+    }
+    since: dict[str, datetime] = {}
+    for detector in detectors:
+        checkpoint = checkpoints.get(detector.name)
+        if checkpoint is None or checkpoint.full_at is None or now - checkpoint.full_at > full_every:
+            continue
+        since[detector.name] = checkpoint.checked_at - lookback
+    return since
+
+
+def _checkpoint(name: str, *, checked_at: datetime, full: bool) -> None:
+    defaults: dict = {"checked_at": checked_at}
+    if full:
+        defaults["full_at"] = checked_at
+    DetectorCheckpoint.objects.update_or_create(detector=name, defaults=defaults)
+
+
+def _find(detector: Detector, ctx: DetectionContext, changes: ChangeSet | None):
+    """(findings, evaluated live fingerprints or None for everything)."""
+    if changes is None:
+        return list(detector.find(ctx)), None
+    live = list(
+        Incident.objects.filter(type=detector.name, state__in=[str(s) for s in LIVE_STATES]).values_list(
+            "fingerprint", "order_id", "charge_id"
+        )
+    )
+    # Live incidents are re-evaluated on every pass, changed or not: that is what lets a
+    # fixed condition auto-resolve (and a person's re-check stay honest).
+    changes = changes.with_subjects(
+        order_ids={order_id for _, order_id, _ in live if order_id is not None},
+        charge_ids={charge_id for _, order_id, charge_id in live if order_id is None and charge_id},
+    )
+    return list(detector.find_changed(ctx, changes)), {fingerprint for fingerprint, _, _ in live}
+
+
+def _run(*, progress, client, detectors, sync, full) -> RunResult:
     detectors = detectors if detectors is not None else detectors_all()
     steps = len(detectors) + 1
     run = ReconciliationRun.objects.create(started_at=timezone.now())
@@ -122,12 +184,33 @@ def _run(*, progress, client, detectors, sync) -> RunResult:
             logger.exception("reconciliation: provider sync failed")
     emit("sync", 1)
 
+    # One change set for the pass, from the earliest checkpoint among the incremental
+    # detectors: a wider window than one detector needs is only more work, never wrong.
+    since = _incremental_since(detectors, full=full)
+    changes: ChangeSet | None = None
+    if since:
+        started = time.monotonic()
+        try:
+            changes = changes_since(min(since.values()))
+        except Exception as exc:  # the full evaluation still works: fall back to it
+            logger.exception("reconciliation: reading the changes failed; running in full")
+            errors.append(f"changes: {type(exc).__name__}: {exc}")
+            since = {}
+    if changes is not None:
+        per_detector["changes"] = {
+            "since": changes.since.isoformat(),
+            "orders": len(changes.order_ids),
+            "charges": len(changes.charge_ids),
+            "seconds": round(time.monotonic() - started, 3),
+        }
+
     for index, detector in enumerate(detectors, start=2):
         started = time.monotonic()
+        incremental = changes is not None and detector.name in since
         try:
             with transaction.atomic():
                 ctx = DetectionContext.full()
-                findings = list(detector.find(ctx))
+                findings, evaluated = _find(detector, ctx, changes if incremental else None)
                 reported = incidents_report(findings=findings, now=ctx.now)
                 auto_resolved: list[int] = []
                 if sync_ok or not detector.uses_provider_records:
@@ -135,7 +218,10 @@ def _run(*, progress, client, detectors, sync) -> RunResult:
                         incident_type=detector.name,
                         still_found={f.fingerprint for f in findings},
                         now=ctx.now,
+                        evaluated=evaluated,
                     )
+                    # Complete on fresh data: the next pass may start from here.
+                    _checkpoint(detector.name, checked_at=ctx.now, full=not incremental)
         except Exception as exc:
             errors.append(f"{detector.name}: {type(exc).__name__}: {exc}")
             logger.exception("reconciliation: detector %s failed", detector.name)
@@ -150,6 +236,7 @@ def _run(*, progress, client, detectors, sync) -> RunResult:
                 "opened": n_opened,
                 "auto_resolved": len(auto_resolved),
                 "seconds": round(time.monotonic() - started, 3),
+                "mode": "incremental" if incremental else "full",
             }
         emit(detector.name, index)
 
@@ -170,7 +257,9 @@ def _run(*, progress, client, detectors, sync) -> RunResult:
 
     if not errors:
         status = RunStatus.SUCCEEDED
-    elif per_detector and all("error" in d for name, d in per_detector.items() if name != "auto_remediation"):
+    elif per_detector and all(
+        "error" in d for name, d in per_detector.items() if name not in ("auto_remediation", "changes")
+    ):
         status = RunStatus.FAILED
     else:
         status = RunStatus.PARTIAL

@@ -25,15 +25,20 @@ class Command(BaseCommand):
             action="store_true",
             help="Skip the provider pull; run the detectors on the records already synced.",
         )
+        parser.add_argument(
+            "--full",
+            action="store_true",
+            help="Evaluate every detector over everything, not only what changed since the last pass.",
+        )
 
     def handle(self, *args, **options):
         as_json = options["json"]
         interactive = not as_json and self.stdout.isatty()
         try:
             if interactive:
-                result = self._run_with_progress(sync=not options["no_sync"])
+                result = self._run_with_progress(sync=not options["no_sync"], full=options["full"])
             else:
-                result = reconcile_run(sync=not options["no_sync"])
+                result = reconcile_run(sync=not options["no_sync"], full=options["full"])
         except ReconcileBusy as exc:
             raise CommandError(exc.message) from exc
 
@@ -64,7 +69,7 @@ class Command(BaseCommand):
                 f"{data['amount_at_risk']} {data['currency']} ({incident.severity}, {incident.state})"
             )
 
-    def _run_with_progress(self, *, sync: bool):
+    def _run_with_progress(self, *, sync: bool, full: bool):
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -86,4 +91,4 @@ class Command(BaseCommand):
                 label = f"syncing provider records ({synced_rows})" if event.stage == "sync" else event.stage
                 bar.update(task, description=label, completed=event.step, total=event.steps)
 
-            return reconcile_run(progress=on_progress, sync=sync)
+            return reconcile_run(progress=on_progress, sync=sync, full=full)
