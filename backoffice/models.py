@@ -49,6 +49,8 @@ class ApprovalRequest(FSMModelMixin, models.Model):
     KIND_REFUND = "refund"
     # A money-moving remediation of an incident (reconciliation), e.g. refunding extra charges.
     KIND_REMEDIATION = "remediation"
+    # Cancelling a confirmed order: the cancellation saga refunds it in full.
+    KIND_CANCEL = "cancel"
 
     kind = models.CharField(max_length=16, default=KIND_REFUND)
     status = FSMField(default=ApprovalStatus.PENDING, choices=ApprovalStatus.choices, protected=True)

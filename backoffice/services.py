@@ -17,6 +17,8 @@ from django.db import IntegrityError, transaction
 from django_fsm import can_proceed
 
 from core.errors import ConcordError, Conflict, NotFound
+from orders import selectors as order_selectors
+from orders import services as order_services
 from payments import selectors as payment_selectors
 from payments import services as payment_services
 
@@ -149,6 +151,7 @@ def refund_plan(*, order_id: int, amount: Any) -> RefundPlan:
 class RefundOutcome:
     approval_id: int | None
     refund_id: int | None
+    kind: str = ApprovalRequest.KIND_REFUND
 
 
 REFUND_KEY_PREFIX = "backoffice:"
@@ -278,6 +281,77 @@ def refund_request(*, order_id: int, amount: Any, reason: str, by: Any, action_k
     return RefundOutcome(approval_id=None, refund_id=refund.id)
 
 
+CANCEL_ORDER = "orders.cancel_order"
+
+
+@dataclass(frozen=True)
+class CancelPlan:
+    order_id: int
+    refund: Decimal  # what the cancellation saga gives back (0: nothing was captured)
+    currency: str
+    needs_approval: bool
+    threshold: Decimal
+
+
+def order_cancel_plan(*, order_id: int) -> CancelPlan:
+    order = order_selectors.order_get(order_id=order_id)
+    if order.status != "confirmed":
+        raise Conflict(
+            f"Order {order_id} is {order.status}; only a confirmed order is cancelled this way.",
+            code="order_not_cancellable",
+        )
+    payment = payment_selectors.payment_for_order(order_id=order_id)
+    refund = (
+        payment.refundable_amount
+        if payment is not None and payment.status in ("captured", "partially_refunded")
+        else Decimal("0")
+    )
+    threshold = approval_threshold()
+    return CancelPlan(
+        order_id=order_id,
+        refund=refund,
+        currency=order.currency,
+        needs_approval=refund > threshold,
+        threshold=threshold,
+    )
+
+
+@transaction.atomic
+def order_cancel_request(*, order_id: int, reason: str, by: Any, action_key: str) -> int | None:
+    """Staff cancel a confirmed order through the orders app (order_request_cancel: the
+    order moves to cancelling and its cancellation saga refunds in full, restocks and
+    cancels). Refunding more than the threshold waits for finance: returns the
+    ApprovalRequest id then, else None."""
+    _require_person(by)
+    if not by.has_perm(CANCEL_ORDER):
+        raise ConcordError("You may not cancel orders.", code="permission_denied", http_status=403)
+    reason = _clean_reason(reason)
+    plan = order_cancel_plan(order_id=order_id)
+    staff_action_record(
+        key=action_key,
+        by=by,
+        action="order_cancel",
+        reason=reason,
+        order_id=order_id,
+        target=f"order {order_id}: refund {plan.refund} {plan.currency}",
+    )
+    if plan.needs_approval:
+        payment = payment_selectors.payment_for_order(order_id=order_id)
+        return ApprovalRequest.objects.create(
+            kind=ApprovalRequest.KIND_CANCEL,
+            order_id=order_id,
+            payment_id=payment.id if payment else None,
+            amount=plan.refund,
+            currency=plan.currency,
+            reason=reason,
+            requested_by=by,
+        ).pk
+    order_services.order_request_cancel(
+        order_id=order_id, by=by, reason=reason, failure_reason="cancelled_by_staff"
+    )
+    return None
+
+
 REMEDIATE_MONEY = "reconciliation.refund_incident"
 
 
@@ -368,7 +442,7 @@ def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str)
     approval = _lock_approval(approval_id)
     _require_approver(approval, by)
     if approval.status == ApprovalStatus.APPROVED:
-        return RefundOutcome(approval_id=approval.pk, refund_id=approval.refund_id)
+        return RefundOutcome(approval_id=approval.pk, refund_id=approval.refund_id, kind=approval.kind)
     if not can_proceed(approval.approve):
         raise Conflict(f"Approval request {approval_id} is {approval.status}.", code="approval_closed")
     staff_action_record(
@@ -379,11 +453,22 @@ def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str)
         order_id=approval.order_id,
         target=f"approval {approval.pk}",
     )
+    if approval.kind == ApprovalRequest.KIND_CANCEL:
+        # In this transaction: the order moves to cancelling and its saga starts on commit.
+        order_services.order_request_cancel(
+            order_id=approval.order_id,
+            by=by,
+            reason=f"{approval.reason} (asked by {approval.requested_by.get_username()}, approved: {reason})",
+            failure_reason="cancelled_by_staff",
+        )
+        approval.approve(None, by=by, description=reason)
+        approval.save()
+        return RefundOutcome(approval_id=approval.pk, refund_id=None, kind=approval.kind)
     if approval.kind == ApprovalRequest.KIND_REMEDIATION:
         # Carried out after commit by the caller (approval_carry_out_remediation).
         approval.approve(None, by=by, description=reason)
         approval.save()
-        return RefundOutcome(approval_id=approval.pk, refund_id=None)
+        return RefundOutcome(approval_id=approval.pk, refund_id=None, kind=approval.kind)
     refund = payment_services.refund_create(
         payment_id=approval.payment_id,
         amount=approval.amount,

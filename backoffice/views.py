@@ -351,6 +351,8 @@ def _timeline(order: Any) -> tuple[list[dict], dict]:
             (
                 f"Refund of {ap.amount} {ap.currency} asked (approval #{ap.pk})"
                 if ap.kind == "refund"
+                else f"Cancellation of the order ({ap.amount} {ap.currency} back) asked (approval #{ap.pk})"
+                if ap.kind == "cancel"
                 else f"Remediation {ap.remediation_action} of incident #{ap.incident_id} "
                 f"({ap.amount} {ap.currency}) asked (approval #{ap.pk})"
             ),
@@ -405,6 +407,8 @@ def _order_actions(request: HttpRequest, order: Any, runs: list, payment: Any, r
         actions.append(
             {"op": "refund", "label": "Refund (full or partial)", "amount": payment.refundable_amount}
         )
+    if order.status == "confirmed" and request.user.has_perm(services.CANCEL_ORDER):
+        actions.append({"op": "cancel", "label": "Cancel the order (full refund, stock back on the shelf)"})
     if payment is not None and request.user.has_perm(services.REQUEST_REFUND):
         # A back-office refund still pending: its task is retrying or gave up, or the
         # broker lost the message. Sending it again is safe (same provider key).
@@ -477,6 +481,20 @@ def _order_preview(
         effects.append(
             f"Order {order.id}: pending → confirmed. Payment {payment.id} is captured ({payment.amount} {payment.currency})."
         )
+    elif op == "cancel":
+        cancel = services.order_cancel_plan(order_id=order.id)
+        lines = ", ".join(f"{ln.quantity} x {ln.sku}" for ln in order.lines)
+        effects.append(
+            f"Order {order.id}: confirmed → cancelling → cancelled (cancelled_by_staff), through the "
+            "orders app's cancellation saga: refund, restock, cancel."
+        )
+        effects.append(f"Money: {cancel.refund} {cancel.currency} back to the customer (full refund).")
+        effects.append(f"Stock: {lines} back on the shelf.")
+        if cancel.needs_approval:
+            effects.append(
+                f"Above {cancel.threshold} {cancel.currency}: the cancellation waits for a second person "
+                "from finance to approve."
+            )
     elif op == "resend_refund":
         effects.append(
             f"Refund #{refund.id} of {refund.amount} {refund.currency} is asked of the provider again now, "
@@ -582,6 +600,20 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
         elif outcome:
             messages.success(
                 request, f"Refund #{outcome.refund_id} created; it is being sent to the provider."
+            )
+    elif op == "cancel":
+        approval_id = _act(
+            request,
+            "Cancel",
+            lambda: services.order_cancel_request(
+                order_id=order.id, reason=reason, by=request.user, action_key=key
+            ),
+        )
+        if approval_id is True:  # _act's "done" for a service that returned None
+            messages.success(request, f"Order {order.id} is being cancelled: refund, restock, cancel.")
+        elif approval_id:
+            messages.warning(
+                request, f"The cancellation waits for finance approval (request #{approval_id})."
             )
     elif op == "resend_refund":
         _resend_refund(request, order.id, refund_id, reason, key)
@@ -918,12 +950,14 @@ def approval_decide(request: HttpRequest, approval_id: int) -> HttpResponse:
                 approval_id=approval_id, by=request.user, reason=reason, action_key=key
             ),
         )
-        if outcome and outcome.refund_id:
+        if outcome and outcome.kind == "remediation":
+            _carry_out_remediation(request, outcome.approval_id)
+        elif outcome and outcome.kind == "cancel":
+            messages.success(request, "Approved: the order is being cancelled (refund, restock, cancel).")
+        elif outcome:
             messages.success(
                 request, f"Approved: refund #{outcome.refund_id} created; it is being sent to the provider."
             )
-        elif outcome:
-            _carry_out_remediation(request, outcome.approval_id)
     elif decision == "reject":
         if _act(
             request,
