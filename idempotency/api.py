@@ -11,9 +11,16 @@ idempotency.services): one commit per accepted request, never a second effect.
 What is stored (and replayed with `Idempotent-Replayed: true`): any response
 below 500 except those in NOT_STORED_STATUSES. A response that is not stored is
 rolled back with everything the method did, so the client may retry with the
-same key. An exception the API maps to a stored status (e.g. 404, 422) is
-stored after the method's writes were rolled back to a savepoint; an
+same key. An exception the API maps to a stored status (e.g. 404, 422) rolls
+back the whole transaction (the method's writes and the claim), and the error
+response is then stored under the key in a second, short transaction; an
 unexpected exception (500) rolls back everything.
+
+Why no savepoint around the method: on the common path (success) it would
+cost two round trips (SAVEPOINT, RELEASE) per request for nothing, and an error
+path can afford a second transaction. Between the two transactions another
+request with the same key may claim it; then that request's response is the
+key's answer and this one replays it.
 """
 
 from __future__ import annotations
@@ -101,16 +108,6 @@ def _client_id(request: Request) -> int:
     return int(user.pk)
 
 
-def _run_in_savepoint(view: Any, handler: Callable[..., Any], request: Request, args, kwargs) -> Any:
-    try:
-        with transaction.atomic():
-            return handler(view, request, *args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - handle_exception re-raises what the API does not map
-        # The savepoint is rolled back: whatever the method wrote is gone, and the
-        # mapped error response may be stored as this key's answer.
-        return view.handle_exception(exc)
-
-
 def _render(view: Any, request: Request, response: HttpResponseBase, args, kwargs) -> HttpResponseBase:
     if isinstance(response, StreamingHttpResponse):
         raise TypeError("An @idempotent view must not stream: its response is stored.")
@@ -118,6 +115,15 @@ def _render(view: Any, request: Request, response: HttpResponseBase, args, kwarg
     if hasattr(response, "render"):
         response.render()
     return response
+
+
+def _store(claim: IdempotencyClaim, response: HttpResponseBase) -> None:
+    idempotency_complete(
+        record_id=claim.record_id,
+        status=response.status_code,
+        body=response.content,
+        headers={name: response[name] for name in STORED_HEADERS if response.has_header(name)},
+    )
 
 
 def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -132,28 +138,42 @@ def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
         # Parsing happens here, outside the transaction: a malformed or oversized
         # body is a 400/413 that stores nothing.
         fingerprint = request_fingerprint(method=request.method, path=request.path, body=request.data)
+        claim_key = functools.partial(
+            idempotency_begin,
+            client_id=client_id,
+            key=key,
+            fingerprint=fingerprint,
+            method=request.method,
+            path=request.path,
+        )
         with transaction.atomic():
-            claim: IdempotencyClaim = idempotency_begin(
-                client_id=client_id,
-                key=key,
-                fingerprint=fingerprint,
-                method=request.method,
-                path=request.path,
-            )
+            claim: IdempotencyClaim = claim_key()
             if claim.replay is not None:
                 return replay_response(claim.replay)
-            response = _run_in_savepoint(view, handler, request, args, kwargs)
-            if not is_storable(response.status_code):
-                # Nothing stored, so nothing may stay: the claim and any effect go.
+            try:
+                response = handler(view, request, *args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - handle_exception re-raises what the API does not map
+                # Re-raised (500): the atomic block rolls everything back.
+                response = view.handle_exception(exc)
+                # Mapped: whatever the method wrote goes, and with it the claim
+                # (see the module docstring); a storable error is stored below.
                 transaction.set_rollback(True)
+                if not is_storable(response.status_code):
+                    return response
+            else:
+                if not is_storable(response.status_code):
+                    # Nothing stored, so nothing may stay: the claim and any effect go.
+                    transaction.set_rollback(True)
+                    return response
+                response = _render(view, request, response, args, kwargs)
+                _store(claim, response)
                 return response
-            response = _render(view, request, response, args, kwargs)
-            idempotency_complete(
-                record_id=claim.record_id,
-                status=response.status_code,
-                body=response.content,
-                headers={name: response[name] for name in STORED_HEADERS if response.has_header(name)},
-            )
+        response = _render(view, request, response, args, kwargs)
+        with transaction.atomic():
+            claim = claim_key()
+            if claim.replay is not None:
+                return replay_response(claim.replay)
+            _store(claim, response)
         return response
 
     wrapper = declares_errors(400, 409, 422, descriptions=IDEMPOTENCY_ERROR_DESCRIPTIONS)(wrapper)

@@ -10,7 +10,8 @@ How one key gives one effect (PostgreSQL, READ COMMITTED, Django's default):
      commits, our INSERT does nothing and we read its committed, completed record
      (replay or 422); if it rolls back, our INSERT goes through and we own the key.
      The wait is bounded by a transaction-local lock_timeout
-     (IDEMPOTENCY_LOCK_TIMEOUT_MS); past it the request gets 409
+     (IDEMPOTENCY_LOCK_TIMEOUT_MS), set and restored around the INSERT in the
+     same round trip; past it the request gets 409
      idempotency_key_in_use and nothing of it is kept.
    - The key was committed earlier: we read it (replay or 422).
 2. The caller does its work in the same transaction, then `idempotency_complete`
@@ -148,10 +149,56 @@ def _insert_in_flight(
         now,
         now + idempotency_ttl(),
     ]
+    rows = _execute_with_lock_timeout(sql, params)
+    return rows[0][0] if rows else None
+
+
+# One round trip: remember the lock_timeout in force, set ours, run the statement,
+# restore the old value. Transaction-local (set_config(..., true)), and restored
+# right after the statement so the caller's own locks (e.g. select_for_update)
+# keep their usual timeout. The simple query protocol (Django's client-side
+# binding cursor) runs the four statements in order and stops at the first error.
+_SET_LOCK_TIMEOUT = (
+    "SELECT set_config('concord.lock_timeout_before', current_setting('lock_timeout'), true); "
+    "SELECT set_config('lock_timeout', %s, true); "
+)
+_RESTORE_LOCK_TIMEOUT = (
+    "; SELECT set_config('lock_timeout', current_setting('concord.lock_timeout_before'), true)"
+)
+
+
+def _execute_with_lock_timeout(sql: str, params: list[Any]) -> list[tuple]:
+    """Run one statement that may wait on another transaction's key, bounded by
+    IDEMPOTENCY_LOCK_TIMEOUT_MS; its rows (RETURNING), if any."""
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    return row[0] if row else None
+        if connection.vendor != "postgresql":
+            cursor.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []
+        timeout = f"{_lock_timeout_ms()}ms"
+        if connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"):
+            # Prepared statements take one command each: three round trips.
+            # The subquery (fenced by OFFSET 0) reads the old value before set_config runs.
+            cursor.execute(
+                "SELECT p.previous, set_config('lock_timeout', %s, true) "
+                "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS p",
+                [timeout],
+            )
+            previous = cursor.fetchone()
+            cursor.execute(sql, params)
+            rows = cursor.fetchall() if cursor.description else []
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous[0]])
+            return rows
+        cursor.execute(_SET_LOCK_TIMEOUT + sql + _RESTORE_LOCK_TIMEOUT, [timeout, *params])
+        cursor.nextset()  # past "remember"
+        cursor.nextset()  # past "set": now at the statement's own result
+        return cursor.fetchall() if cursor.description else []
+
+
+def _delete_expired(*, record_id: int, now: datetime) -> None:
+    # Bounded too: another request may be replacing the same expired record.
+    table = _quoted(IdempotencyRecord._meta.db_table)
+    sql = f"DELETE FROM {table} WHERE {_quoted('id')} = %s AND {_quoted('expires_at')} <= %s"  # noqa: S608
+    _execute_with_lock_timeout(sql, [record_id, now])
 
 
 def _claim(
@@ -170,7 +217,7 @@ def _claim(
         if existing is None:
             continue
         if existing.expires_at <= now:
-            IdempotencyRecord.objects.filter(pk=existing.pk, expires_at__lte=now).delete()
+            _delete_expired(record_id=existing.pk, now=now)
             continue
         if existing.fingerprint != fingerprint:
             raise IdempotencyKeyReused(
@@ -217,20 +264,8 @@ def idempotency_begin(
     if not connection.in_atomic_block:
         raise RuntimeError("idempotency_begin must run inside the transaction that does the effect.")
     now = now or timezone.now()
-    postgres = connection.vendor == "postgresql"
-    previous_lock_timeout = None
     try:
-        if postgres:
-            with connection.cursor() as cursor:
-                # Read the old value and set ours in one round trip; the subquery
-                # (fenced by OFFSET 0) is evaluated before set_config runs.
-                cursor.execute(
-                    "SELECT p.previous, set_config('lock_timeout', %s, true) "
-                    "FROM (SELECT current_setting('lock_timeout') AS previous OFFSET 0) AS p",
-                    [f"{_lock_timeout_ms()}ms"],
-                )
-                previous_lock_timeout = cursor.fetchone()[0]
-        claim = _claim(
+        return _claim(
             client_id=client_id, key=key, fingerprint=fingerprint, method=method, path=path, now=now
         )
     except OperationalError as exc:
@@ -242,11 +277,6 @@ def idempotency_begin(
             f"A request with this {HEADER} is still in progress; retry shortly.",
             details={"header": HEADER},
         ) from exc
-    if postgres:
-        # The caller's own locks (e.g. select_for_update) keep their usual timeout.
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_lock_timeout])
-    return claim
 
 
 def idempotency_complete(

@@ -8,6 +8,7 @@ machine forbids raises Conflict("illegal_transition").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
@@ -69,21 +70,23 @@ def _validate_lines(lines: object) -> list[tuple[str, int]]:
     return clean
 
 
-@transaction.atomic
-def order_create(
-    *,
-    client_id: int,
-    customer_email: str,
-    currency: str,
-    payment_method: str,
-    lines: list[tuple[str, int]],
-) -> OrderDTO:
-    """Place a pending order priced from the catalog (never from the caller).
+@dataclass(frozen=True)
+class _PricedOrder:
+    """A checked order, priced from the catalog, not yet written."""
 
-    Constant number of queries whatever the number of lines: one catalog read,
-    one order insert, one bulk insert of lines, one audit row. Not durable: the
-    API wraps it with the idempotency record and the saga run in one commit.
-    """
+    client_id: int
+    customer_email: str
+    currency: str
+    payment_method: str
+    lines: tuple[OrderLine, ...]
+    total: Decimal
+
+
+def _order_price(
+    *, client_id: int, customer_email: str, currency: str, payment_method: str, lines: list[tuple[str, int]]
+) -> _PricedOrder:
+    """Every check of an order, and its prices from the catalog (one query);
+    writes nothing, so it runs before the transaction is touched."""
     if isinstance(client_id, bool) or not isinstance(client_id, int):
         raise ConcordError("client_id must be an integer", code="invalid_client")
     try:
@@ -116,7 +119,7 @@ def order_create(
             details={"skus": mismatched, "currency": currency},
         )
 
-    order_lines = [
+    order_lines = tuple(
         OrderLine(
             sku=sku,
             quantity=quantity,
@@ -124,31 +127,79 @@ def order_create(
             line_total=quantize(catalog[sku].price * quantity, currency),
         )
         for sku, quantity in clean
-    ]
+    )
     total = quantize(sum((ln.line_total for ln in order_lines), Decimal(0)), currency)
     if total >= MAX_TOTAL:
         raise ConcordError("The order total is too large", code="total_too_large")
-
-    order = Order.objects.create(
+    return _PricedOrder(
         client_id=client_id,
         customer_email=customer_email,
         currency=currency,
-        total=total,
         payment_method=payment_method,
+        lines=order_lines,
+        total=total,
     )
-    for ln in order_lines:
+
+
+def _order_insert(priced: _PricedOrder) -> OrderDTO:
+    """Three INSERTs (order, lines in bulk, audit row), in the caller's transaction."""
+    order = Order.objects.create(
+        client_id=priced.client_id,
+        customer_email=priced.customer_email,
+        currency=priced.currency,
+        total=priced.total,
+        payment_method=priced.payment_method,
+    )
+    lines = list(priced.lines)
+    for ln in lines:
         ln.order = order
-    OrderLine.objects.bulk_create(order_lines)
+    OrderLine.objects.bulk_create(lines)
     # Creation is the first state change of an order; give it an audit row too.
+    # (get_for_model is cached per process: no query after the first.)
     StateLog.objects.create(
         content_type=ContentType.objects.get_for_model(Order),
         object_id=order.pk,
         source_state=None,
         state=OrderStatus.PENDING,
         transition="create",
-        description=f"placed by API client {client_id}",
+        description=f"placed by API client {priced.client_id}",
     )
-    return order_to_dto(order, order_lines)
+    return order_to_dto(order, lines)
+
+
+# Why the writes below use atomic(savepoint=False): these services run inside
+# the API request's transaction (the idempotency record's), where a savepoint
+# per service costs two round trips (SAVEPOINT, RELEASE) and buys nothing —
+# every expected error (bad input, unknown sku, ...) is raised by _order_price
+# before the first write, outside any atomic block, so it never poisons the
+# caller's transaction; an error after a write (a database error) leaves the
+# caller's transaction marked for rollback, and the caller lets it propagate.
+# Called on their own, the blocks are ordinary transactions.
+
+
+def order_create(
+    *,
+    client_id: int,
+    customer_email: str,
+    currency: str,
+    payment_method: str,
+    lines: list[tuple[str, int]],
+) -> OrderDTO:
+    """Place a pending order priced from the catalog (never from the caller).
+
+    Constant number of queries whatever the number of lines: one catalog read,
+    one order insert, one bulk insert of lines, one audit row. Not durable: the
+    API wraps it with the idempotency record and the saga run in one commit.
+    """
+    priced = _order_price(
+        client_id=client_id,
+        customer_email=customer_email,
+        currency=currency,
+        payment_method=payment_method,
+        lines=lines,
+    )
+    with transaction.atomic(savepoint=False):
+        return _order_insert(priced)
 
 
 # --- Transitions -------------------------------------------------------------------
@@ -252,7 +303,6 @@ def order_finish_cancellation(*, order_id: int, by=None, reason: str) -> OrderDT
 # --- Placement and cancellation (the order sagas, orders/sagas.py) --------------------
 
 
-@transaction.atomic
 def order_place(
     *,
     client_id: int,
@@ -266,18 +316,26 @@ def order_place(
     commit per accepted order. Not durable on purpose: the API wraps it with the
     idempotency record so a replayed request can never make a second order.
     The worker is poked when the transaction commits (saga_start); if the poke is
-    lost, the sweeper finds the run."""
-    order = order_create(
+    lost, the sweeper finds the run.
+
+    Every check runs before the first write (no savepoints; see above): a
+    rejected order leaves the caller's transaction as it was."""
+    priced = _order_price(
         client_id=client_id,
         customer_email=customer_email,
         currency=currency,
         payment_method=payment_method,
         lines=lines,
     )
-    payment = payment_create(
-        order_id=order.id, amount=order.total, currency=order.currency, payment_method=order.payment_method
-    )
-    saga_start(saga_type=CHECKOUT, subject_id=str(order.id), context={"payment_id": payment.id})
+    with transaction.atomic(savepoint=False):
+        order = _order_insert(priced)
+        payment = payment_create(
+            order_id=order.id,
+            amount=order.total,
+            currency=order.currency,
+            payment_method=order.payment_method,
+        )
+        saga_start(saga_type=CHECKOUT, subject_id=str(order.id), context={"payment_id": payment.id})
     return order
 
 

@@ -20,7 +20,7 @@ from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django_fsm import can_proceed
 
 from core.errors import ConcordError, Conflict, NotFound
@@ -234,21 +234,48 @@ def ledger_post(
 # --- payments ----------------------------------------------------------------------
 
 
-@transaction.atomic
+def _payment_insert_or_get(payment: Payment) -> tuple[Payment, bool]:
+    """INSERT … ON CONFLICT (order_id) DO NOTHING RETURNING id: one round trip
+    when the order has no payment yet (the common case), and never an
+    IntegrityError, so no savepoint is needed to survive a concurrent insert (the
+    INSERT waits for it, then does nothing). On conflict the committed row is read."""
+    fields = [f for f in Payment._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(payment, add=True), connection) for f in fields]
+    quote = connection.ops.quote_name
+    order_id_column = quote(Payment._meta.get_field("order_id").column)
+    sql = (
+        f"INSERT INTO {quote(Payment._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({order_id_column}) DO NOTHING RETURNING {quote(Payment._meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return Payment.objects.get(order_id=payment.order_id), False
+    payment.pk = row[0]
+    payment._state.adding = False
+    payment._state.db = connection.alias
+    return payment, True
+
+
 def payment_create(*, order_id: int, amount: Decimal, currency: str, payment_method: str) -> PaymentDTO:
     """The one checkout payment of an order, created pending. Idempotent per order:
-    a retry returns the same payment; different terms for the same order conflict."""
+    a retry returns the same payment; different terms for the same order conflict.
+
+    Called inside order_place's transaction (one commit per accepted order), so
+    its block joins the caller's transaction without a savepoint (two round trips
+    saved), and it raises only before or after that block: a refusal never
+    leaves the caller's transaction marked for rollback."""
     if isinstance(order_id, bool) or not isinstance(order_id, int) or order_id <= 0:
         raise ConcordError("order_id must be a positive integer.", code="order_id_invalid")
     _require_currency(currency)
     amount = _require_amount(amount, currency)
     _require_text(payment_method, field="payment_method", code="payment_method_invalid")
-    # get_or_create retries the read after an IntegrityError on order_id, so two
-    # concurrent calls for one order end with one row.
-    payment, created = Payment.objects.get_or_create(
-        order_id=order_id,
-        defaults={"amount": amount, "currency": currency, "payment_method": payment_method},
-    )
+    with transaction.atomic(savepoint=False):
+        payment, created = _payment_insert_or_get(
+            Payment(order_id=order_id, amount=amount, currency=currency, payment_method=payment_method)
+        )
     if not created and (payment.amount, payment.currency, payment.payment_method) != (
         amount,
         currency,

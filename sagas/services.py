@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from core.errors import ConcordError, Conflict, NotFound
@@ -41,11 +41,39 @@ def _poke_on_commit(run_id: int) -> None:
     transaction.on_commit(lambda: advance.delay(run_id), robust=True)
 
 
-@transaction.atomic
+# The columns of the unique constraint sagas_run_one_per_subject.
+_ONE_RUN_PER_SUBJECT = ("saga_type", "subject_id")
+
+
+def _run_insert(run: SagaRun) -> int | None:
+    """INSERT … ON CONFLICT (saga_type, subject_id) DO NOTHING RETURNING id: the
+    new run's id in one round trip, or None if the subject already has a run of
+    this type. Never an IntegrityError (a concurrent double start waits, then
+    does nothing), so the caller's transaction needs no savepoint."""
+    fields = [f for f in SagaRun._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(run, add=True), connection) for f in fields]
+    quote = connection.ops.quote_name
+    sql = (
+        f"INSERT INTO {quote(SagaRun._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({', '.join(quote(SagaRun._meta.get_field(n).column) for n in _ONE_RUN_PER_SUBJECT)}) "
+        "DO NOTHING "
+        f"RETURNING {quote(SagaRun._meta.pk.column)}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
 def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) -> int:
     """Create a run for `subject_id` inside the caller's transaction and poke a
     worker on commit. One run per (saga_type, subject_id): starting again returns
-    the existing run's id (and pokes it)."""
+    the existing run's id (and pokes it).
+
+    Every check comes before the write, and the write cannot raise an
+    IntegrityError, so the block joins the caller's transaction without a
+    savepoint (two round trips fewer per accepted order)."""
     definition = registry.get(saga_type)
     subject_id = str(subject_id)
     if not subject_id or len(subject_id) > 64:
@@ -56,10 +84,8 @@ def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) 
     except (TypeError, ValueError) as exc:
         raise ConcordError(f"Saga context must be JSON: {exc}", code="saga_context_invalid") from None
     now = timezone.now()
-    # INSERT … ON CONFLICT DO NOTHING: a concurrent double start cannot raise an
-    # IntegrityError that would poison the caller's transaction.
-    SagaRun.objects.bulk_create(
-        [
+    with transaction.atomic(savepoint=False):
+        run_id = _run_insert(
             SagaRun(
                 saga_type=saga_type,
                 subject_id=subject_id,
@@ -68,11 +94,12 @@ def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) 
                 next_attempt_at=now,
                 sla_at=now + definition.sla,
             )
-        ],
-        ignore_conflicts=True,
-    )
-    run_id = SagaRun.objects.values_list("pk", flat=True).get(saga_type=saga_type, subject_id=subject_id)
-    _poke_on_commit(run_id)
+        )
+        if run_id is None:
+            run_id = SagaRun.objects.values_list("pk", flat=True).get(
+                saga_type=saga_type, subject_id=subject_id
+            )
+        _poke_on_commit(run_id)
     return run_id
 
 
