@@ -39,7 +39,9 @@ from inventory.services import stock_commit, stock_release, stock_reserve, stock
 from payments.provider import Outcome
 from payments.selectors import payment_for_order, payment_get
 from payments.services import (
-    payment_charge,
+    ChargeCall,
+    payment_charge_call,
+    payment_charge_record,
     payment_fail,
     payment_refund_through_provider,
     payment_resolve_by_lookup,
@@ -92,13 +94,24 @@ def release_stock(ctx: StepContext) -> StepResult:
     return done()
 
 
-def charge_payment(ctx: StepContext) -> StepResult:
+def charge_payment(ctx: StepContext) -> ChargeCall | StepResult:
     """External: no transaction is open while the provider is asked. The payment's
-    fixed idempotency key makes every retry the same request."""
+    fixed idempotency key makes every retry the same request. Nothing is written
+    here: record_charge writes the answer in the step's checkpoint (one commit).
+    A worker that dies in between loses nothing: the retry asks again with the
+    same key and the provider replays the same charge."""
     payment_id = _payment_id(ctx)
     if payment_id is None:
         return fail("the order has no payment", FailureReason.PAYMENT_FAILED)
-    charged = payment_charge(payment_id=payment_id, timeout=ctx.remaining())
+    return payment_charge_call(payment_id=payment_id, timeout=ctx.remaining())
+
+
+def record_charge(ctx: StepContext, call: ChargeCall | StepResult) -> StepResult:
+    """charge_payment's apply, inside the checkpoint transaction: the provider
+    attempt and the capture (ledger) / failure / unknown mark of the payment."""
+    if isinstance(call, StepResult):
+        return call
+    charged = payment_charge_record(call=call)
     if charged.outcome == Outcome.SUCCEEDED:
         return done({"provider_charge_id": charged.payment.provider_charge_id})
     if charged.outcome == Outcome.DECLINED:
@@ -251,6 +264,7 @@ def checkout_definition(
                 retry=provider_retry,
                 timeout=provider_timeout,
                 transactional=False,
+                apply=record_charge,
             ),
             Step("confirm_order", confirm_order, retry=local_retry, timeout=10.0),
         ),

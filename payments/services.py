@@ -36,7 +36,7 @@ from .choices import (
 )
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerAccount, LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
-from .provider import Outcome, ProviderCharge, ProviderClient, ProviderError
+from .provider import ChargeResult, Outcome, ProviderCharge, ProviderClient, ProviderError
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -653,26 +653,28 @@ def _charge_matches(payment: Payment | PaymentDTO, charge: ProviderCharge) -> bo
     )
 
 
-def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOutcome:
-    """Charge the payment through the provider, or learn the answer of an earlier
-    attempt: the request always carries payment.charge_idempotency_key, so a retry
-    after a timeout replays the first charge instead of making a second one.
+@dataclass(frozen=True)
+class ChargeCall:
+    """What payment_charge_call learnt, for payment_charge_record to write down.
+    `result` is None when no call was made (the payment was settled already)."""
 
-    succeeded -> payment_capture (ledger posted); declined -> payment_fail
-    (permanent); transient -> the payment stays as it is, retry later; unknown ->
-    payment_mark_unknown, retry later with the same key (or payment_resolve_by_lookup).
-    A payment already captured or failed answers from the database, no call made.
-    Every call is recorded as a ProviderAttempt.
-    """
-    _refuse_open_transaction("payment_charge")
+    payment_id: int
+    idempotency_key: str
+    result: ChargeResult | None
+
+
+def payment_charge_call(*, payment_id: int, timeout: float | None = None) -> ChargeCall:
+    """Ask the provider to charge the payment; write nothing. The request always
+    carries payment.charge_idempotency_key, so a repeat after a timeout, a crash
+    or a lost answer replays the first charge instead of making a second one —
+    which is why recording the answer may be left to a later transaction (a saga
+    step's checkpoint): if that transaction never commits, the next call learns
+    the same answer again. A payment already captured or failed makes no call."""
+    _refuse_open_transaction("payment_charge_call")
     payment = _get_payment(payment_id)
-    if payment.status in _SETTLED_CAPTURE_STATES:
-        return ChargeOutcome(Outcome.SUCCEEDED, PaymentDTO.from_model(payment))
-    if payment.status == PaymentStatus.FAILED:
-        return ChargeOutcome(
-            Outcome.DECLINED, PaymentDTO.from_model(payment), failure_code=payment.failure_code
-        )
     key = payment.charge_idempotency_key
+    if payment.status in _SETTLED_CAPTURE_STATES or payment.status == PaymentStatus.FAILED:
+        return ChargeCall(payment.pk, key, None)
     with _provider_client(timeout) as client:
         result = client.create_charge(
             amount=to_minor_units(payment.amount, payment.currency),
@@ -681,6 +683,33 @@ def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOu
             reference=str(payment.order_id),
             idempotency_key=key,
         )
+    return ChargeCall(payment.pk, key, result)
+
+
+@transaction.atomic
+def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
+    """Write down what a charge call established, in one transaction (the
+    caller's, e.g. a saga checkpoint): the ProviderAttempt row and succeeded ->
+    payment_capture (ledger posted); declined -> payment_fail (permanent);
+    unknown -> payment_mark_unknown (retry with the same key, or
+    payment_resolve_by_lookup); transient -> the payment stays as it is.
+    No call made (result None) -> the payment's settled state.
+
+    Never raises for the provider's answer: if applying it is refused (e.g. the
+    charge id already belongs to another payment), the attempt is still
+    recorded and the outcome is unknown, so the caller's transaction can commit
+    the timeline and a person (and reconciliation) can look."""
+    if call.result is None:
+        payment = _get_payment(call.payment_id)
+        if payment.status in _SETTLED_CAPTURE_STATES:
+            return ChargeOutcome(Outcome.SUCCEEDED, PaymentDTO.from_model(payment))
+        if payment.status == PaymentStatus.FAILED:
+            return ChargeOutcome(
+                Outcome.DECLINED, PaymentDTO.from_model(payment), failure_code=payment.failure_code
+            )
+        return ChargeOutcome(Outcome.TRANSIENT, PaymentDTO.from_model(payment), error="no charge was made")
+    result = call.result
+    payment = _get_payment(call.payment_id)
     outcome, error = result.outcome, result.error or ""
     failure_code = result.failure_code or ""
     charge = result.charge
@@ -692,7 +721,7 @@ def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOu
     attempt = {
         "payment_id": payment.pk,
         "kind": ProviderAttemptKind.CHARGE,
-        "idempotency_key": key,
+        "idempotency_key": call.idempotency_key,
         "outcome": str(outcome),
         "provider_object_id": charge.id if charge is not None else "",
         "http_status": result.http_status,
@@ -700,9 +729,7 @@ def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOu
         "duration_ms": result.duration_ms,
     }
     try:
-        # The attempt and what it established commit together: one commit per
-        # call (the saga step's checkpoint is the only other one).
-        with transaction.atomic():
+        with transaction.atomic():  # a savepoint: a refusal undoes only this
             provider_attempt_record(**attempt)
             if outcome is Outcome.SUCCEEDED:
                 assert charge is not None
@@ -721,13 +748,24 @@ def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOu
             elif outcome is Outcome.UNKNOWN:
                 dto = _mark_unknown_if_pending(payment.pk, error)
             else:
-                dto = PaymentDTO.from_model(_get_payment(payment.pk))
-    except ConcordError:
-        # Applying the answer was refused (e.g. the charge id belongs to another
-        # payment): the timeline must still show the call.
-        provider_attempt_record(**attempt)
-        raise
+                dto = PaymentDTO.from_model(payment)
+    except ConcordError as exc:
+        # The timeline must still show the call.
+        error = f"{error + '; ' if error else ''}answer not applied: {exc}"
+        provider_attempt_record(**{**attempt, "outcome": str(Outcome.UNKNOWN), "error": error})
+        return ChargeOutcome(
+            str(Outcome.UNKNOWN), PaymentDTO.from_model(_get_payment(payment.pk)), error=error
+        )
     return ChargeOutcome(str(outcome), dto, failure_code=failure_code, error=error)
+
+
+def payment_charge(*, payment_id: int, timeout: float | None = None) -> ChargeOutcome:
+    """Charge through the provider and record the answer in one commit of its own
+    (payment_charge_call, then payment_charge_record). For callers outside a saga;
+    the checkout saga calls the two halves itself so that recording the answer
+    rides in its step's checkpoint."""
+    call = payment_charge_call(payment_id=payment_id, timeout=timeout)
+    return payment_charge_record(call=call)
 
 
 def _mark_unknown_if_pending(payment_id: int, error: str) -> PaymentDTO:

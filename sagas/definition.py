@@ -114,12 +114,22 @@ class Step:
     # its writes commit with the checkpoint or not at all). False: external calls;
     # no transaction or row lock is held while it runs.
     transactional: bool = True
+    # External steps only: records what the call established. With `apply`, the
+    # forward action makes the call and returns whatever it learnt (any value);
+    # `apply(ctx, call_result)` then runs INSIDE the checkpoint transaction (in a
+    # savepoint, after the lease check) and returns the StepResult. Its writes
+    # commit with the checkpoint whatever result it returns (a decline is a fact
+    # to keep), so the step costs one commit; if it raises, they roll back and
+    # the attempt counts as an error (retried: the call must be idempotent).
+    apply: Callable[[StepContext, Any], StepResult] | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
             raise ValueError("a step needs a name")
         if self.timeout <= 0:
             raise ValueError("timeout must be positive")
+        if self.apply is not None and self.transactional:
+            raise ValueError("apply is for external (transactional=False) steps")
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,11 @@ class _Attempt:
     error: str
     started_at: datetime
     duration_ms: int
+    # An external step with `apply`: what the call returned, recorded by
+    # step.apply inside the checkpoint (outcome is decided there).
+    call: object = None
+    ctx: StepContext | None = None
+    to_apply: bool = False
 
 
 def advance_run(run_id: int, worker_id: str | None = None) -> str:
@@ -194,8 +199,12 @@ class _Pass:
         with transaction.atomic():
             locked = self._lock()
             if locked is None or (locked.step_index, locked.direction) != (run.step_index, run.direction):
+                # Nothing of the call is recorded: the pass that holds the run now
+                # repeats it with the same idempotency key and records that.
                 log.warning("saga run %s: lease lost during %s, result discarded", run.pk, step.name)
                 return LEASE_LOST
+            if attempt.to_apply:
+                attempt = self._apply(step, attempt)
             return self._checkpoint(locked, definition, step, attempt)
 
     def _lock(self) -> SagaRun | None:
@@ -282,13 +291,36 @@ class _Pass:
         ctx = self._context(run, step.name, step.timeout)
         started_at, t0 = timezone.now(), time.monotonic()
         result: StepResult | None = None
+        applying = step.apply is not None and run.direction == Direction.FORWARD
         try:
-            result = self._fn(run, step)(ctx)
+            value = self._fn(run, step)(ctx)
+            if applying:
+                # Classified by _apply, inside the checkpoint transaction.
+                return _Attempt(StepOutcome.DONE, None, "", started_at, _ms(t0), value, ctx, True)
+            result = value
             outcome, error = _classify(result, time.monotonic() - t0, step.timeout)
         except Exception as exc:
             outcome, error = _classify_exception(exc)
             log.warning("saga run %s step %s raised", run.pk, step.name, exc_info=True)
-        return _Attempt(outcome, result, error, started_at, int((time.monotonic() - t0) * 1000))
+        return _Attempt(outcome, result, error, started_at, _ms(t0))
+
+    def _apply(self, step: Step, attempt: _Attempt) -> _Attempt:
+        """Record what the external call established, in the checkpoint's
+        transaction (savepoint: an exception undoes only the apply's writes). The
+        call's own duration decides a timeout, as for any external step; the
+        facts are recorded either way, and a retry finds them."""
+        assert step.apply is not None and attempt.ctx is not None
+        t0 = time.monotonic()
+        result: StepResult | None = None
+        try:
+            with transaction.atomic():
+                result = step.apply(attempt.ctx, attempt.call)
+            outcome, error = _classify(result, attempt.duration_ms / 1000, step.timeout)
+        except Exception as exc:
+            result = None
+            outcome, error = _classify_exception(exc)
+            log.warning("saga run %s step %s: apply raised", attempt.ctx.run_id, step.name, exc_info=True)
+        return _Attempt(outcome, result, error, attempt.started_at, attempt.duration_ms + _ms(t0))
 
     # --- state changes (all inside the caller's transaction) -----------------
 

@@ -3,13 +3,16 @@ and real worker processes for on-commit pokes, lost pokes and a killed worker.""
 
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.db import connection, connections
+from django.utils import timezone
 
 from orders.selectors import order_get
 from payments.selectors import payment_for_order, provider_attempts_for_payment
 from sagas.executor import advance_run
+from sagas.models import SagaRun
 from sagas.selectors import saga_step_log
 from tests.fixtures.worker import purge_default_queue
 
@@ -50,7 +53,7 @@ def test_the_same_advance_delivered_twice_at_once_has_one_effect(psp, shop, plac
     assert_invariants(psp, [order_id], shop)
 
 
-def test_a_happy_checkout_costs_one_commit_per_step_plus_the_charge_record(psp, shop, place):
+def test_a_happy_checkout_costs_one_commit_per_step(psp, shop, place):
     order_id = place(lines=[("MUG", 1), ("TEE", 1)])
     run_id = run_of(order_id).id
     commits = 0
@@ -79,12 +82,56 @@ def test_a_happy_checkout_costs_one_commit_per_step_plus_the_charge_record(psp, 
     finally:
         db.commit = original
 
-    # Engine budget for local -> external -> local started at a local step: 3
-    # checkpoints (the lease rides along). The charge adds one commit of its own:
-    # the provider attempt and the capture (with its ledger posting), written
-    # when the answer arrives, before the step's checkpoint.
-    assert (commits, autocommit_writes) == (4, [])
+    # DESIGN §7: one commit per step. The lease rides in reserve_stock's commit;
+    # the provider attempt and the capture (with its ledger posting) ride in
+    # charge_payment's checkpoint (the step's apply), written after the call.
+    assert (commits, autocommit_writes) == (3, [])
     assert order_get(order_id=order_id).status == "confirmed"
+    payment = payment_for_order(order_id=order_id)
+    assert payment.status == "captured"
+    assert [a.outcome for a in provider_attempts_for_payment(payment_id=payment.id)] == ["succeeded"]
+    assert_invariants(psp, [order_id], shop)
+
+
+class _WorkerDied(BaseException):
+    """Not an Exception: like a SIGKILL, nothing in the executor handles it."""
+
+
+def test_a_worker_dying_after_the_charge_before_its_checkpoint_loses_nothing(psp, shop, place, monkeypatch):
+    # given: the provider charges, then the worker dies before the checkpoint commits
+    order_id = place(lines=[("MUG", 1)])
+    run_id = run_of(order_id).id
+
+    def die(**kwargs):
+        raise _WorkerDied
+
+    monkeypatch.setattr("orders.sagas.payment_charge_record", die)
+    with pytest.raises(_WorkerDied):
+        advance_run(run_id, worker_id="doomed")
+    monkeypatch.undo()
+    assert len(provider_charges(psp, order_id)) == 1
+    payment = payment_for_order(order_id=order_id)
+    assert payment.status == "pending"  # the answer was never recorded
+    assert run_of(order_id).step == "charge_payment"
+
+    # when: its lease expires and another pass takes the run
+    SagaRun.objects.filter(pk=run_id).update(lease_expires_at=timezone.now() - timedelta(seconds=1))
+    assert advance_run(run_id, worker_id="rescuer") == "completed"
+
+    # then: the same key made the provider replay its one charge
+    charges = provider_charges(psp, order_id)
+    assert len(charges) == 1
+    payment = payment_for_order(order_id=order_id)
+    assert payment.status == "captured" and payment.provider_charge_id == charges[0]["id"]
+    outcomes = [(s.step, s.outcome) for s in saga_step_log(run_id=run_id)]
+    assert outcomes == [
+        ("reserve_stock", "done"),
+        ("charge_payment", "lease_expired"),
+        ("charge_payment", "done"),
+        ("confirm_order", "done"),
+    ]
+    assert order_get(order_id=order_id).status == "confirmed"
+    assert_invariants(psp, [order_id], shop)
 
 
 # --- real workers ------------------------------------------------------------------

@@ -192,3 +192,31 @@ QUICK = registry.register(
     ),
     replace=True,
 )
+
+
+def record(ctx: StepContext, call: StepResult) -> StepResult:
+    """An external step's apply: writes down what the call returned (a local
+    write in the checkpoint transaction), or raises when scripted with
+    plan(run, step, "raise", direction="apply")."""
+    raw = client().lpop(_plan_key(ctx.run_id, ctx.step, "apply"))
+    if raw == b"raise":
+        Group.objects.create(name=f"demo:{ctx.run_id}:apply_rolled_back")
+        raise RuntimeError("planned crash in apply")
+    Group.objects.get_or_create(name=f"demo:{ctx.run_id}:recorded_{ctx.attempt}_{call.kind}")
+    return call
+
+
+# The checkout's shape with the external step's effect recorded by `apply`.
+RECORDED = registry.register(
+    SagaDefinition(
+        name="demo.recorded",
+        steps=(
+            _step("a", local),
+            _step("b", external, timeout=3.0, transactional=False, apply=record),
+            Step(name="c", action=local, retry=FAST, timeout=2.0),
+        ),
+        sla=timedelta(minutes=5),
+        on_compensated=on_compensated,
+    ),
+    replace=True,
+)
