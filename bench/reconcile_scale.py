@@ -9,12 +9,18 @@ seeded inconsistencies (orphan charges, second charges, wrong amounts, confirmed
 without a charge). Then, in the same process and on the same data:
 
 - the floor: the bare SQL anti-join "succeeded provider charges no payment recorded";
-- the full pass: reconcile_run(sync=False) - every detector, incident upserts, run row
-  (no provider sync over HTTP).
+- the full pass: reconcile_run(sync=False, full=True) - every detector over everything,
+  incident upserts, run row (no provider sync over HTTP);
+- one minute of change: --change new orders (with lines, reservations, payments and
+  provider charges, a few of them inconsistent) written as the apps and the sync would
+  (updated_at / last_synced_at = now), then the scheduled pass: reconcile_run(sync=False),
+  incremental for the per-order detectors (their checkpoints come from the full pass);
+- a check: a second full pass must find exactly what the incremental pass left live.
 
-Reports wall time and peak Python memory (tracemalloc) of each, the ratio, and the
-process's max RSS. The ledger is left empty on purpose: the clearing detector then
-reports one currency-wide mismatch (its full aggregate still runs over every charge).
+Reports wall time and peak Python memory (tracemalloc) of each, the ratios to the bare
+query, and the process's max RSS. The ledger is left empty on purpose: the clearing
+detector then reports one currency-wide mismatch (its full aggregate still runs over
+every charge, on every pass).
 """
 
 from __future__ import annotations
@@ -30,18 +36,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-BENCH_DB = "concord_bench"
 SEEDED = 50  # of each kind of inconsistency
+CHANGE_SEEDED = 5  # of each kind, among the changed orders
 
 
-def _setup_django(base_url: str) -> None:
+def _setup_django(base_url: str, bench_db: str) -> None:
     import psycopg
 
     server = base_url.rsplit("/", 1)[0]
     with psycopg.connect(server + "/postgres", autocommit=True) as conn:
-        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone():
-            conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    os.environ["DATABASE_URL"] = f"{server}/{BENCH_DB}"
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [bench_db]).fetchone():
+            conn.execute(f'CREATE DATABASE "{bench_db}"')
+    os.environ["DATABASE_URL"] = f"{server}/{bench_db}"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.test")
     import django
 
@@ -58,6 +64,7 @@ TABLES = (
     "payments_providerattempt", "payments_refund", "payments_payment",
     "inventory_reservation", "inventory_stockmovement", "inventory_stocklevel", "inventory_product",
     "orders_orderline", "orders_order", "sagas_sagastepLog", "django_fsm_log_statelog",
+    "reconciliation_detectorcheckpoint",
 )  # fmt: skip
 
 
@@ -152,6 +159,67 @@ def _load(n: int) -> None:
         cur.execute("ANALYZE")
 
 
+def _change(n: int, k: int) -> None:
+    """k new orders after the full pass, as one minute of traffic would leave them: written
+    two minutes ago (settled), charges just synced. Among them CHANGE_SEEDED each of: an
+    orphan charge, a second charge, a wrong amount, a confirmed order without a charge."""
+    from django.db import connection
+    from django.utils import timezone
+
+    now = timezone.now()
+    written = now - timedelta(seconds=120)
+    first = n + SEEDED + 1
+    ids = range(first, first + k)
+    uncharged = set(ids[-CHANGE_SEEDED:])
+    with connection.cursor() as cur:
+        raw = cur.cursor
+        with raw.copy(
+            "COPY orders_order (id, client_id, customer_email, currency, total, payment_method, status, "
+            "created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in ids:
+                copy.write_row(
+                    (i, 1, "c@example.com", "EUR", "25.00", "pm_card_ok", "confirmed", written, written)
+                )
+        with raw.copy(
+            "COPY orders_orderline (order_id, sku, quantity, unit_price, line_total) FROM STDIN"
+        ) as copy:
+            for i in ids:
+                copy.write_row((i, "BENCH", 1, "25.00", "25.00"))
+        with raw.copy(
+            "COPY inventory_reservation (order_id, sku, quantity, state, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in ids:
+                copy.write_row((i, "BENCH", 1, "committed", written, written))
+        with raw.copy(
+            "COPY payments_payment (order_id, amount, currency, payment_method, status, provider_charge_id, "
+            "failure_code, last_error, refunded_amount, created_at, updated_at) FROM STDIN"
+        ) as copy:
+            for i in ids:
+                charge = None if i in uncharged else f"ch_{i}"
+                status = "pending" if i in uncharged else "captured"
+                copy.write_row(
+                    (i, "25.00", "EUR", "pm_card_ok", status, charge, "", "", "0", written, written)
+                )
+        with raw.copy(
+            "COPY reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, currency, "
+            "status, amount_refunded_minor, amount_refunded, created, first_seen_at, last_synced_at) FROM STDIN"
+        ) as copy:
+
+            def row(provider_id, ref, amount=2500):
+                return (provider_id, str(ref), ref, amount, f"{amount / 100:.2f}", "EUR", "succeeded", 0, "0",
+                        written, now, now)  # fmt: skip
+
+            for j, i in enumerate(ids):
+                if i in uncharged:
+                    continue
+                copy.write_row(row(f"ch_{i}", i, 2600 if j < CHANGE_SEEDED else 2500))
+                if CHANGE_SEEDED <= j < 2 * CHANGE_SEEDED:
+                    copy.write_row(row(f"ch_dup_{i}", i))
+            for j in range(CHANGE_SEEDED):
+                copy.write_row(row(f"ch_orphan_new_{j}", 20 * n + j))
+
+
 def _exists(cur, table: str) -> bool:
     cur.execute("SELECT to_regclass(%s) IS NOT NULL", [table])
     return cur.fetchone()[0]
@@ -184,6 +252,12 @@ def _bare():
 def _full():
     from reconciliation.services import reconcile_run
 
+    return reconcile_run(sync=False, full=True)
+
+
+def _scheduled():
+    from reconciliation.services import reconcile_run
+
     return reconcile_run(sync=False)
 
 
@@ -192,27 +266,56 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, action="append", help="provider charges (= payments); repeatable")
+    parser.add_argument("--change", type=int, default=1000, help="orders written between the passes")
     parser.add_argument(
         "--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concord")
     )
+    parser.add_argument(
+        "--bench-db", default="concord_bench", help="dedicated database (truncated, reloaded)"
+    )
     args = parser.parse_args()
-    _setup_django(args.database_url)
-    from reconciliation.models import Incident
+    _setup_django(args.database_url, args.bench_db)
+    from reconciliation.models import Incident, ReconciliationRun
 
-    print(f"{'rows':>9} {'load s':>7} {'bare s':>7} {'full s':>7} {'ratio':>6} {'bare peak MB':>12} "
-          f"{'full peak MB':>12} {'found':>6}  by type")  # fmt: skip
+    def mb(peak):
+        return f"{peak / 1e6:.2f} MB"
+
     for n in args.rows or [100_000, 1_000_000]:
         t0 = time.perf_counter()
         _load(n)
         load = time.perf_counter() - t0
-        _bare()  # warm the cache once, then measure both on warm data
+        _bare()  # warm the cache once, then measure on warm data
         orphans, bare_s, bare_peak = _measure(_bare)
-        run, full_s, full_peak = _measure(_full)
+        full, full_s, full_peak = _measure(_full)
+        _change(n, args.change)
+        bare2, bare2_s, _ = _measure(_bare)  # the floor again, on the changed data
+        inc, inc_s, inc_peak = _measure(_scheduled)
+        live_after_inc = Incident.objects.filter(state__in=["open", "acknowledged"]).count()
+        check, check_s, _ = _measure(_full)
+        detail = ReconciliationRun.objects.get(pk=inc.run_id).detectors
+        modes = sorted({d.get("mode") for name, d in detail.items() if "mode" in d})
         by_type = dict(sorted(
             {t: Incident.objects.filter(type=t).count() for t in Incident.objects.values_list("type", flat=True).distinct()}.items()
         ))  # fmt: skip
-        print(f"{n:>9} {load:>7.1f} {bare_s:>7.2f} {full_s:>7.2f} {full_s / bare_s:>6.2f} "
-              f"{bare_peak / 1e6:>12.2f} {full_peak / 1e6:>12.2f} {run.found:>6}  {by_type} (bare anti-join: {orphans})")  # fmt: skip
+        print(f"rows={n} load={load:.1f}s")
+        print(f"  bare anti-join        {bare_s:7.2f} s  peak {mb(bare_peak)}  orphans={orphans}")
+        print(
+            f"  full pass             {full_s:7.2f} s  peak {mb(full_peak)}  ratio {full_s / bare_s:5.2f}x  found={full.found}"
+        )
+        print(f"  + {args.change} orders; bare again {bare2_s:7.2f} s  orphans={bare2}")
+        print(
+            f"  scheduled pass        {inc_s:7.2f} s  peak {mb(inc_peak)}  ratio {inc_s / bare2_s:5.2f}x  found={inc.found} "
+            f"opened={inc.opened} resolved={inc.auto_resolved} modes={modes} changes={detail.get('changes')}"
+        )
+        print(
+            f"  check: full pass      {check_s:7.2f} s  found={check.found} opened={check.opened} "
+            f"resolved={check.auto_resolved} (live after the scheduled pass: {live_after_inc})"
+        )
+        print("  per detector (scheduled): " + ", ".join(
+            f"{k} {v['seconds']}" for k, v in detail.items() if "seconds" in v))  # fmt: skip
+        print("  per detector (full): " + ", ".join(
+            f"{k} {v['seconds']}" for k, v in ReconciliationRun.objects.get(pk=full.run_id).detectors.items() if "seconds" in v))  # fmt: skip
+        print(f"  incidents by type: {by_type}")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"max RSS of the process (loading included): {rss:.0f} MB")
 
