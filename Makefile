@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
-.PHONY: run test lint services venv clean
+.PHONY: run test lint services venv clean screenshots
 
 ## run: web + worker + scheduler + sandbox provider, Ctrl-C stops them all
 run: venv
@@ -20,6 +20,10 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
+
+## screenshots: refresh docs/screenshots/ from the browser journeys
+screenshots: venv services
+	UPDATE_SCREENSHOTS=1 scripts/pytest.sh -m browser
 
 ## services: start PostgreSQL and Redis if installed and not running
 services:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, Min, Prefetch
+from django.db.models import Prefetch
 from django_fsm_log.models import StateLog
 
 from core.errors import ConcordError, NotFound
+from core.fsm import state_log_rows, state_summary
 
 from .choices import OrderStatus
 from .dto import OrderDTO, OrderLineDTO
@@ -126,41 +127,12 @@ def order_audit_log(*, order_id: int) -> list[dict]:
         .select_related("by")
         .order_by("timestamp", "id")
     )
-    return [
-        {
-            "at": log.timestamp,
-            "by": log.by.get_username() if log.by else None,
-            "transition": log.transition,
-            "source": log.source_state,
-            "target": log.state,
-            "description": log.description or "",
-        }
-        for log in logs
-    ]
+    return state_log_rows(logs)
 
 
 def order_state_summary() -> dict:
-    """Per status: count and the oldest updated_at, plus the FSM's transitions (two queries)."""
-    field = Order._meta.get_field("status")
-    transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(Order)})
-    rows = {
-        r["status"]: r
-        for r in Order.objects.order_by()
-        .values("status")
-        .annotate(count=Count("id"), oldest=Min("updated_at"))
-    }
-    return {
-        "states": [
-            {
-                "state": value,
-                "label": label,
-                "count": rows.get(value, {}).get("count", 0),
-                "oldest_at": rows.get(value, {}).get("oldest"),
-            }
-            for value, label in OrderStatus.choices
-        ],
-        "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
-    }
+    """Per status: count and the oldest updated_at, plus the FSM's transitions."""
+    return state_summary(Order, "status", OrderStatus.choices)
 
 
 # --- Read-only, for set-based reconciliation ------------------------------------------

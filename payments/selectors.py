@@ -5,11 +5,12 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, F, Min, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce
 from django_fsm_log.models import StateLog
 
 from core.errors import NotFound
+from core.fsm import state_log_rows, state_summary
 
 from .choices import PaymentStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
@@ -135,42 +136,15 @@ def payment_audit_log(*, payment_id: int) -> list[dict]:
         .select_related("by")
         .order_by("timestamp", "id")
     )
-    return [
-        {
-            "at": log.timestamp,
-            "object": "payment" if log.content_type_id == payment_type.pk else f"refund {log.object_id}",
-            "by": log.by.get_username() if log.by else None,
-            "transition": log.transition,
-            "source": log.source_state,
-            "target": log.state,
-            "description": log.description or "",
-        }
-        for log in logs
-    ]
+    return state_log_rows(
+        logs,
+        label=lambda log: "payment" if log.content_type_id == payment_type.pk else f"refund {log.object_id}",
+    )
 
 
 def payment_state_summary() -> dict:
-    """Per status: count and the oldest updated_at, plus the FSM's transitions (two queries)."""
-    field = Payment._meta.get_field("status")
-    transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(Payment)})
-    rows = {
-        r["status"]: r
-        for r in Payment.objects.order_by()
-        .values("status")
-        .annotate(count=Count("id"), oldest=Min("updated_at"))
-    }
-    return {
-        "states": [
-            {
-                "state": value,
-                "label": label,
-                "count": rows.get(value, {}).get("count", 0),
-                "oldest_at": rows.get(value, {}).get("oldest"),
-            }
-            for value, label in PaymentStatus.choices
-        ],
-        "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
-    }
+    """Per status: count and the oldest updated_at, plus the FSM's transitions."""
+    return state_summary(Payment, "status", PaymentStatus.choices)
 
 
 # --- Read-only, for set-based reconciliation ------------------------------------------
@@ -184,7 +158,14 @@ def payments_reconciliation_values():
     """Read-only, for set-based reconciliation: every payment as (id, order_id, status,
     amount, currency, provider_charge_id, refunded_amount, updated_at)."""
     return Payment.objects.order_by().values(
-        "id", "order_id", "status", "amount", "currency", "provider_charge_id", "refunded_amount", "updated_at"
+        "id",
+        "order_id",
+        "status",
+        "amount",
+        "currency",
+        "provider_charge_id",
+        "refunded_amount",
+        "updated_at",
     )
 
 
@@ -210,12 +191,7 @@ def ledger_balances_by_currency(*, code: str, created_before=None) -> dict[str, 
 def ledger_currency_imbalances() -> dict[str, Decimal]:
     """Currencies whose entries, over every account, do not sum to zero (a balanced
     ledger has none). One grouped query."""
-    rows = (
-        LedgerEntry.objects.order_by()
-        .values("currency")
-        .annotate(total=Sum("amount"))
-        .exclude(total=0)
-    )
+    rows = LedgerEntry.objects.order_by().values("currency").annotate(total=Sum("amount")).exclude(total=0)
     return {row["currency"]: Decimal(row["total"]) for row in rows}
 
 

@@ -10,6 +10,7 @@ from django.db.models import Count, Min, Q
 from django.utils import timezone
 
 from core.errors import NotFound
+from core.fsm import state_summary
 
 from .choices import ACTIVE_STATUSES, ATTENTION_STATUSES, Direction, ManualAction, RunStatus
 from .dto import SagaActionDTO, SagaRunDTO, StepLogDTO
@@ -191,29 +192,10 @@ def saga_runs_for_subject(*, subject_id: str) -> list[SagaRunDTO]:
     return [run_to_dto(run) for run in SagaRun.objects.filter(subject_id=str(subject_id)).order_by("pk")]
 
 
-def saga_state_summary(*, now: datetime | None = None) -> dict:
+def saga_state_summary() -> dict:
     """Per status: how many runs and since when the oldest sits there (updated_at),
-    plus the state graph read from the FSM definition. Two small queries."""
-    field = SagaRun._meta.get_field("status")
-    transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(SagaRun)})
-    rows = {
-        r["status"]: r
-        for r in SagaRun.objects.order_by()
-        .values("status")
-        .annotate(count=Count("id"), oldest=Min("updated_at"))
-    }
-    return {
-        "states": [
-            {
-                "state": value,
-                "label": label,
-                "count": rows.get(value, {}).get("count", 0),
-                "oldest_at": rows.get(value, {}).get("oldest"),
-            }
-            for value, label in RunStatus.choices
-        ],
-        "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
-    }
+    plus the state graph read from the FSM definition."""
+    return state_summary(SagaRun, "status", RunStatus.choices)
 
 
 def saga_attention_counts(*, now: datetime | None = None) -> dict[str, dict]:

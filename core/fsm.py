@@ -1,0 +1,59 @@
+"""Reads shared by every app's state machines: the audit trail and the state map.
+
+Each app still owns its models; these helpers take the model class from the
+app's own selectors, so no app reads another's tables through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from django.db import models
+from django.db.models import Count, Min
+from django_fsm_log.models import StateLog
+
+
+def state_log_rows(logs: Iterable[StateLog], *, label=None) -> list[dict[str, Any]]:
+    """Audit rows (django-fsm-log) as plain dicts, in the order given.
+
+    `label(log)` may name the object a row is about (e.g. "refund 7")."""
+    rows = []
+    for log in logs:
+        row = {
+            "at": log.timestamp,
+            "by": log.by.get_username() if log.by else None,
+            "transition": log.transition,
+            "source": log.source_state,
+            "target": log.state,
+            "description": log.description or "",
+        }
+        if label is not None:
+            row["object"] = label(log)
+        rows.append(row)
+    return rows
+
+
+def state_summary(model: type[models.Model], field_name: str, choices: Iterable[tuple[str, str]]) -> dict:
+    """Per state: how many rows and the oldest updated_at, plus the state graph read
+    from the FSM definition (one grouped query)."""
+    field = model._meta.get_field(field_name)
+    transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(model)})
+    counts = {
+        row[field_name]: row
+        for row in model.objects.order_by()
+        .values(field_name)
+        .annotate(count=Count("pk"), oldest=Min("updated_at"))
+    }
+    return {
+        "states": [
+            {
+                "state": value,
+                "label": label,
+                "count": counts.get(value, {}).get("count", 0),
+                "oldest_at": counts.get(value, {}).get("oldest"),
+            }
+            for value, label in choices
+        ],
+        "transitions": [{"source": s, "target": t, "name": n} for s, t, n in transitions],
+    }
