@@ -10,10 +10,10 @@ from django.contrib import admin, messages
 from django_fsm_log.admin import StateLogInline
 
 from core.errors import ConcordError
+from core.fsm_admin import FSMTransitionActionsMixin, ReasonActionForm, TransitionAction
 from core.money import quantize
 
 from . import services
-from .fsm_admin import FSMTransitionActionsMixin, ReasonActionForm, TransitionAction
 from .models import Product, Reservation, StockLevel, StockMovement
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.contrib import admin
 from django_fsm_log.admin import StateLogInline
 
-from inventory.fsm_admin import FSMTransitionActionsMixin, TransitionAction
+from core.fsm_admin import FSMTransitionActionsMixin, TransitionAction
 
 from . import services
 from .choices import FailureReason

@@ -22,9 +22,18 @@ from django_fsm import can_proceed, has_transition_perm
 from django_fsm_log.admin import StateLogInline
 
 from core.errors import ConcordError
+from core.fsm_admin import ReadOnlyAdmin
 
 from . import services
-from .models import LedgerAccount, LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
+from .models import (
+    LedgerAccount,
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    ProviderAttempt,
+    ProviderWebhookEvent,
+    Refund,
+)
 
 MANUAL_FAILURE_CODE = "manual"
 
@@ -45,17 +54,6 @@ class ReasonActionForm(helpers.ActionForm):
 
 def _transition_names(obj: Model) -> list[str]:
     return [t.name for t in obj.get_available_status_transitions()]  # type: ignore[attr-defined]
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class TransitionAdmin(admin.ModelAdmin):
@@ -263,3 +261,12 @@ class LedgerTransactionAdmin(ReadOnlyAdmin):
 class LedgerEntryAdmin(ReadOnlyAdmin):
     list_display = ("id", "transaction", "account", "amount", "currency")
     list_filter = ("account__code", "currency")
+
+
+@admin.register(ProviderWebhookEvent)
+class ProviderWebhookEventAdmin(ReadOnlyAdmin):
+    """The webhook inbox: one row per provider event id, however often it was delivered."""
+
+    list_display = ("event_id", "event_type", "deliveries", "outcome", "first_seen_at", "processed_at")
+    list_filter = ("event_type", "outcome")
+    search_fields = ("event_id", "note")

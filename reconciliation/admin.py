@@ -2,25 +2,19 @@
 
 from django.contrib import admin
 
+from core.fsm_admin import ReadOnlyAdmin
+
 from .models import (
+    DetectorCheckpoint,
     Incident,
     IncidentNote,
     ProviderCharge,
     ProviderRefund,
     ProviderSettlement,
     ReconciliationRun,
+    Remediation,
+    SyncCursor,
 )
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
 
 class IncidentNoteInline(admin.TabularInline):
@@ -82,3 +76,40 @@ class ReconciliationRunAdmin(ReadOnlyAdmin):
         "auto_resolved",
     )
     list_filter = ("status",)
+
+
+@admin.register(IncidentNote)
+class IncidentNoteAdmin(ReadOnlyAdmin):
+    list_display = ("id", "incident", "author", "created_at")
+    search_fields = ("text",)
+    list_select_related = ("incident", "author")
+
+
+@admin.register(Remediation)
+class RemediationAdmin(ReadOnlyAdmin):
+    """What each remediation did, for whom and why; written only by the remediation services."""
+
+    list_display = (
+        "id",
+        "incident",
+        "action",
+        "state",
+        "automatic",
+        "by",
+        "currency",
+        "attempts",
+        "created_at",
+    )
+    list_filter = ("action", "state", "automatic")
+    search_fields = ("key", "reason")
+    list_select_related = ("incident", "by")
+
+
+@admin.register(SyncCursor)
+class SyncCursorAdmin(ReadOnlyAdmin):
+    list_display = ("kind", "last_created", "last_id", "updated_at")
+
+
+@admin.register(DetectorCheckpoint)
+class DetectorCheckpointAdmin(ReadOnlyAdmin):
+    list_display = ("detector", "checked_at", "full_at")

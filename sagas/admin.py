@@ -12,6 +12,7 @@ from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from core.errors import ConcordError
+from core.fsm_admin import ReadOnlyAdmin, ReadOnlyInline
 
 from . import services
 from .choices import ManualAction
@@ -29,18 +30,6 @@ OPERATIONS = {
 class OperationForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
     failure_code = forms.CharField(max_length=64, required=False, initial="cancelled_by_staff")
-
-
-class ReadOnlyInline(admin.TabularInline):
-    extra = 0
-    can_delete = False
-    show_change_link = False
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 class StepLogInline(ReadOnlyInline):
@@ -143,3 +132,33 @@ class SagaRunAdmin(admin.ModelAdmin):
             "title": f"{ManualAction(operation).label}: {run}",
         }
         return TemplateResponse(request, "admin/sagas/sagarun/operate.html", context)
+
+
+@admin.register(SagaStepLog)
+class SagaStepLogAdmin(ReadOnlyAdmin):
+    """Every attempt of every step: the timeline support reads, searchable on its own."""
+
+    list_display = (
+        "id",
+        "run",
+        "step",
+        "direction",
+        "attempt",
+        "outcome",
+        "duration_ms",
+        "worker",
+        "started_at",
+    )
+    list_filter = ("outcome", "direction", "step")
+    search_fields = ("error", "worker")
+    list_select_related = ("run",)
+
+
+@admin.register(SagaAction)
+class SagaActionAdmin(ReadOnlyAdmin):
+    """Manual operations on runs: who, why, from which state to which."""
+
+    list_display = ("id", "run", "action", "by_username", "from_status", "to_status", "step", "created_at")
+    list_filter = ("action",)
+    search_fields = ("reason", "by_username")
+    list_select_related = ("run",)

@@ -7,8 +7,7 @@ app's *service* (never the model method), with request.user and the reason typed
 into the action bar, so the lock, the audit row and the side effects are the
 service's as everywhere else.
 
-Generic on purpose (it knows no model of its own); it lives here because inventory
-is the lowest domain app that orders may import.
+Generic on purpose: it knows no model, so every app's admin may use it.
 """
 
 from __future__ import annotations
@@ -156,3 +155,28 @@ class FSMTransitionActionsMixin(admin.ModelAdmin):
             return "-"
         labels = [a.label for a in self.transition_actions if can_proceed(getattr(obj, a.transition))]
         return ", ".join(labels) or "none (final or system-driven state)"
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For rows that only services write (logs, records, audit): visible, never edited."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -1,0 +1,35 @@
+from django.contrib import admin
+
+from core.fsm_admin import ReadOnlyAdmin
+
+from .models import ApprovalRequest, StaffAction
+
+
+@admin.register(StaffAction)
+class StaffActionAdmin(ReadOnlyAdmin):
+    """Every staff action taken in the back office: who, what, why, with what outcome."""
+
+    list_display = ("id", "user", "action", "order_id", "target", "created_at")
+    list_filter = ("action",)
+    search_fields = ("reason", "outcome", "target", "key")
+    list_select_related = ("user",)
+
+
+@admin.register(ApprovalRequest)
+class ApprovalRequestAdmin(ReadOnlyAdmin):
+    """Two-person approvals; decided only on the back office's approval page (audited)."""
+
+    list_display = (
+        "id",
+        "kind",
+        "status",
+        "amount",
+        "currency",
+        "order_id",
+        "requested_by",
+        "decided_by",
+        "requested_at",
+    )
+    list_filter = ("kind", "status")
+    search_fields = ("reason",)
+    list_select_related = ("requested_by", "decided_by")
