@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
 from rest_framework.views import APIView
 
+from core.errors import ConcordError
 from idempotency.api import idempotent
 
 
@@ -25,6 +26,7 @@ class GroupInput(serializers.Serializer):
     hold_seconds = serializers.FloatField(required=False, min_value=0, max_value=5, default=0)
     fail_after_effect = serializers.BooleanField(required=False, default=False)
     answer_status = serializers.IntegerField(required=False, default=201)
+    error_after_effect = serializers.IntegerField(required=False, default=0)
 
 
 class GroupOutput(serializers.Serializer):
@@ -48,6 +50,12 @@ class GroupCreateApi(APIView):
             time.sleep(data.validated_data["hold_seconds"])
         if data.validated_data["fail_after_effect"]:
             raise RuntimeError("boom after the effect")
+        if data.validated_data["error_after_effect"]:
+            raise ConcordError(
+                "refused after the effect",
+                code="refused",
+                http_status=data.validated_data["error_after_effect"],
+            )
         body = {"id": group.pk, "name": group.name, "nonce": time.perf_counter_ns()}
         return Response(
             body,
