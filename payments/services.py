@@ -686,7 +686,9 @@ def payment_charge_call(*, payment_id: int, timeout: float | None = None) -> Cha
     return ChargeCall(payment.pk, key, result)
 
 
-@transaction.atomic
+# No savepoint of its own: in a saga checkpoint the step's apply already runs in
+# one (a savepoint is two round trips); alone, it is the transaction.
+@transaction.atomic(savepoint=False)
 def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
     """Write down what a charge call established, in one transaction (the
     caller's, e.g. a saga checkpoint): the ProviderAttempt row and succeeded ->

@@ -35,7 +35,7 @@ from types import MappingProxyType
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
-from django.db.models import Q
+from django.db.models import CharField, Func, Q, Value
 from django.utils import timezone
 
 from . import registry
@@ -118,6 +118,15 @@ class _Pass:
         self.holding = False
         self.run: SagaRun | None = None
         self.definition: SagaDefinition | None = None
+        # Column values as last read or written: _write updates only what changed.
+        self._seen: dict[str, object] = {}
+        # Step-log rows written with the next _write, in the same statement.
+        self._pending_logs: list[SagaStepLog] = []
+        # statement_timeout (ms) set in the current transaction, 0 = none.
+        self._timeout_ms = 0
+        # True right after this pass committed a checkpoint under the row lock:
+        # the abort flag it saw then is as fresh as a re-read would be.
+        self._just_checkpointed = False
 
     # --- the loop ----------------------------------------------------------
 
@@ -139,9 +148,12 @@ class _Pass:
         step = current_step(run, self.definition)
         if step is None or step.transactional:
             return False
-        if run.direction == Direction.FORWARD:
+        if run.direction == Direction.FORWARD and not self._just_checkpointed:
             # A cheap read (no lock, no commit): an abort requested since the last
             # checkpoint should stop a charge before it is made, not refund it after.
+            # Skipped right after this pass's own checkpoint, which read the flag
+            # under the row lock an instant ago (an abort landing in between is
+            # the charge-vs-cancel race: the next checkpoint refunds).
             aborted = SagaRun.objects.filter(pk=run.pk).values_list("abort_requested", flat=True).first()
             if aborted:
                 return False
@@ -153,9 +165,12 @@ class _Pass:
         """One transaction: lock (claim or re-lock), handle abort and terminal
         positions, and run a local step with its checkpoint — or just take the
         lease before an external step."""
+        self._just_checkpointed = False
+        self._timeout_ms = 0
+        self._pending_logs = []
         try:
             with transaction.atomic():
-                run = self._lock()
+                run = self._lock(self._expected_local_timeout())
                 if run is None:
                     return LEASE_LOST if self.holding else NOT_CLAIMED
                 definition = registry.get(run.saga_type)
@@ -179,8 +194,9 @@ class _Pass:
                 # open during the call).
                 run.lease_owner = self.owner
                 run.lease_expires_at = now + self._lease_for(step)
-                run.save()
+                self._write(run, now)
                 self.run = run
+                self._just_checkpointed = True
                 return _CONTINUE
         except DatabaseError:
             if connection.vendor == "sqlite" and not self.holding:
@@ -196,6 +212,9 @@ class _Pass:
         step = current_step(run, definition)
         assert step is not None
         attempt = self._attempt_external(run, step)
+        self._just_checkpointed = False
+        self._timeout_ms = 0
+        self._pending_logs = []
         with transaction.atomic():
             locked = self._lock()
             if locked is None or (locked.step_index, locked.direction) != (run.step_index, run.direction):
@@ -207,17 +226,48 @@ class _Pass:
                 attempt = self._apply(step, attempt)
             return self._checkpoint(locked, definition, step, attempt)
 
-    def _lock(self) -> SagaRun | None:
+    def _expected_local_timeout(self) -> int:
+        """The statement_timeout (ms) for the local step this pass runs next, when
+        it is known before the lock (the pass holds the run); 0 otherwise."""
+        if not self.holding or self.run is None or self.definition is None:
+            return 0
+        if connection.vendor != "postgresql":
+            return 0
+        step = current_step(self.run, self.definition)
+        return int(step.timeout * 1000) if step is not None and step.transactional else 0
+
+    def _lock(self, timeout_ms: int = 0) -> SagaRun | None:
         if self.holding:
             # Fencing: only while this pass still owns the lease.
-            return SagaRun.objects.select_for_update().filter(pk=self.run_id, lease_owner=self.owner).first()
+            locked = SagaRun.objects.select_for_update().filter(pk=self.run_id, lease_owner=self.owner)
+            if timeout_ms:
+                # The next local step's statement_timeout rides in the locking
+                # statement (set_config(..., is_local=true) = SET LOCAL: it ends
+                # with the transaction, so no reset is needed).
+                locked = locked.annotate(
+                    _timeout=Func(
+                        Value("statement_timeout"),
+                        Value(str(timeout_ms)),
+                        Value(True),
+                        function="set_config",
+                        output_field=CharField(),
+                    )
+                )
+            run = locked.first()
+            if run is not None:
+                self._timeout_ms = timeout_ms
+                self._seen = _snapshot(run)
+            return run
         now = timezone.now()
         claimable = SagaRun.objects.filter(
             pk=self.run_id, status__in=ACTIVE_STATUSES, next_attempt_at__lte=now
         ).filter(Q(lease_owner="") | Q(lease_expires_at__lte=now))
         if connection.features.has_select_for_update_skip_locked:
             # Another pass inside its checkpoint holds the row lock: skip, do not wait.
-            return claimable.select_for_update(skip_locked=True).first()
+            run = claimable.select_for_update(skip_locked=True).first()
+            if run is not None:
+                self._seen = _snapshot(run)
+            return run
         # SQLite: compare-and-set on the lease fields we read.
         seen = claimable.first()
         if seen is None:
@@ -227,6 +277,8 @@ class _Pass:
         ).update(lease_owner=self.owner, lease_expires_at=now + timedelta(seconds=lease_margin()))
         # `seen` keeps the previous owner for _note_abandoned; the unit's save
         # writes this pass's lease over it.
+        if taken:
+            self._seen = _snapshot(seen)
         return seen if taken else None
 
     # --- attempts ----------------------------------------------------------
@@ -256,12 +308,14 @@ class _Pass:
         started_at, t0 = timezone.now(), time.monotonic()
         result: StepResult | None = None
         outcome, error = StepOutcome.DONE, ""
-        postgres = connection.vendor == "postgresql"
-        if postgres:
+        timeout_ms = int(step.timeout * 1000)
+        if connection.vendor == "postgresql" and self._timeout_ms != timeout_ms:
+            # Not set by the locking statement (a claim, or an abort changed the
+            # step). SET LOCAL: it ends with this transaction; the checkpoint's own
+            # few statements run under it too, which is harmless.
             with connection.cursor() as cursor:
-                cursor.execute(
-                    "SELECT set_config('statement_timeout', %s, true)", [str(int(step.timeout * 1000))]
-                )
+                cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
+            self._timeout_ms = timeout_ms
         try:
             with transaction.atomic():
                 result = self._fn(run, step)(ctx)
@@ -273,13 +327,6 @@ class _Pass:
         except Exception as exc:
             outcome, error = _classify_exception(exc)
             log.warning("saga run %s step %s raised", run.pk, step.name, exc_info=True)
-        finally:
-            if postgres:
-                with connection.cursor() as cursor:
-                    cursor.execute(
-                        "SELECT set_config('statement_timeout', reset_val, true) "
-                        "FROM pg_settings WHERE name = 'statement_timeout'"
-                    )
         return _Attempt(outcome, result, error, started_at, int((time.monotonic() - t0) * 1000))
 
     def _attempt_external(self, run: SagaRun, step: Step) -> _Attempt:
@@ -452,28 +499,94 @@ class _Pass:
 
                 run_id = run.pk
                 transaction.on_commit(lambda: advance.delay(run_id), robust=True)
-        run.save()
+        self._write(run, now)
         self.run = run
         if go_on and not over_budget:
+            self._just_checkpointed = True
             return _CONTINUE
         return run.status
+
+    def _write(self, run: SagaRun, now: datetime) -> None:
+        """The checkpoint's writes in one round trip on PostgreSQL: the pending
+        step-log rows and an UPDATE of the run's changed columns only, as one
+        statement (a data-modifying CTE). The row is locked by this transaction,
+        so nobody else changed it since it was read."""
+        run.updated_at = now
+        changed = [name for name in _MUTABLE[:-1] if getattr(run, name) != self._seen.get(name)]
+        changed.append("updated_at")
+        logs, self._pending_logs = self._pending_logs, []
+        if connection.vendor != "postgresql":
+            if logs:
+                SagaStepLog.objects.bulk_create(logs)
+            SagaRun.objects.filter(pk=run.pk).update(**{name: getattr(run, name) for name in changed})
+        else:
+            sql, params = [], []
+            if logs:
+                rows = []
+                for row in logs:
+                    rows.append("(" + ", ".join(["%s"] * len(_LOG_FIELDS)) + ")")
+                    params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in _LOG_FIELDS]
+                # Table and column names come from the models, values are parameters.
+                sql.append(
+                    f"WITH log AS (INSERT INTO {SagaStepLog._meta.db_table} "  # noqa: S608
+                    f"({', '.join(f.column for f in _LOG_FIELDS)}) VALUES {', '.join(rows)}) "
+                )
+            fields = [_RUN_FIELDS[name] for name in changed]
+            sql.append(
+                f"UPDATE {SagaRun._meta.db_table} SET "  # noqa: S608
+                + ", ".join(f"{f.column} = %s" for f in fields)
+                + " WHERE id = %s"
+            )
+            params += [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
+            params.append(run.pk)
+            with connection.cursor() as cursor:
+                cursor.execute("".join(sql), params)
+        self._seen = _snapshot(run)
 
     def _lease_for(self, step: Step | None) -> timedelta:
         timeout = step.timeout if step is not None else 30.0
         return timedelta(seconds=timeout + lease_margin())
 
     def _log(self, run: SagaRun, name: str, attempt: _Attempt, worker: str | None = None) -> None:
-        SagaStepLog.objects.create(
-            run=run,
-            step=name,
-            direction=run.direction,
-            attempt=run.attempts + 1,
-            outcome=attempt.outcome,
-            error=attempt.error[:4000],
-            duration_ms=attempt.duration_ms,
-            worker=worker if worker is not None else self.owner,
-            started_at=attempt.started_at,
+        """Queue a step-log row; _write inserts it together with the run's update."""
+        self._pending_logs.append(
+            SagaStepLog(
+                run_id=run.pk,
+                step=name,
+                direction=run.direction,
+                attempt=run.attempts + 1,
+                outcome=attempt.outcome,
+                error=attempt.error[:4000],
+                duration_ms=attempt.duration_ms,
+                worker=worker if worker is not None else self.owner,
+                started_at=attempt.started_at,
+            )
         )
+
+
+# Run columns a pass may change (never saga_type, subject_id, abort_requested,
+# sla_at, swept_at or created_at: other writers own those).
+_MUTABLE = (
+    "status",
+    "step_index",
+    "step",
+    "direction",
+    "attempts",
+    "next_attempt_at",
+    "lease_owner",
+    "lease_expires_at",
+    "last_error",
+    "failure_code",
+    "context",
+    "updated_at",
+)
+_RUN_FIELDS = {name: SagaRun._meta.get_field(name) for name in _MUTABLE}
+_LOG_FIELDS = [f for f in SagaStepLog._meta.concrete_fields if not f.primary_key]
+
+
+def _snapshot(run: SagaRun) -> dict[str, object]:
+    # context is replaced, never mutated in place, so keeping the reference is enough.
+    return {name: getattr(run, name) for name in _MUTABLE}
 
 
 def _ms(t0: float) -> int:
