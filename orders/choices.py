@@ -6,7 +6,8 @@ from django.db import models
 class OrderStatus(models.TextChoices):
     PENDING = "pending", "Pending"
     CONFIRMED = "confirmed", "Confirmed"
-    # A confirmed order being undone: refund and restock run before it is cancelled.
+    # Being undone: a confirmed order waits for refund and restock, a pending one
+    # for its checkout to compensate; then it is cancelled.
     CANCELLING = "cancelling", "Cancelling"
     CANCELLED = "cancelled", "Cancelled"
 
@@ -19,5 +20,5 @@ class FailureReason(models.TextChoices):
     CANCELLED_BY_STAFF = "cancelled_by_staff", "Cancelled by staff"
 
 
-# Only a person can undo a confirmed order; the checkout's failures happen before confirmation.
+# Only a person can cancel an order (pending or confirmed); the checkout's own failures use the others.
 CANCELLATION_REASONS = frozenset({FailureReason.CANCELLED_BY_CLIENT, FailureReason.CANCELLED_BY_STAFF})

@@ -85,6 +85,20 @@ class Order(FSMModelMixin, models.Model):
     @fsm_log_description
     @transition(
         field=status,
+        source=OrderStatus.PENDING,
+        target=OrderStatus.CANCELLING,
+        permission="orders.cancel_order",
+    )
+    def request_cancellation(self, *, failure_reason: str, by=None, description: str | None = None) -> None:
+        """A client or staff member cancelled a pending order whose checkout is
+        running: the checkout compensates (release stock, refund a charge already
+        made) and its on_compensated hook finishes cancelling -> cancelled."""
+        self.failure_reason = failure_reason
+
+    @fsm_log_by
+    @fsm_log_description
+    @transition(
+        field=status,
         source=OrderStatus.CONFIRMED,
         target=OrderStatus.CANCELLING,
         permission="orders.cancel_order",
@@ -97,7 +111,8 @@ class Order(FSMModelMixin, models.Model):
     @fsm_log_description
     @transition(field=status, source=OrderStatus.CANCELLING, target=OrderStatus.CANCELLED)
     def finish_cancellation(self, *, by=None, description: str | None = None) -> None:
-        """Refund and restock are done (the cancellation saga's last step)."""
+        """Refund and restock are done (the cancellation saga's last step), or the
+        checkout of a cancelled pending order finished compensating."""
 
 
 class OrderLine(models.Model):

@@ -4,7 +4,8 @@ checkout (subject: the order id; context: {"payment_id"}):
 
     reserve_stock  -> charge_payment -> confirm_order
     release_stock  <- refund_payment
-    then on_compensated: the order is cancelled with the run's failure code.
+    then on_compensated: the order is cancelled with the run's failure code
+    (or, when a person cancelled it, cancelling -> cancelled).
 
 order_cancellation (a confirmed order; subject: the order id):
 
@@ -166,9 +167,13 @@ def confirm_order(ctx: StepContext) -> StepResult:
     order = Order.objects.filter(pk=order_id).values("status", "failure_reason").first()
     if order is None:
         return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
-    if order["status"] == OrderStatus.CANCELLED:
-        # Cancelled behind the saga's back (e.g. in the admin): undo the charge.
-        return fail("the order was cancelled", order["failure_reason"] or FailureReason.CANCELLED_BY_STAFF)
+    if order["status"] in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
+        # A client was told the order is cancelling (or it was cancelled behind the
+        # saga's back, e.g. in the admin): never confirm it; compensating refunds
+        # the charge and the hook finishes the cancellation.
+        return fail(
+            f"the order is {order['status']}", order["failure_reason"] or FailureReason.CANCELLED_BY_STAFF
+        )
     payment_id = _payment_id(ctx)
     payment = payment_get(payment_id=payment_id) if payment_id is not None else None
     if payment is None or payment.status != "captured":
@@ -180,7 +185,7 @@ def confirm_order(ctx: StepContext) -> StepResult:
 
 
 def checkout_compensated(ctx: StepContext) -> None:
-    from .services import order_cancel
+    from .services import order_cancel_after_checkout
 
     reason = ctx.failure_code if ctx.failure_code in FailureReason.values else FailureReason.PAYMENT_FAILED
     payment_id = _payment_id(ctx)
@@ -191,7 +196,9 @@ def checkout_compensated(ctx: StepContext) -> None:
         payment_fail(
             payment_id=payment_id, failure_code="not_charged", reason=_why(ctx, f"order cancelled: {reason}")
         )
-    order_cancel(
+    # pending -> cancelled with the run's reason; cancelling (a person asked) ->
+    # cancelled with the reason recorded then.
+    order_cancel_after_checkout(
         order_id=_order_id(ctx), failure_reason=reason, reason=_why(ctx, f"checkout compensated: {reason}")
     )
 

@@ -275,6 +275,42 @@ def order_cancel(*, order_id: int, failure_reason: str, by=None, reason: str) ->
 
 
 @transaction.atomic
+def order_request_cancellation(*, order_id: int, failure_reason: str, by=None, reason: str) -> OrderDTO:
+    """A pending order is to be cancelled while its checkout runs: it waits in
+    `cancelling` until the checkout has compensated (order_cancel_after_checkout).
+    Idempotent; a confirmed order goes through order_begin_cancellation."""
+    reason = _check_reason(by, reason)
+    failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
+    order = _lock(order_id)
+    if order.status in (OrderStatus.CANCELLING, OrderStatus.CANCELLED):
+        return order_to_dto(order)
+    if not can_proceed(order.request_cancellation):
+        raise _illegal(order, "request the cancellation of")
+    order.request_cancellation(failure_reason=failure_reason, by=by, description=reason)
+    return _saved(order)
+
+
+@transaction.atomic
+def order_cancel_after_checkout(*, order_id: int, failure_reason: str, reason: str) -> OrderDTO:
+    """The checkout compensated (its on_compensated hook): a pending order is
+    cancelled with the run's failure reason; one a person asked to cancel
+    (`cancelling`) finishes cancelling with the reason it was given. Idempotent.
+    A confirmed order is refused: a compensated checkout never confirmed it."""
+    reason = _check_reason(None, reason)
+    failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
+    order = _lock(order_id)
+    if order.status == OrderStatus.CANCELLED:
+        return order_to_dto(order)
+    if order.status == OrderStatus.CANCELLING:
+        order.finish_cancellation(description=reason)
+        return _saved(order)
+    if not can_proceed(order.cancel):
+        raise _illegal(order, "cancel")
+    order.cancel(failure_reason=failure_reason, description=reason)
+    return _saved(order)
+
+
+@transaction.atomic
 def order_begin_cancellation(*, order_id: int, failure_reason: str, by=None, reason: str) -> OrderDTO:
     """A confirmed order is to be undone: it waits in `cancelling` for refund and restock."""
     reason = _check_reason(by, reason)
@@ -346,10 +382,14 @@ def order_request_cancel(
     """A client or staff member wants the order cancelled. Returns the order as it
     is now (the cancellation itself completes in the background).
 
-    - pending: its checkout run is asked to abort and compensates at its next step
-      (release stock, refund a charge that already happened), then the order is
-      cancelled with `failure_reason`. If the run completed meanwhile, the order
-      is confirmed and the next case applies.
+    - pending: the order moves to `cancelling` (with `failure_reason`, or the
+      run's own failure reason when it was compensating already) and its
+      checkout run is asked to abort, in one transaction; the run compensates at
+      its next step (release stock, refund a charge that already happened) and
+      its on_compensated hook finishes cancelling -> cancelled. confirm_order
+      refuses a cancelling order, so a client told "cancelling" never ends with
+      a confirmed order. If the run completed meanwhile, the order is confirmed
+      and the next case applies.
     - confirmed: the order moves to `cancelling` and an order_cancellation run
       refunds, restocks and cancels it.
     - cancelling / cancelled: nothing to do (idempotent).
@@ -373,7 +413,6 @@ def order_request_cancel(
         try:
             # Its own savepoint: a refusal below leaves our transaction usable.
             saga_request_abort(run_id=run.id, failure_code=failure_reason, by=by, reason=reason)
-            return order_get(order_id=order_id)
         except Conflict as exc:
             if exc.code == "saga_resolved":
                 raise Conflict(
@@ -383,7 +422,17 @@ def order_request_cancel(
                 ) from None
             if exc.code != "saga_completed":
                 raise
-        # The checkout completed between our read and the abort: it is confirmed.
+            # The checkout completed between our read and the abort: it is
+            # confirmed; the cancellation saga below undoes it.
+        else:
+            # The run is locked by us now: its failure code is current. A run that
+            # was compensating already (e.g. the card was declined) keeps its reason.
+            run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
+            if run is not None and run.failure_code in FailureReason.values:
+                failure_reason = run.failure_code
+            return order_request_cancellation(
+                order_id=order_id, failure_reason=failure_reason, by=by, reason=reason
+            )
     order = order_begin_cancellation(order_id=order_id, failure_reason=failure_reason, by=by, reason=reason)
     if order.status == OrderStatus.CANCELLING:
         saga_start(

@@ -15,9 +15,10 @@ from inventory.selectors import reservations_for_order, stock_level_get
 from orders.models import Order
 from orders.sagas import ORDER_CANCELLATION
 from orders.selectors import order_get
-from orders.services import order_request_cancel
+from orders.services import order_request_cancel, order_request_cancellation
 from payments.selectors import payment_for_order, refunds_for_payment
 from sagas.definition import RetryPolicy
+from sagas.selectors import saga_step_log
 
 from .conftest import advance, assert_invariants, clearing_balance, provider_charges, run_of, wait_for
 
@@ -37,7 +38,9 @@ def test_cancel_a_pending_order_before_the_saga_ran(psp, shop, place):
     returned = cancel(order_id)
     again = cancel(order_id)  # idempotent
 
-    assert returned.status == again.status == "pending"  # the saga finishes the job
+    # The client is told at once; the saga finishes the job.
+    assert (returned.status, returned.failure_reason) == ("cancelling", "cancelled_by_client")
+    assert again.status == "cancelling"
     assert run_of(order_id).abort_requested
     assert advance(order_id) == "compensated"
     order = order_get(order_id=order_id)
@@ -46,7 +49,11 @@ def test_cancel_a_pending_order_before_the_saga_ran(psp, shop, place):
     assert payment_for_order(order_id=order_id).status == "failed"
     assert provider_charges(psp, order_id) == []
     log = StateLog.objects.filter(content_type=ContentType.objects.get_for_model(Order), object_id=order_id)
-    assert list(log.order_by("id").values_list("transition", flat=True)) == ["create", "cancel"]
+    assert list(log.order_by("id").values_list("source_state", "state", "transition")) == [
+        (None, "pending", "create"),
+        ("pending", "cancelling", "request_cancellation"),
+        ("cancelling", "cancelled", "finish_cancellation"),
+    ]
     assert cancel(order_id).status == "cancelled"  # still a no-op afterwards
     assert_invariants(psp, [order_id], shop)
 
@@ -187,6 +194,62 @@ def test_a_refund_the_provider_refuses_leaves_the_run_compensation_failed_and_st
     run = run_of(order_id)
     assert run.id in [r.id for r in saga_runs_stuck()]
     assert run.step == "charge_payment" and run.direction == "compensate"
-    assert order_get(order_id=order_id).status == "pending"
+    # The client was told "cancelling"; it stays so until a person settles the refund.
+    assert order_get(order_id=order_id).status == "cancelling"
     (refund,) = refunds_for_payment(payment_id=payment_for_order(order_id=order_id).id)
     assert refund.status == "failed"
+
+
+def reserve_and_charge(order_id: int, settings) -> None:
+    """Run the checkout's first two steps only: with no pass budget, each pass
+    stops after one checkpoint (and re-pokes the run, which nobody consumes here)."""
+    budget = settings.SAGA_PASS_BUDGET
+    settings.SAGA_PASS_BUDGET = 0
+    try:
+        advance(order_id)  # reserve_stock
+        advance(order_id)  # charge_payment
+    finally:
+        settings.SAGA_PASS_BUDGET = budget
+
+
+def test_a_cancelling_order_is_never_confirmed_the_charge_is_refunded(psp, shop, place, settings):
+    # given: reserved and charged, then the order is marked cancelling without the
+    # abort reaching the run (a path other than order_request_cancel)
+    order_id = place(lines=[("MUG", 1)])
+    run_id = run_of(order_id).id
+    reserve_and_charge(order_id, settings)
+    assert payment_for_order(order_id=order_id).status == "captured"
+    with transaction.atomic():
+        order_request_cancellation(
+            order_id=order_id, failure_reason="cancelled_by_staff", reason="test: cancel behind the run"
+        )
+    assert not run_of(order_id).abort_requested
+
+    # when: the run goes on to confirm_order
+    assert advance(order_id) == "compensated"
+
+    # then: confirm refused, the charge refunded, the order cancelled with its reason
+    order = order_get(order_id=order_id)
+    assert (order.status, order.failure_reason) == ("cancelled", "cancelled_by_staff")
+    assert payment_for_order(order_id=order_id).status == "refunded"
+    assert ("confirm_order", "fail") in [(s.step, s.outcome) for s in saga_step_log(run_id=run_id)]
+    assert clearing_balance() == Decimal("0.00")
+    assert_invariants(psp, [order_id], shop)
+
+
+def test_cancel_of_a_checkout_already_compensating_keeps_its_reason(psp, shop, place, settings):
+    # given: the card was declined; the run is compensating (release_stock next)
+    order_id = place(lines=[("MUG", 1)], payment_method="pm_card_declined")
+    reserve_and_charge(order_id, settings)
+    assert run_of(order_id).direction == "compensate"
+
+    # when: the client cancels meanwhile
+    returned = cancel(order_id)
+
+    # then: cancelling with the true reason at once, cancelled once compensated
+    assert (returned.status, returned.failure_reason) == ("cancelling", "payment_declined")
+    assert advance(order_id) == "compensated"
+    order = order_get(order_id=order_id)
+    assert (order.status, order.failure_reason) == ("cancelled", "payment_declined")
+    assert stock_level_get("MUG").reserved == 0
+    assert_invariants(psp, [order_id], shop)

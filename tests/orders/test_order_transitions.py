@@ -16,6 +16,7 @@ pytestmark = pytest.mark.django_db
 LEGAL = {
     "confirm": (S.PENDING, S.CONFIRMED, {}),
     "cancel": (S.PENDING, S.CANCELLED, {"failure_reason": FailureReason.PAYMENT_DECLINED}),
+    "request_cancellation": (S.PENDING, S.CANCELLING, {"failure_reason": FailureReason.CANCELLED_BY_CLIENT}),
     "begin_cancellation": (S.CONFIRMED, S.CANCELLING, {"failure_reason": FailureReason.CANCELLED_BY_CLIENT}),
     "finish_cancellation": (S.CANCELLING, S.CANCELLED, {}),
 }
@@ -68,6 +69,8 @@ def test_legal_service_transition_and_audit_row(staff_user, name):
 SERVICE_NO_OPS = {
     ("confirm", S.CONFIRMED),
     ("cancel", S.CANCELLED),
+    ("request_cancellation", S.CANCELLING),
+    ("request_cancellation", S.CANCELLED),
     ("begin_cancellation", S.CANCELLING),
     ("begin_cancellation", S.CANCELLED),
     ("finish_cancellation", S.CANCELLED),
@@ -152,3 +155,55 @@ def test_status_cannot_be_assigned_by_hand():
     order = OrderFactory()
     with pytest.raises(AttributeError):
         order.status = S.CONFIRMED
+
+
+# --- the checkout's on_compensated hook ----------------------------------------------
+
+
+def _audit(order):
+    return list(StateLog.objects.for_(order).order_by("id").values_list("source_state", "state", "transition"))
+
+
+def test_checkout_compensated_cancels_a_pending_order_with_the_runs_reason():
+    order = OrderFactory(status=S.PENDING)
+
+    dto = services.order_cancel_after_checkout(
+        order_id=order.pk, failure_reason=FailureReason.PAYMENT_DECLINED, reason="run 1 compensated"
+    )
+
+    assert (dto.status, dto.failure_reason) == (S.CANCELLED, FailureReason.PAYMENT_DECLINED)
+    assert _audit(order) == [(S.PENDING, S.CANCELLED, "cancel")]
+
+
+def test_checkout_compensated_finishes_a_cancelling_order_keeping_the_persons_reason():
+    order = OrderFactory(status=S.PENDING)
+    services.order_request_cancellation(
+        order_id=order.pk, failure_reason=FailureReason.CANCELLED_BY_CLIENT, reason="client asked"
+    )
+
+    dto = services.order_cancel_after_checkout(
+        order_id=order.pk, failure_reason=FailureReason.PAYMENT_FAILED, reason="run 1 compensated"
+    )
+    again = services.order_cancel_after_checkout(
+        order_id=order.pk, failure_reason=FailureReason.PAYMENT_FAILED, reason="run 1 compensated"
+    )
+
+    assert (dto.status, dto.failure_reason) == (S.CANCELLED, FailureReason.CANCELLED_BY_CLIENT)
+    assert again == dto
+    assert _audit(order) == [
+        (S.PENDING, S.CANCELLING, "request_cancellation"),
+        (S.CANCELLING, S.CANCELLED, "finish_cancellation"),
+    ]
+
+
+def test_checkout_compensated_never_cancels_a_confirmed_order():
+    order = OrderFactory(status=S.CONFIRMED)
+
+    with pytest.raises(Conflict) as exc:
+        services.order_cancel_after_checkout(
+            order_id=order.pk, failure_reason=FailureReason.PAYMENT_FAILED, reason="run 1 compensated"
+        )
+
+    assert exc.value.code == "illegal_transition"
+    order.refresh_from_db()
+    assert order.status == S.CONFIRMED and not StateLog.objects.for_(order).exists()
