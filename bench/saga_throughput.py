@@ -29,7 +29,8 @@ are placed in a burst, so this includes queueing). Ratios: concord/dbos (target
 
 Environment: POSTGRES_URL (server, default postgres://postgres@127.0.0.1:5432),
 CELERY_BROKER_URL (required: a Redis database nobody else uses — its default
-queue is purged at the start, and the worker would run anyone's tasks on it).
+queue is purged at the start, and the worker would run anyone's tasks on it),
+BENCH_SAGA_DB (database name, default concord_bench_saga; the provider's gets "_psp").
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 PY = ROOT / ".venv" / "bin" / "python"
 CELERY = ROOT / ".venv" / "bin" / "celery"
-DB_NAME = "concord_bench_saga"
-PSP_DB_NAME = "concord_bench_saga_psp"
+# BENCH_SAGA_DB names the databases, so two people can run the bench at once.
+DB_NAME = os.environ.get("BENCH_SAGA_DB", "concord_bench_saga")
+PSP_DB_NAME = f"{DB_NAME}_psp"
 PSP_KEY = "sk_test_bench"
 SKUS = ["BENCH-MUG", "BENCH-TEE"]
 
