@@ -244,16 +244,27 @@ def _saved(order: Order) -> OrderDTO:
     return order_to_dto(order)
 
 
+def _move(
+    order_id: int, transition: str, *, done_in: tuple, action: str, by, reason: str, **kwargs
+) -> OrderDTO:
+    """Lock the order and run one transition. An order already in `done_in` is a
+    repeat and comes back unchanged; any other illegal move is a Conflict."""
+    order = _lock(order_id)
+    if order.status in done_in:
+        return order_to_dto(order)
+    move = getattr(order, transition)
+    if not can_proceed(move):
+        raise _illegal(order, action)
+    move(by=by, description=reason, **kwargs)
+    return _saved(order)
+
+
 @transaction.atomic
 def order_confirm(*, order_id: int, by=None, reason: str) -> OrderDTO:
     reason = _check_reason(by, reason)
-    order = _lock(order_id)
-    if order.status == OrderStatus.CONFIRMED:
-        return order_to_dto(order)
-    if not can_proceed(order.confirm):
-        raise _illegal(order, "confirm")
-    order.confirm(by=by, description=reason)
-    return _saved(order)
+    return _move(
+        order_id, "confirm", done_in=(OrderStatus.CONFIRMED,), action="confirm", by=by, reason=reason
+    )
 
 
 @transaction.atomic
@@ -265,13 +276,15 @@ def order_cancel(*, order_id: int, failure_reason: str, by=None, reason: str) ->
     """
     reason = _check_reason(by, reason)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
-    order = _lock(order_id)
-    if order.status == OrderStatus.CANCELLED:
-        return order_to_dto(order)
-    if not can_proceed(order.cancel):
-        raise _illegal(order, "cancel")
-    order.cancel(failure_reason=failure_reason, by=by, description=reason)
-    return _saved(order)
+    return _move(
+        order_id,
+        "cancel",
+        done_in=(OrderStatus.CANCELLED,),
+        action="cancel",
+        by=by,
+        reason=reason,
+        failure_reason=failure_reason,
+    )
 
 
 @transaction.atomic
@@ -281,13 +294,15 @@ def order_request_cancellation(*, order_id: int, failure_reason: str, by=None, r
     Idempotent; a confirmed order goes through order_begin_cancellation."""
     reason = _check_reason(by, reason)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
-    order = _lock(order_id)
-    if order.status in (OrderStatus.CANCELLING, OrderStatus.CANCELLED):
-        return order_to_dto(order)
-    if not can_proceed(order.request_cancellation):
-        raise _illegal(order, "request the cancellation of")
-    order.request_cancellation(failure_reason=failure_reason, by=by, description=reason)
-    return _saved(order)
+    return _move(
+        order_id,
+        "request_cancellation",
+        done_in=(OrderStatus.CANCELLING, OrderStatus.CANCELLED),
+        action="request the cancellation of",
+        by=by,
+        reason=reason,
+        failure_reason=failure_reason,
+    )
 
 
 @transaction.atomic
@@ -315,25 +330,28 @@ def order_begin_cancellation(*, order_id: int, failure_reason: str, by=None, rea
     """A confirmed order is to be undone: it waits in `cancelling` for refund and restock."""
     reason = _check_reason(by, reason)
     failure_reason = _check_failure_reason(failure_reason, CANCELLATION_REASONS)
-    order = _lock(order_id)
-    if order.status in (OrderStatus.CANCELLING, OrderStatus.CANCELLED):
-        return order_to_dto(order)
-    if not can_proceed(order.begin_cancellation):
-        raise _illegal(order, "begin the cancellation of")
-    order.begin_cancellation(failure_reason=failure_reason, by=by, description=reason)
-    return _saved(order)
+    return _move(
+        order_id,
+        "begin_cancellation",
+        done_in=(OrderStatus.CANCELLING, OrderStatus.CANCELLED),
+        action="begin the cancellation of",
+        by=by,
+        reason=reason,
+        failure_reason=failure_reason,
+    )
 
 
 @transaction.atomic
 def order_finish_cancellation(*, order_id: int, by=None, reason: str) -> OrderDTO:
     reason = _check_reason(by, reason)
-    order = _lock(order_id)
-    if order.status == OrderStatus.CANCELLED:
-        return order_to_dto(order)
-    if not can_proceed(order.finish_cancellation):
-        raise _illegal(order, "finish the cancellation of")
-    order.finish_cancellation(by=by, description=reason)
-    return _saved(order)
+    return _move(
+        order_id,
+        "finish_cancellation",
+        done_in=(OrderStatus.CANCELLED,),
+        action="finish the cancellation of",
+        by=by,
+        reason=reason,
+    )
 
 
 # --- Placement and cancellation (the order sagas, orders/sagas.py) --------------------
