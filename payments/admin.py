@@ -22,7 +22,7 @@ from django_fsm import can_proceed, has_transition_perm
 from django_fsm_log.admin import StateLogInline
 
 from core.errors import ConcordError
-from core.fsm_admin import ReadOnlyAdmin
+from core.fsm_admin import ReadOnlyAdmin, ReadOnlyInline
 
 from . import services
 from .models import (
@@ -125,22 +125,15 @@ class TransitionAdmin(admin.ModelAdmin):
             )
 
 
-class RefundInline(admin.TabularInline):
+class RefundInline(ReadOnlyInline):
     model = Refund
-    extra = 0
-    can_delete = False
     show_change_link = True
     fields = ("id", "amount", "currency", "status", "provider_refund_id", "reason", "created_at")
     readonly_fields = fields
 
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
-
-class ProviderAttemptInline(admin.TabularInline):
+class ProviderAttemptInline(ReadOnlyInline):
     model = ProviderAttempt
-    extra = 0
-    can_delete = False
     fields = (
         "created_at",
         "kind",
@@ -152,9 +145,6 @@ class ProviderAttemptInline(admin.TabularInline):
         "error",
     )
     readonly_fields = fields
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Payment)
