@@ -295,7 +295,10 @@ class ProviderWebhookEvent(models.Model):
     deliveries = models.PositiveIntegerField(default=1, help_text="How many times the provider sent it.")
     processed_at = models.DateTimeField(null=True, blank=True)
     outcome = models.CharField(
-        max_length=32, blank=True, default="", help_text="What the event did: applied, no_change, ignored, ..."
+        max_length=32,
+        blank=True,
+        default="",
+        help_text="What the event did: applied, no_change, ignored, ...",
     )
     note = models.TextField(blank=True, default="")
 

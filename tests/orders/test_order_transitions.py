@@ -161,7 +161,9 @@ def test_status_cannot_be_assigned_by_hand():
 
 
 def _audit(order):
-    return list(StateLog.objects.for_(order).order_by("id").values_list("source_state", "state", "transition"))
+    return list(
+        StateLog.objects.for_(order).order_by("id").values_list("source_state", "state", "transition")
+    )
 
 
 def test_checkout_compensated_cancels_a_pending_order_with_the_runs_reason():
