@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
@@ -34,13 +37,39 @@ def _check_broker() -> str | None:
     return None
 
 
+# Details other apps add to /readyz (registered from their AppConfig.ready(), so core
+# imports no app): name -> callable returning None (all well) or a dict saying what
+# is behind. A detail never makes the probe fail: readiness is the database and the
+# broker; a lagging consumer is worth seeing, not a reason to take web out of service.
+_details: dict[str, Callable[[], dict[str, Any] | None]] = {}
+
+
+def register_detail(name: str, check: Callable[[], dict[str, Any] | None]) -> None:
+    _details[name] = check
+
+
+def _details_report() -> dict[str, Any]:
+    report = {}
+    for name, check in _details.items():
+        try:
+            detail = check()
+        except Exception as exc:  # noqa: BLE001 - a broken detail must not break the probe
+            detail = {"error": f"{type(exc).__name__}: {exc}"}
+        if detail:
+            report[name] = detail
+    return report
+
+
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready when the database and the broker both answer."""
     checks = {"database": _check_database(), "broker": _check_broker()}
     ready = all(error is None for error in checks.values())
+    details = _details_report() if checks["database"] is None else {}
     body = {
-        "status": "ok" if ready else "unavailable",
+        "status": "unavailable" if not ready else ("degraded" if details else "ok"),
         "checks": {name: ("ok" if error is None else error) for name, error in checks.items()},
     }
+    if details:
+        body["details"] = details
     return JsonResponse(body, status=200 if ready else 503)

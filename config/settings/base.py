@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "core",
     "sagas",
     "idempotency",
+    "outbox",
     # Concord: domain
     "inventory",
     "payments",
@@ -221,6 +222,27 @@ IDEMPOTENCY_TTL = timedelta(hours=env.int("IDEMPOTENCY_TTL_HOURS", default=24))
 IDEMPOTENCY_LOCK_TIMEOUT_MS = env.int("IDEMPOTENCY_LOCK_TIMEOUT_MS", default=2000)
 CELERY_BEAT_SCHEDULE["idempotency-purge-expired"] = {
     "task": "idempotency.purge_expired",
+    "schedule": 3600,
+    "options": {"expires": 3600},
+}
+
+# --- Outbox, relay and consumers (docs/events.md) ----------------------------------
+
+# Delivered events (applied by every consumer) are kept this many days, then pruned.
+OUTBOX_RETENTION_DAYS = env.float("OUTBOX_RETENTION_DAYS", default=7)
+# /readyz names a consumer whose oldest pending event is older than this (seconds).
+OUTBOX_LAG_READY_SECONDS = env.float("OUTBOX_LAG_READY_SECONDS", default=60)
+# The relay's safety-net poll: commits poke it at once; this catches a lost poke.
+OUTBOX_POLL_INTERVAL = env.float("OUTBOX_POLL_INTERVAL", default=1.0)
+OUTBOX_RELAY_BUDGET = env.float("OUTBOX_RELAY_BUDGET", default=10.0)
+OUTBOX_RETRY_MAX_DELAY = env.float("OUTBOX_RETRY_MAX_DELAY", default=300.0)
+CELERY_BEAT_SCHEDULE["outbox-relay"] = {
+    "task": "outbox.relay",
+    "schedule": OUTBOX_POLL_INTERVAL,
+    "options": {"expires": max(OUTBOX_POLL_INTERVAL, 1.0)},
+}
+CELERY_BEAT_SCHEDULE["outbox-prune"] = {
+    "task": "outbox.prune",
     "schedule": 3600,
     "options": {"expires": 3600},
 }

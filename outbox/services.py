@@ -1,0 +1,115 @@
+"""Recording events: the one write other apps make to the outbox.
+
+    event_record(type="order.confirmed", aggregate_type="order", aggregate_id=42,
+                 payload={...})
+
+Called inside the service's transaction, after the row lock and the transition,
+so the event commits with the state change or not at all (DESIGN §6.10). Outside
+a transaction it refuses (an event whose state change might still roll back, or
+a state change whose event might be lost, is what the outbox exists to prevent).
+
+The caller holds the aggregate's row lock (or has just created the aggregate):
+that is what makes two events of one aggregate commit in the order they were
+recorded, which the relay relies on (docs/events.md, "Ordering").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable
+
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db import connection, transaction
+from django.utils import timezone
+
+from core.errors import ConcordError
+
+from .dto import NewEvent
+from .models import Event
+from .tasks import poke
+
+log = logging.getLogger(__name__)
+
+TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
+AGGREGATE_TYPE_RE = re.compile(r"^[a-z][a-z0-9_]*$")
+MAX_PAYLOAD_BYTES = 64 * 1024
+
+
+def _in_transaction() -> bool:
+    # Test cases wrap each test in atomic blocks marked _from_testcase: those do not count.
+    return any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks)
+
+
+def _clean(event: NewEvent) -> NewEvent:
+    if not isinstance(event.type, str) or len(event.type) > 100 or not TYPE_RE.match(event.type):
+        raise ConcordError(
+            f"Event type {event.type!r} is not like 'order.confirmed'.", code="outbox_event_invalid"
+        )
+    if not isinstance(event.aggregate_type, str) or not AGGREGATE_TYPE_RE.match(event.aggregate_type):
+        raise ConcordError(
+            f"Aggregate type {event.aggregate_type!r} is invalid.", code="outbox_event_invalid"
+        )
+    aggregate_id = str(event.aggregate_id)
+    if not 1 <= len(aggregate_id) <= 64:
+        raise ConcordError("An aggregate id is 1-64 characters.", code="outbox_event_invalid")
+    if not isinstance(event.payload, dict):
+        raise ConcordError("An event payload is a JSON object.", code="outbox_event_invalid")
+    try:
+        size = len(json.dumps(event.payload, cls=DjangoJSONEncoder))
+    except (TypeError, ValueError) as exc:
+        raise ConcordError(f"The payload is not JSON: {exc}", code="outbox_event_invalid") from None
+    if size > MAX_PAYLOAD_BYTES:
+        raise ConcordError("The payload is too large.", code="outbox_event_invalid")
+    if isinstance(event.schema_version, bool) or not isinstance(event.schema_version, int):
+        raise ConcordError("schema_version is an integer.", code="outbox_event_invalid")
+    return NewEvent(event.type, event.aggregate_type, aggregate_id, event.payload, event.schema_version)
+
+
+def events_record(events: Iterable[NewEvent]) -> list[str]:
+    """Record several events in the caller's transaction (one INSERT). Returns their ids."""
+    if not _in_transaction():
+        raise ConcordError(
+            "Events are recorded inside the transaction of their state change.",
+            code="outbox_outside_transaction",
+            http_status=500,
+        )
+    clean = [_clean(e) for e in events]
+    if not clean:
+        return []
+    now = timezone.now()
+    rows = [
+        Event(
+            type=e.type,
+            aggregate_type=e.aggregate_type,
+            aggregate_id=str(e.aggregate_id),
+            payload=e.payload,
+            schema_version=e.schema_version,
+            created_at=now,
+        )
+        for e in clean
+    ]
+    if len(rows) == 1:
+        rows[0].save(force_insert=True)
+    else:
+        Event.objects.bulk_create(rows)
+    _poke_relay_on_commit()
+    return [str(r.id) for r in rows]
+
+
+def event_record(
+    *, type: str, aggregate_type: str, aggregate_id: str | int, payload: dict, schema_version: int = 1
+) -> str:
+    """Record one event in the caller's transaction. Returns its id (a UUID string)."""
+    (event_id,) = events_record([NewEvent(type, aggregate_type, aggregate_id, payload, schema_version)])
+    return event_id
+
+
+def _poke_relay_on_commit() -> None:
+    """Once per transaction: after commit, ask for a relay pass (coalesced; see
+    tasks.poke). robust=True: a broker that is down must not fail a request whose
+    data committed — the beat's poll finds the events anyway."""
+    if any(callback is poke for _, callback, _ in connection.run_on_commit):
+        return
+    transaction.on_commit(poke, robust=True)
