@@ -14,10 +14,11 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from core.money import CURRENCY_EXPONENTS, format_amount
+from core.money import CURRENCY_EXPONENTS
 
 from .choices import FailureReason, OrderStatus
 from .dto import OrderDTO
+from .events import order_document
 from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE
 
 UNKNOWN_FIELD_MESSAGE = "Unknown field. Prices, totals and states are set by the server."
@@ -114,27 +115,6 @@ class OrderListQuery(serializers.Serializer):
     limit = serializers.IntegerField(required=False, min_value=1, max_value=50, default=20)
 
 
-_DATETIME = serializers.DateTimeField()
-
-
 def order_json(order: OrderDTO) -> dict[str, Any]:
     """The order JSON of DESIGN §5; money as decimal strings in the order's currency."""
-    return {
-        "id": order.id,
-        "status": order.status,
-        "failure_reason": order.failure_reason,
-        "customer_email": order.customer_email,
-        "currency": order.currency,
-        "total": format_amount(order.total, order.currency),
-        "lines": [
-            {
-                "sku": line.sku,
-                "quantity": line.quantity,
-                "unit_price": format_amount(line.unit_price, order.currency),
-                "line_total": format_amount(line.line_total, order.currency),
-            }
-            for line in order.lines
-        ],
-        "created_at": _DATETIME.to_representation(order.created_at),
-        "updated_at": _DATETIME.to_representation(order.updated_at),
-    }
+    return order_document(order)

@@ -27,6 +27,7 @@ from sagas.services import saga_request_abort, saga_start
 
 from .choices import CANCELLATION_REASONS, FailureReason, OrderStatus
 from .dto import OrderDTO
+from .events import ORDER_PLACED, order_event_record
 from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
 from .sagas import CHECKOUT, ORDER_CANCELLATION
 from .selectors import order_get, order_to_dto
@@ -142,7 +143,8 @@ def _order_price(
 
 
 def _order_insert(priced: _PricedOrder) -> OrderDTO:
-    """Three INSERTs (order, lines in bulk, audit row), in the caller's transaction."""
+    """Four INSERTs (order, lines in bulk, audit row, the order.placed event), in
+    the caller's transaction."""
     order = Order.objects.create(
         client_id=priced.client_id,
         customer_email=priced.customer_email,
@@ -164,7 +166,9 @@ def _order_insert(priced: _PricedOrder) -> OrderDTO:
         transition="create",
         description=f"placed by API client {priced.client_id}",
     )
-    return order_to_dto(order, lines)
+    placed = order_to_dto(order, lines)
+    order_event_record(placed, event_type=ORDER_PLACED)
+    return placed
 
 
 # Why the writes below use atomic(savepoint=False): these services run inside
@@ -240,8 +244,12 @@ def _check_failure_reason(failure_reason: str, allowed) -> str:
 
 
 def _saved(order: Order) -> OrderDTO:
+    """Save a transition and record its event (confirmed, cancelled) in the same
+    transaction: every order transition service ends here."""
     order.save(update_fields=["status", "failure_reason", "updated_at"])
-    return order_to_dto(order)
+    moved = order_to_dto(order)
+    order_event_record(moved)
+    return moved
 
 
 def _move(

@@ -35,6 +35,7 @@ from .choices import (
     RefundStatus,
 )
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
+from .events import PAYMENT_CAPTURED, PAYMENT_FAILED, PAYMENT_REFUNDED, REFUND_FAILED, payment_event_record
 from .models import LedgerAccount, LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
 from .provider import ChargeResult, Outcome, ProviderCharge, ProviderClient, ProviderError
 
@@ -322,6 +323,7 @@ def payment_capture(*, payment_id: int, provider_charge_id: str, by: User = None
         payment_id=payment.pk,
         memo=f"Charge {provider_charge_id} for order {payment.order_id}",
     )
+    payment_event_record(PAYMENT_CAPTURED, payment)
     return PaymentDTO.from_model(payment)
 
 
@@ -335,6 +337,7 @@ def payment_fail(*, payment_id: int, failure_code: str, by: User = None, reason:
         return PaymentDTO.from_model(payment)  # already failed: no-op, the first code stands
     _transition(payment, "fail", failure_code=failure_code, by=by, description=reason)
     payment.save()
+    payment_event_record(PAYMENT_FAILED, payment)
     return PaymentDTO.from_model(payment)
 
 
@@ -504,6 +507,7 @@ def refund_succeed(*, refund_id: int, provider_refund_id: str, by: User = None, 
         refund_id=refund.pk,
         memo=f"Refund {provider_refund_id} of charge {payment.provider_charge_id}",
     )
+    payment_event_record(PAYMENT_REFUNDED, payment, refund)
     return RefundDTO.from_model(refund)
 
 
@@ -512,11 +516,12 @@ def refund_fail(*, refund_id: int, failure_code: str, by: User = None, reason: s
     """The provider refused the refund: pending -> failed. The amount it reserved
     becomes refundable again; no money moved, nothing is posted."""
     _require_text(failure_code, field="failure_code", code="failure_code_invalid")
-    refund, _payment = _lock_refund_and_payment(refund_id)
+    refund, payment = _lock_refund_and_payment(refund_id)
     if refund.status == RefundStatus.FAILED:
         return RefundDTO.from_model(refund)  # already failed: no-op
     _transition(refund, "fail", failure_code=failure_code, by=by, description=reason)
     refund.save()
+    payment_event_record(REFUND_FAILED, payment, refund)
     return RefundDTO.from_model(refund)
 
 

@@ -35,6 +35,15 @@ from reconciliation.errors import (
     ReasonRequired,
     RecheckUnavailable,
 )
+from reconciliation.events import (
+    FIELDS as EVENT_FIELDS,
+)
+from reconciliation.events import (
+    INCIDENT_DISMISSED,
+    INCIDENT_OPENED,
+    INCIDENT_RESOLVED,
+    incident_events_record,
+)
 from reconciliation.models import Incident, IncidentNote
 from reconciliation.permissions import require_incident_actor
 
@@ -182,7 +191,19 @@ def incidents_report(*, findings: Iterable[Finding], now: datetime | None = None
         results.extend(_report_chunk(unique[start : start + chunk_size], now))
     created = [(r.incident_id, None, str(IncidentState.OPEN)) for r in results if r.created]
     _state_logs(created, transition="detect", description="Detected by a reconciliation run.")
+    _record_events(INCIDENT_OPENED, [incident_id for incident_id, _, _ in created])
     return results
+
+
+def _record_events(event_type: str, incident_ids: list[int]) -> None:
+    """One event per incident that changed in bulk (read back in one query)."""
+    if incident_ids:
+        rows = Incident.objects.filter(pk__in=incident_ids).order_by("pk").values(*EVENT_FIELDS)
+        incident_events_record(event_type, rows)
+
+
+def _record_event(event_type: str, incident: Incident) -> None:
+    incident_events_record(event_type, [{name: getattr(incident, name) for name in EVENT_FIELDS}])
 
 
 def _report_chunk(chunk: list[Finding], now: datetime) -> list[ReportedIncident]:
@@ -309,6 +330,7 @@ def incidents_auto_resolve(
         transition="resolve",
         description=reason,
     )
+    _record_events(INCIDENT_RESOLVED, ids)
     return ids
 
 
@@ -377,6 +399,7 @@ def incident_dismiss(*, incident_id: int, by, reason: str) -> IncidentView:
     incident.save(
         update_fields=["state", "resolved_at", "resolved_by", "resolution_kind", "resolution_reason"]
     )
+    _record_event(INCIDENT_DISMISSED, incident)
     return _view(incident)
 
 
@@ -436,4 +459,6 @@ def incident_resolve(*, incident_id: int, by, reason: str, client=None) -> Resol
                 "reopened_count",
             ]
         )
+        if not persists:
+            _record_event(INCIDENT_RESOLVED, incident)
         return ResolveOutcome(incident=_view(incident), reopened=persists)

@@ -39,9 +39,9 @@ def test_post_orders_costs_the_same_for_1_and_50_lines(big_catalog, shop):
     # token lookup; the idempotency block (a SAVEPOINT here, inside the test's
     # transaction; BEGIN in production); the key claim (lock_timeout set, INSERT,
     # restored: one round trip); catalog read; order, lines (one bulk INSERT),
-    # audit row, payment, saga run (no savepoints, no read-backs); the stored
-    # response; RELEASE (COMMIT in production).
-    assert one == 11, one
+    # audit row, the order.placed event (outbox), payment, saga run (no
+    # savepoints, no read-backs); the stored response; RELEASE (COMMIT in production).
+    assert one == 12, one
 
 
 def test_order_list_page_costs_the_same_for_1_and_20_orders(big_catalog, shop):
