@@ -9,7 +9,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 # One entry per app, e.g. "orders.urls". Order matters only if two apps claim a path.
-API_URL_MODULES: list[str] = ["inventory.urls", "orders.urls", "payments.urls"]
+API_URL_MODULES: list[str] = ["inventory.urls", "orders.urls", "payments.urls", "webhooks.urls"]
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

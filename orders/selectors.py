@@ -60,6 +60,11 @@ def order_get_for_client(*, client_id: int, order_id: int) -> OrderDTO:
     return order_to_dto(order)
 
 
+def order_client_id(*, order_id: int) -> int | None:
+    """The API client an order belongs to (None: no such order). One indexed read."""
+    return Order.objects.filter(pk=order_id).values_list("client_id", flat=True).first()
+
+
 def order_list_for_client(
     *,
     client_id: int,

@@ -165,6 +165,9 @@ class Incident(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     reopened_count = models.PositiveIntegerField(default=0)
+    # When the customer was first told (an apology e-mail, notifications/): the fix
+    # of a customer-facing incident is not over until they know.
+    customer_notified_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [

@@ -458,3 +458,26 @@ def incidents_live_by_severity() -> list[dict[str, Any]]:
                 {"currency": r["currency"], "amount": _money_str(r["amount"] or Decimal(0), r["currency"])}
             )
     return sorted(out.values(), key=lambda e: _SEVERITY_RANK.get(e["severity"], 9))
+
+
+# Types whose incidents touch the customer (their money or their order); stock drift
+# does not, whatever is done about it.
+CUSTOMER_FACING_TYPES = frozenset(
+    {"charge_without_order", "duplicate_charge", "amount_mismatch", "refund_missing", "stuck_saga"}
+)
+
+
+def incident_behind_order_change(*, order_id: int, at: datetime) -> int | None:
+    """The incident that caused a change to an order at `at` (a cancellation, a
+    refund), or None: a customer-facing incident about the order that was live then
+    (detected before, not closed before). Remediations and staff fixes of an incident
+    happen while it is live; dismissed ones (false positives) caused nothing."""
+    incident = (
+        Incident.objects.filter(order_id=order_id, type__in=CUSTOMER_FACING_TYPES, detected_at__lte=at)
+        .exclude(state=IncidentState.DISMISSED)
+        .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=at))
+        .order_by("-detected_at")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return incident

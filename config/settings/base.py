@@ -48,6 +48,9 @@ INSTALLED_APPS = [
     "payments",
     "orders",
     "reconciliation",
+    # Concord: consumers of the outbox (the eventual side)
+    "webhooks",
+    "notifications",
     "backoffice",
 ]
 
@@ -245,6 +248,44 @@ CELERY_BEAT_SCHEDULE["outbox-prune"] = {
     "task": "outbox.prune",
     "schedule": 3600,
     "options": {"expires": 3600},
+}
+
+# Webhooks to shops (webhooks/, docs/events.md). Loopback, private and link-local
+# endpoint URLs are refused unless allowed (production.py turns this off).
+WEBHOOK_ALLOW_PRIVATE_URLS = env.bool("WEBHOOK_ALLOW_PRIVATE_URLS", default=True)
+WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
+WEBHOOK_EVENT_RETENTION_DAYS = env.float("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
+WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=16)
+WEBHOOK_POLL_INTERVAL = env.float("WEBHOOK_POLL_INTERVAL", default=5.0)
+CELERY_BEAT_SCHEDULE["webhooks-deliver"] = {
+    "task": "webhooks.deliver",
+    "schedule": WEBHOOK_POLL_INTERVAL,
+    "options": {"expires": WEBHOOK_POLL_INTERVAL},
+}
+CELERY_BEAT_SCHEDULE["webhooks-prune"] = {
+    "task": "webhooks.prune",
+    "schedule": 3600,
+    "options": {"expires": 3600},
+}
+
+# Customer notifications (notifications/, docs/events.md): Django's e-mail framework.
+# Development prints them (console backend; EMAIL_BACKEND=...filebased.EmailBackend with
+# EMAIL_FILE_PATH writes files); production sends through SMTP (EMAIL_HOST, EMAIL_PORT,
+# EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = env.int("EMAIL_PORT", default=25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = env.bool("EMAIL_USE_TLS", default=False)
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Concord Shop <orders@concord.example>")
+NOTIFICATIONS_POLL_INTERVAL = env.float("NOTIFICATIONS_POLL_INTERVAL", default=10.0)
+CELERY_BEAT_SCHEDULE["notifications-send"] = {
+    "task": "notifications.send_pending",
+    "schedule": NOTIFICATIONS_POLL_INTERVAL,
+    "options": {"expires": NOTIFICATIONS_POLL_INTERVAL},
 }
 
 # --- Back office (docs/backoffice.md) -------------------------------------------

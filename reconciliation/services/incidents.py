@@ -386,6 +386,20 @@ def incident_add_note(*, incident_id: int, by, text: str) -> int:
 
 
 @transaction.atomic
+def incident_customer_notified(*, incident_id: int, channel: str, summary: str) -> None:
+    """Record that the customer was told about the incident (e.g. an apology e-mail
+    sent by notifications): the first time on the incident, each time as a note."""
+    incident = _locked(incident_id)
+    now = timezone.now()
+    if incident.customer_notified_at is None:
+        incident.customer_notified_at = now
+        incident.save(update_fields=["customer_notified_at"])
+    IncidentNote.objects.create(
+        incident=incident, author=None, text=f"Customer told by {channel}: {summary}"[:MAX_TEXT]
+    )
+
+
+@transaction.atomic
 def incident_dismiss(*, incident_id: int, by, reason: str) -> IncidentView:
     """A false positive. Idempotent: dismissing a dismissed incident changes nothing."""
     require_incident_actor(by)

@@ -1,0 +1,58 @@
+"""Reads of webhooks: a client's events and endpoints (API), an order's deliveries
+(back office)."""
+
+from __future__ import annotations
+
+from core.errors import NotFound
+
+from .delivery import event_json
+from .dto import DeliveryDTO, EndpointDTO
+from .models import ClientEvent, EndpointStatus, WebhookDelivery, WebhookEndpoint
+
+EVENTS_MAX_LIMIT = 100
+
+
+def client_events_list(
+    *, client_id: int, before_sequence: int | None = None, types: list[str] | None = None, limit: int = 20
+) -> list[dict]:
+    """The client's events, newest first (commit order); keyset pagination on the
+    sequence. Only this client's: the filter is the first thing in the query."""
+    rows = ClientEvent.objects.filter(client_id=client_id).order_by("-sequence")
+    if before_sequence is not None:
+        rows = rows.filter(sequence__lt=before_sequence)
+    if types:
+        rows = rows.filter(type__in=types)
+    return [{**event_json(e), "_sequence": e.sequence} for e in rows[: max(1, min(limit, EVENTS_MAX_LIMIT))]]
+
+
+def endpoints_for_client(*, client_id: int) -> list[EndpointDTO]:
+    rows = WebhookEndpoint.objects.filter(client_id=client_id).exclude(status=EndpointStatus.DELETED)
+    return [EndpointDTO.from_model(e) for e in rows.order_by("id")]
+
+
+def endpoint_get_for_client(*, client_id: int, endpoint_id: int) -> EndpointDTO:
+    endpoint = (
+        WebhookEndpoint.objects.filter(pk=endpoint_id, client_id=client_id)
+        .exclude(status=EndpointStatus.DELETED)
+        .first()
+    )
+    if endpoint is None:
+        raise NotFound(f"Webhook endpoint {endpoint_id} not found.", details={"endpoint_id": endpoint_id})
+    return EndpointDTO.from_model(endpoint)
+
+
+def webhook_deliveries_for_order(*, order_id: int) -> list[DeliveryDTO]:
+    """Every delivery about an order (all endpoints), in commit order."""
+    rows = (
+        WebhookDelivery.objects.filter(order_id=order_id)
+        .select_related("endpoint", "event")
+        .order_by("sequence", "endpoint_id")
+    )
+    return [DeliveryDTO.from_model(d) for d in rows]
+
+
+def webhook_delivery_get(*, delivery_id: int) -> DeliveryDTO:
+    row = WebhookDelivery.objects.select_related("endpoint", "event").filter(pk=delivery_id).first()
+    if row is None:
+        raise NotFound(f"Delivery {delivery_id} not found.", code="delivery_not_found")
+    return DeliveryDTO.from_model(row)
