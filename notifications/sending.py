@@ -32,7 +32,7 @@ WHERE id IN (
     SELECT id FROM {_T} WHERE status = 'pending' AND next_attempt_at <= %s
     ORDER BY next_attempt_at, id LIMIT %s FOR UPDATE SKIP LOCKED
 )
-RETURNING id
+RETURNING id, next_attempt_at
 """  # noqa: S608 - table name from the model
 
 
@@ -43,7 +43,8 @@ def max_attempts() -> int:
 def notifications_claim(*, limit: int = CLAIM_BATCH) -> list[int]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, [timezone.now(), limit])
-        return [row[0] for row in cursor.fetchall()]
+        # RETURNING comes in no particular order: oldest first, as the customer lived it.
+        return [row[0] for row in sorted(cursor.fetchall(), key=lambda r: (r[1], r[0]))]
 
 
 def notification_send(notification_id: int) -> str:

@@ -27,7 +27,7 @@ from core.errors import ConcordError, Conflict
 from idempotency.api import idempotent
 
 from . import services
-from .selectors import order_get_for_client, order_list_for_client
+from .selectors import order_get_for_client, order_list_for_client, orders_with_payments
 from .serializers import OrderInput, OrderListQuery, OrderOutput, OrderPageOutput, order_json
 
 _CURSOR_PREFIX = "before:"
@@ -117,7 +117,7 @@ class OrderListCreateApi(APIView):
             before_id=before_id,
             limit=limit + 1,
         )
-        page, more = orders[:limit], len(orders) > limit
+        page, more = orders_with_payments(orders[:limit]), len(orders) > limit
         next_url = None
         if more:
             next_url = replace_query_param(
@@ -176,7 +176,8 @@ class OrderDetailApi(APIView):
         responses={200: OrderOutput},
     )
     def get(self, request: Request, order_id: int) -> Response:
-        return Response(order_json(order_get_for_client(client_id=request.user.pk, order_id=order_id)))
+        order = order_get_for_client(client_id=request.user.pk, order_id=order_id)
+        return Response(order_json(orders_with_payments([order])[0]))
 
 
 class OrderCancelApi(APIView):
@@ -201,4 +202,4 @@ class OrderCancelApi(APIView):
             )
         except Conflict as exc:
             raise Conflict(exc.message, code="order_not_cancellable", details=exc.details) from exc
-        return Response(order_json(order), status=status.HTTP_202_ACCEPTED)
+        return Response(order_json(orders_with_payments([order])[0]), status=status.HTTP_202_ACCEPTED)

@@ -16,6 +16,24 @@ class OrderLineDTO:
 
 
 @dataclass(frozen=True)
+class OrderRefundDTO:
+    id: int
+    amount: Decimal
+    status: str
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class OrderPaymentDTO:
+    """The money side of an order as the API shows it (payments owns the facts)."""
+
+    status: str
+    amount: Decimal
+    refunded_amount: Decimal
+    refunds: tuple[OrderRefundDTO, ...]
+
+
+@dataclass(frozen=True)
 class OrderDTO:
     id: int
     client_id: int
@@ -28,3 +46,5 @@ class OrderDTO:
     lines: tuple[OrderLineDTO, ...]
     created_at: datetime
     updated_at: datetime
+    # Filled by orders_with_payments (the API); None where nobody asked for it.
+    payment: OrderPaymentDTO | None = None

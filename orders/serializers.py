@@ -14,7 +14,8 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from core.money import CURRENCY_EXPONENTS
+from core.money import CURRENCY_EXPONENTS, format_amount
+from payments.choices import PaymentStatus, RefundStatus
 
 from .choices import FailureReason, OrderStatus
 from .dto import OrderDTO
@@ -81,6 +82,23 @@ class OrderLineOutput(serializers.Serializer):
     line_total = serializers.CharField(help_text="unit_price x quantity.")
 
 
+class OrderRefundOutput(serializers.Serializer):
+    id = serializers.IntegerField()
+    amount = serializers.CharField(help_text="Decimal string in the order's currency.")
+    status = serializers.ChoiceField(choices=RefundStatus.choices)
+    created_at = serializers.DateTimeField()
+
+
+class OrderPaymentOutput(serializers.Serializer):
+    status = serializers.ChoiceField(
+        choices=PaymentStatus.choices,
+        help_text="unknown: the provider did not answer; it is being settled (never guessed).",
+    )
+    amount = serializers.CharField(help_text="What is charged (the order total).")
+    refunded_amount = serializers.CharField(help_text="Refunded so far (succeeded refunds).")
+    refunds = OrderRefundOutput(many=True)
+
+
 class OrderOutput(serializers.Serializer):
     id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=OrderStatus.choices)
@@ -93,6 +111,7 @@ class OrderOutput(serializers.Serializer):
     currency = serializers.CharField()
     total = serializers.CharField(help_text='Decimal string, e.g. "25.00".')
     lines = OrderLineOutput(many=True)
+    payment = OrderPaymentOutput(allow_null=True, help_text="The payment and its refunds.")
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
 
@@ -116,5 +135,28 @@ class OrderListQuery(serializers.Serializer):
 
 
 def order_json(order: OrderDTO) -> dict[str, Any]:
-    """The order JSON of DESIGN §5; money as decimal strings in the order's currency."""
-    return order_document(order)
+    """The order JSON of DESIGN §5; money as decimal strings in the order's currency,
+    with its payment state and refunds (orders_with_payments fills them)."""
+    payment = order.payment
+    return {
+        **order_document(order),
+        "payment": None
+        if payment is None
+        else {
+            "status": payment.status,
+            "amount": format_amount(payment.amount, order.currency),
+            "refunded_amount": format_amount(payment.refunded_amount, order.currency),
+            "refunds": [
+                {
+                    "id": r.id,
+                    "amount": format_amount(r.amount, order.currency),
+                    "status": r.status,
+                    "created_at": _DATETIME.to_representation(r.created_at),
+                }
+                for r in payment.refunds
+            ],
+        },
+    }
+
+
+_DATETIME = serializers.DateTimeField()

@@ -8,7 +8,7 @@ machine forbids raises Conflict("illegal_transition").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
@@ -30,7 +30,7 @@ from .dto import OrderDTO
 from .events import ORDER_PLACED, order_event_record
 from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
 from .sagas import CHECKOUT, ORDER_CANCELLATION
-from .selectors import order_get, order_to_dto
+from .selectors import order_get, order_payment_dto, order_to_dto
 
 MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
 
@@ -398,7 +398,8 @@ def order_place(
             payment_method=order.payment_method,
         )
         saga_start(saga_type=CHECKOUT, subject_id=str(order.id), context={"payment_id": payment.id})
-    return order
+    # The new payment is known: the order JSON gets its money side without a read.
+    return replace(order, payment=order_payment_dto(payment, []))
 
 
 @transaction.atomic

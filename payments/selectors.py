@@ -90,6 +90,14 @@ def payments_for_orders(*, order_ids: list[int]) -> dict[int, PaymentDTO]:
     }
 
 
+def refunds_for_payments(*, payment_ids: list[int]) -> dict[int, list[RefundDTO]]:
+    """payment id -> its refunds, oldest first; one query for a whole page."""
+    found: dict[int, list[RefundDTO]] = {}
+    for refund in Refund.objects.filter(payment_id__in=list(payment_ids)).order_by("id"):
+        found.setdefault(refund.payment_id, []).append(RefundDTO.from_model(refund))
+    return found
+
+
 def payments_by_charge_id(*, provider_charge_id: str) -> list[PaymentDTO]:
     """Search by the provider's charge id (exact), or by a provider attempt that
     returned it (a duplicate charge is recorded on the attempt, not the payment)."""

@@ -216,6 +216,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Several objects have a `status`: name each set of states after its owner.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "orders.choices.OrderStatus",
+        "PaymentStatusEnum": "payments.choices.PaymentStatus",
+        "RefundStatusEnum": "payments.choices.RefundStatus",
+        "EndpointStatusEnum": [("enabled", "enabled"), ("disabled", "disabled")],
+    },
 }
 INSTALLED_APPS += ["drf_spectacular_sidecar"]  # static files of the docs page
 

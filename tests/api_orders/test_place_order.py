@@ -25,8 +25,15 @@ def test_place_order_answers_201_with_the_order_priced_from_the_catalog(catalog,
         "currency",
         "total",
         "lines",
+        "payment",
         "created_at",
         "updated_at",
+    }
+    assert order["payment"] == {
+        "status": "pending",
+        "amount": "45.00",
+        "refunded_amount": "0.00",
+        "refunds": [],
     }
     assert order["status"] == "pending"
     assert order["failure_reason"] is None
