@@ -91,7 +91,7 @@ def test_a_refund_caused_by_an_incident_is_an_apology_and_the_incident_records_i
                 amount_at_risk=Decimal("40.00"),
                 currency="EUR",
                 details={},
-            )  # fmt: skip
+            )
         ]
     )
     refund(payment, "40.00")  # the remediation's refund, while the incident is open
