@@ -29,6 +29,7 @@ from django.views.decorators.http import require_POST
 from core.errors import ConcordError, NotFound
 from idempotency import selectors as idempotency_selectors
 from inventory import selectors as inventory_selectors
+from notifications import selectors as notification_selectors
 from orders import selectors as order_selectors
 from orders import services as order_services
 from payments import selectors as payment_selectors
@@ -38,6 +39,8 @@ from reconciliation.choices import IncidentState, IncidentType, Severity
 from sagas import registry as saga_registry
 from sagas import selectors as saga_selectors
 from sagas import services as saga_services
+from webhooks import selectors as webhook_selectors
+from webhooks import services as webhook_services
 
 from . import charts, services
 from . import selectors as bo_selectors
@@ -370,8 +373,30 @@ def _timeline(order: Any) -> tuple[list[dict], dict]:
     for act in bo_selectors.staff_actions_for_order(order_id=order.id):
         if act.action == "note":
             add(act.created_at, "note", "Note", act.reason, act.user.get_username())
+    notifications = notification_selectors.notifications_for_order(order_id=order.id)
+    for note in notifications:
+        add(
+            note.sent_at or note.created_at,
+            "customer",
+            f"{'Apology' if note.apology else 'Message'} to the customer: “{note.subject}” → {note.status}",
+            f"to {note.to}"
+            + (f"; incident #{note.incident_id}" if note.incident_id else "")
+            + (f"; {note.last_error}" if note.last_error else ""),
+            tone="bad" if note.status == "failed" else "",
+        )
+    deliveries = webhook_selectors.webhook_deliveries_for_order(order_id=order.id)
+    for d in deliveries:
+        add(
+            d.delivered_at or d.last_attempt_at or d.created_at,
+            "shop",
+            f"Webhook {d.event_type} to {d.endpoint_url} → {d.status} ({d.attempts} attempt{'s' if d.attempts != 1 else ''})",
+            d.last_error,
+            tone="bad" if d.status == "failed" else ("ok" if d.status == "succeeded" else ""),
+        )
     events.sort(key=lambda e: e["at"])
     return events, {
+        "notifications": notifications,
+        "deliveries": deliveries,
         "runs": runs,
         "payment": payment,
         "refunds": refunds,
@@ -380,11 +405,22 @@ def _timeline(order: Any) -> tuple[list[dict], dict]:
     }
 
 
-def _order_actions(request: HttpRequest, order: Any, runs: list, payment: Any, refunds: list) -> list[dict]:
+def _order_actions(
+    request: HttpRequest, order: Any, runs: list, payment: Any, refunds: list, deliveries: list = ()
+) -> list[dict]:
     """Only what is legal now and allowed for this person (the services check again)."""
     actions: list[dict] = []
     if not is_support(request.user):
         return actions
+    for d in deliveries:
+        if d.status == "failed" and d.endpoint_status != "deleted":
+            actions.append(
+                {
+                    "op": "replay_delivery",
+                    "label": f"Replay webhook delivery #{d.id} ({d.event_type} to {d.endpoint_url})",
+                    "delivery_id": d.id,
+                }
+            )
     for run in runs:
         for op in saga_selectors.saga_operations_allowed(run=run, user=request.user):
             if op in SAGA_OPS:
@@ -443,7 +479,9 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
             "order": order,
             "events": events,
             "reservations": inventory_selectors.reservations_for_order(order.id),
-            "actions": _order_actions(request, order, parts["runs"], parts["payment"], parts["refunds"]),
+            "actions": _order_actions(
+                request, order, parts["runs"], parts["payment"], parts["refunds"], parts["deliveries"]
+            ),
             "action_key": _new_key(),
             "threshold": approval_threshold(),
             "can_note": is_support(request.user),
@@ -453,11 +491,29 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
 
 
 def _order_preview(
-    order: Any, op: str, run: Any, amount: str, runs: list, payment: Any, refund: Any = None
+    order: Any,
+    op: str,
+    run: Any,
+    amount: str,
+    runs: list,
+    payment: Any,
+    refund: Any = None,
+    delivery: Any = None,
 ) -> dict:
     """What the action would do, in words and numbers."""
     effects: list[str] = []
     plan = None
+    if op == "replay_delivery":
+        effects.append(
+            f"Webhook delivery #{delivery.id} ({delivery.event_type}, event {delivery.event_id}) is sent to "
+            f"{delivery.endpoint_url} again now, with the same webhook-id: the shop can tell it is the same event."
+        )
+        if delivery.endpoint_status == "disabled":
+            effects.append(
+                "The endpoint is enabled again (it was disabled: "
+                f"{delivery.endpoint_disabled_reason[:200]}); its waiting deliveries follow, in order."
+            )
+        effects.append("Money and stock: unchanged.")
     if op == "retry_now":
         effects.append(
             f"Saga #{run.id} ({run.saga_type}) runs step “{run.step}” again now, attempts reset to 0."
@@ -538,13 +594,20 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
     runs = saga_selectors.saga_runs_for_subject(subject_id=str(order.id))
     payment = payment_selectors.payment_for_order(order_id=order.id)
     refunds = payment_selectors.refunds_for_payment(payment_id=payment.id) if payment else []
+    deliveries = webhook_selectors.webhook_deliveries_for_order(order_id=order.id)
     legal = {
-        (a["op"], a.get("run_id"), a.get("refund_id"))
-        for a in _order_actions(request, order, runs, payment, refunds)
+        (a["op"], a.get("run_id"), a.get("refund_id"), a.get("delivery_id"))
+        for a in _order_actions(request, order, runs, payment, refunds, deliveries)
     }
     run_id = _int(request.POST.get("run_id"))
     refund_id = _int(request.POST.get("refund_id"))
-    wanted = (op, run_id if op in SAGA_OPS else None, refund_id if op == "resend_refund" else None)
+    delivery_id = _int(request.POST.get("delivery_id"))
+    wanted = (
+        op,
+        run_id if op in SAGA_OPS else None,
+        refund_id if op == "resend_refund" else None,
+        delivery_id if op == "replay_delivery" else None,
+    )
     if wanted not in legal:
         messages.error(request, "That action is not possible for this order now.")
         return redirect(back)
@@ -553,10 +616,11 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
         return redirect(back)
     run = next((r for r in runs if r.id == run_id), None)
     refund = next((r for r in refunds if r.id == refund_id), None)
+    delivery = next((d for d in deliveries if d.id == delivery_id), None)
     amount = request.POST.get("amount", "")
     if request.POST.get("confirm") != "1":
         try:
-            preview = _order_preview(order, op, run, amount, runs, payment, refund)
+            preview = _order_preview(order, op, run, amount, runs, payment, refund, delivery)
         except ConcordError as exc:
             messages.error(request, exc.message)
             return redirect(back)
@@ -568,6 +632,7 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
                 "op": op,
                 "run": run,
                 "refund": refund,
+                "delivery": delivery,
                 "reason": reason,
                 "amount": amount,
                 "action_key": key or _new_key(),
@@ -617,6 +682,23 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
             )
     elif op == "resend_refund":
         _resend_refund(request, order.id, refund_id, reason, key)
+    elif op == "replay_delivery":
+
+        def replay() -> Any:
+            services.staff_action_record(
+                key=key,
+                by=request.user,
+                action="webhook_replay",
+                reason=reason,
+                order_id=order.id,
+                target=f"webhook delivery {delivery_id}",
+            )
+            return webhook_services.webhook_delivery_replay(
+                delivery_id=delivery_id, by=request.user, reason=reason
+            )
+
+        if _act(request, "Replay delivery", replay):
+            messages.success(request, f"Webhook delivery #{delivery_id} is being sent again.")
     return redirect(back)
 
 

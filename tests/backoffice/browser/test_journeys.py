@@ -161,3 +161,56 @@ def test_finance_opens_the_metrics_and_downloads_the_csv(
 def worker_env(psp) -> dict[str, str]:
     """A worker process reaches the same sandbox as the test."""
     return {"PSP_BASE_URL": psp.base_url, "PSP_API_KEY": psp.api_key, "PSP_READ_TIMEOUT": "2"}
+
+
+def test_support_sees_the_customer_message_and_the_shop_webhook_and_replays_a_failed_delivery(
+    page, live_server, log_in, shop, support_user, settings
+):
+    from django.core import mail
+
+    from notifications.sending import send_pending
+    from outbox.relay import relay_pass
+    from tests.fixtures.psp import WebhookSink
+    from webhooks.delivery import deliver_due
+    from webhooks.models import WebhookDelivery
+    from webhooks.services import webhook_endpoint_create
+
+    # given: a shop's endpoint that answered 500 to every attempt, so the delivery of
+    # the order's confirmation failed and the endpoint was disabled.
+    settings.WEBHOOK_RETRY_SCHEDULE = (0, 0)
+    sink = WebhookSink()
+    try:
+        webhook_endpoint_create(client_id=1, url=sink.url, event_types=["order.confirmed"])
+        order_id = shop.confirmed()
+        relay_pass()
+        send_pending()
+        sink.respond_with(500, 500, 500)
+        deliver_due()
+        delivery = WebhookDelivery.objects.get(order_id=order_id)
+        assert delivery.status == "failed" and len(mail.outbox) == 1
+
+        log_in(page, "sam", "support-pass-1")
+        page.goto(f"{live_server.url}/backoffice/orders/{order_id}/")
+        messages = page.locator("section", has=page.get_by_role("heading", name="Messages to the customer"))
+        assert messages.get_by_text(f"Your order {order_id} is confirmed").is_visible()
+        deliveries = page.locator(
+            "section", has=page.get_by_role("heading", name="Webhook deliveries to the shop")
+        )
+        assert deliveries.get_by_text("order.confirmed").is_visible()
+        assert deliveries.locator(".badge.failed").is_visible()
+        shoot(page, "case-file-events")
+
+        form = page.locator("form", has_text=f"Replay webhook delivery #{delivery.pk}")
+        form.get_by_label("Reason (required)").fill("the shop fixed its server")
+        form.get_by_role("button", name="Preview").click()
+        assert page.get_by_text("with the same webhook-id").is_visible()
+        page.get_by_role("button", name="Confirm").click()
+        assert page.get_by_text(f"Webhook delivery #{delivery.pk} is being sent again.").is_visible()
+
+        # then: the sender delivers it; the case file says so.
+        deliver_due()
+        assert [r.answered for r in sink.received] == [500, 500, 500, 200]
+        page.reload()
+        assert deliveries.locator(".badge.succeeded").is_visible()
+    finally:
+        sink.close()
