@@ -264,6 +264,9 @@ WEBHOOK_TIMEOUT = env.float("WEBHOOK_TIMEOUT", default=10.0)
 WEBHOOK_EVENT_RETENTION_DAYS = env.float("WEBHOOK_EVENT_RETENTION_DAYS", default=30)
 WEBHOOK_MAX_ENDPOINTS = env.int("WEBHOOK_MAX_ENDPOINTS", default=16)
 WEBHOOK_POLL_INTERVAL = env.float("WEBHOOK_POLL_INTERVAL", default=5.0)
+# Seconds before attempt 2, 3, ... (jitter ±10 %); the default retries for about 37 h.
+if env.str("WEBHOOK_RETRY_SCHEDULE", default=""):
+    WEBHOOK_RETRY_SCHEDULE = [float(s) for s in env.list("WEBHOOK_RETRY_SCHEDULE")]
 CELERY_BEAT_SCHEDULE["webhooks-deliver"] = {
     "task": "webhooks.deliver",
     "schedule": WEBHOOK_POLL_INTERVAL,
