@@ -125,48 +125,101 @@ def _retry_delay(attempts: int) -> float:
     return base * random.uniform(0.5, 1.0)  # jitter: consumers failing together do not retry together
 
 
+class _HandlerFailed(Exception):
+    """A handler raised at `index` of the batch; raised out of the batch's atomic block
+    so everything the batch did rolls back."""
+
+    def __init__(self, index: int, event: EventDTO, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.index, self.event, self.error = index, event, error
+
+
+_EVENT_COLUMNS = (
+    "id",
+    "type",
+    "aggregate_type",
+    "aggregate_id",
+    "payload",
+    "schema_version",
+    "created_at",
+    "sequence",
+)
+
+
 def consumer_dispatch(name: str, *, limit: int | None = None, ensure: bool = True) -> DispatchResult:
-    """Apply the next batch of events to one consumer (see the module docstring)."""
+    """Apply the next batch of events to one consumer (see the module docstring).
+
+    Optimistic: the batch runs without a savepoint per event (each costs two round
+    trips; the common case needs none). When a handler raises, the whole batch rolls
+    back and is run again up to the event before the failing one, which then commits
+    with the failure recorded — the consumer waits at the failing event. The limit
+    shrinks every time, so this ends."""
     consumer = registry.get(name)
     limit = limit or consumer.batch_size
     if ensure:
         consumer_states_ensure([consumer])
+    failure: _HandlerFailed | None = None
+    while True:
+        try:
+            return _dispatch_batch(consumer, limit, failure)
+        except _HandlerFailed as failed:
+            log.warning("outbox consumer %s failed on event %s", name, failed.event.id, exc_info=failed.error)
+            failure, limit = failed, failed.index
+
+
+def _dispatch_batch(
+    consumer: registry.Consumer, limit: int, failure: _HandlerFailed | None
+) -> DispatchResult:
+    name = consumer.name
     with transaction.atomic():
         state = ConsumerState.objects.select_for_update(skip_locked=True).filter(pk=name).first()
         now = timezone.now()
         if state is None or (state.next_attempt_at is not None and state.next_attempt_at > now):
             return DispatchResult(name, 0, 0, failed=False, busy=True, caught_up=False)
-        events = list(Event.objects.filter(sequence__gt=state.position).order_by("sequence")[:limit])
-        applied = handled = 0
-        failed = False
-        for event in events:
+        rows = (
+            Event.objects.filter(sequence__gt=state.position)
+            .order_by("sequence")
+            .values_list(*_EVENT_COLUMNS)
+        )
+        events = [EventDTO(str(r[0]), *r[1:]) for r in rows[:limit]] if limit else []
+        if failure is not None and (
+            len(events) != failure.index or (events and events[-1].sequence >= failure.event.sequence)
+        ):
+            failure = None  # the stream moved meanwhile (another relay): start over
+            if not events:
+                return DispatchResult(name, 0, 0, failed=False, busy=True, caught_up=False)
+        handled = 0
+        for index, event in enumerate(events):
             if consumer.wants(event.type):
                 try:
-                    with transaction.atomic():
-                        consumer.handle(EventDTO.from_model(event))
+                    consumer.handle(event)
                 except Exception as exc:
-                    failed = True
-                    state.attempts += 1
-                    state.last_error = (
-                        f"event {event.id} ({event.type}, #{event.sequence}): {type(exc).__name__}: {exc}\n"
-                        + "".join(traceback.format_exception(exc)[-3:])
-                    )[:4000]
-                    state.failing_since = state.failing_since or now
-                    state.next_attempt_at = now + timedelta(seconds=_retry_delay(state.attempts))
-                    log.warning("outbox consumer %s failed on event %s", name, event.id, exc_info=True)
-                    break
+                    raise _HandlerFailed(index, event, exc) from exc
                 handled += 1
-            state.position = event.sequence
-            state.last_event_id = event.id
-            applied += 1
-        if not failed and (state.attempts or state.next_attempt_at or state.last_error):
-            state.attempts, state.next_attempt_at, state.last_error, state.failing_since = 0, None, "", None
-        if applied:
+        if events:
+            state.position = events[-1].sequence
+            state.last_event_id = events[-1].id
             state.last_delivered_at = now
-        if applied or failed:
+        if failure is not None:
+            exc = failure.error
+            state.attempts += 1
+            state.last_error = (
+                f"event {failure.event.id} ({failure.event.type}, #{failure.event.sequence}): "
+                f"{type(exc).__name__}: {exc}\n" + "".join(traceback.format_exception(exc)[-3:])
+            )[:4000]
+            state.failing_since = state.failing_since or now
+            state.next_attempt_at = now + timedelta(seconds=_retry_delay(state.attempts))
+        elif events and (state.attempts or state.next_attempt_at or state.last_error):
+            state.attempts, state.next_attempt_at, state.last_error, state.failing_since = 0, None, "", None
+        if events or failure is not None:
             state.save()
     return DispatchResult(
-        name, applied, handled, failed=failed, busy=False, caught_up=not failed and len(events) < limit
+        name,
+        len(events),
+        handled,
+        failed=failure is not None,
+        busy=False,
+        caught_up=failure is None and len(events) < limit,
     )
 
 

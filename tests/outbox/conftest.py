@@ -13,17 +13,21 @@ from outbox.services import event_record
 
 
 class Recorder:
-    """A consumer whose handler appends to a list, optionally raising on some events."""
+    """A consumer whose effect is appending to a list when the relay's transaction
+    commits (a rolled-back batch leaves no trace, like a database effect); it
+    raises on some events when told to. `calls` counts every handler call."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.seen: list[EventDTO] = []
         self.fail_on: set[str] = set()
+        self.calls = 0
 
     def handle(self, event: EventDTO) -> None:
+        self.calls += 1
         if event.id in self.fail_on or event.payload.get("boom"):
             raise RuntimeError(f"boom on {event.id}")
-        self.seen.append(event)
+        transaction.on_commit(lambda: self.seen.append(event))
 
 
 @pytest.fixture

@@ -1,0 +1,513 @@
+"""The outbox, measured: relay throughput, end-to-end lag at a steady order rate, and
+what the outbox costs the accepting path, each next to a floor from the same run.
+
+    .venv/bin/python bench/outbox_events.py relay [--events 20000]
+    .venv/bin/python bench/outbox_events.py lag [--rate 50] [--seconds 30]
+    .venv/bin/python bench/outbox_events.py api [--clients 8] [--requests 150] [--rounds 2]
+    .venv/bin/python bench/outbox_events.py notify [--threads 4] [--transactions 500]
+    .venv/bin/python bench/outbox_events.py all
+
+- relay: N events recorded (100 per transaction), then sequenced and dispatched to a
+  no-op consumer in this process (outbox.relay). Floor: reading the same rows once in
+  keyset batches and moving a cursor row per batch (the least any relay must do).
+- lag: the whole stack (gunicorn web 2x4, a Celery worker with the Procfile's
+  concurrency, beat, the sandbox provider) with orders POSTed at a steady --rate
+  (open loop) for --seconds. A probe consumer (bench/outbox_probe.py) stores when each
+  event was applied; lag = applied - recorded, p50/p99 per type. Also place ->
+  confirmed (the checkout, started by the direct after-commit poke) and the relay lag
+  of order.placed, which is what starting the checkout from the outbox would add.
+- api: POST orders/ throughput with the outbox and without it (bench/api_settings_no_outbox:
+  the order.placed event switched off), each against the floor endpoint of
+  bench/api_throughput.py in the same rounds.
+- notify: what LISTEN/NOTIFY would cost writers: small committing transactions from
+  --threads connections with and without pg_notify(), and one idle poll of the relay.
+
+Environment: POSTGRES_URL (server, default postgres://postgres@127.0.0.1:5432),
+CELERY_BROKER_URL (required for lag and api: a Redis database of your own; it is
+purged), BENCH_OUTBOX_DB (database name, default concord_bench_outbox; "_psp" and
+"_api" suffixes for the others). Prints a JSON line per part, with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench import api_throughput as api  # noqa: E402
+from bench.saga_throughput import Procs, drop, free_port, percentile, recreate  # noqa: E402
+
+PY = ROOT / ".venv" / "bin" / "python"
+CELERY = ROOT / ".venv" / "bin" / "celery"
+GUNICORN = ROOT / ".venv" / "bin" / "gunicorn"
+DB_NAME = os.environ.get("BENCH_OUTBOX_DB", "concord_bench_outbox")
+SERVER = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
+
+
+def _load() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+def _django(database: str) -> None:
+    os.environ.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.api_settings",
+            "DATABASE_URL": f"{SERVER}/{database}",
+            "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15"),
+        }
+    )
+    import django
+
+    django.setup()
+
+
+# --- relay --------------------------------------------------------------------------
+
+
+def relay(args) -> dict:
+    recreate(SERVER, DB_NAME)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.api_settings",
+        "DATABASE_URL": f"{SERVER}/{DB_NAME}",
+    }
+    subprocess.run([str(PY), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    try:
+        _django(DB_NAME)
+        from django.db import connection, transaction
+
+        import outbox.services
+        from outbox import registry
+        from outbox.dto import NewEvent
+        from outbox.relay import consumer_dispatch, sequence_pending
+
+        outbox.services.poke = lambda: None  # this process relays itself: no Celery
+        for name in registry.names():
+            registry.unregister(name)
+        registry.register(registry.Consumer("bench-noop", lambda event: None, batch_size=args.batch))
+        payload = {
+            "object": {"object": "order", "id": 1, "status": "confirmed", "total": "25.00", "lines": []}
+        }
+        for start in range(0, args.events, 100):
+            with transaction.atomic():
+                outbox.services.events_record(
+                    NewEvent("order.confirmed", "order", start + i, payload)
+                    for i in range(min(100, args.events - start))
+                )
+
+        with connection.cursor() as cursor:
+            cursor.execute("CREATE TABLE bench_cursor (id int PRIMARY KEY, position bigint NOT NULL)")
+            cursor.execute("INSERT INTO bench_cursor VALUES (1, 0)")
+        t0 = time.perf_counter()
+        last, read = 0, 0
+        while True:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT serial, payload FROM outbox_event WHERE serial > %s ORDER BY serial LIMIT %s",
+                    [last, args.batch],
+                )
+                rows = cursor.fetchall()
+                if not rows:
+                    break
+                last, read = rows[-1][0], read + len(rows)
+                cursor.execute("UPDATE bench_cursor SET position = %s WHERE id = 1", [last])
+        floor_s = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        while sequence_pending(limit=1000):
+            pass
+        sequence_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        applied = 0
+        while True:
+            result = consumer_dispatch("bench-noop", limit=args.batch)
+            applied += result.applied
+            if result.caught_up:
+                break
+        dispatch_s = time.perf_counter() - t0
+        assert applied == args.events == read, (applied, read)
+        relay_per_s = args.events / (sequence_s + dispatch_s)
+        floor_per_s = read / floor_s
+        result = {
+            "part": "relay",
+            "events": args.events,
+            "batch": args.batch,
+            "sequence_per_s": round(args.events / sequence_s),
+            "dispatch_per_s": round(args.events / dispatch_s),
+            "relay_per_s": round(relay_per_s),
+            "floor_per_s": round(floor_per_s),
+            "ratio": round(relay_per_s / floor_per_s, 2),
+            "loadavg": _load(),
+        }
+        print(
+            f"relay: {result['relay_per_s']} events/s (sequencing {result['sequence_per_s']}/s, "
+            f"dispatch to a no-op consumer {result['dispatch_per_s']}/s); floor {result['floor_per_s']}/s; "
+            f"ratio {result['ratio']}"
+        )
+        return result
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop(SERVER, DB_NAME)
+
+
+# --- lag at a steady rate -------------------------------------------------------------
+
+
+def lag(args) -> dict:
+    broker = os.environ.get("CELERY_BROKER_URL")
+    if not broker:
+        raise SystemExit("set CELERY_BROKER_URL to a Redis database of your own (it is purged)")
+    psp_db, psp_port, web_port = f"{DB_NAME}_psp", free_port(), free_port()
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.api_settings",
+        "DATABASE_URL": f"{SERVER}/{DB_NAME}",
+        "CELERY_BROKER_URL": broker,
+        "PSP_BASE_URL": f"http://127.0.0.1:{psp_port}",
+        "PSP_API_KEY": "sk_test_bench",
+        "API_THROTTLE_RATE": "100000000/min",
+        "CONN_MAX_AGE": "60",
+        "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
+        "RECONCILE_INTERVAL": "3600",
+        "PYTHONUNBUFFERED": "1",
+    }
+    psp_env = {
+        **env,
+        "PSP_DATABASE_URL": f"{SERVER}/{psp_db}",
+        "PSP_WEBHOOK_URL": "",
+        "PSP_LOG_LEVEL": "WARNING",
+    }
+    recreate(SERVER, DB_NAME)
+    recreate(SERVER, psp_db)
+    subprocess.run([str(PY), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    subprocess.run(
+        [str(PY), "-m", "sandbox_psp", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=psp_env, check=True
+    )
+    token = (
+        subprocess.run([str(PY), "-c", api.SEED % {"skus": api.SKUS}], cwd=ROOT, env=env, check=True,
+                       capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    )  # fmt: skip
+    logdir = Path(os.environ.get("BENCH_LOG_DIR", "/tmp/concord_bench_outbox"))
+    logdir.mkdir(parents=True, exist_ok=True)
+    procs = Procs(logdir)
+    try:
+        with psycopg.connect(f"{SERVER}/{DB_NAME}", autocommit=True) as conn:
+            from bench.outbox_probe import CREATE_PROBE_TABLE
+
+            conn.execute(CREATE_PROBE_TABLE)
+        subprocess.run([str(CELERY), "-A", "config", "purge", "-f"], cwd=ROOT, env=env, capture_output=True)
+        procs.start("psp", [str(GUNICORN), "sandbox_psp.wsgi", "--bind", f"127.0.0.1:{psp_port}",
+                            "--worker-class", "gthread", "--workers", "1", "--threads", "8",
+                            "--no-control-socket", "--log-level", "warning"], psp_env)  # fmt: skip
+        procs.start("web", [str(GUNICORN), "config.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", "2",
+                            "--threads", "4", "--no-control-socket", "--log-level", "warning"], env)  # fmt: skip
+        worker, worker_log = procs.start(
+            "worker",
+            [str(CELERY), "-A", "config", "worker", "--loglevel", "WARNING", "--concurrency", str(args.concurrency),
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-I", "bench.outbox_probe"],
+            env,
+        )  # fmt: skip
+        procs.start("beat", [str(CELERY), "-A", "config", "beat", "--loglevel", "WARNING",
+                             "--schedule", str(logdir / "beat-schedule")], env)  # fmt: skip
+        base = f"http://127.0.0.1:{web_port}"
+        for _ in range(200):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        time.sleep(3)  # the worker and beat finish starting
+        if worker.poll() is not None:
+            raise RuntimeError(worker_log.read_text()[-3000:])
+
+        total = int(args.rate * args.seconds)
+        late: list[float] = []
+        failures: list[str] = []
+        lock = threading.Lock()
+        next_index = iter(range(total))
+        started = time.perf_counter() + 0.5
+
+        def client() -> None:
+            with httpx.Client(base_url=base, timeout=30, headers={"Authorization": f"Token {token}"}) as http:
+                while True:
+                    with lock:
+                        n = next(next_index, None)
+                    if n is None:
+                        return
+                    due = started + n / args.rate
+                    wait = due - time.perf_counter()
+                    if wait > 0:
+                        time.sleep(wait)
+                    response = http.post("/api/v1/orders/", json=api.order_body(n),
+                                         headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+                    with lock:
+                        late.append(max(0.0, -wait))
+                        if response.status_code != 201:
+                            failures.append(f"{response.status_code} {response.text[:200]}")
+
+        threads = [threading.Thread(target=client) for _ in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        sent_s = time.perf_counter() - started
+        # Let everything drain: every order terminal and every event applied by the probe.
+        deadline = time.monotonic() + 180
+        with psycopg.connect(f"{SERVER}/{DB_NAME}", autocommit=True) as conn:
+            while time.monotonic() < deadline:
+                pending = conn.execute(
+                    "SELECT (SELECT count(*) FROM orders_order WHERE status IN ('pending', 'cancelling')),"
+                    " (SELECT count(*) FROM outbox_event e WHERE NOT EXISTS"
+                    "  (SELECT 1 FROM bench_outbox_lag p WHERE p.event_id = e.id))"
+                ).fetchone()
+                if pending == (0, 0):
+                    break
+                time.sleep(0.5)
+            rows = conn.execute(
+                "SELECT type, extract(epoch FROM applied_at - recorded_at) FROM bench_outbox_lag"
+            ).fetchall()
+            confirm = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT extract(epoch FROM updated_at - created_at) FROM orders_order WHERE status = 'confirmed'"
+                ).fetchall()
+            ]
+            statuses = dict(
+                conn.execute("SELECT status, count(*) FROM orders_order GROUP BY status").fetchall()
+            )
+        by_type: dict[str, list[float]] = {}
+        for event_type, seconds in rows:
+            by_type.setdefault(event_type, []).append(float(seconds))
+        everything = [s for values in by_type.values() for s in values]
+
+        def summary(values: list[float]) -> dict:
+            return {"n": len(values), "p50_ms": round(percentile(values, 0.5) * 1000, 1),
+                    "p99_ms": round(percentile(values, 0.99) * 1000, 1)}  # fmt: skip
+
+        result = {
+            "part": "lag",
+            "rate_asked": args.rate,
+            "rate_sent": round(total / sent_s, 1),
+            "orders": total,
+            "failures": len(failures),
+            "first_failure": failures[0] if failures else None,
+            "client_late_p99_ms": round(percentile(late, 0.99) * 1000, 1) if late else 0,
+            "statuses": statuses,
+            "lag_all": summary(everything),
+            "lag_by_type": {t: summary(v) for t, v in sorted(by_type.items())},
+            "place_to_confirmed": summary([float(c) for c in confirm]) if confirm else None,
+            "loadavg": _load(),
+        }
+        print(
+            f"lag at {result['rate_sent']} orders/s for {args.seconds}s: all events p50 "
+            f"{result['lag_all']['p50_ms']} ms, p99 {result['lag_all']['p99_ms']} ms (n={result['lag_all']['n']}); "
+            f"place->confirmed p50 {result['place_to_confirmed'] and result['place_to_confirmed']['p50_ms']} ms"
+        )
+        for t, s in result["lag_by_type"].items():
+            print(f"  {t:20s} n={s['n']:6d} p50 {s['p50_ms']:8.1f} ms  p99 {s['p99_ms']:8.1f} ms")
+        return result
+    finally:
+        procs.stop_all()
+        try:
+            import redis
+
+            redis.Redis.from_url(broker).delete("celery")
+        except Exception as exc:  # noqa: BLE001 - cleanup only
+            print(f"(could not purge the broker queue: {exc})", file=sys.stderr)
+        drop(SERVER, DB_NAME)
+        drop(SERVER, psp_db)
+
+
+# --- POST orders/ with and without the outbox ---------------------------------------------
+
+
+def api_cost(args) -> dict:
+    broker = os.environ.get("CELERY_BROKER_URL")
+    if not broker:
+        raise SystemExit("set CELERY_BROKER_URL to a Redis database of your own (it is purged)")
+    database = f"{DB_NAME}_api"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"{SERVER}/{database}",
+        "CELERY_BROKER_URL": broker,
+        "API_THROTTLE_RATE": "100000000/min",
+        "CONN_MAX_AGE": "60",
+        "PYTHONPATH": str(ROOT),
+    }
+    recreate(SERVER, database)
+    servers: dict[str, tuple[subprocess.Popen, str]] = {}
+    try:
+        env_on = {**env, "DJANGO_SETTINGS_MODULE": "bench.api_settings"}
+        subprocess.run([str(PY), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env_on, check=True)
+        token = (
+            subprocess.run([str(PY), "-c", api.SEED % {"skus": api.SKUS}], cwd=ROOT, env=env_on, check=True,
+                           capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        )  # fmt: skip
+        for name, settings_module in (
+            ("with", "bench.api_settings"),
+            ("without", "bench.api_settings_no_outbox"),
+        ):
+            port = free_port()
+            proc = subprocess.Popen(
+                [str(GUNICORN), "config.wsgi", "--bind", f"127.0.0.1:{port}", "--workers", "2", "--threads", "4",
+                 "--no-control-socket", "--log-level", "warning"],
+                cwd=ROOT, env={**env, "DJANGO_SETTINGS_MODULE": settings_module},
+            )  # fmt: skip
+            servers[name] = (proc, f"http://127.0.0.1:{port}")
+        for _, base in servers.values():
+            for _ in range(100):
+                try:
+                    if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.1)
+            api.hammer(base, "/bench/floor/", token, args.clients, 20)
+            api.hammer(base, "/api/v1/orders/", token, args.clients, 20)
+        runs: dict[str, list[dict]] = {"floor": [], "with": [], "without": []}
+        for _ in range(args.rounds):
+            runs["floor"].append(
+                api.hammer(servers["with"][1], "/bench/floor/", token, args.clients, args.requests)
+            )
+            for name in ("without", "with"):
+                runs[name].append(
+                    api.hammer(servers[name][1], "/api/v1/orders/", token, args.clients, args.requests)
+                )
+        merged = {name: api.merge(r) for name, r in runs.items()}
+        floor = merged["floor"]["per_second"]
+        result = {
+            "part": "api",
+            "clients": args.clients,
+            "floor_per_s": round(floor, 1),
+            "with_outbox_per_s": round(merged["with"]["per_second"], 1),
+            "without_outbox_per_s": round(merged["without"]["per_second"], 1),
+            "ratio_with_floor": round(merged["with"]["per_second"] / floor, 3),
+            "ratio_without_floor": round(merged["without"]["per_second"] / floor, 3),
+            "with_over_without": round(merged["with"]["per_second"] / merged["without"]["per_second"], 3),
+            "p99_ms": {name: round(m["p99_ms"], 1) for name, m in merged.items()},
+            "failures": sum(m["failures"] for m in merged.values()),
+            "loadavg": _load(),
+        }
+        print(
+            f"POST orders/: with the outbox {result['with_outbox_per_s']}/s, without {result['without_outbox_per_s']}/s "
+            f"(with/without {result['with_over_without']}); floor {result['floor_per_s']}/s; "
+            f"ratios to the floor {result['ratio_with_floor']} / {result['ratio_without_floor']}"
+        )
+        return result
+    finally:
+        for proc, _ in servers.values():
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+        try:
+            import redis
+
+            redis.Redis.from_url(broker).delete("celery")
+        except Exception as exc:  # noqa: BLE001
+            print(f"(could not purge the broker queue: {exc})", file=sys.stderr)
+        drop(SERVER, database)
+
+
+# --- LISTEN/NOTIFY vs polling -------------------------------------------------------------
+
+
+def notify(args) -> dict:
+    database = f"{DB_NAME}_notify"
+    recreate(SERVER, database)
+    url = f"{SERVER}/{database}"
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE t (id bigserial PRIMARY KEY, body text)")
+
+        def writers(with_notify: bool) -> float:
+            barrier = threading.Barrier(args.threads + 1)
+
+            def work() -> None:
+                with psycopg.connect(url) as conn:
+                    barrier.wait()
+                    for _ in range(args.transactions):
+                        with conn.transaction():
+                            conn.execute("INSERT INTO t (body) VALUES ('x')")
+                            if with_notify:
+                                conn.execute("SELECT pg_notify('outbox', '')")
+
+            threads = [threading.Thread(target=work) for _ in range(args.threads)]
+            for t in threads:
+                t.start()
+            barrier.wait()
+            t0 = time.perf_counter()
+            for t in threads:
+                t.join()
+            return args.threads * args.transactions / (time.perf_counter() - t0)
+
+        writers(False)  # warm-up
+        plain = statistics.median(writers(False) for _ in range(3))
+        notified = statistics.median(writers(True) for _ in range(3))
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("CREATE TABLE e (serial bigint, sequence bigint)")
+            conn.execute("CREATE INDEX ON e (serial) WHERE sequence IS NULL")
+            t0 = time.perf_counter()
+            for _ in range(1000):
+                conn.execute("SELECT serial FROM e WHERE sequence IS NULL ORDER BY serial LIMIT 1").fetchall()
+            poll_ms = time.perf_counter() - t0  # ms per poll = total seconds for 1000
+        result = {
+            "part": "notify",
+            "threads": args.threads,
+            "commits_per_s_plain": round(plain),
+            "commits_per_s_with_notify": round(notified),
+            "notify_ratio": round(notified / plain, 3),
+            "idle_poll_ms": round(poll_ms, 3),
+            "loadavg": _load(),
+        }
+        print(
+            f"commits/s from {args.threads} writers: plain {result['commits_per_s_plain']}, with pg_notify "
+            f"{result['commits_per_s_with_notify']} (ratio {result['notify_ratio']}); one idle poll "
+            f"{result['idle_poll_ms']} ms"
+        )
+        return result
+    finally:
+        drop(SERVER, database)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("part", choices=["relay", "lag", "api", "notify", "all"])
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=150)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--transactions", type=int, default=500)
+    args = parser.parse_args()
+    parts = {"notify": notify, "relay": relay, "api": api_cost, "lag": lag}
+    for name, run in parts.items():
+        if args.part in (name, "all"):
+            if name == "relay" and args.part == "all":
+                # relay sets up Django in this process; run it in a child so the others start clean.
+                subprocess.run([str(PY), __file__, "relay", "--events", str(args.events)], check=True)
+                continue
+            print(json.dumps(run(args)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
