@@ -328,7 +328,7 @@ def lag(args) -> dict:
         try:
             import redis
 
-            redis.Redis.from_url(broker).delete("celery")
+            redis.Redis.from_url(broker).delete("celery", "events")
         except Exception as exc:  # noqa: BLE001 - cleanup only
             print(f"(could not purge the broker queue: {exc})", file=sys.stderr)
         drop(SERVER, DB_NAME)
@@ -418,7 +418,7 @@ def api_cost(args) -> dict:
         try:
             import redis
 
-            redis.Redis.from_url(broker).delete("celery")
+            redis.Redis.from_url(broker).delete("celery", "events")
         except Exception as exc:  # noqa: BLE001
             print(f"(could not purge the broker queue: {exc})", file=sys.stderr)
         drop(SERVER, database)

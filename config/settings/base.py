@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import environ
+from kombu import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -149,6 +150,16 @@ else:
     # message whose task is still running (DESIGN §3).
     CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ACKS_LATE = True
+# Two queues, both consumed by every worker (no -Q needed): the eventual side's tasks
+# (relay, webhook and e-mail senders) get their own, so a backlog of saga steps never
+# delays events: the broker serves the queues in turn (docs/events.md).
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_QUEUES = (Queue("celery"), Queue("events"))
+CELERY_TASK_ROUTES = {
+    "outbox.*": {"queue": "events"},
+    "webhooks.*": {"queue": "events"},
+    "notifications.*": {"queue": "events"},
+}
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SERIALIZER = "json"
