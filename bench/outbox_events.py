@@ -382,11 +382,12 @@ def api_cost(args) -> dict:
             api.hammer(base, "/bench/floor/", token, args.clients, 20)
             api.hammer(base, "/api/v1/orders/", token, args.clients, 20)
         runs: dict[str, list[dict]] = {"floor": [], "with": [], "without": []}
-        for _ in range(args.rounds):
+        for round_no in range(args.rounds):
             runs["floor"].append(
                 api.hammer(servers["with"][1], "/bench/floor/", token, args.clients, args.requests)
             )
-            for name in ("without", "with"):
+            # Alternate which goes first, so load drifting during a round hits both alike.
+            for name in ("without", "with") if round_no % 2 == 0 else ("with", "without"):
                 runs[name].append(
                     api.hammer(servers[name][1], "/api/v1/orders/", token, args.clients, args.requests)
                 )
