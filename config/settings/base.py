@@ -154,7 +154,7 @@ CELERY_TASK_ACKS_LATE = True
 # (relay, webhook and e-mail senders) get their own, so a backlog of saga steps never
 # delays events: the broker serves the queues in turn (docs/events.md).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = (Queue("celery"), Queue("events"))
+CELERY_TASK_QUEUES = (Queue("celery", routing_key="celery"), Queue("events", routing_key="events"))
 CELERY_TASK_ROUTES = {
     "outbox.*": {"queue": "events"},
     "webhooks.*": {"queue": "events"},

@@ -248,3 +248,13 @@ def test_prune_keeps_undelivered_and_recent_events(recorder, only_consumers, set
         recent_delivered,
         old_pending,
     ]
+
+
+def test_the_eventual_side_has_its_own_queue_and_nothing_is_delivered_twice():
+    from config.celery_app import app
+
+    queues = {q.name: q.routing_key for q in app.amqp.queues.values()}
+    assert queues == {"celery": "celery", "events": "events"}  # one binding each: no message in both
+    for task in ("outbox.relay", "webhooks.deliver", "notifications.send_pending"):
+        assert app.amqp.router.route({}, task)["queue"].name == "events"
+    assert app.amqp.router.route({}, "sagas.advance")["queue"].name == "celery"
