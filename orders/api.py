@@ -9,19 +9,18 @@ idempotency record commit together (one commit per accepted order).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from django.urls import reverse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
-from rest_framework import serializers, status
+from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from core.api_cursor import decode_int_cursor, encode_cursor
 from core.api_schema import declares_errors, declares_parameters
 from core.errors import ConcordError, Conflict
 from idempotency.api import idempotent
@@ -67,21 +66,6 @@ def order_location(order_id: int) -> str:
     return reverse("api-order-detail", kwargs={"order_id": order_id})
 
 
-def _encode_cursor(order_id: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{order_id}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    value = raw[len(_CURSOR_PREFIX) :] if raw.startswith(_CURSOR_PREFIX) else ""
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
-        raise serializers.ValidationError({"cursor": ["Not a cursor from this API."]})
-    return int(value)
-
-
 def _with_line_fields(exc: ConcordError, lines: list[dict[str, Any]]) -> ConcordError:
     """The service names bad skus; the client wants the line (field) that holds them."""
     skus = set(exc.details.get("skus") or [])
@@ -108,7 +92,7 @@ class OrderListCreateApi(APIView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         limit = params["limit"]
-        before_id = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+        before_id = decode_int_cursor(_CURSOR_PREFIX, params["cursor"]) if params.get("cursor") else None
         orders = order_list_for_client(
             client_id=request.user.pk,
             status=params.get("status"),
@@ -121,7 +105,7 @@ class OrderListCreateApi(APIView):
         next_url = None
         if more:
             next_url = replace_query_param(
-                request.build_absolute_uri(), "cursor", _encode_cursor(page[-1].id)
+                request.build_absolute_uri(), "cursor", encode_cursor(_CURSOR_PREFIX, page[-1].id)
             )
         return Response({"results": OrderOutput(page, many=True).data, "next": next_url})
 

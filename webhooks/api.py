@@ -8,8 +8,6 @@ the secret included; Stripe does the same).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any
 
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
@@ -19,6 +17,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from core.api_cursor import decode_int_cursor, encode_cursor
 from core.api_schema import declares_errors
 from idempotency.api import idempotent
 from orders.serializers import StrictSerializer
@@ -109,21 +108,6 @@ def endpoint_json(endpoint: EndpointDTO) -> dict[str, Any]:
     }
 
 
-def _encode_cursor(sequence: int) -> str:
-    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{sequence}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(token: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raw = ""
-    value = raw[len(_CURSOR_PREFIX) :] if raw.startswith(_CURSOR_PREFIX) else ""
-    if not value.isascii() or not value.isdigit() or len(value) > 18:
-        raise serializers.ValidationError({"cursor": ["Not a cursor from this API."]})
-    return int(value)
-
-
 class EndpointListCreateApi(APIView):
     @extend_schema(
         operation_id="webhook_endpoints_list",
@@ -210,7 +194,7 @@ class EventListApi(APIView):
         query.is_valid(raise_exception=True)
         params = query.validated_data
         limit = params["limit"]
-        before = _decode_cursor(params["cursor"]) if params.get("cursor") else None
+        before = decode_int_cursor(_CURSOR_PREFIX, params["cursor"]) if params.get("cursor") else None
         rows = client_events_list(
             client_id=request.user.pk,
             before_sequence=before,
@@ -221,7 +205,7 @@ class EventListApi(APIView):
         next_url = None
         if more:
             next_url = replace_query_param(
-                request.build_absolute_uri(), "cursor", _encode_cursor(page[-1]["_sequence"])
+                request.build_absolute_uri(), "cursor", encode_cursor(_CURSOR_PREFIX, page[-1]["_sequence"])
             )
         return Response(
             {"results": [{k: v for k, v in e.items() if k != "_sequence"} for e in page], "next": next_url}
