@@ -112,7 +112,8 @@ def _call(delivery: WebhookDelivery) -> CallResult:
     except httpx.HTTPError as exc:
         return CallResult(False, None, f"{type(exc).__name__}: {exc}"[:500], _ms(started))
     ok = 200 <= response.status_code < 300
-    error = "" if ok else f"HTTP {response.status_code}: {response.text[:200]}"
+    body = response.text[:200].strip()
+    error = "" if ok else f"HTTP {response.status_code}" + (f": {body}" if body else "")
     return CallResult(ok, response.status_code, error, _ms(started))
 
 
