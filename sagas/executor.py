@@ -471,10 +471,10 @@ class _Pass:
             release_lease(run)
             if go_on:
                 # Long pass: hand the rest to a fresh delivery instead of running on.
-                from .tasks import advance
+                from .tasks import poke
 
                 run_id = run.pk
-                transaction.on_commit(lambda: advance.delay(run_id), robust=True)
+                transaction.on_commit(lambda: poke(run_id))
         self._write(run, now)
         self.run = run
         if go_on and not over_budget:
