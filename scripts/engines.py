@@ -129,12 +129,15 @@ class Postgres:
     def initialised(self) -> bool:
         return (self.data_dir / "PG_VERSION").exists()
 
+    def _version(self) -> str | None:
+        """The major version the data folder was made with (its binaries must match)."""
+        return (self.data_dir / "PG_VERSION").read_text().strip() if self.initialised else None
+
     def installed(self) -> bool:
-        version = (self.data_dir / "PG_VERSION").read_text().strip() if self.initialised else None
-        return postgres_bindir(version) is not None
+        return postgres_bindir(self._version()) is not None
 
     def _bindir(self) -> Path:
-        version = (self.data_dir / "PG_VERSION").read_text().strip() if self.initialised else None
+        version = self._version()
         bindir = postgres_bindir(version)
         if bindir is None:
             wanted = (
@@ -412,6 +415,13 @@ def engines_up(root: Path, environ: Mapping[str, str]) -> Engines:
     return engines
 
 
+@dataclass(frozen=True)
+class _Context:
+    root: Path
+    environ: Mapping[str, str]
+    mode: str
+
+
 def _install(package: str, root: Path) -> None:
     """Debian's package through scripts/bootstrap.sh (apt-get as root; else it explains)."""
     done = subprocess.run([str(root / "scripts" / "bootstrap.sh"), "install", package], check=False)
@@ -420,21 +430,22 @@ def _install(package: str, root: Path) -> None:
 
 
 def _choose(server: Postgres | Redis, url_variable: str, engines: Engines, ctx: _Context) -> tuple[str, str]:
-    """(URL, how it was chosen): the environment's URL, the server listening on the
-    port, or our own (installed first when missing, and started after stopping one
-    left running on the same data by a run that was killed)."""
+    """(URL, how it was chosen): the environment's URL, else the server listening on
+    the port, else our own (installed first when missing). A server of ours that a
+    killed run left running on var/ counts as ours: it is restarted and stopped again."""
     url = ctx.environ.get(url_variable, "")
     if url:
         return url, f"from {url_variable}"
     already = f"already running on {LOCALHOST}:{server.port}, left running on Ctrl-C"
-    if ctx.mode == "auto" and port_open(server.port):
+    leftover = server.pid() is not None
+    if ctx.mode == "auto" and not leftover and port_open(server.port):
         return server.url(), already
     if not server.installed():
         _install("postgresql" if isinstance(server, Postgres) else "redis-server", ctx.root)
         # Debian's package may have started its own server on the default port.
         if ctx.mode == "auto" and port_open(server.port):
             return server.url(), already
-    if server.pid() is not None:
+    if leftover:
         server.stop()
     if port_open(server.port):
         variable = "CONCORD_PG_PORT" if isinstance(server, Postgres) else "CONCORD_REDIS_PORT"
@@ -446,13 +457,6 @@ def _choose(server: Postgres | Redis, url_variable: str, engines: Engines, ctx: 
     engines.started.append(server)
     new = " (new)" if fresh else ""
     return server.url(), f"started by make run, data in var/{server.data_dir.name}/{new}, stopped on Ctrl-C"
-
-
-@dataclass(frozen=True)
-class _Context:
-    root: Path
-    environ: Mapping[str, str]
-    mode: str
 
 
 def _database(engines: Engines, ctx: _Context, own: Postgres) -> None:
