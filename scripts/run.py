@@ -8,7 +8,9 @@
    URLs, demo logins, an API token and how long start-up took.
 
 Ctrl-C (or SIGTERM) stops the processes, then the servers this run started; the next
-run reuses their data.
+run reuses their data. The worker stops first, alone and warm (its running task
+finishes): honcho would signal its whole process group, pool children included, which
+kills a task mid-way. honcho then stops the others.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 from scripts.engines import EngineError, engines_up  # noqa: E402
 
 BIN = ROOT / ".venv" / "bin"
+WORKER_PID_FILE = ROOT / "var" / "run" / "worker.pid"  # the Procfile's worker --pidfile
 READY_TIMEOUT = 120  # seconds for the processes to answer once started
 STOP_TIMEOUT = 30  # seconds honcho gets to stop them before the group is killed
 
@@ -89,11 +92,20 @@ def _banner(env: dict[str, str], seed_output: str, timings: dict[str, float]) ->
 
 
 def _stop(honcho: subprocess.Popen | None) -> None:
-    """honcho got the terminal's SIGINT too and is stopping its processes; SIGTERM
-    covers the case where only this script was told to stop."""
+    """SIGTERM to the worker alone (a warm shutdown); when it exits honcho stops the
+    other processes. honcho itself is told to stop if the worker is not there or takes
+    longer than STOP_TIMEOUT."""
     if honcho is None or honcho.poll() is not None:
         return
-    honcho.send_signal(signal.SIGTERM)
+    try:
+        os.kill(int(WORKER_PID_FILE.read_text().strip()), signal.SIGTERM)
+    except (OSError, ValueError):
+        honcho.send_signal(signal.SIGTERM)
+    try:
+        honcho.wait(STOP_TIMEOUT)
+        return
+    except subprocess.TimeoutExpired:
+        honcho.send_signal(signal.SIGTERM)
     try:
         honcho.wait(STOP_TIMEOUT)
     except subprocess.TimeoutExpired:
@@ -130,7 +142,12 @@ def main() -> int:
         timings["migrations and demo data"] = time.monotonic() - mark
 
         mark = time.monotonic()
-        honcho = subprocess.Popen([str(BIN / "honcho"), "-f", "Procfile", "start"], cwd=ROOT, env=env)
+        WORKER_PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+        # A session of its own: the terminal's Ctrl-C reaches this script, which stops
+        # the processes in order (_stop), not honcho directly.
+        honcho = subprocess.Popen(
+            [str(BIN / "honcho"), "-f", "Procfile", "start"], cwd=ROOT, env=env, start_new_session=True
+        )
         if _wait_ready(env, honcho):
             timings["processes"] = time.monotonic() - mark
             _say(_banner(env, seed_output, timings))
