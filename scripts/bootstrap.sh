@@ -48,13 +48,6 @@ install() {
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
-# host and port of a URL such as postgres://user@127.0.0.1:5432/db (defaults given).
-url_host() { local rest="${1#*://}"; rest="${rest%%/*}"; rest="${rest##*@}"; echo "${rest%%:*}"; }
-url_port() {
-    local rest="${1#*://}"; rest="${rest%%/*}"; rest="${rest##*@}"
-    [[ "$rest" == *:* ]] && echo "${rest##*:}" || echo "$2"
-}
-local_host() { [[ "$1" == 127.0.0.1 || "$1" == localhost || -z "$1" ]]; }
 tcp_up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 wait_up() {
     for _ in $(seq 1 60); do tcp_up "$1" "$2" && return 0; sleep 0.5; done
@@ -62,17 +55,26 @@ wait_up() {
     return 1
 }
 
-start_postgres() {
-    local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/concord}"
-    local host port
-    host="$(url_host "$url")"
-    port="$(url_port "$url" 5432)"
+# Sets host and port from a URL such as postgres://user@127.0.0.1:5432/db ($2: the
+# default port). Returns 0 when the server answers, 1 when it is local and does not
+# (the caller starts it), and fails with a message when it is remote and does not.
+locate() {
+    local rest="${1#*://}"
+    rest="${rest%%/*}"
+    rest="${rest##*@}"
+    host="${rest%%:*}"
+    [[ "$rest" == *:* ]] && port="${rest##*:}" || port="$2"
     tcp_up "$host" "$port" && return 0
-    if ! local_host "$host"; then
-        echo "PostgreSQL at $host:$port (DATABASE_URL) does not answer." >&2
+    if [[ "$host" == 127.0.0.1 || "$host" == localhost || -z "$host" ]]; then
         return 1
     fi
-    local cluster
+    echo "$3 at $host:$port ($4) does not answer." >&2
+    exit 1
+}
+
+start_postgres() {
+    local host port cluster
+    locate "${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/concord}" 5432 PostgreSQL DATABASE_URL && return 0
     cluster="$(pg_lsclusters -h 2>/dev/null | awk -v port="$port" '$3 == port {print $1 " " $2; exit}')"
     if [[ -z "$cluster" ]]; then
         echo "No Debian PostgreSQL cluster on port $port to start (pg_lsclusters)." >&2
@@ -86,15 +88,8 @@ start_postgres() {
 }
 
 start_redis() {
-    local url="${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}"
     local host port
-    host="$(url_host "$url")"
-    port="$(url_port "$url" 6379)"
-    tcp_up "$host" "$port" && return 0
-    if ! local_host "$host"; then
-        echo "Redis at $host:$port (CELERY_BROKER_URL) does not answer." >&2
-        return 1
-    fi
+    locate "${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}" 6379 Redis CELERY_BROKER_URL && return 0
     echo "Starting Redis on port $port..."
     redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --save "" --appendonly no \
         --logfile "${TMPDIR:-/tmp}/concord-redis-$port.log"

@@ -143,6 +143,7 @@ def main() -> int:
 
         mark = time.monotonic()
         WORKER_PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+        WORKER_PID_FILE.unlink(missing_ok=True)  # left by a killed run: never signal a stale pid
         # A session of its own: the terminal's Ctrl-C reaches this script, which stops
         # the processes in order (_stop), not honcho directly.
         honcho = subprocess.Popen(

@@ -87,7 +87,7 @@ DATABASES = {
 }
 DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
-# A database that does not answer is a 503 within seconds (core.unavailable), not a
+# A database that does not answer is a 503 within seconds (core.outages), not a
 # request hanging on the operating system's TCP timeout.
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
     "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
