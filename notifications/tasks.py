@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.core.cache import cache
+
+from core.outages import unless_database_down
+from core.pokes import poke_clear, poke_coalesced
 
 from .sending import send_pending as _send_pending
 
@@ -15,18 +17,10 @@ POKE_KEY = "notifications:sender-poked"
 
 
 def poke_sender() -> None:
-    try:
-        if not cache.add(POKE_KEY, 1, timeout=1):
-            return
-    except Exception:
-        log.warning("notifications poke: cache unavailable", exc_info=True)
-    send_pending.delay()
+    poke_coalesced(POKE_KEY, send_pending.delay)
 
 
 @shared_task(name="notifications.send_pending", ignore_result=True)
 def send_pending() -> int:
-    try:
-        cache.delete(POKE_KEY)
-    except Exception:
-        log.warning("notifications send: cache unavailable", exc_info=True)
-    return _send_pending()
+    poke_clear(POKE_KEY)
+    return unless_database_down("notifications sender", _send_pending, 0, log)

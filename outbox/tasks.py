@@ -7,7 +7,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.core.cache import cache
+
+from core.outages import unless_database_down
+from core.pokes import poke_clear, poke_coalesced
 
 from . import conf
 from .relay import relay_pass
@@ -22,27 +24,23 @@ def poke() -> None:
     """Ask for a relay pass, coalesced: many commits in a short while queue one task.
     The flag is cleared when a pass starts, so a commit during a pass queues the
     next one; if the queued message is lost, the flag expires and the poll runs."""
-    try:
-        if not cache.add(POKE_KEY, 1, timeout=conf.poke_coalesce_seconds()):
-            return
-    except Exception:
-        log.warning("outbox poke: cache unavailable", exc_info=True)
-    relay.delay()
+    poke_coalesced(POKE_KEY, relay.delay, seconds=conf.poke_coalesce_seconds())
 
 
 @shared_task(name="outbox.relay", ignore_result=True)
 def relay() -> dict:
-    try:
-        cache.delete(POKE_KEY)
-    except Exception:
-        log.warning("outbox relay: cache unavailable", exc_info=True)
-    result = relay_pass()
+    poke_clear(POKE_KEY)
+    # An outage is not a bug: nothing half-done stays (each batch is one
+    # transaction); the next poll carries on from the positions.
+    result = unless_database_down("outbox relay", relay_pass, None, log)
+    if result is None:
+        return {"sequenced": 0, "dispatched": {}}
     if result.more:
-        relay.delay()
+        poke()
     return {"sequenced": result.sequenced, "dispatched": result.dispatched}
 
 
 @shared_task(name="outbox.prune", ignore_result=True)
 def prune() -> int:
     """Beat runs this hourly: delivered events older than OUTBOX_RETENTION_DAYS go."""
-    return events_prune()
+    return unless_database_down("outbox prune", events_prune, 0, log)

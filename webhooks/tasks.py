@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.core.cache import cache
+
+from core.outages import unless_database_down
+from core.pokes import poke_clear, poke_coalesced
 
 from .delivery import deliver_due
 from .retention import client_events_prune
@@ -17,22 +19,13 @@ POKE_KEY = "webhooks:sender-poked"
 
 
 def poke_sender() -> None:
-    """After the consumer committed new deliveries: one sender task, coalesced."""
-    try:
-        if not cache.add(POKE_KEY, 1, timeout=1):
-            return
-    except Exception:
-        log.warning("webhooks poke: cache unavailable", exc_info=True)
-    deliver.delay()
+    poke_coalesced(POKE_KEY, deliver.delay)
 
 
 @shared_task(name="webhooks.deliver", ignore_result=True)
 def deliver() -> int:
-    try:
-        cache.delete(POKE_KEY)
-    except Exception:
-        log.warning("webhooks deliver: cache unavailable", exc_info=True)
-    return deliver_due()
+    poke_clear(POKE_KEY)
+    return unless_database_down("webhooks sender", deliver_due, 0, log)
 
 
 @shared_task(name="webhooks.prune", ignore_result=True)

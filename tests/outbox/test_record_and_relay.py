@@ -258,3 +258,22 @@ def test_the_eventual_side_has_its_own_queue_and_nothing_is_delivered_twice():
     for task in ("outbox.relay", "webhooks.deliver", "notifications.send_pending"):
         assert app.amqp.router.route({}, task)["queue"].name == "events"
     assert app.amqp.router.route({}, "sagas.advance")["queue"].name == "celery"
+
+
+def test_a_poke_the_broker_cannot_take_is_a_warning_and_pauses_pokes(monkeypatch, caplog):
+    from core import pokes
+    from outbox import tasks
+
+    def broker_down():
+        raise ConnectionRefusedError("redis is restarting")
+
+    monkeypatch.setattr(pokes, "_skip_until", 0.0)
+    monkeypatch.setattr(tasks.relay, "delay", broker_down)
+    tasks.poke_clear(tasks.POKE_KEY)
+    tasks.poke()  # no exception reaches the committed request
+    assert "pokes paused" in caplog.text and "Traceback" not in caplog.text
+    calls = []
+    monkeypatch.setattr(tasks.relay, "delay", lambda: calls.append(1))
+    tasks.poke_clear(tasks.POKE_KEY)
+    tasks.poke()
+    assert calls == []  # paused: the poll carries the work meanwhile
