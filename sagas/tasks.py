@@ -8,6 +8,8 @@ import logging
 from celery import shared_task
 from django.utils import timezone
 
+from core import logs
+
 from .executor import advance_run
 from .models import SagaRun
 from .selectors import saga_runs_due
@@ -18,6 +20,8 @@ log = logging.getLogger(__name__)
 @shared_task(name="sagas.advance", ignore_result=True)
 def advance(run_id: int) -> str:
     hostname = getattr(advance.request, "hostname", None) or None
+    # For the task's own lines too (Celery's "succeeded in ..."): the task scope ends them.
+    logs.bind(saga_run_id=int(run_id))
     return advance_run(int(run_id), worker_id=hostname)
 
 
