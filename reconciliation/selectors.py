@@ -513,17 +513,12 @@ def reconciliation_last_success() -> datetime | None:
     )
 
 
-def incidents_needing_refund_per_thousand_orders(
-    *, start: date, end: date, orders_count: OrdersCount
-) -> dict[str, Any]:
-    """Incidents of REFUND_INCIDENT_TYPES detected in the range, per 1,000 orders placed in it."""
-    orders = orders_count(start, end) if callable(orders_count) else orders_count
+def incidents_needing_refund_count(*, start: date, end: date) -> int:
+    """Incidents of REFUND_INCIDENT_TYPES detected on the UTC days start..end."""
     lo, hi = _bounds(start, end)
-    incidents = Incident.objects.filter(
+    return Incident.objects.filter(
         type__in=REFUND_INCIDENT_TYPES, detected_at__gte=lo, detected_at__lt=hi
     ).count()
-    per_1000 = (Decimal(incidents) * 1000 / Decimal(orders)).quantize(Decimal("0.01")) if orders else None
-    return {"incidents": incidents, "orders": orders, "per_1000": per_1000}
 
 
 def money_at_risk_overdue(*, overdue_before: datetime) -> list[dict[str, Any]]:

@@ -278,14 +278,19 @@ def saga_queue_summary(*, now: datetime | None = None) -> list[dict]:
     return sorted(by_type.values(), key=lambda r: r["saga_type"])
 
 
-def saga_completion_summary(*, saga_type: str, start: datetime, end: datetime, within_seconds: float) -> dict:
-    """Runs of `saga_type` started in [start, end): how many, how many are stuck now
-    (failed, compensation failed, or still active past their SLA), and of those that
-    completed, how many and how fast (p99 of created -> completed; a completed run is
-    never written again, so updated_at is its completion) and how many within
-    `within_seconds`. One aggregate query (the finance page's SLO lines)."""
+def saga_completion_summary(
+    *, saga_type: str | None, start: datetime, end: datetime, within_seconds: float
+) -> dict:
+    """Runs of `saga_type` (None: every type) started in [start, end): how many, how
+    many are stuck now (failed, compensation failed, or still active past their SLA),
+    and of those that completed, how many and how fast (p99 of created -> completed; a
+    completed run is never written again, so updated_at is its completion) and how
+    many within `within_seconds`. One aggregate query, plus the percentile on
+    PostgreSQL (the finance page's service-level lines)."""
     now = timezone.now()
-    runs = SagaRun.objects.filter(saga_type=saga_type, created_at__gte=start, created_at__lt=end)
+    runs = SagaRun.objects.filter(created_at__gte=start, created_at__lt=end)
+    if saga_type is not None:
+        runs = runs.filter(saga_type=saga_type)
     completed = Q(status=RunStatus.COMPLETED)
     totals = runs.aggregate(
         started=Count("id"),
@@ -300,12 +305,13 @@ def saga_completion_summary(*, saga_type: str, start: datetime, end: datetime, w
     )
     p99 = None
     if totals["completed"] and connection.vendor == "postgresql":
+        by_type = "AND saga_type = %s " if saga_type is not None else ""
         with connection.cursor() as cursor:
             cursor.execute(
                 f"SELECT percentile_cont(0.99) WITHIN GROUP "  # noqa: S608 - table name from the model
                 f"(ORDER BY extract(epoch FROM updated_at - created_at)) FROM {SagaRun._meta.db_table} "
-                "WHERE saga_type = %s AND status = %s AND created_at >= %s AND created_at < %s",
-                [saga_type, RunStatus.COMPLETED.value, start, end],
+                f"WHERE status = %s AND created_at >= %s AND created_at < %s {by_type}",
+                [RunStatus.COMPLETED.value, start, end, *([saga_type] if saga_type is not None else [])],
             )
             (value,) = cursor.fetchone()
             p99 = float(value) if value is not None else None
