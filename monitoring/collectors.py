@@ -133,13 +133,14 @@ def _database() -> list:
                 value=last.timestamp(),
             )
         )
-        families.append(
-            GaugeMetricFamily(
-                "concord_reconciliation_lag_seconds",
-                "Age of what reconciliation knows: seconds since the last completed pass finished.",
-                value=max(0.0, (now - last).total_seconds()),
-            )
+    families.append(
+        GaugeMetricFamily(
+            "concord_reconciliation_lag_seconds",
+            "Age of what reconciliation knows: seconds since the last completed pass finished "
+            "(+Inf before the first one).",
+            value=max(0.0, (now - last).total_seconds()) if last is not None else float("inf"),
         )
+    )
 
     active = GaugeMetricFamily("concord_saga_runs_active", "Active saga runs.", labels=["saga", "status"])
     due = GaugeMetricFamily(
