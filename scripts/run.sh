@@ -13,6 +13,12 @@ export PSP_API_KEY="${PSP_API_KEY:-sk_test_concord}"
 export PSP_WEBHOOK_URL="${PSP_WEBHOOK_URL:-http://127.0.0.1:${WEB_PORT}/api/v1/webhooks/psp/}"
 export PSP_WEBHOOK_SECRET="${PSP_WEBHOOK_SECRET:-whsec_concord_dev}"
 export PYTHONUNBUFFERED=1
+# Readable log lines here (production defaults to JSON); metrics of every process of
+# this machine in one directory, merged by /metrics (docs/operations.md).
+export LOG_FORMAT="${LOG_FORMAT:-console}"
+export PROMETHEUS_MULTIPROC_DIR="$PWD/var/prometheus"
+rm -rf "$PROMETHEUS_MULTIPROC_DIR"
+mkdir -p "$PROMETHEUS_MULTIPROC_DIR"
 
 mkdir -p var/broker/out var/broker/processed
 PY=.venv/bin/python
@@ -31,6 +37,7 @@ cat <<BANNER
     Admin        http://127.0.0.1:${WEB_PORT}/admin/
     API docs     http://127.0.0.1:${WEB_PORT}/api/v1/docs/
     Health       http://127.0.0.1:${WEB_PORT}/healthz  http://127.0.0.1:${WEB_PORT}/readyz
+    Metrics      http://127.0.0.1:${WEB_PORT}/metrics   (simulate: .venv/bin/python manage.py simulate)
     Provider     ${PSP_BASE_URL}  (sandbox, key ${PSP_API_KEY})
 
 ${seed_output}

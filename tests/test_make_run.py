@@ -117,6 +117,12 @@ def test_make_run_serves_on_the_embedded_default_and_stops_on_ctrl_c(tmp_path):
             time.sleep(0.5)
         assert api.get(order_url).json()["status"] == "confirmed"
         time.sleep(2)  # the provider's webhook about the charge arrives after the answer
+        # /metrics merges every process's samples (var/prometheus): the worker confirmed it
+        metrics = httpx.get(f"http://127.0.0.1:{web_port}/metrics", timeout=10)
+        assert metrics.status_code == 200
+        confirmed = re.search(r"^concord_orders_confirmed_total (\S+)$", metrics.text, re.MULTILINE)
+        assert confirmed and float(confirmed.group(1)) >= 1, metrics.text[:2000]
+        assert re.search(r'^concord_saga_step_duration_seconds_count\{.*step="charge_payment"', metrics.text, re.M)
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
