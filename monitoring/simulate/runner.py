@@ -64,6 +64,8 @@ class Options:
     spawn: bool = False
     webs: int = 1
     workers: int = 2
+    worker_pool: str = "threads"
+    worker_concurrency: int = 4
     url: str = ""
     seed: int | None = None
     settle_timeout: float = 300.0
@@ -167,7 +169,13 @@ class Simulation:
             self.say(
                 f"Starting {self.o.webs} web, {self.o.workers} worker(s), beat and a Redis in {workdir} ..."
             )
-            self.stack = Stack(workdir=workdir, webs=self.o.webs, workers=self.o.workers)
+            self.stack = Stack(
+                workdir=workdir,
+                webs=self.o.webs,
+                workers=self.o.workers,
+                pool=self.o.worker_pool,
+                concurrency=self.o.worker_concurrency,
+            )
             try:
                 self.stack.start()
             except (RuntimeError, TimeoutError) as exc:

@@ -13,6 +13,7 @@ import time
 from datetime import timedelta
 from decimal import Decimal
 
+import httpx
 import pytest
 from django.contrib.auth.models import User
 from django.db import transaction
@@ -352,3 +353,16 @@ def test_production_settings_refuse_an_anonymous_scrape():
     assert status == 401
     status, body = _production_get({"Authorization": "Bearer prod-token-123"}, METRICS_TOKEN="prod-token-123")
     assert status == 200 and "concord_state_up" in body
+
+
+def test_a_worker_only_host_serves_its_processes_metrics_on_an_internal_port(celery_worker_factory):
+    port = free_port()
+    celery_worker_factory(env={"WORKER_METRICS_PORT": str(port), "WORKER_METRICS_ADDR": "127.0.0.1"})
+
+    response = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+
+    assert response.status_code == 200
+    # the process families of this host (the saga types' lost-lease series exist from the start) ...
+    assert 'concord_saga_leases_lost_total{saga="checkout"}' in response.text
+    # ... and not the database gauges, which the web's /metrics serves
+    assert "concord_incidents_open" not in response.text

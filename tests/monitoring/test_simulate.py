@@ -1,8 +1,9 @@
 """`manage.py simulate`, run as an operator runs it (a subprocess, its exit status).
 
 - A short chaos run — a few hundred orders through the API, provider faults (errors,
-  answers lost after the charge), a worker SIGKILLed every few seconds — keeps every
-  invariant of DESIGN §6: the suite fails on a violation.
+  answers lost after the charge), a worker SIGKILLed every few seconds, the broker
+  restarted once (its queued pokes lost) — keeps every invariant of DESIGN §6: the
+  suite fails on a violation.
 - The checks can fail: a charge made behind Concord's back at the provider, stock
   changed by SQL, an order cancelled by SQL while its money stays — each makes
   simulate exit 1 and name the invariant.
@@ -86,6 +87,7 @@ def test_a_short_chaos_run_keeps_every_invariant(psp):
         "--workers", "2",
         "--faults", "error=0.05,error_after_commit=0.05,timeout_after_commit=0.05,timeout_seconds=3,seed=7",
         "--kill-worker-every", "6s",
+        "--restart-broker",
         "--seed", "11",
         "--settle-timeout", "120s",
     )  # fmt: skip
@@ -95,6 +97,7 @@ def test_a_short_chaos_run_keeps_every_invariant(psp):
     assert report["orders"]["total"] == 300
     assert report["settle"]["settled"]
     assert report["traffic"]["process_faults"]["worker_kills"] >= 1
+    assert report["traffic"]["process_faults"]["broker_restarts"] == 1
     states = report["orders"]["by_state"]
     assert states["confirmed"]["count"] > 150
     assert {"payment_declined", "cancelled_by_client"} <= set(states["cancelled"]["reasons"])

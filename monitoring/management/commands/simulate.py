@@ -84,6 +84,15 @@ class Command(BaseCommand):
         parser.add_argument("--webs", type=int, default=1, help="Web servers with --spawn (default 1).")
         parser.add_argument("--workers", type=int, default=2, help="Workers with --spawn (default 2).")
         parser.add_argument(
+            "--worker-pool",
+            choices=("threads", "prefork", "solo"),
+            default="threads",
+            help="Celery pool of the spawned workers (default threads).",
+        )
+        parser.add_argument(
+            "--worker-concurrency", type=int, default=4, help="Tasks at once per spawned worker (default 4)."
+        )
+        parser.add_argument(
             "--url", default="", help="Base URL of a running stack (default the local WEB_PORT)."
         )
         parser.add_argument("--seed", type=int, help="Seed of the traffic mix (default random).")
@@ -123,8 +132,8 @@ class Command(BaseCommand):
             raise CommandError("--orders must be between 0 and 1000000")
         if not 1 <= o["clients"] <= 256:
             raise CommandError("--clients must be between 1 and 256")
-        if not 1 <= o["webs"] <= 8 or not 1 <= o["workers"] <= 16:
-            raise CommandError("--webs must be 1-8 and --workers 1-16")
+        if not 1 <= o["webs"] <= 8 or not 1 <= o["workers"] <= 16 or not 1 <= o["worker_concurrency"] <= 32:
+            raise CommandError("--webs must be 1-8, --workers 1-16 and --worker-concurrency 1-32")
         kill_every = (
             _seconds(o["kill_worker_every"], what="--kill-worker-every") if o["kill_worker_every"] else None
         )
@@ -153,6 +162,8 @@ class Command(BaseCommand):
             spawn=o["spawn"],
             webs=o["webs"],
             workers=o["workers"],
+            worker_pool=o["worker_pool"],
+            worker_concurrency=1 if o["worker_pool"] == "solo" else o["worker_concurrency"],
             url=o["url"],
             seed=o["seed"],
             settle_timeout=_seconds(o["settle_timeout"], what="--settle-timeout"),
