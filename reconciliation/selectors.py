@@ -54,23 +54,15 @@ def _money_str(amount: Decimal, currency: str) -> str:
     return format_amount(amount, currency) if is_supported_currency(currency) else str(amount)
 
 
+_OPEN_INCIDENT_FIELDS = tuple(OpenIncident.__dataclass_fields__)
+
+
 def incidents_open(*, incident_type: str | None = None, limit: int | None = None) -> list[OpenIncident]:
     """Live (open or acknowledged) incidents, worst money first."""
     qs = Incident.objects.filter(state__in=LIVE_STATES)
     if incident_type:
         qs = qs.filter(type=incident_type)
-    qs = qs.order_by("-amount_at_risk", "detected_at", "id").values_list(
-        "id",
-        "type",
-        "severity",
-        "state",
-        "order_id",
-        "charge_id",
-        "amount_at_risk",
-        "currency",
-        "detected_at",
-        "last_seen_at",
-    )
+    qs = qs.order_by("-amount_at_risk", "detected_at", "id").values_list(*_OPEN_INCIDENT_FIELDS)
     if limit is not None:
         qs = qs[:limit]
     return [OpenIncident(*row) for row in qs]
@@ -545,18 +537,7 @@ def incidents_live_about(*, order_ids: list[int], charge_ids: list[str]) -> list
         Incident.objects.filter(state__in=LIVE_STATES)
         .filter(Q(order_id__in=list(order_ids)) | Q(charge_id__in=list(charge_ids)))
         .order_by("id")
-        .values_list(
-            "id",
-            "type",
-            "severity",
-            "state",
-            "order_id",
-            "charge_id",
-            "amount_at_risk",
-            "currency",
-            "detected_at",
-            "last_seen_at",
-        )
+        .values_list(*_OPEN_INCIDENT_FIELDS)
     )
     return [OpenIncident(*row) for row in rows]
 

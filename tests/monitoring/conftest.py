@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-
 import pytest
 from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitoring.collectors import reset_cache
+from tests.checkout.conftest import wait_for  # noqa: F401 - shared with this area's tests
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -53,12 +51,3 @@ def scrape(client: Client | None = None, **headers: str) -> Scrape:
     assert response.status_code == 200, response.content[:500]
     assert response["Content-Type"].startswith("text/plain")
     return Scrape(response.content.decode())
-
-
-def wait_for(predicate: Callable[[], bool], *, timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")

@@ -365,4 +365,4 @@ def test_a_worker_only_host_serves_its_processes_metrics_on_an_internal_port(cel
     # the process families of this host (the saga types' lost-lease series exist from the start) ...
     assert 'concord_saga_leases_lost_total{saga="checkout"}' in response.text
     # ... and not the database gauges, which the web's /metrics serves
-    assert "concord_incidents_open" not in response.text
+    assert "concord_incidents_open{" not in response.text and "concord_state_up" not in response.text
