@@ -122,7 +122,9 @@ def test_make_run_serves_on_the_embedded_default_and_stops_on_ctrl_c(tmp_path):
         assert metrics.status_code == 200
         confirmed = re.search(r"^concord_orders_confirmed_total (\S+)$", metrics.text, re.MULTILINE)
         assert confirmed and float(confirmed.group(1)) >= 1, metrics.text[:2000]
-        assert re.search(r'^concord_saga_step_duration_seconds_count\{.*step="charge_payment"', metrics.text, re.M)
+        assert re.search(
+            r'^concord_saga_step_duration_seconds_count\{.*step="charge_payment"', metrics.text, re.M
+        )
     finally:
         os.killpg(proc.pid, signal.SIGINT)
         try:
