@@ -33,12 +33,11 @@ PERMISSIONS = {
 
 
 def _poke_on_commit(run_id: int) -> None:
-    """Tell a worker to look at the run once our transaction commits. robust=True:
-    a broker that is down must not fail the caller's request after its data
-    committed — the sweeper finds the run anyway."""
-    from .tasks import advance
+    """Tell a worker to look at the run once our transaction commits (a broker that
+    is down costs the poke, not the caller's request: tasks.poke)."""
+    from .tasks import poke
 
-    transaction.on_commit(lambda: advance.delay(run_id), robust=True)
+    transaction.on_commit(lambda: poke(run_id))
 
 
 # The columns of the unique constraint sagas_run_one_per_subject.

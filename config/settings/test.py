@@ -1,10 +1,9 @@
-"""The test suite: real PostgreSQL and Redis, never the embedded defaults."""
+"""The test suite: real PostgreSQL and Redis (base.py's defaults, or DATABASE_URL /
+CELERY_BROKER_URL)."""
 
 import os
 import tempfile
 
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concord")
-os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 # Metrics in prometheus-client's multiprocess mode, as in production. Set here, before
 # any app imports core.metrics; the worker and web processes tests start inherit it,
 # so /metrics in the test process sees their samples too. tests/conftest.py removes
