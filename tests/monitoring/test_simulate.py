@@ -27,7 +27,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from monitoring.management.commands.simulate import parse_faults
-from monitoring.simulate.stack import ROOT, database_url
+from monitoring.simulate.stack import ROOT, Stack, database_url
 from orders.selectors import order_get
 from sagas.executor import advance_run
 from sagas.selectors import saga_run_for_subject
@@ -119,6 +119,28 @@ def test_a_short_chaos_run_keeps_every_invariant(psp):
         "state_changes_audited",
         "ledger_balanced",
     }
+
+
+@pytest.mark.slow
+def test_simulate_drives_a_stack_it_did_not_start_through_its_url(psp, tmp_path):
+    # given: a running stack (as `make run` would be), not simulate's own
+    stack = Stack(workdir=tmp_path, webs=1, workers=1, env=FAST)
+    stack.start()
+    try:
+        # when
+        code, report, log = simulate(
+            psp, "--url", stack.web_urls[0], "--orders", "30", "--clients", "3", "--faults", "decline=0.2"
+        )
+        # then: the same report, and its processes were left alone
+        assert code == 0 and report["ok"], (violations(report), log[-3000:])
+        assert report["traffic"]["orders_accepted"] == 30
+        assert report["traffic"]["by_web"] == {stack.web_urls[0]: report["traffic"]["requests"]["http_201"]}
+        assert report["traffic"]["process_faults"] == {"worker_kills": 0, "broker_restarts": 0}
+        assert report["orders"]["by_state"]["cancelled"]["reasons"].get("payment_declined", 0) > 0
+        assert stack.workers[0].alive and stack.workers[0].starts == 1
+        assert psp.faults()["decline_rate"] == 0  # the outage ended with the traffic
+    finally:
+        stack.stop()
 
 
 # --- the checks can fail ------------------------------------------------------------------
