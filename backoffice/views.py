@@ -42,7 +42,7 @@ from sagas import services as saga_services
 from webhooks import selectors as webhook_selectors
 from webhooks import services as webhook_services
 
-from . import charts, services
+from . import charts, services, slo
 from . import selectors as bo_selectors
 from .conf import approval_threshold, provider_probe_timeout
 from .permissions import finance_required, is_support, staff_required, support_required
@@ -1172,6 +1172,7 @@ def finance(request: HttpRequest) -> HttpResponse:
         {
             "start": start,
             "end": end,
+            "service_levels": slo.service_levels(start=start, end=end),
             "m": metrics,
             "rows": rows,
             "chart": chart,
@@ -1214,6 +1215,9 @@ def finance_csv(request: HttpRequest) -> HttpResponse:
         writer.writerow([f"refunds_caused_amount_{c['currency']}", c["amount"]])
     for kind, count in metrics["fixes"].items():
         writer.writerow([f"fixes_{kind}", count])
+    for level in slo.service_levels(start=start, end=end):
+        met = "" if level.met is None else ("met" if level.met else "missed")
+        writer.writerow([f"slo_{level.key}", level.value, level.target, met])
     return response
 
 

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from django.core.cache import cache
 
+from core import logs
+
 log = logging.getLogger(__name__)
 
 # After a failure, pokes are skipped for this long (the polls carry the work): a
@@ -31,7 +33,9 @@ def poke_coalesced(key: str, send: Callable[[], object], *, seconds: float = 1.0
     try:
         if not cache.add(key, 1, timeout=seconds):
             return
-        send()
+        # The task serves every commit since, not this request: send it without its ids.
+        with logs.detached():
+            send()
     except Exception as exc:  # noqa: BLE001 - kombu and redis-py raise several types; none may escape
         _skip_until = time.monotonic() + BACKOFF_SECONDS
         log.warning(

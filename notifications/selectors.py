@@ -44,3 +44,15 @@ def notifications_for_order(*, order_id: int) -> list[NotificationDTO]:
         )
         for n in Notification.objects.filter(order_id=order_id).order_by("id")
     ]
+
+
+def notification_status_counts() -> dict[str, int]:
+    """For monitoring: notifications per status (zeros included)."""
+    from django.db.models import Count
+
+    from .models import NotificationStatus
+
+    counts = dict.fromkeys(NotificationStatus.values, 0)
+    for row in Notification.objects.order_by().values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    return counts

@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from core import logs
 from core.api_cursor import decode_int_cursor, encode_cursor
 from core.api_schema import declares_errors, declares_parameters
 from core.errors import ConcordError, Conflict
@@ -147,6 +148,8 @@ class OrderListCreateApi(APIView):
             )
         except ConcordError as exc:
             raise _with_line_fields(exc, lines) from exc
+        # Before the commit: the worker poke published on commit carries it too.
+        logs.bind(order_id=order.id)
         return Response(
             order_json(order), status=status.HTTP_201_CREATED, headers={"Location": order_location(order.id)}
         )
@@ -160,6 +163,7 @@ class OrderDetailApi(APIView):
         responses={200: OrderOutput},
     )
     def get(self, request: Request, order_id: int) -> Response:
+        logs.bind(order_id=order_id)
         order = order_get_for_client(client_id=request.user.pk, order_id=order_id)
         return Response(order_json(orders_with_payments([order])[0]))
 
@@ -178,6 +182,7 @@ class OrderCancelApi(APIView):
     @declares_errors(409, descriptions=CANCEL_ERROR_DESCRIPTIONS)
     @idempotent
     def post(self, request: Request, order_id: int) -> Response:
+        logs.bind(order_id=order_id)
         # Scope first: another client's order is a 404 before anything is attempted.
         order_get_for_client(client_id=request.user.pk, order_id=order_id)
         try:

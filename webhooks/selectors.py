@@ -56,3 +56,20 @@ def webhook_delivery_get(*, delivery_id: int) -> DeliveryDTO:
     if row is None:
         raise NotFound(f"Delivery {delivery_id} not found.", code="delivery_not_found")
     return DeliveryDTO.from_model(row)
+
+
+def webhook_delivery_summary() -> dict:
+    """For monitoring: deliveries pending (and the oldest one's due time), failed
+    (given up, still kept), and endpoints disabled after persistent failure. Three
+    small aggregate queries (pending deliveries are indexed)."""
+    from django.db.models import Count, Min
+
+    pending = WebhookDelivery.objects.filter(status="pending").aggregate(
+        n=Count("id"), oldest=Min("created_at")
+    )
+    return {
+        "pending": pending["n"],
+        "oldest_pending_at": pending["oldest"],
+        "failed": WebhookDelivery.objects.filter(status="failed").count(),
+        "endpoints_disabled": WebhookEndpoint.objects.filter(status=EndpointStatus.DISABLED).count(),
+    }
