@@ -10,14 +10,14 @@
    may still roll back, so the numbers readers see are always a gapless prefix.
 2. consumer_dispatch(name): ONE dispatcher per consumer at a time (its
    ConsumerState row, SKIP LOCKED). In one transaction it reads the events after
-   the consumer's position, in sequence order, calls the handler for each (in a
-   savepoint), and moves the position past every event applied: the effects and
-   the position commit together, so an event is applied at most once per
-   consumer, and a relay killed anywhere rolls back to the last commit and the
-   next pass repeats the batch from there (at least once). A handler that raises
-   stops the consumer at that event (the ones before it commit): it is retried
-   with backoff and never skipped, so per-aggregate order holds; its lag grows
-   and /readyz names it.
+   the consumer's position, in sequence order, calls the handler for each (no
+   savepoint: see consumer_dispatch), and moves the position past every event
+   applied: the effects and the position commit together, so an event is applied
+   at most once per consumer, and a relay killed anywhere rolls back to the last
+   commit and the next pass repeats the batch from there (at least once). A
+   handler that raises stops the consumer at that event (the ones before it
+   commit): it is retried with backoff and never skipped, so per-aggregate order
+   holds; its lag grows and /readyz names it.
 """
 
 from __future__ import annotations
