@@ -38,6 +38,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,13 @@ class Outcome(StrEnum):
     DECLINED = "declined"
     TRANSIENT = "transient"
     UNKNOWN = "unknown"
+
+
+class ProviderChargeStatus(StrEnum):
+    """The provider's own word for a charge's state (not a Concord payment status)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -186,8 +194,6 @@ class ProviderClient:
 
     @classmethod
     def from_settings(cls) -> ProviderClient:
-        from django.conf import settings
-
         return cls(
             base_url=settings.PSP_BASE_URL,
             api_key=settings.PSP_API_KEY,
@@ -229,7 +235,7 @@ class ProviderClient:
             if charge is None and outcome is Outcome.SUCCEEDED:
                 # A 2xx we cannot read: something happened; we cannot say what.
                 outcome, error = Outcome.UNKNOWN, "unreadable charge in a success response"
-            elif charge is not None and charge.status != "succeeded":
+            elif charge is not None and charge.status != ProviderChargeStatus.SUCCEEDED:
                 # The sandbox answers a declined card with 200 and status "failed".
                 outcome = Outcome.DECLINED
                 failure_code = charge.failure_code or failure_code or "declined"

@@ -14,7 +14,7 @@ from core.fsm import state_log_rows, state_summary
 
 from .choices import PaymentStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
-from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
+from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, ProviderWebhookEvent, Refund
 
 
 def payment_get(*, payment_id: int) -> PaymentDTO:
@@ -96,7 +96,11 @@ def payments_by_charge_id(*, provider_charge_id: str) -> list[PaymentDTO]:
     charge_id = (provider_charge_id or "").strip()
     if not charge_id:
         return []
-    via_attempt = ProviderAttempt.objects.filter(provider_object_id=charge_id).values("payment_id")
+    via_attempt = (
+        ProviderAttempt.objects.filter(Q(provider_object_id=charge_id) | Q(charge_id=charge_id))
+        .exclude(payment_id=None)
+        .values("payment_id")
+    )
     payments = Payment.objects.filter(Q(provider_charge_id=charge_id) | Q(pk__in=via_attempt)).order_by("id")
     return [PaymentDTO.from_model(p) for p in payments]
 
@@ -200,8 +204,6 @@ def webhook_events_for_payment(*, payment_id: int, limit: int = 100) -> list[dic
     reference = order id, and refunds of that charge), oldest first, as plain dicts for
     an order's case file. Two queries; the inbox has no index on the payload, so this
     scans it — fine for one case file, not for lists."""
-    from .models import ProviderWebhookEvent  # appended selector: keep the import local
-
     payment = Payment.objects.filter(pk=payment_id).values("order_id", "provider_charge_id").first()
     if payment is None:
         return []

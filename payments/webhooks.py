@@ -31,7 +31,7 @@ from core.api_parsers import LimitedJSONParser, max_body_bytes
 from core.api_schema import declares_errors
 from core.errors import ConcordError
 
-from .webhook_services import webhook_event_receive
+from .services import webhook_event_receive
 from .webhook_signing import SIGNATURE_HEADER, InvalidSignature, verify_signature
 
 STALE_REASON = "timestamp outside the tolerance"

@@ -29,6 +29,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -89,11 +90,18 @@ class _Attempt:
     to_apply: bool = False
 
 
-def advance_run(run_id: int, worker_id: str | None = None) -> str:
+def advance_run(
+    run_id: int, worker_id: str | None = None, *, handoff: Callable[[int], None] | None = None
+) -> str:
     """Run `run_id` as far as it goes now. Returns the run's status when the pass
     ended, or NOT_CLAIMED / LEASE_LOST. Safe to call any number of times,
-    concurrently: at most one pass holds the run."""
-    return _Pass(run_id, worker_id or default_worker_id()).execute()
+    concurrently: at most one pass holds the run.
+
+    `handoff(run_id)` is called inside the final checkpoint's transaction when the
+    pass stops for its time budget with the run still due (sagas.tasks passes its
+    on-commit poke; the engine itself knows no task queue). Without it, the sweeper
+    picks the run up."""
+    return _Pass(run_id, worker_id or default_worker_id(), handoff).execute()
 
 
 def current_step(run: SagaRun, definition: SagaDefinition) -> Step | None:
@@ -110,8 +118,9 @@ def release_lease(run: SagaRun) -> None:
 
 
 class _Pass:
-    def __init__(self, run_id: int, worker_id: str) -> None:
+    def __init__(self, run_id: int, worker_id: str, handoff: Callable[[int], None] | None = None) -> None:
         self.run_id = run_id
+        self.handoff = handoff
         # Unique per pass, so two passes in one process (threads) never share a lease.
         self.owner = f"{worker_id}/{uuid.uuid4().hex[:8]}"[:128]
         self.started = time.monotonic()
@@ -493,12 +502,9 @@ class _Pass:
             run.lease_expires_at = now + self._lease_for(step)
         else:
             release_lease(run)
-            if go_on:
+            if go_on and self.handoff is not None:
                 # Long pass: hand the rest to a fresh delivery instead of running on.
-                from .tasks import advance
-
-                run_id = run.pk
-                transaction.on_commit(lambda: advance.delay(run_id), robust=True)
+                self.handoff(run.pk)
         self._write(run, now)
         self.run = run
         if go_on and not over_budget:

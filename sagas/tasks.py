@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import transaction
 from django.utils import timezone
 
 from .executor import advance_run
@@ -18,7 +19,15 @@ log = logging.getLogger(__name__)
 @shared_task(name="sagas.advance", ignore_result=True)
 def advance(run_id: int) -> str:
     hostname = getattr(advance.request, "hostname", None) or None
-    return advance_run(int(run_id), worker_id=hostname)
+    # A pass that ran out of its budget hands the rest of the run to a fresh delivery.
+    return advance_run(int(run_id), worker_id=hostname, handoff=poke_on_commit)
+
+
+def poke_on_commit(run_id: int) -> None:
+    """Tell a worker to look at the run once the current transaction commits.
+    robust=True: a broker that is down must not fail the caller's request after its
+    data committed — the sweeper finds the run anyway."""
+    transaction.on_commit(lambda: advance.delay(run_id), robust=True)
 
 
 @shared_task(name="sagas.sweep", ignore_result=True)

@@ -97,7 +97,7 @@ def test_an_event_with_no_matching_payment_is_acknowledged(db):
 def test_an_unknown_event_type_is_acknowledged_and_logged(db, caplog):
     event = charge_event(event_type="payout.paid")
 
-    with caplog.at_level(logging.INFO, logger="payments.webhook_services"):
+    with caplog.at_level(logging.INFO, logger="payments.services.webhooks"):
         response = deliver(event)
 
     assert response.status_code == 200

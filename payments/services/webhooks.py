@@ -14,14 +14,19 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
 from core.errors import ConcordError
+from core.sql import insert_unless_exists
 
-from . import services
-from .models import ProviderWebhookEvent
+from ..dto import PaymentDTO
+from ..models import Payment, ProviderWebhookEvent
+from ..provider import ProviderCharge, ProviderChargeStatus
+from ._common import UNSETTLED_STATES, lock_payment
+from .client import charge_matches
+from .payments import payment_capture, payment_fail
 
 logger = logging.getLogger(__name__)
 
@@ -43,26 +48,24 @@ class WebhookReceipt:
 def _claim(event_id: str, event_type: str, payload: dict[str, Any]) -> bool:
     """Insert the inbox row; False if the event was seen before (its delivery is counted).
 
-    A concurrent duplicate's INSERT waits on the unique index for the first
-    delivery's transaction, then fails with IntegrityError: it is a duplicate.
-    The savepoint keeps that failure from spoiling the outer transaction."""
+    INSERT … ON CONFLICT (event_id) DO NOTHING (core.sql): a concurrent duplicate's
+    INSERT waits on the unique index for the first delivery's transaction, then does
+    nothing: it is a duplicate. No IntegrityError, so no savepoint is needed."""
     now = timezone.now()
-    try:
-        with transaction.atomic():
-            ProviderWebhookEvent.objects.create(
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                first_seen_at=now,
-                last_seen_at=now,
-                deliveries=1,
-            )
-    except IntegrityError:
-        ProviderWebhookEvent.objects.filter(event_id=event_id).update(
-            deliveries=F("deliveries") + 1, last_seen_at=now
-        )
-        return False
-    return True
+    event = ProviderWebhookEvent(
+        event_id=event_id,
+        event_type=event_type,
+        payload=payload,
+        first_seen_at=now,
+        last_seen_at=now,
+        deliveries=1,
+    )
+    if insert_unless_exists(event, conflict=["event_id"]):
+        return True
+    ProviderWebhookEvent.objects.filter(event_id=event_id).update(
+        deliveries=F("deliveries") + 1, last_seen_at=now
+    )
+    return False
 
 
 def _apply(event_type: str, payload: dict[str, Any]) -> tuple[str, str]:
@@ -74,7 +77,7 @@ def _apply(event_type: str, payload: dict[str, Any]) -> tuple[str, str]:
         return "rejected", "data.object is not a charge"
     try:
         with transaction.atomic():
-            payment = services.payment_apply_provider_event(event_type=event_type, charge=charge)
+            payment = payment_apply_provider_event(event_type=event_type, charge=charge)
     except ConcordError as exc:
         # The provider signed it, so retrying will not make it valid: keep it
         # visible in the inbox instead of having it redelivered for a day.
@@ -82,6 +85,56 @@ def _apply(event_type: str, payload: dict[str, Any]) -> tuple[str, str]:
     if payment is None:
         return "no_payment", f"no payment for reference {charge.get('reference')!r}"
     return "applied", f"payment {payment.id} is {payment.status}"
+
+
+def payment_apply_provider_event(*, event_type: str, charge: dict) -> PaymentDTO | None:
+    """Provider news about a charge (webhook charge.succeeded / charge.failed).
+
+    Resolves a payment that is still pending or unknown — the provider's answer
+    may have been lost — exactly as a successful retry would: capture or fail.
+    Idempotent (repeated or reordered events change nothing once the payment is
+    settled) and conservative: an event about a charge that does not match the
+    payment (other amount/currency, or a second charge for a captured payment)
+    changes nothing; reconciliation reports such charges. Returns the payment,
+    or None when no payment has this reference. Other event types are ignored."""
+    if event_type not in CHARGE_EVENT_TYPES:
+        return None
+    try:
+        parsed = ProviderCharge(
+            id=str(charge["id"]),
+            status=str(charge["status"]),
+            failure_code=charge.get("failure_code"),
+            amount=int(charge["amount"]),
+            currency=str(charge["currency"]),
+            reference=str(charge["reference"]),
+            created=int(charge.get("created") or 0),
+        )
+    except (KeyError, TypeError, ValueError):
+        raise ConcordError("The event's charge is malformed.", code="provider_event_invalid") from None
+    if not parsed.reference.isdigit():
+        return None
+    payment = Payment.objects.filter(order_id=int(parsed.reference)).first()
+    if payment is None:
+        return None
+    if payment.status not in UNSETTLED_STATES or not charge_matches(payment, parsed):
+        return PaymentDTO.from_model(payment)
+    with transaction.atomic():
+        locked = lock_payment(payment.pk)
+        if locked.status not in UNSETTLED_STATES:
+            return PaymentDTO.from_model(locked)
+        if event_type == "charge.succeeded" and parsed.status == ProviderChargeStatus.SUCCEEDED:
+            return payment_capture(
+                payment_id=payment.pk,
+                provider_charge_id=parsed.id,
+                reason=f"webhook {event_type} {parsed.id}",
+            )
+        if event_type == "charge.failed" and parsed.status == ProviderChargeStatus.FAILED:
+            return payment_fail(
+                payment_id=payment.pk,
+                failure_code=(parsed.failure_code or "declined")[:64],
+                reason=f"webhook {event_type} {parsed.id}",
+            )
+    return PaymentDTO.from_model(payment)
 
 
 @transaction.atomic
