@@ -158,9 +158,7 @@ class ProviderAttempt(models.Model):
     class Meta:
         ordering = ["payment_id", "id"]
         indexes = [
-            models.Index(
-                fields=["charge_id"], condition=~Q(charge_id=""), name="provider_attempt_charge_idx"
-            )
+            models.Index(fields=["charge_id"], condition=~Q(charge_id=""), name="provider_attempt_charge_idx")
         ]
         constraints = [
             models.CheckConstraint(

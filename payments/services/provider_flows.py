@@ -204,7 +204,9 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
         # The timeline must still show the call.
         error = f"{error + '; ' if error else ''}answer not applied: {exc}"
         provider_attempt_record(**attempt, outcome=str(Outcome.UNKNOWN), error=error)
-        return ChargeOutcome(str(Outcome.UNKNOWN), PaymentDTO.from_model(get_payment(payment.pk)), error=error)
+        return ChargeOutcome(
+            str(Outcome.UNKNOWN), PaymentDTO.from_model(get_payment(payment.pk)), error=error
+        )
     return ChargeOutcome(str(outcome), dto, failure_code=failure_code, error=error)
 
 
@@ -283,7 +285,10 @@ def payment_resolve_by_lookup(
 
 
 def _settle_from_lookup(
-    payment: Payment, succeeded: list[ProviderCharge], ours: list[ProviderCharge], not_found_means_failed: bool
+    payment: Payment,
+    succeeded: list[ProviderCharge],
+    ours: list[ProviderCharge],
+    not_found_means_failed: bool,
 ) -> PaymentDTO:
     if succeeded:
         # More than one succeeded charge would be a duplicate charge: we capture the
