@@ -4,6 +4,13 @@ audit row (django-fsm-log), deferred side effects.
 Transition services are idempotent where a repeat is meaningful (confirming a
 confirmed order changes nothing) so saga steps can be retried; a move the state
 machine forbids raises Conflict("illegal_transition").
+
+Two business changes have one recipe each, used by every caller (the sagas,
+reconciliation, the back office, the admin): order_confirm_paid (capture recorded
+-> stock committed -> order confirmed) and order_request_cancel (abort a running
+checkout, or refund -> restock -> cancel a confirmed order). order_confirm and the
+cancel transitions below are the single places where those states change; only the
+recipes and the sagas call them.
 """
 
 from __future__ import annotations
@@ -18,17 +25,21 @@ from django.db import transaction
 from django_fsm import can_proceed
 from django_fsm_log.models import StateLog
 
+from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
 from inventory.selectors import products_by_sku
-from payments.services import payment_create
+from inventory.services import stock_commit, stock_reserve
+from payments.choices import PaymentStatus
+from payments.selectors import payment_for_order
+from payments.services import payment_capture, payment_create
+from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 from sagas.selectors import saga_run_for_subject
-from sagas.services import saga_request_abort, saga_start
+from sagas.services import saga_mark_resolved, saga_request_abort, saga_start
 
-from .choices import CANCELLATION_REASONS, FailureReason, OrderStatus
+from .choices import CANCELLATION_REASONS, CHECKOUT, ORDER_CANCELLATION, FailureReason, OrderStatus
 from .dto import OrderDTO
 from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
-from .sagas import CHECKOUT, ORDER_CANCELLATION
 from .selectors import order_get, order_to_dto
 
 MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
@@ -220,15 +231,6 @@ def _illegal(order: Order, action: str) -> Conflict:
     )
 
 
-def _check_reason(by, reason: str) -> str:
-    if not isinstance(reason, str):
-        raise ConcordError("reason must be a string", code="reason_required")
-    # A person's action always says why (DESIGN §6.8); the system may be terse.
-    if by is not None and not reason.strip():
-        raise ConcordError("A reason is required for a manual action", code="reason_required")
-    return reason.strip()
-
-
 def _check_failure_reason(failure_reason: str, allowed) -> str:
     if failure_reason not in allowed:
         raise ConcordError(
@@ -261,10 +263,76 @@ def _move(
 
 @transaction.atomic
 def order_confirm(*, order_id: int, by=None, reason: str) -> OrderDTO:
-    reason = _check_reason(by, reason)
+    """pending -> confirmed: the transition alone, the last step of order_confirm_paid
+    (which makes sure the payment is captured and the stock committed first)."""
+    reason = check_reason(reason, by=by)
     return _move(
         order_id, "confirm", done_in=(OrderStatus.CONFIRMED,), action="confirm", by=by, reason=reason
     )
+
+
+@transaction.atomic
+def order_confirm_paid(
+    *, order_id: int, provider_charge_id: str | None = None, by=None, reason: str
+) -> OrderDTO:
+    """Confirm a paid order: the capture is recorded, the stock committed, the order
+    confirmed — in one transaction, so the three agree or nothing happens. The one
+    recipe for this change: the checkout saga's confirm_order step, reconciliation's
+    confirm_order remediation, the back office's manual confirm and the admin use it.
+
+    - Capture: with `provider_charge_id` (a charge the provider made that the payment
+      never recorded, e.g. its answer was lost) the payment is captured with it;
+      without, the payment must be captured already.
+    - Stock: the order's held reservation is committed; an order whose checkout never
+      reserved is reserved first (refused when the stock is not there, or was given
+      back already).
+    - The checkout run: one that gave up (failed, compensation_failed) is marked
+      resolved by the person confirming (locked before the order, the lock order
+      order_request_cancel uses); one that is undoing the order refuses.
+
+    Idempotent: a confirmed order comes back unchanged. Refusals (Conflict) name the
+    reason in their code: illegal_transition (not pending), checkout_compensating,
+    payment_not_captured, payment_mismatch."""
+    reason = check_reason(reason, by=by)
+    run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
+    if run is not None and run.status in ATTENTION_STATUSES:
+        saga_mark_resolved(run_id=run.id, by=by, reason=f"the order was confirmed by hand: {reason}")
+    order = _lock(order_id)
+    if order.status == OrderStatus.CONFIRMED:
+        return order_to_dto(order)
+    if order.status != OrderStatus.PENDING:
+        raise _illegal(order, "confirm")
+    if run is not None and (
+        run.status in (RunStatus.COMPENSATING, RunStatus.COMPENSATED)
+        or (run.status in ACTIVE_STATUSES and run.abort_requested)
+    ):
+        raise Conflict(
+            f"Order {order_id}: its checkout is being undone; it cannot be confirmed.",
+            code="checkout_compensating",
+            details={"order_id": order_id, "run_id": run.id, "run_status": run.status},
+        )
+    payment = payment_for_order(order_id=order_id)
+    if payment is not None and provider_charge_id:
+        payment = payment_capture(
+            payment_id=payment.id, provider_charge_id=provider_charge_id, by=by, reason=reason
+        )
+    if payment is None or payment.status != PaymentStatus.CAPTURED:
+        raise Conflict(
+            f"Order {order_id} is not paid: its payment is {payment.status if payment else 'missing'}.",
+            code="payment_not_captured",
+            details={"order_id": order_id, "payment_status": payment.status if payment else None},
+        )
+    if (payment.amount, payment.currency) != (order.total, order.currency):
+        raise Conflict(
+            f"Payment {payment.id} is {payment.amount} {payment.currency}, not the order's "
+            f"{order.total} {order.currency}.",
+            code="payment_mismatch",
+            details={"order_id": order_id, "payment_id": payment.id},
+        )
+    lines = list(order.lines.order_by("id").values_list("sku", "quantity"))
+    stock_reserve(order_id=order_id, lines=lines, by=by, reason=reason)
+    stock_commit(order_id=order_id, by=by, reason=reason)
+    return order_confirm(order_id=order_id, by=by, reason=reason)
 
 
 @transaction.atomic
@@ -274,7 +342,7 @@ def order_cancel(*, order_id: int, failure_reason: str, by=None, reason: str) ->
     Cancelling a cancelled order is a no-op (the first reason stays); a confirmed
     order goes through order_begin_cancellation instead (refund first).
     """
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
     return _move(
         order_id,
@@ -292,7 +360,7 @@ def order_request_cancellation(*, order_id: int, failure_reason: str, by=None, r
     """A pending order is to be cancelled while its checkout runs: it waits in
     `cancelling` until the checkout has compensated (order_cancel_after_checkout).
     Idempotent; a confirmed order goes through order_begin_cancellation."""
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
     return _move(
         order_id,
@@ -311,7 +379,7 @@ def order_cancel_after_checkout(*, order_id: int, failure_reason: str, reason: s
     cancelled with the run's failure reason; one a person asked to cancel
     (`cancelling`) finishes cancelling with the reason it was given. Idempotent.
     A confirmed order is refused: a compensated checkout never confirmed it."""
-    reason = _check_reason(None, reason)
+    reason = check_reason(reason)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
     order = _lock(order_id)
     if order.status == OrderStatus.CANCELLED:
@@ -328,7 +396,7 @@ def order_cancel_after_checkout(*, order_id: int, failure_reason: str, reason: s
 @transaction.atomic
 def order_begin_cancellation(*, order_id: int, failure_reason: str, by=None, reason: str) -> OrderDTO:
     """A confirmed order is to be undone: it waits in `cancelling` for refund and restock."""
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, CANCELLATION_REASONS)
     return _move(
         order_id,
@@ -343,7 +411,7 @@ def order_begin_cancellation(*, order_id: int, failure_reason: str, by=None, rea
 
 @transaction.atomic
 def order_finish_cancellation(*, order_id: int, by=None, reason: str) -> OrderDTO:
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     return _move(
         order_id,
         "finish_cancellation",
@@ -415,7 +483,7 @@ def order_request_cancel(
     Locks: the checkout run before the order, the order the executor locks in its
     confirm_order checkpoint — the same order, so the two cannot deadlock.
     """
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, CANCELLATION_REASONS)
     if not reason:
         reason = str(FailureReason(failure_reason).label)
