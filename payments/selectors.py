@@ -54,6 +54,13 @@ def provider_attempts_for_payment(*, payment_id: int) -> list[ProviderAttemptDTO
     return [ProviderAttemptDTO.from_model(a) for a in attempts]
 
 
+def provider_attempts_for_charge(*, charge_id: str) -> list[ProviderAttemptDTO]:
+    """Every call about one provider charge (its charge, lookups, refunds — including
+    refunds of a charge no payment holds), oldest first."""
+    attempts = ProviderAttempt.objects.filter(charge_id=charge_id).order_by("id") if charge_id else []
+    return [ProviderAttemptDTO.from_model(a) for a in attempts]
+
+
 def ledger_account_balance(*, code: str, currency: str) -> Decimal:
     """Sum of the account's signed entries (debit positive). provider_clearing's
     balance is what the provider holds for us: captured minus refunded."""

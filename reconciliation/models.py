@@ -17,6 +17,7 @@ from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from core.money import CURRENCY_CHOICES, MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 from .choices import (
+    LIVE_STATES,
     IncidentState,
     IncidentType,
     ProviderObjectKind,
@@ -170,7 +171,7 @@ class Incident(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["fingerprint"],
-                condition=Q(state__in=["open", "acknowledged"]),
+                condition=Q(state__in=LIVE_STATES),
                 name="recon_incident_one_live_per_fingerprint",
             ),
         ]

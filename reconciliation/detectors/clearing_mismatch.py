@@ -15,6 +15,7 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from payments.selectors import ledger_balances_by_currency
 from reconciliation.choices import IncidentType, Severity
 from reconciliation.models import ProviderSettlement
 
@@ -33,8 +34,6 @@ class ClearingMismatch(Detector):
     uses_provider_records = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
-        from payments.selectors import ledger_balances_by_currency
-
         cutoff = settled_before(ctx.now)
         sql = (
             "SELECT currency, SUM(amount) AS net FROM ("

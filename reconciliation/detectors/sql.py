@@ -16,6 +16,9 @@ from typing import Any
 
 from django.db import connection
 
+from inventory.selectors import reservations_reconciliation_values
+from orders.selectors import order_lines_reconciliation_values, orders_reconciliation_values
+from payments.selectors import payments_reconciliation_values, refunds_reconciliation_values
 from reconciliation.conf import setting
 from reconciliation.models import ProviderCharge, ProviderRefund
 
@@ -46,32 +49,22 @@ def cte(name: str, queryset, columns: Sequence[str]) -> tuple[str, list[Any]]:
 
 
 def orders_cte() -> tuple[str, list[Any]]:
-    from orders.selectors import orders_reconciliation_values
-
     return cte("o", orders_reconciliation_values(), ORDER_COLUMNS)
 
 
 def payments_cte() -> tuple[str, list[Any]]:
-    from payments.selectors import payments_reconciliation_values
-
     return cte("p", payments_reconciliation_values(), PAYMENT_COLUMNS)
 
 
 def refunds_cte() -> tuple[str, list[Any]]:
-    from payments.selectors import refunds_reconciliation_values
-
     return cte("rf", refunds_reconciliation_values(), REFUND_COLUMNS)
 
 
 def reservations_cte() -> tuple[str, list[Any]]:
-    from inventory.selectors import reservations_reconciliation_values
-
     return cte("rv", reservations_reconciliation_values(), RESERVATION_COLUMNS)
 
 
 def lines_cte() -> tuple[str, list[Any]]:
-    from orders.selectors import order_lines_reconciliation_values
-
     return cte("ol", order_lines_reconciliation_values(), LINE_COLUMNS)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
+from inventory.selectors import stock_check_conservation
 from reconciliation.choices import IncidentType, Severity
 
 from .base import ChangeSet, DetectionContext, Detector, Finding, IncidentSubject, Scope
@@ -44,8 +45,6 @@ class StockDrift(Detector):
         yield from self._reservations(replace(ctx, scope=Scope(order_ids=changes.order_ids)))
 
     def _conservation(self) -> Iterator[Finding]:
-        from inventory.selectors import stock_check_conservation
-
         for problem in stock_check_conservation():
             yield self.finding(
                 fingerprint_parts=["sku", problem.sku, problem.kind],
