@@ -184,7 +184,9 @@ def confirm_order(ctx: StepContext) -> StepResult:
         # hook finishes the cancellation.
         return fail(f"the order is {order.status}", order.failure_reason or FailureReason.CANCELLED_BY_STAFF)
     try:
-        order_confirm_paid(order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"))
+        order_confirm_paid(
+            order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"), during_checkout=True
+        )
     except Conflict as exc:
         # Cannot happen after charge_payment succeeded; never confirm unpaid goods.
         return retry(f"{exc.code}: {exc.message}")

@@ -33,14 +33,14 @@ from inventory.services import stock_commit, stock_reserve
 from payments.choices import PaymentStatus
 from payments.selectors import payment_for_order
 from payments.services import payment_capture, payment_create
-from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
+from sagas.choices import ATTENTION_STATUSES
 from sagas.selectors import saga_run_for_subject
 from sagas.services import saga_mark_resolved, saga_request_abort, saga_start
 
 from .choices import CANCELLATION_REASONS, CHECKOUT, ORDER_CANCELLATION, FailureReason, OrderStatus
 from .dto import OrderDTO
 from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
-from .selectors import order_get, order_to_dto
+from .selectors import order_confirm_paid_refusal, order_get, order_to_dto
 
 MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
 
@@ -273,12 +273,18 @@ def order_confirm(*, order_id: int, by=None, reason: str) -> OrderDTO:
 
 @transaction.atomic
 def order_confirm_paid(
-    *, order_id: int, provider_charge_id: str | None = None, by=None, reason: str
+    *,
+    order_id: int,
+    provider_charge_id: str | None = None,
+    by=None,
+    reason: str,
+    during_checkout: bool = False,
 ) -> OrderDTO:
     """Confirm a paid order: the capture is recorded, the stock committed, the order
     confirmed — in one transaction, so the three agree or nothing happens. The one
-    recipe for this change: the checkout saga's confirm_order step, reconciliation's
-    confirm_order remediation, the back office's manual confirm and the admin use it.
+    recipe for this change: the checkout saga's confirm_order step
+    (`during_checkout`), reconciliation's confirm_order remediation and the back
+    office's manual confirm use it.
 
     - Capture: with `provider_charge_id` (a charge the provider made that the payment
       never recorded, e.g. its answer was lost) the payment is captured with it;
@@ -287,50 +293,34 @@ def order_confirm_paid(
       reserved is reserved first (refused when the stock is not there, or was given
       back already).
     - The checkout run: one that gave up (failed, compensation_failed) is marked
-      resolved by the person confirming (locked before the order, the lock order
-      order_request_cancel uses); one that is undoing the order refuses.
+      resolved by the person confirming, its lock taken before the order's (the
+      order order_request_cancel locks them in).
 
-    Idempotent: a confirmed order comes back unchanged. Refusals (Conflict) name the
-    reason in their code: illegal_transition (not pending), checkout_compensating,
-    payment_not_captured, payment_mismatch."""
+    Idempotent: a confirmed order comes back unchanged. Otherwise refused (Conflict)
+    exactly when selectors.order_confirm_paid_refusal says why."""
     reason = check_reason(reason, by=by)
     run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
     if run is not None and run.status in ATTENTION_STATUSES:
         saga_mark_resolved(run_id=run.id, by=by, reason=f"the order was confirmed by hand: {reason}")
+        run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
     order = _lock(order_id)
+    lines = list(order.lines.order_by("id"))
     if order.status == OrderStatus.CONFIRMED:
-        return order_to_dto(order)
-    if order.status != OrderStatus.PENDING:
-        raise _illegal(order, "confirm")
-    if run is not None and (
-        run.status in (RunStatus.COMPENSATING, RunStatus.COMPENSATED)
-        or (run.status in ACTIVE_STATUSES and run.abort_requested)
-    ):
-        raise Conflict(
-            f"Order {order_id}: its checkout is being undone; it cannot be confirmed.",
-            code="checkout_compensating",
-            details={"order_id": order_id, "run_id": run.id, "run_status": run.status},
-        )
+        return order_to_dto(order, lines)
     payment = payment_for_order(order_id=order_id)
-    if payment is not None and provider_charge_id:
-        payment = payment_capture(
-            payment_id=payment.id, provider_charge_id=provider_charge_id, by=by, reason=reason
-        )
-    if payment is None or payment.status != PaymentStatus.CAPTURED:
-        raise Conflict(
-            f"Order {order_id} is not paid: its payment is {payment.status if payment else 'missing'}.",
-            code="payment_not_captured",
-            details={"order_id": order_id, "payment_status": payment.status if payment else None},
-        )
-    if (payment.amount, payment.currency) != (order.total, order.currency):
-        raise Conflict(
-            f"Payment {payment.id} is {payment.amount} {payment.currency}, not the order's "
-            f"{order.total} {order.currency}.",
-            code="payment_mismatch",
-            details={"order_id": order_id, "payment_id": payment.id},
-        )
-    lines = list(order.lines.order_by("id").values_list("sku", "quantity"))
-    stock_reserve(order_id=order_id, lines=lines, by=by, reason=reason)
+    refusal = order_confirm_paid_refusal(
+        order=order_to_dto(order, lines),
+        payment=payment,
+        checkout_run=run,
+        provider_charge_id=provider_charge_id,
+        during_checkout=during_checkout,
+    )
+    if refusal is not None:
+        raise Conflict(refusal.message, code=refusal.code, details={"order_id": order_id})
+    assert payment is not None
+    if provider_charge_id and payment.status != PaymentStatus.CAPTURED:
+        payment_capture(payment_id=payment.id, provider_charge_id=provider_charge_id, by=by, reason=reason)
+    stock_reserve(order_id=order_id, lines=[(ln.sku, ln.quantity) for ln in lines], by=by, reason=reason)
     stock_commit(order_id=order_id, by=by, reason=reason)
     return order_confirm(order_id=order_id, by=by, reason=reason)
 

@@ -311,6 +311,15 @@ class ProviderClient:
 
     # --- reads ------------------------------------------------------------------
 
+    def health(self, *, timeout: float) -> tuple[bool, str]:
+        """Whether the provider answers its health check within `timeout` seconds, and
+        what it said (an HTTP status or the transport error's name)."""
+        try:
+            response = self._http.get("/healthz", timeout=timeout)
+        except httpx.HTTPError as exc:
+            return False, type(exc).__name__
+        return response.status_code == 200, f"HTTP {response.status_code}"
+
     def _get(
         self, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False
     ) -> httpx.Response | None:

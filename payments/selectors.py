@@ -43,6 +43,18 @@ def refund_get(*, refund_id: int) -> RefundDTO:
     return RefundDTO.from_model(refund)
 
 
+def refund_for_key(*, payment_id: int, idempotency_key: str) -> RefundDTO:
+    """The payment's refund created under `idempotency_key`; NotFound otherwise."""
+    refund = Refund.objects.filter(payment_id=payment_id, idempotency_key=idempotency_key).first()
+    if refund is None:
+        raise NotFound(
+            f"Payment {payment_id} has no refund with key {idempotency_key!r}.",
+            code="refund_not_found",
+            details={"payment_id": payment_id, "idempotency_key": idempotency_key},
+        )
+    return RefundDTO.from_model(refund)
+
+
 def refunds_for_payment(*, payment_id: int) -> list[RefundDTO]:
     """Oldest first."""
     return [RefundDTO.from_model(r) for r in Refund.objects.filter(payment_id=payment_id).order_by("id")]

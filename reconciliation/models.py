@@ -21,6 +21,7 @@ from .choices import (
     IncidentState,
     IncidentType,
     ProviderObjectKind,
+    RemediationState,
     ResolutionKind,
     RunStatus,
     Severity,
@@ -266,11 +267,7 @@ class Remediation(models.Model):
     repeats the call with the same idempotency keys, which the provider replays.
     """
 
-    class State(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Outcome unknown (safe to apply again)"
+    State = RemediationState
 
     incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="remediations")
     action = models.CharField(max_length=32)

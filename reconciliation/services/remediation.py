@@ -52,8 +52,8 @@ from core.sql import in_open_transaction
 from inventory.choices import ReservationState
 from inventory.selectors import products_by_sku, reservations_for_order
 from inventory.services import stock_release
-from orders.choices import FailureReason, OrderStatus
-from orders.selectors import order_get
+from orders.choices import CHECKOUT, FailureReason
+from orders.selectors import order_confirm_paid_refusal, order_get
 from orders.services import order_confirm_paid
 from payments.choices import PaymentStatus
 from payments.selectors import payment_for_order, payment_get, payments_reconciliation_values
@@ -66,7 +66,7 @@ from reconciliation.detectors.sql import fetch, net_captures_cte
 from reconciliation.errors import ActionNotPermitted, IncidentClosed, IncidentNotFound
 from reconciliation.models import Incident, IncidentNote, ProviderCharge, Remediation
 from sagas.choices import RunStatus
-from sagas.selectors import saga_run_get
+from sagas.selectors import saga_run_for_subject, saga_run_get
 from sagas.services import saga_compensate, saga_retry_now
 
 from .provider_records import ProviderClientLike, _upsert_charges, _upsert_refunds
@@ -367,15 +367,16 @@ def _plan_confirm(incident: Incident, action: str) -> RemediationPreview:
         return _preview(incident, action, allowed=False, why_not="only a pending order can be confirmed",
                         description="The order is missing or cancelled: refund the charge instead.")  # fmt: skip
     order = order_get(order_id=incident.order_id)
-    payment = payment_for_order(order_id=order.id)
     charge = ProviderCharge.objects.filter(provider_id=incident.charge_id).first()
     problems = []
-    if order.status != OrderStatus.PENDING:
-        problems.append(f"order is {order.status}")
-    if payment is None:
-        problems.append("the order has no payment")
-    elif payment.provider_charge_id not in (None, incident.charge_id):
-        problems.append(f"payment {payment.id} recorded another charge")
+    refusal = order_confirm_paid_refusal(
+        order=order,
+        payment=payment_for_order(order_id=order.id),
+        checkout_run=saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order.id)),
+        provider_charge_id=incident.charge_id,
+    )
+    if refusal is not None:
+        problems.append(refusal.message)
     if charge is None or charge.amount != order.total or charge.currency != order.currency:
         problems.append("the charge does not match the order's total and currency")
     held = {r.sku: r.quantity for r in reservations_for_order(order.id) if r.state == ReservationState.HELD}
