@@ -8,7 +8,6 @@ from typing import Any
 from django.utils.html import format_html
 
 from reconciliation.choices import IncidentState, RemediationState
-from reconciliation.permissions import CHANGE_INCIDENT
 from reconciliation.services import (
     RemediationPreview,
     incident_acknowledge,
@@ -22,6 +21,8 @@ from reconciliation.services import (
 
 from .base import IncidentCase, Offer, Operation, Outcome, Params, Preview
 
+# The Django permissions reconciliation checks (granted to support in backoffice/roles.py).
+CHANGE_INCIDENT = "reconciliation.change_incident"
 REMEDIATE = "reconciliation.remediate_incident"
 REMEDIATION_LABELS = {
     "refund_extra_charges": "Refund the extra charges",
