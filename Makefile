@@ -9,10 +9,11 @@ VENV_STAMP := .venv/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 run: venv
 	@scripts/run.sh
 
-## test: the whole suite on real PostgreSQL and Redis, plus ruff and import contracts
+## test: the whole suite on real PostgreSQL and Redis, plus ruff, import contracts and mypy
 test: venv services
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
 	@scripts/pytest.sh
 
@@ -20,6 +21,7 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 ## screenshots: refresh docs/screenshots/ from the browser journeys
 screenshots: venv services

@@ -113,10 +113,10 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Http
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         return json_error("bad_request", "Bad request.", status.HTTP_400_BAD_REQUEST)
-    return defaults.bad_request(request, exception)
+    return defaults.bad_request(request, exception or Exception("bad request"))
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _is_api(request):
         return json_error("permission_denied", "Permission denied.", status.HTTP_403_FORBIDDEN)
-    return defaults.permission_denied(request, exception)
+    return defaults.permission_denied(request, exception or PermissionDenied())

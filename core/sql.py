@@ -19,10 +19,17 @@ from django.db import connection, transaction
 from django.db.models import Field, Model
 
 
-def _column(model: type[Model], name: str) -> str:
+def concrete_field(model: type[Model], name: str) -> Field:
+    """A model's own (column-backed) field by name, for SQL written by hand."""
     field = model._meta.get_field(name)
-    assert isinstance(field, Field)
-    return connection.ops.quote_name(field.column)
+    if not isinstance(field, Field) or field.column is None:
+        raise LookupError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
+def column(model: type[Model], name: str) -> str:
+    """The quoted column of a model's field."""
+    return connection.ops.quote_name(str(concrete_field(model, name).column))
 
 
 def insert_do_nothing_sql(model: type[Model], fields: Sequence[str], conflict: Sequence[str]) -> str:
@@ -32,9 +39,9 @@ def insert_do_nothing_sql(model: type[Model], fields: Sequence[str], conflict: S
     pk = model._meta.pk
     assert pk is not None
     return (
-        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(_column(model, f) for f in fields)}) "  # noqa: S608
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(column(model, f) for f in fields)}) "  # noqa: S608
         f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({', '.join(_column(model, f) for f in conflict)}) DO NOTHING "
+        f"ON CONFLICT ({', '.join(column(model, f) for f in conflict)}) DO NOTHING "
         f"RETURNING {quote(pk.column)}"
     )
 

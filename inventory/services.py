@@ -175,7 +175,7 @@ def _existing_reservation_outcome(order_id: int, wanted: dict[str, int]) -> list
 
 def _shortage_error(short: list[str], wanted: dict[str, int]) -> ConcordError:
     levels = {
-        row["product_id"]: row["on_hand"] - row["reserved"]
+        str(row["product_id"]): row["on_hand"] - row["reserved"]
         for row in StockLevel.objects.filter(product_id__in=short).values("product_id", "on_hand", "reserved")
     }
     unknown = sorted(sku for sku in short if sku not in levels)

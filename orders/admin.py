@@ -18,7 +18,7 @@ class OrderLineInline(admin.TabularInline):
     model = OrderLine
     extra = 0
     can_delete = False
-    fields = ["sku", "quantity", "unit_price", "line_total"]
+    fields = ("sku", "quantity", "unit_price", "line_total")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:

@@ -320,9 +320,15 @@ class ProviderClient:
             return False, type(exc).__name__
         return response.status_code == 200, f"HTTP {response.status_code}"
 
-    def _get(
-        self, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False
-    ) -> httpx.Response | None:
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        response = self._get_or_none(path, params)
+        if response is None:
+            raise ProviderError(f"GET {path}: HTTP 404", http_status=404, code="not_found")
+        return response
+
+    def _get_or_none(self, path: str, params: dict[str, Any] | None = None) -> httpx.Response | None:
+        """The response, or None for a 404; transient trouble raises ProviderUnavailable,
+        any other refusal ProviderError."""
         clean = {name: value for name, value in (params or {}).items() if value is not None}
         try:
             response = self._http.get(path, params=clean)
@@ -331,7 +337,7 @@ class ProviderClient:
         status = response.status_code
         if 200 <= status < 300:
             return response
-        if status == 404 and allow_404:
+        if status == 404:
             return None
         code, message = _error_body(response)
         error = f"GET {path}: HTTP {status}: {code or ''} {message}".strip()
@@ -350,7 +356,7 @@ class ProviderClient:
         if not charge_id:
             return None
         # Quoted: an id is data, it must not be able to change the path.
-        response = self._get(f"/v1/charges/{quote(charge_id, safe='')}", allow_404=True)
+        response = self._get_or_none(f"/v1/charges/{quote(charge_id, safe='')}")
         if response is None:
             return None
         return self._parse(_charge, self._json(response))

@@ -117,7 +117,7 @@ def payments_by_charge_id(*, provider_charge_id: str) -> list[PaymentDTO]:
         return []
     via_attempt = (
         ProviderAttempt.objects.filter(Q(provider_object_id=charge_id) | Q(charge_id=charge_id))
-        .exclude(payment_id=None)
+        .filter(payment__isnull=False)
         .values("payment_id")
     )
     payments = Payment.objects.filter(Q(provider_charge_id=charge_id) | Q(pk__in=via_attempt)).order_by("id")

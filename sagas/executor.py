@@ -39,6 +39,8 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import CharField, Func, Q, Value
 from django.utils import timezone
 
+from core.sql import concrete_field
+
 from . import registry
 from .choices import ACTIVE_STATUSES, Direction, RunStatus, StepOutcome
 from .definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult
@@ -300,7 +302,7 @@ class _Pass:
             context=MappingProxyType(copy.deepcopy(run.context)),
             attempt=run.attempts + 1,
             step=name,
-            direction=run.direction,
+            direction="forward" if run.direction == Direction.FORWARD else "compensate",
             failure_code=run.failure_code,
             deadline=time.monotonic() + timeout,
         )
@@ -586,7 +588,7 @@ _MUTABLE = (
     "context",
     "updated_at",
 )
-_RUN_FIELDS = {name: SagaRun._meta.get_field(name) for name in _MUTABLE}
+_RUN_FIELDS = {name: concrete_field(SagaRun, name) for name in _MUTABLE}
 _LOG_FIELDS = [f for f in SagaStepLog._meta.concrete_fields if not f.primary_key]
 
 
@@ -599,7 +601,7 @@ def _ms(t0: float) -> int:
     return int((time.monotonic() - t0) * 1000)
 
 
-def _classify(result: object, elapsed: float, timeout: float) -> tuple[str, str]:
+def _classify(result: object, elapsed: float, timeout: float) -> tuple[StepOutcome, str]:
     if not isinstance(result, StepResult):
         return StepOutcome.ERROR, f"step returned {type(result).__name__}, expected StepResult"
     if elapsed > timeout:
@@ -613,7 +615,7 @@ def _classify(result: object, elapsed: float, timeout: float) -> tuple[str, str]
     return StepOutcome.ERROR, f"unknown step result kind {result.kind!r}"
 
 
-def _classify_exception(exc: Exception) -> tuple[str, str]:
+def _classify_exception(exc: Exception) -> tuple[StepOutcome, str]:
     cause = exc.__cause__
     # 57014 query_canceled: PostgreSQL's statement_timeout fired.
     if getattr(cause, "sqlstate", None) == "57014":

@@ -16,9 +16,10 @@ from ..choices import PaymentStatus
 from ..models import Payment, Refund
 
 if TYPE_CHECKING:
-    from django.contrib.auth.models import AbstractBaseUser
+    # The person acting (settings.AUTH_USER_MODEL), or None for the system.
+    from django.contrib.auth.models import User as AuthUser
 
-    User = AbstractBaseUser | None
+    User = AuthUser | None
 else:
     User = Any
 

@@ -102,7 +102,9 @@ def provider_attempt_record(
             )
     elif not Payment.objects.filter(pk=payment_id).exists():
         raise payment_not_found(payment_id)
-    if refund_id is not None and not Refund.objects.filter(pk=refund_id, payment_id=payment_id).exists():
+    if refund_id is not None and (
+        payment_id is None or not Refund.objects.filter(pk=refund_id, payment_id=payment_id).exists()
+    ):
         raise NotFound(f"Refund {refund_id} of payment {payment_id} does not exist.", code="refund_not_found")
     attempt = ProviderAttempt.objects.create(
         payment_id=payment_id,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import partial
 
 from django.db import transaction
 
@@ -170,18 +171,19 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
         # it as ours. A person (and reconciliation) must look at it.
         outcome = Outcome.UNKNOWN
         error = f"charge {charge.id} is {charge.amount} {charge.currency} for {charge.reference}, not this payment"
-    attempt = {
-        "payment_id": payment.pk,
-        "kind": ProviderAttemptKind.CHARGE,
-        "idempotency_key": call.idempotency_key,
-        "provider_object_id": charge.id if charge is not None else "",
-        "charge_id": charge.id if charge is not None else "",
-        "http_status": result.http_status,
-        "duration_ms": result.duration_ms,
-    }
+    record = partial(
+        provider_attempt_record,
+        payment_id=payment.pk,
+        kind=ProviderAttemptKind.CHARGE,
+        idempotency_key=call.idempotency_key,
+        provider_object_id=charge.id if charge is not None else "",
+        charge_id=charge.id if charge is not None else "",
+        http_status=result.http_status,
+        duration_ms=result.duration_ms,
+    )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
-            provider_attempt_record(**attempt, outcome=str(outcome), error=error)
+            record(outcome=str(outcome), error=error)
             if outcome is Outcome.SUCCEEDED:
                 assert charge is not None
                 dto = payment_capture(
@@ -203,7 +205,7 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
     except ConcordError as exc:
         # The timeline must still show the call.
         error = f"{error + '; ' if error else ''}answer not applied: {exc}"
-        provider_attempt_record(**attempt, outcome=str(Outcome.UNKNOWN), error=error)
+        record(outcome=str(Outcome.UNKNOWN), error=error)
         return ChargeOutcome(
             str(Outcome.UNKNOWN), PaymentDTO.from_model(get_payment(payment.pk)), error=error
         )
@@ -256,15 +258,16 @@ def payment_resolve_by_lookup(
     ours = [c for c in charges if charge_matches(payment, c)]
     succeeded = [c for c in ours if c.status == ProviderChargeStatus.SUCCEEDED]
     found = succeeded[0] if succeeded else (ours[-1] if ours else None)
-    attempt = {
-        "payment_id": payment.pk,
-        "kind": ProviderAttemptKind.LOOKUP,
-        "idempotency_key": "",
-        "provider_object_id": found.id if found else "",
-        "charge_id": found.id if found else "",
-        "http_status": 200,
-        "duration_ms": int((time.monotonic() - started) * 1000),
-    }
+    record = partial(
+        provider_attempt_record,
+        payment_id=payment.pk,
+        kind=ProviderAttemptKind.LOOKUP,
+        idempotency_key="",
+        provider_object_id=found.id if found else "",
+        charge_id=found.id if found else "",
+        http_status=200,
+        duration_ms=int((time.monotonic() - started) * 1000),
+    )
     outcome = (
         ProviderAttemptOutcome.SUCCEEDED
         if succeeded
@@ -275,12 +278,10 @@ def payment_resolve_by_lookup(
     error = "" if ours else f"no charge with reference {payment.order_id}"
     try:
         with transaction.atomic():  # the attempt and what it settles commit together
-            provider_attempt_record(**attempt, outcome=outcome, error=error)
+            record(outcome=outcome, error=error)
             return _settle_from_lookup(payment, succeeded, ours, not_found_means_failed)
     except ConcordError as exc:
-        provider_attempt_record(
-            **attempt, outcome=ProviderAttemptOutcome.UNKNOWN, error=f"answer not applied: {exc}"
-        )
+        record(outcome=ProviderAttemptOutcome.UNKNOWN, error=f"answer not applied: {exc}")
         raise
 
 
@@ -375,19 +376,20 @@ def refund_record(*, call: RefundCall, by: User = None, reason: str = "") -> Ref
     result = call.result
     outcome, error = result.outcome, result.error or ""
     failure_code = result.failure_code or ""
-    attempt = {
-        "payment_id": call.payment_id,
-        "refund_id": call.refund_id,
-        "kind": ProviderAttemptKind.REFUND,
-        "idempotency_key": call.idempotency_key,
-        "provider_object_id": result.refund.id if result.refund is not None else "",
-        "charge_id": call.charge_id,
-        "http_status": result.http_status,
-        "duration_ms": result.duration_ms,
-    }
+    record = partial(
+        provider_attempt_record,
+        payment_id=call.payment_id,
+        refund_id=call.refund_id,
+        kind=ProviderAttemptKind.REFUND,
+        idempotency_key=call.idempotency_key,
+        provider_object_id=result.refund.id if result.refund is not None else "",
+        charge_id=call.charge_id,
+        http_status=result.http_status,
+        duration_ms=result.duration_ms,
+    )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
-            provider_attempt_record(**attempt, outcome=str(outcome), error=error)
+            record(outcome=str(outcome), error=error)
             if outcome is Outcome.SUCCEEDED:
                 assert result.refund is not None
                 refund_succeed(
@@ -406,7 +408,7 @@ def refund_record(*, call: RefundCall, by: User = None, reason: str = "") -> Ref
                 )
     except ConcordError as exc:
         error = f"{error + '; ' if error else ''}answer not applied: {exc}"
-        provider_attempt_record(**attempt, outcome=str(Outcome.UNKNOWN), error=error)
+        record(outcome=str(Outcome.UNKNOWN), error=error)
         outcome = Outcome.UNKNOWN
     refund = get_refund(call.refund_id)
     return RefundOutcome(
