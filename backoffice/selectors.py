@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from django.conf import settings
 
@@ -86,6 +87,9 @@ def order_case(*, order_id: int) -> OrderCase:
         order=order,
         payment=payment,
         refunds=tuple(payment_selectors.refunds_for_payment(payment_id=payment.id)) if payment else (),
+        refundable=(
+            payment_selectors.payment_refundable_amount(payment_id=payment.id) if payment else Decimal("0")
+        ),
     )
 
 

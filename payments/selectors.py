@@ -12,7 +12,7 @@ from django_fsm_log.models import StateLog
 from core.errors import NotFound
 from core.fsm import state_log_rows, state_summary
 
-from .choices import PaymentStatus
+from .choices import PaymentStatus, RefundStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, ProviderWebhookEvent, Refund
 
@@ -32,6 +32,18 @@ def payment_for_order(*, order_id: int) -> PaymentDTO | None:
     """The checkout payment of an order, or None if the saga has not created it yet."""
     payment = Payment.objects.filter(order_id=order_id).first()
     return None if payment is None else PaymentDTO.from_model(payment)
+
+
+def payment_refundable_amount(*, payment_id: int) -> Decimal:
+    """What can still be refunded: captured, minus refunded, minus what pending refunds
+    hold back (refund_create's own limit). Zero unless the payment holds money."""
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None or payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
+        return Decimal("0")
+    pending = payment.refunds.filter(status=RefundStatus.PENDING).aggregate(
+        total=Coalesce(Sum("amount"), Decimal("0"))
+    )["total"]
+    return payment.amount - payment.refunded_amount - pending
 
 
 def refund_get(*, refund_id: int) -> RefundDTO:

@@ -48,6 +48,7 @@ class OrderCase(RunsCase):
     order: OrderDTO
     payment: PaymentDTO | None
     refunds: tuple[RefundDTO, ...]
+    refundable: Decimal  # what payments would still refund (pending refunds held back)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from core.errors import ConcordError, Conflict
 from orders.choices import CHECKOUT, FailureReason, OrderStatus
 from orders.selectors import order_confirm_paid_refusal
 from orders.services import order_confirm_paid, order_request_cancel
-from payments.choices import PaymentStatus, RefundStatus
+from payments.choices import RefundStatus
 from payments.services import refund_create, refund_send
 from sagas import registry as saga_registry
 from sagas.choices import ManualAction, RunStatus
@@ -35,7 +35,6 @@ CONFIRM_ORDER = "orders.change_order"
 # Refunds the back office creates carry keys with this prefix: "send again" is offered
 # for those only (a saga's refunds are the saga's to retry).
 REFUND_KEY_PREFIX = "backoffice:"
-_REFUNDABLE = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
 
 
 def _lines(case: OrderCase) -> str:
@@ -43,10 +42,7 @@ def _lines(case: OrderCase) -> str:
 
 
 def _refundable(case: OrderCase) -> Decimal:
-    payment = case.payment
-    if payment is None or payment.status not in _REFUNDABLE:
-        return Decimal("0")
-    return payment.refundable_amount
+    return case.refundable
 
 
 def _checkout_run(case: OrderCase) -> SagaRunDTO | None:

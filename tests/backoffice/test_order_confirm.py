@@ -31,7 +31,7 @@ def charged_but_stuck(shop, settings):
     gave up at charge_payment; the charge was found later (a lookup, as a webhook would):
     the order is pending, its stock held, its payment captured, its run failed."""
     settings.PSP_READ_TIMEOUT = 0.5
-    shop.psp.set_faults(timeout_after_commit_rate=1.0)
+    shop.psp.set_faults(timeout_after_commit_rate=1.0, timeout_seconds=1)
     order_id = shop.order(quantity=2)
     assert shop.advance(order_id) == "failed"
     shop.provider_recovers()
