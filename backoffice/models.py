@@ -42,6 +42,14 @@ class ApprovalStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
+class ApprovalKind(models.TextChoices):
+    """What finance sees an approval as (each money-moving operation declares one)."""
+
+    REFUND = "refund", "Refund"
+    CANCEL = "cancel", "Cancel the order"
+    REMEDIATION = "remediation", "Incident remediation"
+
+
 class ApprovalRequest(FSMModelMixin, models.Model):
     """A money-moving action above BACKOFFICE_APPROVAL_THRESHOLD: one person asks,
     another person from finance approves (then exactly the stored operation runs, with
@@ -51,7 +59,7 @@ class ApprovalRequest(FSMModelMixin, models.Model):
     # is what finance sees it as (refund, cancel, remediation).
     operation = models.CharField(max_length=48)
     params = models.JSONField(default=dict, blank=True)
-    kind = models.CharField(max_length=16)
+    kind = models.CharField(max_length=16, choices=ApprovalKind.choices)
     status = FSMField(default=ApprovalStatus.PENDING, choices=ApprovalStatus.choices, protected=True)
     # What it is about, as plain references (never foreign keys into other apps). A
     # remediation may be about a charge with no order (an orphan).

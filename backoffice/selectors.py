@@ -26,7 +26,7 @@ from sagas import selectors as saga_selectors
 from sagas.choices import StepOutcome
 
 from .conf import provider_probe_timeout
-from .models import ApprovalRequest, ApprovalStatus, StaffAction
+from .models import ApprovalKind, ApprovalRequest, ApprovalStatus, StaffAction
 from .operations.base import Case, IncidentCase, OrderCase
 
 NOTE = "note"  # the StaffAction.action of a note on an order's case file
@@ -137,9 +137,9 @@ class CaseFile:
 
 def _approval_title(approval: ApprovalRequest) -> str:
     money = f"{approval.amount} {approval.currency}"
-    if approval.kind == "refund":
+    if approval.kind == ApprovalKind.REFUND:
         return f"Refund of {money} asked (approval #{approval.pk})"
-    if approval.kind == "cancel":
+    if approval.kind == ApprovalKind.CANCEL:
         return f"Cancellation of the order ({money} back) asked (approval #{approval.pk})"
     action = (approval.params or {}).get("action", approval.operation)
     return (

@@ -34,6 +34,7 @@ from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 from . import charts, operations, services
 from . import selectors as bo_selectors
 from .conf import approval_threshold
+from .models import ApprovalStatus
 from .permissions import finance_required, is_support, staff_required, support_required
 
 PAGE_SIZE = 50
@@ -335,7 +336,7 @@ def _say(request: HttpRequest, level: str, text: str) -> None:
 
 @finance_required
 def approval_list(request: HttpRequest) -> HttpResponse:
-    status = request.GET.get("status", "pending")
+    status = request.GET.get("status", ApprovalStatus.PENDING)
     return render(
         request,
         "backoffice/approval_list.html",

@@ -51,7 +51,10 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="approvalrequest",
             name="kind",
-            field=models.CharField(max_length=16),
+            field=models.CharField(
+                choices=[("refund", "Refund"), ("cancel", "Cancel the order"), ("remediation", "Incident remediation")],
+                max_length=16,
+            ),
         ),
         migrations.RunPython(forwards, backwards),
         migrations.RemoveField(model_name="approvalrequest", name="remediation_action"),

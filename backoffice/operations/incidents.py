@@ -19,6 +19,7 @@ from reconciliation.services import (
     remediation_preview,
 )
 
+from ..models import ApprovalKind
 from .base import IncidentCase, Offer, Operation, Outcome, Params, Preview
 
 # The Django permissions reconciliation checks (granted to support in backoffice/roles.py).
@@ -208,7 +209,7 @@ REMEDIATE_OPERATION = Operation(
     preview=_remediate_preview,
     run=_remediate_run,
     target_params=("action",),
-    approval_kind="remediation",
+    approval_kind=ApprovalKind.REMEDIATION,
     calls_provider=True,
     unavailable="That remediation does not apply to this incident.",
 )

@@ -26,6 +26,7 @@ from sagas.services import saga_compensate, saga_mark_resolved, saga_retry_now
 
 from .. import tasks
 from ..conf import approval_threshold
+from ..models import ApprovalKind
 from ..permissions import is_support
 from .base import Input, Offer, Operation, OrderCase, Outcome, Params, Preview, RunsCase
 
@@ -277,7 +278,7 @@ REFUND = Operation(
     preview=_refund_preview,
     run=_refund_run,
     inputs=(Input("amount", "Amount"),),
-    approval_kind="refund",
+    approval_kind=ApprovalKind.REFUND,
 )
 
 
@@ -324,7 +325,7 @@ CANCEL = Operation(
     offers=_cancel_offers,
     preview=_cancel_preview,
     run=_cancel_run,
-    approval_kind="cancel",
+    approval_kind=ApprovalKind.CANCEL,
 )
 
 

@@ -21,6 +21,7 @@ from django.utils import timezone
 from core.errors import ConcordError
 from core.sql import insert_unless_exists
 
+from ..choices import WebhookOutcome
 from ..dto import PaymentDTO
 from ..models import Payment, ProviderWebhookEvent
 from ..provider import ProviderCharge, ProviderChargeStatus
@@ -71,20 +72,20 @@ def _claim(event_id: str, event_type: str, payload: dict[str, Any]) -> bool:
 def _apply(event_type: str, payload: dict[str, Any]) -> tuple[str, str]:
     """(outcome, note) of one new event."""
     if event_type not in CHARGE_EVENT_TYPES:
-        return "ignored", f"event type {event_type!r} brings no payment news"
+        return WebhookOutcome.IGNORED, f"event type {event_type!r} brings no payment news"
     charge = (payload.get("data") or {}).get("object")
     if not isinstance(charge, dict):
-        return "rejected", "data.object is not a charge"
+        return WebhookOutcome.REJECTED, "data.object is not a charge"
     try:
         with transaction.atomic():
             payment = payment_apply_provider_event(event_type=event_type, charge=charge)
     except ConcordError as exc:
         # The provider signed it, so retrying will not make it valid: keep it
         # visible in the inbox instead of having it redelivered for a day.
-        return "rejected", f"{exc.code}: {exc.message}"
+        return WebhookOutcome.REJECTED, f"{exc.code}: {exc.message}"
     if payment is None:
-        return "no_payment", f"no payment for reference {charge.get('reference')!r}"
-    return "applied", f"payment {payment.id} is {payment.status}"
+        return WebhookOutcome.NO_PAYMENT, f"no payment for reference {charge.get('reference')!r}"
+    return WebhookOutcome.APPLIED, f"payment {payment.id} is {payment.status}"
 
 
 def payment_apply_provider_event(*, event_type: str, charge: dict) -> PaymentDTO | None:
@@ -149,12 +150,14 @@ def webhook_event_receive(*, event_id: str, event_type: str, payload: dict[str, 
 
     if not _claim(event_id, event_type, payload):
         logger.info("webhook %s (%s) delivered again; already processed", event_id, event_type)
-        return WebhookReceipt(event_id=event_id, event_type=event_type, duplicate=True, outcome="duplicate")
+        return WebhookReceipt(
+            event_id=event_id, event_type=event_type, duplicate=True, outcome=WebhookOutcome.DUPLICATE
+        )
 
     outcome, note = _apply(event_type, payload)
     ProviderWebhookEvent.objects.filter(event_id=event_id).update(
         processed_at=timezone.now(), outcome=outcome, note=note[:2000]
     )
-    log = logger.warning if outcome in ("rejected", "no_payment") else logger.info
+    log = logger.warning if outcome in (WebhookOutcome.REJECTED, WebhookOutcome.NO_PAYMENT) else logger.info
     log("webhook %s (%s): %s - %s", event_id, event_type, outcome, note)
     return WebhookReceipt(event_id=event_id, event_type=event_type, duplicate=False, outcome=outcome)

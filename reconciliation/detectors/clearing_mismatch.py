@@ -21,7 +21,7 @@ from reconciliation.models import ProviderSettlement
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import CHARGES, REFUNDS, fetch, settled_before
+from .sql import CHARGES, REFUNDS, SUCCEEDED, fetch, settled_before
 
 PROVIDER_CLEARING = "provider_clearing"
 
@@ -37,11 +37,11 @@ class ClearingMismatch(Detector):
         cutoff = settled_before(ctx.now)
         sql = (
             "SELECT currency, SUM(amount) AS net FROM ("
-            f"  SELECT currency, amount FROM {CHARGES} WHERE status = 'succeeded' AND created < %s"
+            f"  SELECT currency, amount FROM {CHARGES} WHERE status = '{SUCCEEDED}' AND created < %s"
             "  UNION ALL"
             f"  SELECT r.currency, -r.amount FROM {REFUNDS} r JOIN {CHARGES} c"
             "    ON c.provider_id = r.charge_provider_id"
-            "  WHERE r.status = 'succeeded' AND r.created < %s AND c.created < %s"
+            f"  WHERE r.status = '{SUCCEEDED}' AND r.created < %s AND c.created < %s"
             ") t GROUP BY currency"
         )
         provider = {row["currency"]: Decimal(row["net"]) for row in fetch(sql, [cutoff, cutoff, cutoff])}

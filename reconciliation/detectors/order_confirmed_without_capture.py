@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orders.choices import OrderStatus
 from payments.choices import PaymentStatus
 from reconciliation.choices import IncidentType, Severity
 
@@ -21,6 +22,7 @@ from .registry import register
 from .sql import (
     Scope,
     fetch,
+    literal,
     net_captures_cte,
     order_scope_sql,
     orders_cte,
@@ -48,7 +50,7 @@ class OrderConfirmedWithoutCapture(Detector):
             "SELECT o.id, o.total, o.currency, o.updated_at, p.id AS payment_id, "
             "p.status AS payment_status, p.provider_charge_id "
             "FROM o LEFT JOIN p ON p.order_id = o.id "
-            f"WHERE o.status = 'confirmed' AND o.updated_at < %s{where} "
+            f"WHERE o.status = {literal(OrderStatus.CONFIRMED)} AND o.updated_at < %s{where} "
             "AND (p.status IS NULL OR p.status <> %s) "
             "AND NOT EXISTS (SELECT 1 FROM nc WHERE nc.order_id = o.id) "
             "ORDER BY o.id"

@@ -26,7 +26,7 @@ from .base import Scope
 
 CHARGES = ProviderCharge._meta.db_table
 REFUNDS = ProviderRefund._meta.db_table
-SUCCEEDED = "succeeded"
+SUCCEEDED = "succeeded"  # a provider charge's or refund's status (the provider's word)
 
 ORDER_COLUMNS = ("id", "status", "failure_reason", "total", "currency", "created_at", "updated_at")
 PAYMENT_COLUMNS = (
@@ -84,6 +84,14 @@ def net_captures_cte(scope: Scope, *, alias: str = "nc") -> tuple[str, list[Any]
         f"WHERE c.status = %s{where}) x WHERE refunded_minor < amount_minor)"
     )
     return sql, [SUCCEEDED, SUCCEEDED, *params]
+
+
+def literal(*values: str) -> str:
+    """Trusted constants (the owning apps' choices) as SQL string literals: 'a', 'b'.
+    A state written into a detector's statement reads as the choice it is."""
+    if any("'" in value or "\\" in value for value in values):
+        raise ValueError(f"not a plain constant: {values!r}")
+    return ", ".join(f"'{value}'" for value in values)
 
 
 def in_sql(column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:
