@@ -323,72 +323,76 @@ def _approval_case(approval: ApprovalRequest, operation: Operation) -> Case:
     return case_get(page=operation.page, subject_id=subject_id)
 
 
+def _decision(
+    approval_id: int, by: Any, reason: str, action_key: str, decision: str
+) -> tuple[ApprovalRequest, bool]:
+    """Lock the request and check the approver. (request, already): already when it was
+    decided this way before; otherwise the decision's StaffAction (one-time key) is
+    recorded and the caller applies the transition."""
+    approval = _lock_approval(approval_id)
+    _require_approver(approval, by)
+    decided = ApprovalStatus.APPROVED if decision == "approve" else ApprovalStatus.REJECTED
+    if approval.status == decided:
+        return approval, True
+    if not can_proceed(getattr(approval, decision)):
+        raise Conflict(f"Approval request {approval_id} is {approval.status}.", code="approval_closed")
+    staff_action_record(
+        key=action_key,
+        by=by,
+        action=f"approval_{decision}",
+        reason=reason,
+        order_id=approval.order_id,
+        target=f"approval {approval.pk}",
+    )
+    return approval, False
+
+
 def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str) -> Approved:
     """Finance approves: the stored operation runs with the stored parameters, as the
     person who asked (they hold its permission; the approval names the approver), with
-    its reason and the approver's. `load_case(approval)` reads the case it is decided
-    on (the order, the incident), so the operation is checked against the present.
+    its reason and the approver's — checked against the case as it is now (the order,
+    the incident): an action no longer offered is refused.
 
     An operation in the database runs in the approval's transaction: approved iff it
     ran. One that calls the provider runs after the approval committed, outside any
     transaction; approving it again runs it again (it is once-only itself, so a
     provider outcome left unknown can be settled that way). Approving an approved
     request otherwise changes nothing."""
-    check_person_and_reason(by, reason)
+    reason = check_person_and_reason(by, reason)
     with transaction.atomic():
-        approval = _lock_approval(approval_id)
-        _require_approver(approval, by)
+        approval, already = _decision(approval_id, by, reason, action_key, "approve")
         operation = operation_get(approval.operation)
-        already = approval.status == ApprovalStatus.APPROVED
-        if not already:
-            if not can_proceed(approval.approve):
-                raise Conflict(
-                    f"Approval request {approval_id} is {approval.status}.", code="approval_closed"
-                )
-            staff_action_record(
-                key=action_key,
-                by=by,
-                action="approval_approve",
-                reason=reason,
-                order_id=approval.order_id,
-                target=f"approval {approval.pk}",
-            )
         requester = approval.requested_by
         why = f"{approval.reason} (approved by {by.get_username()}: {reason})"
         params = dict(approval.params)
-        if already and not operation.calls_provider:
-            return Approved(approval.pk, Outcome("It was approved before; nothing was done twice.", "info"))
+        key = f"approval:{approval.pk}"
         if not operation.calls_provider:
+            if already:
+                return Approved(
+                    approval.pk, Outcome("It was approved before; nothing was done twice.", "info")
+                )
             case = _approval_case(approval, operation)
             _offered(operation, case, requester, params)
-            outcome = operation.run(case, params, requester, why, f"approval:{approval.pk}")
+            outcome = operation.run(case, params, requester, why, key)
             approval.approve(refund_id=outcome.facts.get("refund_id"), by=by, description=reason)
             approval.save()
             return Approved(approval.pk, outcome)
         if not already:
             approval.approve(by=by, description=reason)
             approval.save()
-    case = _approval_case(approval, operation)
-    _offered(operation, case, requester, params)
-    return Approved(approval.pk, operation.run(case, params, requester, why, f"approval:{approval.pk}"))
+    try:
+        case = _approval_case(approval, operation)
+        _offered(operation, case, requester, params)
+        return Approved(approval.pk, operation.run(case, params, requester, why, key))
+    except ConcordError as exc:
+        failed = f"Approved, but {operation.label.lower()} failed: {exc.message}"
+        return Approved(approval.pk, Outcome(failed, "error"))
 
 
 @transaction.atomic
 def approval_reject(*, approval_id: int, by: Any, reason: str, action_key: str) -> None:
     reason = check_person_and_reason(by, reason)
-    approval = _lock_approval(approval_id)
-    _require_approver(approval, by)
-    if approval.status == ApprovalStatus.REJECTED:
-        return
-    if not can_proceed(approval.reject):
-        raise Conflict(f"Approval request {approval_id} is {approval.status}.", code="approval_closed")
-    staff_action_record(
-        key=action_key,
-        by=by,
-        action="approval_reject",
-        reason=reason,
-        order_id=approval.order_id,
-        target=f"approval {approval.pk}",
-    )
-    approval.reject(by=by, description=reason)
-    approval.save()
+    approval, already = _decision(approval_id, by, reason, action_key, "reject")
+    if not already:
+        approval.reject(by=by, description=reason)
+        approval.save()

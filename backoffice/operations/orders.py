@@ -7,6 +7,7 @@ the rest.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -60,104 +61,86 @@ def _run_of(case: RunsCase, params: Params) -> SagaRunDTO:
 # --- the saga engine's manual operations, per run -------------------------------------------
 
 
-def _saga_offers(action: str, label: str):
+def _preview_retry(case: RunsCase, run: SagaRunDTO) -> list[str]:
+    return [
+        f"Saga #{run.id} ({run.saga_type}) runs step “{run.step}” again now, attempts reset to 0.",
+        "External calls reuse their idempotency key: a charge or refund cannot happen twice.",
+    ]
+
+
+def _preview_compensate(case: RunsCase, run: SagaRunDTO) -> list[str]:
+    names = [s.name for s in saga_registry.get(run.saga_type).steps]
+    done = names[: run.step_index + (1 if run.status == RunStatus.FAILED else 0)]
+    effects = [f"Saga #{run.id} undoes, in reverse: {', '.join(reversed(done)) or 'nothing yet'}."]
+    if isinstance(case, OrderCase):
+        if case.refundable:
+            effects.append(f"Money: {case.refundable} {case.order.currency} goes back to the customer.")
+        effects.append(f"Stock: held units return to the shelf ({_lines(case)}).")
+        effects.append("The order ends cancelled (cancelled_by_staff).")
+    return effects
+
+
+def _preview_resolve(case: RunsCase, run: SagaRunDTO) -> list[str]:
+    return [f"Saga #{run.id} leaves the stuck list as resolved; nothing else changes."]
+
+
+def _saga_operation(
+    action: ManualAction,
+    label: str,
+    effects: Callable[[RunsCase, SagaRunDTO], list[str]],
+    service: Callable[[SagaRunDTO, Any, str], Any],
+) -> Operation:
+    """One of the saga engine's manual operations, offered per run when
+    sagas.selectors.saga_operations_allowed says so (its permission included)."""
+
     def offers(case: RunsCase, user: Any) -> list[Offer]:
         return [
-            Offer(SAGA_OPERATIONS[action], f"{label} (saga #{run.id})", {"run_id": run.id})
+            Offer(operation, f"{label} (saga #{run.id})", {"run_id": run.id})
             for run in case.runs
             if action in saga_operations_allowed(run=run, user=user)
         ]
 
-    return offers
+    def preview(case: RunsCase, params: Params) -> Preview:
+        return Preview(effects=effects(case, _run_of(case, params)), params=dict(params))
 
+    def run(case: RunsCase, params: Params, by: Any, reason: str, key: str) -> Outcome:
+        saga_run = _run_of(case, params)
+        service(saga_run, by, reason)
+        return Outcome(f"{label}: done for saga #{saga_run.id}.")
 
-def _preview_retry(case: RunsCase, params: Params) -> Preview:
-    run = _run_of(case, params)
-    return Preview(
-        effects=[
-            f"Saga #{run.id} ({run.saga_type}) runs step “{run.step}” again now, attempts reset to 0.",
-            "External calls reuse their idempotency key: a charge or refund cannot happen twice.",
-        ],
-        params=dict(params),
+    operation = Operation(
+        name=f"saga_{action}",
+        op=str(action),
+        page="order",
+        label=label,
+        offers=offers,
+        preview=preview,
+        run=run,
+        target_params=("run_id",),
     )
-
-
-def _preview_compensate(case: RunsCase, params: Params) -> Preview:
-    run = _run_of(case, params)
-    names = [s.name for s in saga_registry.get(run.saga_type).steps]
-    done = names[: run.step_index + (1 if run.status == RunStatus.FAILED else 0)]
-    effects = [f"Saga #{run.id} undoes, in reverse: {', '.join(reversed(done)) or 'nothing yet'}."]
-    money = Decimal("0")
-    currency = ""
-    if isinstance(case, OrderCase):
-        money, currency = _refundable(case), case.order.currency
-        if money:
-            effects.append(f"Money: {money} {currency} goes back to the customer.")
-        effects.append(f"Stock: held units return to the shelf ({_lines(case)}).")
-        effects.append("The order ends cancelled (cancelled_by_staff).")
-    return Preview(effects=effects, params=dict(params), money=money, currency=currency)
-
-
-def _preview_resolve(case: RunsCase, params: Params) -> Preview:
-    run = _run_of(case, params)
-    return Preview(
-        effects=[f"Saga #{run.id} leaves the stuck list as resolved; nothing else changes."],
-        params=dict(params),
-    )
-
-
-def _done(label: str, run: SagaRunDTO) -> Outcome:
-    return Outcome(f"{label}: done for saga #{run.id}.")
-
-
-def _run_retry(case: RunsCase, params: Params, by: Any, reason: str, key: str) -> Outcome:
-    run = _run_of(case, params)
-    saga_retry_now(run_id=run.id, by=by, reason=reason)
-    return _done(ManualAction.RETRY_NOW.label, run)
-
-
-def _run_compensate(case: RunsCase, params: Params, by: Any, reason: str, key: str) -> Outcome:
-    run = _run_of(case, params)
-    saga_compensate(run_id=run.id, by=by, reason=reason, failure_code=FailureReason.CANCELLED_BY_STAFF)
-    return _done("Compensate (undo and cancel)", run)
-
-
-def _run_resolve(case: RunsCase, params: Params, by: Any, reason: str, key: str) -> Outcome:
-    run = _run_of(case, params)
-    saga_mark_resolved(run_id=run.id, by=by, reason=reason)
-    return _done(ManualAction.MARK_RESOLVED.label, run)
+    return operation
 
 
 SAGA_OPERATIONS: dict[str, Operation] = {
-    ManualAction.RETRY_NOW: Operation(
-        name="saga_retry_now",
-        op="retry_now",
-        page="order",
-        label=ManualAction.RETRY_NOW.label,
-        offers=_saga_offers(ManualAction.RETRY_NOW, ManualAction.RETRY_NOW.label),
-        preview=_preview_retry,
-        run=_run_retry,
-        target_params=("run_id",),
+    ManualAction.RETRY_NOW: _saga_operation(
+        ManualAction.RETRY_NOW,
+        ManualAction.RETRY_NOW.label,
+        _preview_retry,
+        lambda run, by, reason: saga_retry_now(run_id=run.id, by=by, reason=reason),
     ),
-    ManualAction.COMPENSATE: Operation(
-        name="saga_compensate",
-        op="compensate",
-        page="order",
-        label="Compensate (undo and cancel)",
-        offers=_saga_offers(ManualAction.COMPENSATE, "Compensate (undo and cancel)"),
-        preview=_preview_compensate,
-        run=_run_compensate,
-        target_params=("run_id",),
+    ManualAction.COMPENSATE: _saga_operation(
+        ManualAction.COMPENSATE,
+        "Compensate (undo and cancel)",
+        _preview_compensate,
+        lambda run, by, reason: saga_compensate(
+            run_id=run.id, by=by, reason=reason, failure_code=FailureReason.CANCELLED_BY_STAFF
+        ),
     ),
-    ManualAction.MARK_RESOLVED: Operation(
-        name="saga_mark_resolved",
-        op="mark_resolved",
-        page="order",
-        label=ManualAction.MARK_RESOLVED.label,
-        offers=_saga_offers(ManualAction.MARK_RESOLVED, ManualAction.MARK_RESOLVED.label),
-        preview=_preview_resolve,
-        run=_run_resolve,
-        target_params=("run_id",),
+    ManualAction.MARK_RESOLVED: _saga_operation(
+        ManualAction.MARK_RESOLVED,
+        ManualAction.MARK_RESOLVED.label,
+        _preview_resolve,
+        lambda run, by, reason: saga_mark_resolved(run_id=run.id, by=by, reason=reason),
     ),
 }
 
