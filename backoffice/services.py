@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django_fsm import can_proceed
 
 from core.audit import check_person_and_reason, require_person
 from core.errors import ConcordError, Conflict, NotFound
+from core.sql import insert_unless_exists
 from sagas.selectors import saga_runs_by_ids
 
 from .conf import approval_threshold
@@ -80,25 +81,24 @@ def staff_action_record(
     """Claim the form's one-time key and record who did what and why. Call it inside
     the action's transaction: a second submit with the same key (a double click, a
     browser resend) raises AlreadySubmitted — waiting, if the first is still running,
-    on the unique index until it commits."""
+    on the unique index until it commits (INSERT … ON CONFLICT DO NOTHING, core.sql:
+    no IntegrityError, so no savepoint)."""
     reason = check_person_and_reason(by, reason)
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY:
         raise ConcordError("The form has expired; open it again.", code="action_key_invalid")
-    try:
-        with transaction.atomic():
-            row = StaffAction.objects.create(
-                key=key,
-                user=by,
-                action=action[:48],
-                order_id=order_id,
-                target=target[:128],
-                reason=reason,
-                outcome=outcome,
-            )
-    except IntegrityError:
+    row = StaffAction(
+        key=key,
+        user=by,
+        action=action[:48],
+        order_id=order_id,
+        target=target[:128],
+        reason=reason,
+        outcome=outcome,
+    )
+    if not insert_unless_exists(row, conflict=["key"]):
         raise AlreadySubmitted(
             "This form was already submitted; nothing was done twice.", details={"key": key}
-        ) from None
+        )
     return row.pk
 
 
