@@ -3,14 +3,16 @@ SHELL := /bin/bash
 PY := .venv/bin/python
 VENV_STAMP := .venv/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 
-.PHONY: run test lint services venv clean screenshots
+.PHONY: run test lint bootstrap venv clean screenshots
 
-## run: web + worker + scheduler + sandbox provider, Ctrl-C stops them all
+## run: PostgreSQL and Redis (its own under var/ when none runs here), then web + worker +
+## scheduler + sandbox provider; Ctrl-C stops them all (scripts/run.py, docs/running.md)
 run: venv
-	@scripts/run.sh
+	@$(PY) scripts/run.py
 
-## test: the whole suite on real PostgreSQL and Redis, plus ruff, import contracts and mypy
-test: venv services
+## test: the whole suite on real PostgreSQL and Redis, plus ruff, import contracts and mypy;
+## installs and starts what is missing first (scripts/bootstrap.sh, as .ci/run)
+test: bootstrap venv
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 	.venv/bin/mypy
@@ -24,21 +26,22 @@ lint: venv
 	.venv/bin/mypy
 
 ## screenshots: refresh docs/screenshots/ from the browser journeys
-screenshots: venv services
+screenshots: bootstrap venv
 	UPDATE_SCREENSHOTS=1 scripts/pytest.sh -m browser
 
-## services: start PostgreSQL and Redis if installed and not running
-services:
-	@scripts/services.sh
+## bootstrap: install missing Debian packages, start PostgreSQL and Redis for the suite
+bootstrap:
+	@scripts/bootstrap.sh
 
 venv: $(VENV_STAMP)
 
 $(VENV_STAMP): requirements.txt
-	@test -x $(PY) || python3.11 -m venv .venv || python3 -m venv .venv
+	@test -x $(PY) || { scripts/bootstrap.sh install python3-venv && { python3.11 -m venv .venv || python3 -m venv .venv; }; }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	@rm -f .venv/.installed-*
 	@touch $(VENV_STAMP)
 
+## clean: the virtualenv and var/ (make run's own database and broker data too)
 clean:
 	rm -rf var .venv

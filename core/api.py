@@ -4,12 +4,20 @@ Errors are mapped once, here: ConcordError (services), DRF's exceptions (parsing
 auth, throttling, validation), Django's 404/403/400/500 handlers and the catch-all
 for unknown /api/ paths. Pages outside /api/ (back office, admin) keep Django's
 HTML error pages.
+
+A database that cannot be reached (down, restarting, refusing connections) is not a
+bug: every endpoint answers 503 with Retry-After (`service_unavailable` under /api/),
+from DRF's exception handler for API views, core.middleware for other views, and
+handler500 for anything raised outside a view.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, RequestDataTooBig
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
@@ -20,8 +28,10 @@ from rest_framework.views import exception_handler as drf_exception_handler
 
 from core.api_exceptions import RequestTooLarge
 from core.errors import ConcordError
+from core.outages import database_unavailable
 
 API_PATH_PREFIX = "/api/"
+log = logging.getLogger(__name__)
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -51,9 +61,40 @@ def _validation_details(detail: Any) -> dict[str, Any]:
     return {"non_field_errors": detail if isinstance(detail, list) else [detail]}
 
 
+def _unavailable(request: HttpRequest, exc: BaseException) -> tuple[int, dict[str, Any] | None]:
+    """Log the outage (one line, no traceback: it is not a bug) and return the
+    Retry-After seconds and, under /api/, the envelope."""
+    retry_after = settings.UNAVAILABLE_RETRY_AFTER
+    log.warning("database unavailable for %s %s: %s", request.method, request.path, str(exc).strip())
+    if not _is_api(request):
+        return retry_after, None
+    message = "The database is unavailable; retry after the delay in Retry-After."
+    return retry_after, error_body("service_unavailable", message, {"retry_after": retry_after})
+
+
+def service_unavailable(request: HttpRequest, exc: BaseException) -> HttpResponse:
+    """503 + Retry-After for a view outside DRF or an error outside any view."""
+    retry_after, body = _unavailable(request, exc)
+    if body is not None:
+        response: HttpResponse = JsonResponse(body, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    else:
+        response = HttpResponse(
+            "<!doctype html><title>Service unavailable</title><h1>Service unavailable</h1>"
+            "<p>The database cannot be reached right now. Try again in a few seconds.</p>",
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF EXCEPTION_HANDLER. Returns None for unknown errors so Django logs them
     and answers 500 through handler500 (also an envelope under /api/)."""
+    if database_unavailable(exc):
+        retry_after, body = _unavailable(context["request"], exc)
+        return Response(
+            body, status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": str(retry_after)}
+        )
     if isinstance(exc, ConcordError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
     if isinstance(exc, Http404):
@@ -99,6 +140,11 @@ def handler404(request: HttpRequest, exception: Exception | None = None) -> Http
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    # Django calls this while handling the exception, so sys.exc_info() names it: an
+    # unreachable database raised outside any view (e.g. a middleware) is a 503 too.
+    exc = sys.exc_info()[1]
+    if exc is not None and database_unavailable(exc):
+        return service_unavailable(request, exc)
     if _is_api(request):
         return json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)
     return defaults.server_error(request)

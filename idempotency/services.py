@@ -171,9 +171,6 @@ def _execute_with_lock_timeout(sql: str, params: list[Any]) -> list[tuple]:
     """Run one statement that may wait on another transaction's key, bounded by
     IDEMPOTENCY_LOCK_TIMEOUT_MS; its rows (RETURNING), if any."""
     with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
         timeout = f"{_lock_timeout_ms()}ms"
         if connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"):
             # Prepared statements take one command each: three round trips.

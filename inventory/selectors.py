@@ -81,7 +81,7 @@ def products_by_sku(skus: Iterable[str]) -> dict[str, ProductDTO]:
     On the hot path of every order (POST orders/ prices from it), so the SQL is
     written out (the same join as _products_with_available): building it with
     the ORM cost ~0.8 ms of CPU per call, several times the query itself.
-    Product.objects.raw still converts the columns (Decimal prices on SQLite too).
+    Product.objects.raw still converts the columns (Decimal prices).
     """
     wanted = sorted({sku for sku in skus if isinstance(sku, str)})
     if not wanted:

@@ -96,8 +96,8 @@ def ledger_account_balance(*, code: str, currency: str) -> Decimal:
 
 def ledger_unbalanced_transactions() -> list[int]:
     """Ids of ledger transactions whose entries do not sum to zero, have fewer than
-    two entries, or mix currencies — one grouped query. On PostgreSQL the commit-time
-    trigger makes this empty; it is the check for SQLite and for reconciliation."""
+    two entries, or mix currencies — one grouped query. The commit-time trigger
+    makes this empty; it is the check for reconciliation."""
     rows = (
         LedgerTransaction.objects.annotate(
             total=Coalesce(Sum("entries__amount"), Decimal("0")),

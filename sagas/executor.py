@@ -18,7 +18,6 @@ Concurrency: claiming uses SELECT … FOR UPDATE SKIP LOCKED on a run that is du
 and whose lease is free or expired; once claimed, every later checkpoint
 re-locks the row and checks `lease_owner` is still this pass (fencing): a pass
 that lost its lease discards its result (a local step's writes roll back with it).
-On SQLite (no row locks) the claim is a compare-and-set UPDATE instead.
 """
 
 from __future__ import annotations
@@ -35,7 +34,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import CharField, Func, Q, Value
 from django.utils import timezone
 
@@ -179,43 +178,35 @@ class _Pass:
         self._just_checkpointed = False
         self._timeout_ms = 0
         self._pending_logs = []
-        try:
-            with transaction.atomic():
-                run = self._lock(self._expected_local_timeout())
-                if run is None:
-                    return LEASE_LOST if self.holding else NOT_CLAIMED
-                definition = registry.get(run.saga_type)
-                self.definition = definition
-                now = timezone.now()
-                if not self.holding:
-                    self.holding = True
-                    if run.lease_owner and run.lease_owner != self.owner:
-                        self._note_abandoned(run, definition, now)
-                self._apply_abort(run, definition, now)
-                if run.status in ACTIVE_STATUSES and self._settle(run, definition, now):
-                    return self._save(run, definition, now)
-                if run.status not in ACTIVE_STATUSES:
-                    return self._save(run, definition, now)
-                step = current_step(run, definition)
-                assert step is not None  # _settle returned False
-                if step.transactional:
-                    attempt = self._attempt_local(run, step)
-                    return self._checkpoint(run, definition, step, attempt)
-                # External step next: commit the lease first (no transaction may be
-                # open during the call).
-                run.lease_owner = self.owner
-                run.lease_expires_at = now + self._lease_for(step)
-                self._write(run, now)
-                self.run = run
-                self._just_checkpointed = True
-                return _CONTINUE
-        except DatabaseError:
-            if connection.vendor == "sqlite" and not self.holding:
-                # SQLite has no SKIP LOCKED: a concurrent writer surfaces as
-                # "database is locked". The other pass has the run; nothing to do.
-                log.info("saga run %s busy on SQLite", self.run_id)
-                return NOT_CLAIMED
-            raise
+        with transaction.atomic():
+            run = self._lock(self._expected_local_timeout())
+            if run is None:
+                return LEASE_LOST if self.holding else NOT_CLAIMED
+            definition = registry.get(run.saga_type)
+            self.definition = definition
+            now = timezone.now()
+            if not self.holding:
+                self.holding = True
+                if run.lease_owner and run.lease_owner != self.owner:
+                    self._note_abandoned(run, definition, now)
+            self._apply_abort(run, definition, now)
+            if run.status in ACTIVE_STATUSES and self._settle(run, definition, now):
+                return self._save(run, definition, now)
+            if run.status not in ACTIVE_STATUSES:
+                return self._save(run, definition, now)
+            step = current_step(run, definition)
+            assert step is not None  # _settle returned False
+            if step.transactional:
+                attempt = self._attempt_local(run, step)
+                return self._checkpoint(run, definition, step, attempt)
+            # External step next: commit the lease first (no transaction may be
+            # open during the call).
+            run.lease_owner = self.owner
+            run.lease_expires_at = now + self._lease_for(step)
+            self._write(run, now)
+            self.run = run
+            self._just_checkpointed = True
+            return _CONTINUE
 
     def _external_step(self) -> str:
         run, definition = self.run, self.definition
@@ -241,8 +232,6 @@ class _Pass:
         """The statement_timeout (ms) for the local step this pass runs next, when
         it is known before the lock (the pass holds the run); 0 otherwise."""
         if not self.holding or self.run is None or self.definition is None:
-            return 0
-        if connection.vendor != "postgresql":
             return 0
         step = current_step(self.run, self.definition)
         return int(step.timeout * 1000) if step is not None and step.transactional else 0
@@ -273,24 +262,11 @@ class _Pass:
         claimable = SagaRun.objects.filter(
             pk=self.run_id, status__in=ACTIVE_STATUSES, next_attempt_at__lte=now
         ).filter(Q(lease_owner="") | Q(lease_expires_at__lte=now))
-        if connection.features.has_select_for_update_skip_locked:
-            # Another pass inside its checkpoint holds the row lock: skip, do not wait.
-            run = claimable.select_for_update(skip_locked=True).first()
-            if run is not None:
-                self._seen = _snapshot(run)
-            return run
-        # SQLite: compare-and-set on the lease fields we read.
-        seen = claimable.first()
-        if seen is None:
-            return None
-        taken = SagaRun.objects.filter(
-            pk=seen.pk, lease_owner=seen.lease_owner, lease_expires_at=seen.lease_expires_at
-        ).update(lease_owner=self.owner, lease_expires_at=now + timedelta(seconds=lease_margin()))
-        # `seen` keeps the previous owner for _note_abandoned; the unit's save
-        # writes this pass's lease over it.
-        if taken:
-            self._seen = _snapshot(seen)
-        return seen if taken else None
+        # Another pass inside its checkpoint holds the row lock: skip, do not wait.
+        run = claimable.select_for_update(skip_locked=True).first()
+        if run is not None:
+            self._seen = _snapshot(run)
+        return run
 
     # --- attempts ----------------------------------------------------------
 
@@ -320,7 +296,7 @@ class _Pass:
         result: StepResult | None = None
         outcome, error = StepOutcome.DONE, ""
         timeout_ms = int(step.timeout * 1000)
-        if connection.vendor == "postgresql" and self._timeout_ms != timeout_ms:
+        if self._timeout_ms != timeout_ms:
             # Not set by the locking statement (a claim, or an abort changed the
             # step). SET LOCAL: it ends with this transaction; the checkpoint's own
             # few statements run under it too, which is harmless.
@@ -523,32 +499,27 @@ class _Pass:
         changed = [name for name in _MUTABLE[:-1] if getattr(run, name) != self._seen.get(name)]
         changed.append("updated_at")
         logs, self._pending_logs = self._pending_logs, []
-        if connection.vendor != "postgresql":
-            if logs:
-                SagaStepLog.objects.bulk_create(logs)
-            SagaRun.objects.filter(pk=run.pk).update(**{name: getattr(run, name) for name in changed})
-        else:
-            sql, params = [], []
-            if logs:
-                rows = []
-                for row in logs:
-                    rows.append("(" + ", ".join(["%s"] * len(_LOG_FIELDS)) + ")")
-                    params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in _LOG_FIELDS]
-                # Table and column names come from the models, values are parameters.
-                sql.append(
-                    f"WITH log AS (INSERT INTO {SagaStepLog._meta.db_table} "  # noqa: S608
-                    f"({', '.join(f.column for f in _LOG_FIELDS)}) VALUES {', '.join(rows)}) "
-                )
-            fields = [_RUN_FIELDS[name] for name in changed]
+        sql, params = [], []
+        if logs:
+            rows = []
+            for row in logs:
+                rows.append("(" + ", ".join(["%s"] * len(_LOG_FIELDS)) + ")")
+                params += [f.get_db_prep_save(getattr(row, f.attname), connection) for f in _LOG_FIELDS]
+            # Table and column names come from the models, values are parameters.
             sql.append(
-                f"UPDATE {SagaRun._meta.db_table} SET "  # noqa: S608
-                + ", ".join(f"{f.column} = %s" for f in fields)
-                + " WHERE id = %s"
+                f"WITH log AS (INSERT INTO {SagaStepLog._meta.db_table} "  # noqa: S608
+                f"({', '.join(f.column for f in _LOG_FIELDS)}) VALUES {', '.join(rows)}) "
             )
-            params += [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
-            params.append(run.pk)
-            with connection.cursor() as cursor:
-                cursor.execute("".join(sql), params)
+        fields = [_RUN_FIELDS[name] for name in changed]
+        sql.append(
+            f"UPDATE {SagaRun._meta.db_table} SET "  # noqa: S608
+            + ", ".join(f"{f.column} = %s" for f in fields)
+            + " WHERE id = %s"
+        )
+        params += [f.get_db_prep_save(getattr(run, f.attname), connection) for f in fields]
+        params.append(run.pk)
+        with connection.cursor() as cursor:
+            cursor.execute("".join(sql), params)
         self._seen = _snapshot(run)
 
     def _lease_for(self, step: Step | None) -> timedelta:

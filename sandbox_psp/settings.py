@@ -6,12 +6,8 @@ Concord's DATABASE_URL or settings module.
 """
 
 import os
-from pathlib import Path
 
 import environ
-
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = BASE_DIR / "var"
 
 env = environ.Env()
 
@@ -24,14 +20,10 @@ MIDDLEWARE = ["sandbox_psp.middleware.ApiMiddleware"]
 ROOT_URLCONF = "sandbox_psp.urls"
 WSGI_APPLICATION = "sandbox_psp.wsgi.application"
 
+# A PostgreSQL database of its own (`make run` creates concord_psp beside concord).
 DATABASES = {
-    "default": env.db_url("PSP_DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'psp.sqlite3'}"),
+    "default": env.db_url("PSP_DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/concord_psp"),
 }
-if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    # gthread serves requests from several threads; SQLite serialises writers.
-    # IMMEDIATE takes the write lock at BEGIN so two requests with one idempotency key
-    # queue up instead of failing with "database is locked" on lock upgrade.
-    DATABASES["default"].setdefault("OPTIONS", {}).update({"timeout": 20, "transaction_mode": "IMMEDIATE"})
 # Threads keep their connection between requests (a new PostgreSQL connection per
 # request costs more than the request itself).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("PSP_CONN_MAX_AGE", default=60)

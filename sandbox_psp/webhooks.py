@@ -81,9 +81,7 @@ def _claim_due(now: float, batch: int = 20) -> list[WebhookDelivery]:
             leased_until__lt=now,
             created__gte=now - GIVE_UP_AFTER_SECONDS,
         ).order_by("next_attempt_at")[:batch]
-        if connection.features.has_select_for_update_skip_locked:
-            due = due.select_for_update(skip_locked=True)
-        rows = list(due)
+        rows = list(due.select_for_update(skip_locked=True))
         WebhookDelivery.objects.filter(pk__in=[row.pk for row in rows]).update(
             leased_until=now + LEASE_SECONDS
         )

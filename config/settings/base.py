@@ -1,9 +1,9 @@
 """Settings shared by every environment.
 
-The environment is read once, here (django-environ). With no DATABASE_URL or
-CELERY_BROKER_URL the project runs on an embedded default (SQLite and Kombu's
-filesystem transport) so `make run` needs no server; with them set it uses
-PostgreSQL and Redis.
+The environment is read once, here (django-environ). Concord speaks to one kind of
+database, PostgreSQL, and one broker, Redis: the defaults are the local servers
+(127.0.0.1:5432 and :6379), which `make run` starts itself when nothing listens
+there (scripts/engines.py, docs/running.md).
 """
 
 from datetime import timedelta
@@ -52,6 +52,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "core.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -82,35 +83,34 @@ TEMPLATES = [
 # --- Database ---------------------------------------------------------------
 
 DATABASES = {
-    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'concord.sqlite3'}"),
+    "default": env.db("DATABASE_URL", default="postgres://postgres@127.0.0.1:5432/concord"),
 }
 DATABASES["default"].setdefault("ATOMIC_REQUESTS", False)
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
-USING_POSTGRES = DATABASES["default"]["ENGINE"].endswith("postgresql")
-if not USING_POSTGRES:
-    # SQLite serialises writers; wait instead of failing at once with "database is locked".
-    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+# A database that does not answer is a 503 within seconds (core.outages), not a
+# request hanging on the operating system's TCP timeout.
+DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+    "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
+)
+# Seconds an API client is told to wait (Retry-After) when the database is unreachable.
+UNAVAILABLE_RETRY_AFTER = env.int("UNAVAILABLE_RETRY_AFTER", default=3)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache (throttle counters must be shared by every web process) ------------
 
-_broker_for_cache = env.str("CELERY_BROKER_URL", default="")
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
 if env.str("CACHE_URL", default=""):
     CACHES = {"default": env.cache("CACHE_URL")}
-elif _broker_for_cache.startswith("redis://"):
-    # The broker's Redis; keys are prefixed so they never meet Celery's.
+else:
+    # The broker's Redis; keys are prefixed so they never meet Celery's. Short socket
+    # timeouts: a Redis that is down or stuck costs a request at most a second before
+    # the throttle counts locally instead (core.api_throttling).
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
-            "LOCATION": _broker_for_cache,
+            "LOCATION": CELERY_BROKER_URL,
             "KEY_PREFIX": "concord-cache",
-        }
-    }
-else:
-    CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(VAR_DIR / "cache"),
+            "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
         }
     }
 
@@ -131,19 +131,10 @@ WHITENOISE_AUTOREFRESH = False
 
 # --- Celery (config/celery_app.py reads every CELERY_* name) -----------------
 
-CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    _queue_dir = VAR_DIR / "broker"
-    CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(_queue_dir / "out"),
-        "data_folder_out": str(_queue_dir / "out"),
-        "processed_folder": str(_queue_dir / "processed"),
-        "store_processed": False,
-    }
-else:
-    # Must stay above the longest task's hard time limit, or Redis redelivers a
-    # message whose task is still running (DESIGN §3).
-    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+# CELERY_BROKER_URL is read above (the cache shares its Redis).
+# The visibility timeout must stay above the longest task's hard time limit, or Redis
+# redelivers a message whose task is still running (DESIGN §3).
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,4 +1,4 @@
-"""Developer machine and `make run`: debug on, embedded defaults allowed."""
+"""Developer machine and `make run`: debug on."""
 
 from .base import *  # noqa: F403
 from .base import env

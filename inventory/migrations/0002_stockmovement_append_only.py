@@ -1,6 +1,6 @@
 """The stock journal is append-only in the database too, not only in Python:
 conservation (on_hand == sum of movements) is only checkable if history cannot be
-rewritten. PostgreSQL only; the embedded SQLite default relies on the model guard."""
+rewritten."""
 
 from django.db import migrations
 
@@ -24,8 +24,7 @@ DROP FUNCTION IF EXISTS inventory_stockmovement_append_only();
 
 def _run(sql):
     def apply(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql, params=None)
+        schema_editor.execute(sql, params=None)
 
     return apply
 

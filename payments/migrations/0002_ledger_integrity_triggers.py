@@ -8,9 +8,6 @@ aborts the whole database transaction.
 
 The ledger is append-only (corrections are new adjustment transactions): UPDATE and
 DELETE of ledger rows are refused. TRUNCATE (test flushes) is not a row event.
-
-SQLite (the embedded `make run` default) has no constraint triggers; there the
-service-level check in ledger_post is the guarantee.
 """
 
 from django.db import migrations
@@ -99,9 +96,8 @@ DROP FUNCTION IF EXISTS payments_ledger_check_transaction(bigint);
 
 def _run_on_postgres(sql):
     def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            # params=None: the SQL contains literal % signs (RAISE formats).
-            schema_editor.execute(sql, params=None)
+        # params=None: the SQL contains literal % signs (RAISE formats).
+        schema_editor.execute(sql, params=None)
 
     return run
 

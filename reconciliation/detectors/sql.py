@@ -4,8 +4,7 @@
 Other apps' rows arrive as read-only `.values()` querysets from their selectors; their
 SQL is embedded here as common table expressions with an explicit column list, so a
 detector is one statement that PostgreSQL plans as joins (hash or merge joins over the
-whole set), never a Python loop over rows. The SQL sticks to what PostgreSQL and SQLite
-both understand (CASE, COALESCE, LEFT JOIN, NOT EXISTS), so `make run` on SQLite works too.
+whole set), never a Python loop over rows.
 """
 
 from __future__ import annotations
@@ -44,8 +43,7 @@ def cte(name: str, queryset, columns: Sequence[str]) -> tuple[str, list[Any]]:
     # `o` and `rv` three times): a full copy of the table, no index, no predicate pushed
     # down - a scoped re-check then scans 1M rows per probe. These CTEs are plain reads of
     # one table: inlined, each reference plans like the table itself.
-    materialized = "NOT MATERIALIZED " if connection.vendor == "postgresql" else ""
-    return f"{name} ({', '.join(columns)}) AS {materialized}({sql})", list(params)
+    return f"{name} ({', '.join(columns)}) AS NOT MATERIALIZED ({sql})", list(params)
 
 
 def orders_cte() -> tuple[str, list[Any]]:
@@ -98,11 +96,9 @@ def in_sql(column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:
     values = list(values)
     if not values:
         return " AND 1 = 0", []
-    if connection.vendor == "postgresql":
-        # One array parameter: an incremental pass's scope can hold thousands of ids
-        # (a statement takes at most 65,535 parameters), and the plan stays one index probe.
-        return f" AND {column} = ANY(%s)", [values]
-    return f" AND {column} IN ({', '.join(['%s'] * len(values))})", values
+    # One array parameter: an incremental pass's scope can hold thousands of ids
+    # (a statement takes at most 65,535 parameters), and the plan stays one index probe.
+    return f" AND {column} = ANY(%s)", [values]
 
 
 def charge_scope_sql(scope: Scope, alias: str) -> tuple[str, list[Any]]:

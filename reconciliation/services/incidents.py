@@ -168,7 +168,7 @@ def incidents_report(*, findings: Iterable[Finding], now: datetime | None = None
     now = now or timezone.now()
     unique = list({f.fingerprint: f for f in findings}.values())
     results: list[ReportedIncident] = []
-    chunk_size = 500 if connection.vendor == "postgresql" else 50
+    chunk_size = 500
     for start in range(0, len(unique), chunk_size):
         results.extend(_report_chunk(unique[start : start + chunk_size], now))
     created = [(r.incident_id, None, str(IncidentState.OPEN)) for r in results if r.created]
@@ -193,13 +193,10 @@ def _report_chunk(chunk: list[Finding], now: datetime) -> list[ReportedIncident]
         return []
 
     ops = connection.ops
-    postgres = connection.vendor == "postgresql"
     ts = ops.adapt_datetimefield_value(now)
     params: list[Any] = []
     rows_sql = []
-    row_sql = (
-        "(" + ", ".join(["%s::jsonb" if (c == "details" and postgres) else "%s" for c in _COLUMNS]) + ")"
-    )
+    row_sql = "(" + ", ".join(["%s::jsonb" if c == "details" else "%s" for c in _COLUMNS]) + ")"
     for f in chunk:
         params.extend(
             [
@@ -226,33 +223,18 @@ def _report_chunk(chunk: list[Finding], now: datetime) -> list[ReportedIncident]
 
     live = ", ".join(f"'{s}'" for s in _LIVE)
     table = Incident._meta.db_table
-    if postgres:
-        # xmax = 0 only for a row this statement inserted (an update leaves the old xid).
-        created_expr = "(xmax = 0)"
-        already_live: set[str] = set()
-    else:
-        created_expr = "0"
-        already_live = set(
-            Incident.objects.filter(fingerprint__in=fingerprints, state__in=_LIVE).values_list(
-                "fingerprint", flat=True
-            )
-        )
     # Only module constants are interpolated; every value travels as a parameter.
     sql = (
         f"INSERT INTO {table} ({', '.join(_COLUMNS)}) VALUES {', '.join(rows_sql)} "  # noqa: S608
         f"ON CONFLICT (fingerprint) WHERE state IN ({live}) DO UPDATE SET "
         + ", ".join(f"{c} = EXCLUDED.{c}" for c in _REFRESHED)
-        + f" RETURNING id, fingerprint, {created_expr}"
+        # xmax = 0 only for a row this statement inserted (an update leaves the old xid).
+        + " RETURNING id, fingerprint, (xmax = 0)"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         returned = cursor.fetchall()
-    if postgres:
-        return [ReportedIncident(incident_id=r[0], fingerprint=r[1], created=bool(r[2])) for r in returned]
-    return [
-        ReportedIncident(incident_id=r[0], fingerprint=r[1], created=r[1] not in already_live)
-        for r in returned
-    ]
+    return [ReportedIncident(incident_id=r[0], fingerprint=r[1], created=bool(r[2])) for r in returned]
 
 
 @transaction.atomic

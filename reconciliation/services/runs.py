@@ -72,9 +72,6 @@ ProgressCallback = Callable[[ProgressEvent], None]
 
 @contextmanager
 def _single_pass() -> Iterator[None]:
-    if connection.vendor != "postgresql":
-        yield  # SQLite (make run's default) serialises writers anyway.
-        return
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_try_advisory_lock(%s)", [_LOCK_KEY])
         (acquired,) = cursor.fetchone()

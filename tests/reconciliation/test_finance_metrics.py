@@ -7,7 +7,7 @@ from decimal import Decimal
 import pytest
 
 from reconciliation.models import Incident, Remediation
-from reconciliation.selectors import _percentile_cont, finance_metrics, incidents_mttr
+from reconciliation.selectors import finance_metrics, incidents_mttr
 from reconciliation.services import incidents_report
 
 pytestmark = pytest.mark.django_db
@@ -101,10 +101,3 @@ def test_orders_count_may_be_a_callable_and_zero_orders_gives_none(history):
 
 def test_an_empty_range_has_no_mttr(db):
     assert incidents_mttr(start=DAY, end=DAY) == {"count": 0, "p50_seconds": None, "p90_seconds": None}
-
-
-def test_python_fallback_interpolates_like_percentile_cont():
-    assert _percentile_cont([60.0, 120.0, 600.0], 0.5) == 120.0
-    assert _percentile_cont([60.0, 120.0, 600.0], 0.9) == pytest.approx(504.0)
-    assert _percentile_cont([5.0], 0.9) == 5.0
-    assert _percentile_cont([], 0.5) is None

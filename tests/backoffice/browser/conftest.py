@@ -29,7 +29,7 @@ ARGS = [
 @pytest.fixture(scope="session")
 def browser() -> Iterator:
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium")
+        pytest.fail(f"{CHROMIUM} is missing: make test installs it (scripts/bootstrap.sh install chromium)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:

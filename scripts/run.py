@@ -1,0 +1,175 @@
+"""`make run`: the database and broker, then web, worker, beat and the sandbox provider.
+
+1. PostgreSQL and Redis: named by DATABASE_URL / CELERY_BROKER_URL, else the ones
+   listening on 127.0.0.1, else servers of its own with their data under var/
+   (scripts/engines.py). It prints which.
+2. Migrations (Concord's and the provider's own database), static files, demo data.
+3. The Procfile's processes under honcho; once /readyz and the provider answer, the
+   URLs, demo logins, an API token and how long start-up took.
+
+Ctrl-C (or SIGTERM) stops the processes, then the servers this run started; the next
+run reuses their data. The worker stops first, alone and warm (its running task
+finishes): honcho would signal its whole process group, pool children included, which
+kills a task mid-way. honcho then stops the others.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts.engines import EngineError, engines_up  # noqa: E402
+
+BIN = ROOT / ".venv" / "bin"
+WORKER_PID_FILE = ROOT / "var" / "run" / "worker.pid"  # the Procfile's worker --pidfile
+READY_TIMEOUT = 120  # seconds for the processes to answer once started
+STOP_TIMEOUT = 30  # seconds honcho gets to stop them before the group is killed
+
+
+def _say(*lines: str) -> None:
+    print(*lines, sep="\n", flush=True)
+
+
+def _defaults(environ: dict[str, str]) -> dict[str, str]:
+    env = dict(environ)
+    env.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    env.setdefault("WEB_PORT", "8000")
+    env.setdefault("PSP_PORT", "8010")
+    env.setdefault("PSP_BASE_URL", f"http://127.0.0.1:{env['PSP_PORT']}")
+    env.setdefault("PSP_API_KEY", "sk_test_concord")
+    env.setdefault("PSP_WEBHOOK_URL", f"http://127.0.0.1:{env['WEB_PORT']}/api/v1/webhooks/psp/")
+    env.setdefault("PSP_WEBHOOK_SECRET", "whsec_concord_dev")
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def _manage(env: dict[str, str], *args: str, module: str | None = None) -> str:
+    cmd = [str(BIN / "python"), *(["-m", module] if module else ["manage.py"]), *args]
+    done = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[1:])} failed (exit {done.returncode}):\n{done.stdout}")
+    return done.stdout
+
+
+def _wait_ready(env: dict[str, str], honcho: subprocess.Popen) -> bool:
+    web = f"http://127.0.0.1:{env['WEB_PORT']}/readyz"
+    psp = f"{env['PSP_BASE_URL']}/healthz"
+    deadline = time.monotonic() + READY_TIMEOUT
+    while time.monotonic() < deadline and honcho.poll() is None:
+        try:
+            if httpx.get(web, timeout=2).status_code == 200 and httpx.get(psp, timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    return False
+
+
+def _banner(env: dict[str, str], seed_output: str, timings: dict[str, float]) -> str:
+    web = f"http://127.0.0.1:{env['WEB_PORT']}"
+    took = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in timings.items())
+    return f"""
+  Concord is ready (start-up {sum(timings.values()):.1f} s: {took}).
+    Back office  {web}/backoffice/
+    Admin        {web}/admin/
+    API docs     {web}/api/v1/docs/
+    Health       {web}/healthz  {web}/readyz
+    Provider     {env["PSP_BASE_URL"]}  (sandbox, key {env["PSP_API_KEY"]})
+
+{seed_output.rstrip()}
+
+  Ctrl-C stops everything.
+"""
+
+
+def _stop(honcho: subprocess.Popen | None) -> None:
+    """SIGTERM to the worker alone (a warm shutdown); when it exits honcho stops the
+    other processes. honcho itself is told to stop if the worker is not there or takes
+    longer than STOP_TIMEOUT."""
+    if honcho is None or honcho.poll() is not None:
+        return
+    try:
+        os.kill(int(WORKER_PID_FILE.read_text().strip()), signal.SIGTERM)
+    except (OSError, ValueError):
+        honcho.send_signal(signal.SIGTERM)
+    try:
+        honcho.wait(STOP_TIMEOUT)
+        return
+    except subprocess.TimeoutExpired:
+        honcho.send_signal(signal.SIGTERM)
+    try:
+        honcho.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        honcho.kill()
+        honcho.wait()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    signal.signal(signal.SIGTERM, _terminate)
+    env = _defaults(dict(os.environ))
+    timings: dict[str, float] = {}
+    honcho: subprocess.Popen | None = None
+    engines = None
+    mark = time.monotonic()
+    try:
+        try:
+            engines = engines_up(ROOT, env)
+        except EngineError as exc:
+            _say(f"make run: {exc}")
+            return 1
+        env.update(engines.env)
+        _say(*engines.lines)
+        timings["database and broker"] = time.monotonic() - mark
+
+        mark = time.monotonic()
+        _manage(env, "migrate", "--noinput", "-v", "0")
+        _manage(env, "migrate", "--noinput", "-v", "0", module="sandbox_psp")
+        _manage(env, "collectstatic", "--noinput", "-v", "0")
+        seed_output = _manage(env, "seed_demo")
+        timings["migrations and demo data"] = time.monotonic() - mark
+
+        mark = time.monotonic()
+        WORKER_PID_FILE.parent.mkdir(parents=True, exist_ok=True)
+        WORKER_PID_FILE.unlink(missing_ok=True)  # left by a killed run: never signal a stale pid
+        # A session of its own: the terminal's Ctrl-C reaches this script, which stops
+        # the processes in order (_stop), not honcho directly.
+        honcho = subprocess.Popen(
+            [str(BIN / "honcho"), "-f", "Procfile", "start"], cwd=ROOT, env=env, start_new_session=True
+        )
+        if _wait_ready(env, honcho):
+            timings["processes"] = time.monotonic() - mark
+            _say(_banner(env, seed_output, timings))
+        elif honcho.poll() is None:
+            _say(f"make run: not ready after {READY_TIMEOUT} s; see the processes' output above.")
+        return honcho.wait()
+    except KeyboardInterrupt:
+        return 0  # Ctrl-C is how make run is meant to stop
+    finally:
+        # A second Ctrl-C must not cut the clean-up short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        _stop(honcho)
+        if engines is not None and engines.started:
+            names = " and ".join(server.name for server in engines.started)
+            _say(f"Stopping {names} (their data stays in var/)...")
+            try:
+                engines.down()
+            except EngineError as exc:
+                _say(f"make run: {exc}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
