@@ -31,7 +31,7 @@ from sagas import registry as saga_registry
 from sagas import selectors as saga_selectors
 from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 
-from . import charts, operations, services
+from . import charts, operations, services, slo
 from . import selectors as bo_selectors
 from .conf import approval_threshold
 from .models import ApprovalStatus
@@ -480,6 +480,7 @@ def finance(request: HttpRequest) -> HttpResponse:
         {
             "start": start,
             "end": end,
+            "service_levels": slo.service_levels(start=start, end=end),
             "m": metrics,
             "rows": rows,
             "chart": chart,
@@ -522,6 +523,9 @@ def finance_csv(request: HttpRequest) -> HttpResponse:
         writer.writerow([f"refunds_caused_amount_{c['currency']}", c["amount"]])
     for kind, count in metrics["fixes"].items():
         writer.writerow([f"fixes_{kind}", count])
+    for level in slo.service_levels(start=start, end=end):
+        met = "" if level.met is None else ("met" if level.met else "missed")
+        writer.writerow([f"slo_{level.key}", level.value, level.target, met])
     return response
 
 

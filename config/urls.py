@@ -2,10 +2,12 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from core import api, health
+from monitoring import views as monitoring_views
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", monitoring_views.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("backoffice/", include("backoffice.urls")),
     path("api/v1/", include("config.api_urls")),

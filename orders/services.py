@@ -11,10 +11,14 @@ reconciliation, the back office, the admin): order_confirm_paid (capture recorde
 checkout, or refund -> restock -> cancel a confirmed order). order_confirm and the
 cancel transitions below are the single places where those states change; only the
 recipes and the sagas call them.
+
+Accepted orders and every committed state change are logged and counted for
+/metrics after the commit (`_observe_*`, core/metrics.py).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -22,9 +26,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 from django_fsm import can_proceed
 from django_fsm_log.models import StateLog
 
+from core import logs, metrics
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
@@ -43,6 +49,25 @@ from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
 from .selectors import order_confirm_paid_refusal, order_get, order_to_dto
 
 MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
+
+log = logging.getLogger(__name__)
+
+
+def _observe_accepted(order_id: int, currency: str, total: Decimal) -> None:
+    """After the order's commit: its log line and the accepted counter."""
+    with logs.scope(order_id=order_id):
+        log.info("order accepted: %s %s", total, currency)
+    metrics.order_accepted(currency=currency)
+
+
+def _observe_state(order_id: int, status: str, failure_reason: str, placed_at) -> None:
+    """After a transition's commit: its log line and the order counters."""
+    with logs.scope(order_id=order_id):
+        log.info("order %s%s", status, f" ({failure_reason})" if failure_reason else "")
+    if status == OrderStatus.CONFIRMED:
+        metrics.order_confirmed(seconds_since_accepted=(timezone.now() - placed_at).total_seconds())
+    elif status == OrderStatus.CANCELLED:
+        metrics.order_cancelled(reason=failure_reason)
 
 
 def _validate_lines(lines: object) -> list[tuple[str, int]]:
@@ -243,6 +268,7 @@ def _check_failure_reason(failure_reason: str, allowed) -> str:
 
 def _saved(order: Order) -> OrderDTO:
     order.save(update_fields=["status", "failure_reason", "updated_at"])
+    metrics.on_commit(_observe_state, order.pk, str(order.status), order.failure_reason, order.created_at)
     return order_to_dto(order)
 
 
@@ -448,6 +474,7 @@ def order_place(
             payment_method=order.payment_method,
         )
         saga_start(saga_type=CHECKOUT, subject_id=str(order.id), context={"payment_id": payment.id})
+        metrics.on_commit(_observe_accepted, order.id, order.currency, order.total)
     return order
 
 

@@ -4,7 +4,7 @@
     operation_for(page, op)             -> Operation | None   (a submitted form)
     offers_for(page, case, user)        -> list[Offer]        (what a page shows now)
 
-How to add an action: docs/operations.md.
+How to add an action: docs/operations-layer.md.
 """
 
 from __future__ import annotations

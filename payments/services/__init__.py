@@ -15,7 +15,14 @@ raises Conflict("illegal_transition"); a repeated call that already took effect 
 nothing.
 """
 
-from ..provider import Outcome, ProviderCharge, ProviderError, ProviderRefund, ProviderUnavailable
+from ..provider import (
+    Outcome,
+    ProviderCharge,
+    ProviderClient,
+    ProviderError,
+    ProviderRefund,
+    ProviderUnavailable,
+)
 from .client import provider_attempt_record, provider_client
 from .ledger import ledger_post
 from .payments import (
@@ -52,6 +59,7 @@ __all__ = [
     "ChargeRefundOutcome",
     "Outcome",
     "ProviderCharge",
+    "ProviderClient",
     "ProviderError",
     "ProviderRefund",
     "ProviderUnavailable",

@@ -85,6 +85,7 @@ def provider_attempt_record(
     duration_ms: int | None = None,
     refund_id: int | None = None,
     charge_id: str = "",
+    attempt_id: str = "",
 ) -> ProviderAttemptDTO:
     """Record one call to the provider, whatever its outcome. Record it in a
     transaction that commits (a saga checkpoint, or its own), never in one that may
@@ -117,5 +118,6 @@ def provider_attempt_record(
         http_status=http_status,
         error=error or "",
         duration_ms=duration_ms,
+        attempt_id=(attempt_id or "")[:40],
     )
     return ProviderAttemptDTO.from_model(attempt)

@@ -37,6 +37,7 @@ from ..provider import (
     ProviderError,
     ProviderRefund,
     RefundResult,
+    provider_attempt,
 )
 from ._common import (
     SETTLED_CAPTURE_STATES,
@@ -180,6 +181,7 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
         charge_id=charge.id if charge is not None else "",
         http_status=result.http_status,
         duration_ms=result.duration_ms,
+        attempt_id=result.attempt_id,
     )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
@@ -237,8 +239,10 @@ def payment_resolve_by_lookup(
     if payment.status not in UNSETTLED_STATES:
         return PaymentDTO.from_model(payment)
     started = time.monotonic()
+    attempt_id = ""
     try:
-        with provider_client(timeout) as client:
+        # One attempt id for every page of the lookup.
+        with provider_attempt() as attempt_id, provider_client(timeout) as client:
             charges = list(client.iter_charges(reference=str(payment.order_id)))
     except ProviderError as exc:
         provider_attempt_record(
@@ -249,6 +253,7 @@ def payment_resolve_by_lookup(
             http_status=exc.http_status,
             error=str(exc),
             duration_ms=int((time.monotonic() - started) * 1000),
+            attempt_id=attempt_id,
         )
         raise ConcordError(
             f"The provider could not be asked about payment {payment_id}: {exc}",
@@ -267,6 +272,7 @@ def payment_resolve_by_lookup(
         charge_id=found.id if found else "",
         http_status=200,
         duration_ms=int((time.monotonic() - started) * 1000),
+        attempt_id=attempt_id,
     )
     outcome = (
         ProviderAttemptOutcome.SUCCEEDED
@@ -386,6 +392,7 @@ def refund_record(*, call: RefundCall, by: User = None, reason: str = "") -> Ref
         charge_id=call.charge_id,
         http_status=result.http_status,
         duration_ms=result.duration_ms,
+        attempt_id=result.attempt_id,
     )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
@@ -504,6 +511,7 @@ def charge_refund(
         http_status=result.http_status,
         error=result.error or "",
         duration_ms=result.duration_ms,
+        attempt_id=result.attempt_id,
     )
     return ChargeRefundOutcome(
         str(result.outcome),

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('payments', '0003_providerwebhookevent'),
+        ('payments', '0004_provider_attempt_id'),
     ]
 
     operations = [
