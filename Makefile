@@ -10,11 +10,12 @@ VENV_STAMP := .venv/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
 run: venv
 	@$(PY) scripts/run.py
 
-## test: the whole suite on real PostgreSQL and Redis, plus ruff and import contracts;
+## test: the whole suite on real PostgreSQL and Redis, plus ruff, import contracts and mypy;
 ## installs and starts what is missing first (scripts/bootstrap.sh, as .ci/run)
 test: bootstrap venv
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
 	@scripts/pytest.sh
 
@@ -22,6 +23,7 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 ## screenshots: refresh docs/screenshots/ from the browser journeys
 screenshots: bootstrap venv

@@ -16,6 +16,14 @@ class OrderLineDTO:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a change would be refused now: an error code and words for people."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class OrderRefundDTO:
     id: int
     amount: Decimal

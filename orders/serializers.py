@@ -14,6 +14,7 @@ from typing import Any
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from core.api_serializers import StrictSerializer as BaseStrictSerializer
 from core.money import CURRENCY_EXPONENTS, format_amount
 from payments.choices import PaymentStatus, RefundStatus
 
@@ -27,22 +28,10 @@ PAYMENT_METHOD_PATTERN = r"^[A-Za-z0-9_]{1,64}$"
 SKU_MAX_LENGTH = 64
 
 
-class StrictSerializer(serializers.Serializer):
+class StrictSerializer(BaseStrictSerializer):
     """Rejects keys it does not declare (see the module docstring)."""
 
-    def to_internal_value(self, data: Any) -> Any:
-        errors: dict[str, list[str]] = {}
-        if isinstance(data, dict):
-            errors = {str(name): [UNKNOWN_FIELD_MESSAGE] for name in data if name not in self.fields}
-        try:
-            value = super().to_internal_value(data)
-        except serializers.ValidationError as exc:
-            if errors and isinstance(exc.detail, dict):
-                exc.detail.update(errors)
-            raise
-        if errors:
-            raise serializers.ValidationError(errors)
-        return value
+    unknown_field_message = UNKNOWN_FIELD_MESSAGE
 
 
 class OrderLineInput(StrictSerializer):

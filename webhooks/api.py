@@ -19,8 +19,8 @@ from rest_framework.views import APIView
 
 from core.api_cursor import decode_int_cursor, encode_cursor
 from core.api_schema import declares_errors
+from core.api_serializers import StrictSerializer
 from idempotency.api import idempotent
-from orders.serializers import StrictSerializer
 
 from . import services
 from .consumer import PUBLIC_EVENT_TYPES

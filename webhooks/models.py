@@ -13,6 +13,8 @@ from __future__ import annotations
 from django.db import models
 from django.db.models import Q
 
+from .choices import DeliveryStatus, EndpointStatus
+
 
 class ClientEvent(models.Model):
     # The outbox event's id: the `id` shops see and the `webhook-id` of its deliveries.
@@ -34,12 +36,6 @@ class ClientEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.type} {self.event_id} (client {self.client_id})"
-
-
-class EndpointStatus(models.TextChoices):
-    ENABLED = "enabled", "Enabled"
-    DISABLED = "disabled", "Disabled after persistent failure"
-    DELETED = "deleted", "Deleted by the client"
 
 
 class WebhookEndpoint(models.Model):
@@ -64,13 +60,6 @@ class WebhookEndpoint(models.Model):
 
     def wants(self, event_type: str) -> bool:
         return "*" in self.event_types or event_type in self.event_types
-
-
-class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending (due at next_attempt_at)"
-    SUCCEEDED = "succeeded", "Delivered (2xx)"
-    FAILED = "failed", "Failed: every attempt of the retry schedule failed"
-    CANCELLED = "cancelled", "Cancelled (endpoint deleted)"
 
 
 class WebhookDelivery(models.Model):

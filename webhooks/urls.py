@@ -1,15 +1,17 @@
 """webhooks' API paths, relative to /api/v1/ (config/api_urls.py)."""
 
-from django.urls import path
+from django.urls import path, register_converter
 
-from orders.urls import OrderIdConverter  # noqa: F401 - registers the 18-digit id converter
+from core.url_converters import BigIntIdConverter
 
 from .api import EndpointDetailApi, EndpointListCreateApi, EventListApi
+
+register_converter(BigIntIdConverter, "id18")
 
 urlpatterns = [
     path("webhook-endpoints/", EndpointListCreateApi.as_view(), name="api-webhook-endpoints"),
     path(
-        "webhook-endpoints/<order_id:endpoint_id>/",
+        "webhook-endpoints/<id18:endpoint_id>/",
         EndpointDetailApi.as_view(),
         name="api-webhook-endpoint-detail",
     ),

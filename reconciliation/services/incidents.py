@@ -26,13 +26,14 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
+from core.audit import MAX_REASON_LENGTH, check_reason
+from payments.services import ProviderUnavailable
 from reconciliation.choices import LIVE_STATES, IncidentState, ResolutionKind
 from reconciliation.detectors import Finding, IncidentSubject, detector_get
 from reconciliation.errors import (
     ActionNotPermitted,
     IncidentClosed,
     IncidentNotFound,
-    ReasonRequired,
     RecheckUnavailable,
 )
 from reconciliation.events import (
@@ -47,9 +48,8 @@ from reconciliation.events import (
 from reconciliation.models import Incident, IncidentNote
 from reconciliation.permissions import require_incident_actor
 
-from .provider_records import provider_records_refresh, provider_unavailable_errors
+from .provider_records import provider_records_refresh
 
-MAX_TEXT = 4000
 _LIVE = [str(s) for s in LIVE_STATES]
 
 
@@ -99,15 +99,6 @@ def _subject(incident: Incident) -> IncidentSubject:
         charge_id=incident.charge_id,
         details=incident.details or {},
     )
-
-
-def _clean_text(text: str | None, *, what: str = "reason") -> str:
-    cleaned = (text or "").strip()
-    if not cleaned:
-        raise ReasonRequired(f"A {what} is required.", details={"field": what})
-    if len(cleaned) > MAX_TEXT:
-        raise ReasonRequired(f"The {what} is longer than {MAX_TEXT} characters.", details={"field": what})
-    return cleaned
 
 
 def _locked(incident_id: int) -> Incident:
@@ -323,7 +314,7 @@ def incidents_auto_resolve(
 def incident_acknowledge(*, incident_id: int, by, reason: str) -> IncidentView:
     """Someone is on it. Idempotent: acknowledging an acknowledged incident changes nothing."""
     require_incident_actor(by)
-    reason = _clean_text(reason)
+    reason = check_reason(reason, required=True)
     incident = _locked(incident_id)
     if incident.state == IncidentState.ACKNOWLEDGED:
         return _view(incident)
@@ -361,7 +352,7 @@ def incident_assign(*, incident_id: int, assignee_id: int | None, by) -> Inciden
 @transaction.atomic
 def incident_add_note(*, incident_id: int, by, text: str) -> int:
     require_incident_actor(by)
-    text = _clean_text(text, what="text")
+    text = check_reason(text, required=True, what="text")
     if not Incident.objects.filter(pk=incident_id).exists():
         raise IncidentNotFound(f"Incident {incident_id} does not exist.")
     return IncidentNote.objects.create(incident_id=incident_id, author=by, text=text).pk
@@ -377,7 +368,7 @@ def incident_customer_notified(*, incident_id: int, channel: str, summary: str) 
         incident.customer_notified_at = now
         incident.save(update_fields=["customer_notified_at"])
     IncidentNote.objects.create(
-        incident=incident, author=None, text=f"Customer told by {channel}: {summary}"[:MAX_TEXT]
+        incident=incident, author=None, text=f"Customer told by {channel}: {summary}"[:MAX_REASON_LENGTH]
     )
 
 
@@ -385,7 +376,7 @@ def incident_customer_notified(*, incident_id: int, channel: str, summary: str) 
 def incident_dismiss(*, incident_id: int, by, reason: str) -> IncidentView:
     """A false positive. Idempotent: dismissing a dismissed incident changes nothing."""
     require_incident_actor(by)
-    reason = _clean_text(reason)
+    reason = check_reason(reason, required=True)
     incident = _locked(incident_id)
     if incident.state == IncidentState.DISMISSED:
         return _view(incident)
@@ -408,7 +399,7 @@ def incident_resolve(*, incident_id: int, by, reason: str, client=None) -> Resol
     (provider down, no detector), nothing changes and RecheckUnavailable is raised.
     """
     require_incident_actor(by)
-    reason = _clean_text(reason)
+    reason = check_reason(reason, required=True)
     try:
         incident = Incident.objects.get(pk=incident_id)
     except Incident.DoesNotExist:
@@ -426,7 +417,7 @@ def incident_resolve(*, incident_id: int, by, reason: str, client=None) -> Resol
         references = detector.provider_references_for(subject)
         try:
             provider_records_refresh(references=references, client=client)
-        except provider_unavailable_errors() as exc:
+        except ProviderUnavailable as exc:
             raise RecheckUnavailable(
                 "The provider did not answer, so the fix cannot be verified. Try again shortly."
             ) from exc
