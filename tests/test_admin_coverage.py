@@ -5,7 +5,16 @@ from django.apps import apps
 from django.contrib import admin
 from django.urls import reverse
 
-CONCORD_APPS = ("inventory", "payments", "orders", "sagas", "idempotency", "reconciliation", "backoffice")
+CONCORD_APPS = (
+    "apitokens",
+    "inventory",
+    "payments",
+    "orders",
+    "sagas",
+    "idempotency",
+    "reconciliation",
+    "backoffice",
+)
 
 
 def _concord_models():
