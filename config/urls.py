@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from backoffice.auth_views import StaffLoginView
 from core import api, health
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    # The admin signs in through the back office's flow (lockout, TOTP), not its own form.
+    path("admin/login/", StaffLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("backoffice/", include("backoffice.urls")),
     path("api/v1/", include("config.api_urls")),
