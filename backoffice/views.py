@@ -39,7 +39,7 @@ from sagas import registry as saga_registry
 from sagas import selectors as saga_selectors
 from sagas import services as saga_services
 
-from . import charts, services
+from . import charts, services, slo
 from . import selectors as bo_selectors
 from .conf import approval_threshold, provider_probe_timeout
 from .permissions import finance_required, is_support, staff_required, support_required
@@ -1090,6 +1090,7 @@ def finance(request: HttpRequest) -> HttpResponse:
         {
             "start": start,
             "end": end,
+            "service_levels": slo.service_levels(start=start, end=end),
             "m": metrics,
             "rows": rows,
             "chart": chart,
@@ -1132,6 +1133,9 @@ def finance_csv(request: HttpRequest) -> HttpResponse:
         writer.writerow([f"refunds_caused_amount_{c['currency']}", c["amount"]])
     for kind, count in metrics["fixes"].items():
         writer.writerow([f"fixes_{kind}", count])
+    for level in slo.service_levels(start=start, end=end):
+        met = "" if level.met is None else ("met" if level.met else "missed")
+        writer.writerow([f"slo_{level.key}", level.value, level.target, met])
     return response
 
 

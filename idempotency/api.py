@@ -21,6 +21,10 @@ cost two round trips (SAVEPOINT, RELEASE) per request for nothing, and an error
 path can afford a second transaction. Between the two transactions another
 request with the same key may claim it; then that request's response is the
 key's answer and this one replays it.
+
+Every request through the wrapper is counted by result in /metrics
+(`concord_idempotency_requests_total`: first, replayed, not_stored and the key
+errors), and its key is bound as `idempotency_key` for the request's log lines.
 """
 
 from __future__ import annotations
@@ -36,7 +40,9 @@ from drf_spectacular.utils import OpenApiParameter
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 
+from core import logs, metrics
 from core.api_schema import declares_errors, declares_parameters
+from core.errors import ConcordError
 from idempotency.services import (
     HEADER,
     MAX_KEY_LENGTH,
@@ -126,6 +132,20 @@ def _store(claim: IdempotencyClaim, response: HttpResponseBase) -> None:
     )
 
 
+# The protocol's own refusals, as metric results (idempotency/errors.py codes).
+_KEY_ERRORS = {
+    "idempotency_key_required": "key_required",
+    "idempotency_key_invalid": "key_invalid",
+    "idempotency_key_reused": "key_reused",
+    "idempotency_key_in_use": "key_in_use",
+}
+
+
+def _replayed(stored: StoredResponse) -> HttpResponse:
+    metrics.idempotency_request(result="replayed")
+    return replay_response(stored)
+
+
 def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
     """Decorate a DRF view method (post/put/patch/delete, or a ViewSet action with
     `@action(...)` above it). Needs an authenticated client. Documents the header,
@@ -133,8 +153,18 @@ def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(handler)
     def wrapper(view: Any, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        try:
+            return _run(view, request, *args, **kwargs)
+        except ConcordError as exc:
+            if exc.code in _KEY_ERRORS:
+                metrics.idempotency_request(result=_KEY_ERRORS[exc.code])
+            raise
+
+    def _run(view: Any, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase:
         key = idempotency_key_validate(request.headers.get(HEADER))
+        logs.bind(idempotency_key=key)
         client_id = _client_id(request)
+        logs.bind(client_id=client_id)
         # Parsing happens here, outside the transaction: a malformed or oversized
         # body is a 400/413 that stores nothing.
         fingerprint = request_fingerprint(method=request.method, path=request.path, body=request.data)
@@ -149,7 +179,7 @@ def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
         with transaction.atomic():
             claim: IdempotencyClaim = claim_key()
             if claim.replay is not None:
-                return replay_response(claim.replay)
+                return _replayed(claim.replay)
             try:
                 response = handler(view, request, *args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - handle_exception re-raises what the API does not map
@@ -159,21 +189,25 @@ def idempotent(handler: Callable[..., Any]) -> Callable[..., Any]:
                 # (see the module docstring); a storable error is stored below.
                 transaction.set_rollback(True)
                 if not is_storable(response.status_code):
+                    metrics.idempotency_request(result="not_stored")
                     return response
             else:
                 if not is_storable(response.status_code):
                     # Nothing stored, so nothing may stay: the claim and any effect go.
                     transaction.set_rollback(True)
+                    metrics.idempotency_request(result="not_stored")
                     return response
                 response = _render(view, request, response, args, kwargs)
                 _store(claim, response)
+                metrics.on_commit(metrics.idempotency_request, result="first")
                 return response
         response = _render(view, request, response, args, kwargs)
         with transaction.atomic():
             claim = claim_key()
             if claim.replay is not None:
-                return replay_response(claim.replay)
+                return _replayed(claim.replay)
             _store(claim, response)
+            metrics.on_commit(metrics.idempotency_request, result="first")
         return response
 
     wrapper = declares_errors(400, 409, 422, descriptions=IDEMPOTENCY_ERROR_DESCRIPTIONS)(wrapper)

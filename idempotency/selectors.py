@@ -75,3 +75,20 @@ def idempotency_records_near(
         client_id=client_id, created_at__gte=around - window, created_at__lte=around + window
     ).order_by("created_at", "id")[:_MAX_ROWS]
     return [_dto(r) for r in records]
+
+
+def idempotency_records_created(
+    *, path_prefix: str, since: datetime, client_ids: list[int] | None = None
+) -> list[IdempotencyRecordDTO]:
+    """Completed records whose stored response is a 201 for a POST under `path_prefix`
+    (e.g. the orders endpoint), written since `since`: each names the object its key
+    created (response_object_id). One query; bounded by the window and the TTL."""
+    records = IdempotencyRecord.objects.filter(
+        request_method="POST",
+        request_path__startswith=path_prefix,
+        response_status=201,
+        created_at__gte=since,
+    )
+    if client_ids is not None:
+        records = records.filter(client_id__in=list(client_ids))
+    return [_dto(r) for r in records.order_by("id")]

@@ -156,3 +156,16 @@ def reservations_reconciliation_values():
         .annotate(sku=F("product_id"))
         .values("id", "order_id", "sku", "quantity", "state", "updated_at")
     )
+
+
+def reservations_held_for_orders(*, order_ids: list[int]) -> list[ReservationDTO]:
+    """Reservations still held by any of these orders, in one query (an order at rest
+    — confirmed or cancelled — should hold none)."""
+    return [
+        ReservationDTO(
+            id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=str(r.state)
+        )
+        for r in Reservation.objects.filter(
+            order_id__in=list(order_ids), state=ReservationState.HELD
+        ).order_by("order_id", "product_id")
+    ]

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.utils.urls import replace_query_param
 from rest_framework.views import APIView
 
+from core import logs
 from core.api_schema import declares_errors, declares_parameters
 from core.errors import ConcordError, Conflict
 from idempotency.api import idempotent
@@ -163,6 +164,8 @@ class OrderListCreateApi(APIView):
             )
         except ConcordError as exc:
             raise _with_line_fields(exc, lines) from exc
+        # Before the commit: the worker poke published on commit carries it too.
+        logs.bind(order_id=order.id)
         return Response(
             order_json(order), status=status.HTTP_201_CREATED, headers={"Location": order_location(order.id)}
         )
@@ -176,6 +179,7 @@ class OrderDetailApi(APIView):
         responses={200: OrderOutput},
     )
     def get(self, request: Request, order_id: int) -> Response:
+        logs.bind(order_id=order_id)
         return Response(order_json(order_get_for_client(client_id=request.user.pk, order_id=order_id)))
 
 
@@ -193,6 +197,7 @@ class OrderCancelApi(APIView):
     @declares_errors(409, descriptions=CANCEL_ERROR_DESCRIPTIONS)
     @idempotent
     def post(self, request: Request, order_id: int) -> Response:
+        logs.bind(order_id=order_id)
         # Scope first: another client's order is a 404 before anything is attempted.
         order_get_for_client(client_id=request.user.pk, order_id=order_id)
         try:

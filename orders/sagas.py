@@ -277,6 +277,7 @@ def checkout_definition(
         ),
         sla=timedelta(minutes=30),
         on_compensated=checkout_compensated,
+        subject_log_key="order_id",
     )
 
 
@@ -297,6 +298,7 @@ def cancellation_definition(
             Step("finish_cancellation", cancellation_finish, retry=local_retry, timeout=10.0),
         ),
         sla=timedelta(minutes=30),
+        subject_log_key="order_id",
     )
 
 

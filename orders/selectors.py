@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Prefetch
+from django.db.models import Exists, OuterRef, Prefetch
 from django_fsm_log.models import StateLog
 
 from core.errors import ConcordError, NotFound
@@ -153,3 +153,40 @@ def orders_reconciliation_values():
 def order_lines_reconciliation_values():
     """Read-only, for set-based reconciliation: every order line as (order_id, sku, quantity)."""
     return OrderLine.objects.order_by().values("order_id", "sku", "quantity")
+
+
+# --- For the invariant checks (monitoring) ----------------------------------------------
+
+ORDER_FACT_FIELDS = ("id", "client_id", "status", "failure_reason", "total", "currency", "created_at")
+
+
+def order_facts(
+    *,
+    order_ids: list[int] | None = None,
+    client_ids: list[int] | None = None,
+    created_since: datetime | None = None,
+) -> list[dict]:
+    """Orders as plain rows (ORDER_FACT_FIELDS), chosen by ids, clients and/or
+    creation time (all given filters apply), in one query."""
+    orders = Order.objects.order_by("id")
+    if order_ids is not None:
+        orders = orders.filter(pk__in=list(order_ids))
+    if client_ids is not None:
+        orders = orders.filter(client_id__in=list(client_ids))
+    if created_since is not None:
+        orders = orders.filter(created_at__gte=created_since)
+    return list(orders.values(*ORDER_FACT_FIELDS))
+
+
+def orders_without_audit(*, order_ids: list[int]) -> list[int]:
+    """Orders among these whose creation or current status has no audit row
+    (DESIGN §6.8): one query with two NOT EXISTS."""
+    logs = StateLog.objects.filter(
+        content_type=ContentType.objects.get_for_model(Order), object_id=OuterRef("pk")
+    )
+    return list(
+        Order.objects.filter(pk__in=list(order_ids))
+        .filter(~Exists(logs.filter(transition="create")) | ~Exists(logs.filter(state=OuterRef("status"))))
+        .order_by("id")
+        .values_list("id", flat=True)
+    )

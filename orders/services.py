@@ -4,10 +4,14 @@ audit row (django-fsm-log), deferred side effects.
 Transition services are idempotent where a repeat is meaningful (confirming a
 confirmed order changes nothing) so saga steps can be retried; a move the state
 machine forbids raises Conflict("illegal_transition").
+
+Accepted orders and every committed state change are logged and counted for
+/metrics after the commit (`_observe_*`, core/metrics.py).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -15,9 +19,11 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils import timezone
 from django_fsm import can_proceed
 from django_fsm_log.models import StateLog
 
+from core import logs, metrics
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
 from inventory.selectors import products_by_sku
@@ -32,6 +38,25 @@ from .sagas import CHECKOUT, ORDER_CANCELLATION
 from .selectors import order_get, order_to_dto
 
 MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
+
+log = logging.getLogger(__name__)
+
+
+def _observe_accepted(order_id: int, currency: str, total: Decimal) -> None:
+    """After the order's commit: its log line and the accepted counter."""
+    with logs.scope(order_id=order_id):
+        log.info("order accepted: %s %s", total, currency)
+    metrics.order_accepted(currency=currency)
+
+
+def _observe_state(order_id: int, status: str, failure_reason: str, placed_at) -> None:
+    """After a transition's commit: its log line and the order counters."""
+    with logs.scope(order_id=order_id):
+        log.info("order %s%s", status, f" ({failure_reason})" if failure_reason else "")
+    if status == OrderStatus.CONFIRMED:
+        metrics.order_confirmed(seconds_since_accepted=(timezone.now() - placed_at).total_seconds())
+    elif status == OrderStatus.CANCELLED:
+        metrics.order_cancelled(reason=failure_reason)
 
 
 def _validate_lines(lines: object) -> list[tuple[str, int]]:
@@ -241,6 +266,7 @@ def _check_failure_reason(failure_reason: str, allowed) -> str:
 
 def _saved(order: Order) -> OrderDTO:
     order.save(update_fields=["status", "failure_reason", "updated_at"])
+    metrics.on_commit(_observe_state, order.pk, str(order.status), order.failure_reason, order.created_at)
     return order_to_dto(order)
 
 
@@ -390,6 +416,7 @@ def order_place(
             payment_method=order.payment_method,
         )
         saga_start(saga_type=CHECKOUT, subject_id=str(order.id), context={"payment_id": payment.id})
+        metrics.on_commit(_observe_accepted, order.id, order.currency, order.total)
     return order
 
 

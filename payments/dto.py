@@ -93,6 +93,7 @@ class ProviderAttemptDTO:
     error: str
     duration_ms: int | None
     created_at: datetime
+    attempt_id: str = ""
 
     @classmethod
     def from_model(cls, attempt: ProviderAttempt) -> ProviderAttemptDTO:
@@ -107,5 +108,6 @@ class ProviderAttemptDTO:
             http_status=attempt.http_status,
             error=attempt.error,
             duration_ms=attempt.duration_ms,
+            attempt_id=attempt.attempt_id,
             created_at=attempt.created_at,
         )

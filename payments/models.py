@@ -144,6 +144,9 @@ class ProviderAttempt(models.Model):
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    # The provider client's id for this call (sent as X-Request-Id, and on every log
+    # line about it as provider_attempt_id): from the timeline to the logs.
+    attempt_id = models.CharField(max_length=40, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -21,6 +21,12 @@ an Outcome the caller acts on (DESIGN §3).
 
 There are no retries inside the client: the saga decides when to try again.
 
+Every call is one provider attempt with an id (`pa_…`): the one bound in the log
+context (core/logs.py) if the caller bound one, else a new one. It is sent as
+`X-Request-Id`, bound as `provider_attempt_id` for the log lines of the call,
+returned on ChargeResult / RefundResult (the ProviderAttempt row stores it), and
+each call is counted in /metrics (concord_provider_calls_total, latency histogram).
+
 Reads (get_charge, list_*, iter_*, settlement) return data, and raise
 ProviderUnavailable for transient trouble (transport error, 5xx, 429) and
 ProviderError for a permanent refusal (4xx other than a 404 on get_charge).
@@ -28,6 +34,7 @@ ProviderError for a permanent refusal (4xx other than a 404 on get_charge).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import time
@@ -38,6 +45,8 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+
+from core import logs, metrics
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +90,7 @@ class ChargeResult:
     error: str | None
     http_status: int | None
     duration_ms: int
+    attempt_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,7 @@ class RefundResult:
     error: str | None
     http_status: int | None
     duration_ms: int
+    attempt_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,15 @@ class ProviderUnavailable(ProviderError):
 # the provider cannot have acted on it.
 _NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.UnsupportedProtocol)
 _TRANSIENT_STATUSES = frozenset({401, 403, 409, 429})
+
+
+@contextlib.contextmanager
+def provider_attempt() -> Iterator[str]:
+    """The id of the provider attempt made inside the block, bound for its log lines:
+    the caller's (a lookup that pages through several requests binds one) or a new one."""
+    attempt_id = logs.correlation().get("provider_attempt_id") or logs.new_id("pa_")[:35]
+    with logs.scope(provider_attempt_id=attempt_id):
+        yield attempt_id
 
 
 def _charge(data: dict[str, Any]) -> ProviderCharge:
@@ -209,6 +229,20 @@ class ProviderClient:
     def create_charge(
         self, *, amount: int, currency: str, payment_method: str, reference: str, idempotency_key: str
     ) -> ChargeResult:
+        with provider_attempt() as attempt_id:
+            return self._create_charge(
+                attempt_id, amount, currency, payment_method, reference, idempotency_key
+            )
+
+    def _create_charge(
+        self,
+        attempt_id: str,
+        amount: int,
+        currency: str,
+        payment_method: str,
+        reference: str,
+        idempotency_key: str,
+    ) -> ChargeResult:
         answer = self._post(
             "/v1/charges",
             {
@@ -218,6 +252,7 @@ class ProviderClient:
                 "reference": reference,
             },
             idempotency_key,
+            attempt_id,
         )
         charge = None
         outcome, failure_code, error = answer.outcome, answer.failure_code, answer.error
@@ -234,7 +269,12 @@ class ProviderClient:
                 outcome = Outcome.DECLINED
                 failure_code = charge.failure_code or failure_code or "declined"
                 error = error or f"charge {charge.id} {charge.status}: {failure_code}"
-        result = ChargeResult(outcome, charge, failure_code, error, answer.http_status, answer.duration_ms)
+        result = ChargeResult(
+            outcome, charge, failure_code, error, answer.http_status, answer.duration_ms, attempt_id
+        )
+        metrics.provider_call(
+            operation="charge", outcome=str(result.outcome), seconds=answer.duration_ms / 1000
+        )
         logger.info(
             "provider charge reference=%s key=%s outcome=%s charge=%s status=%s %sms",
             reference, idempotency_key, result.outcome, charge.id if charge else None,
@@ -243,7 +283,15 @@ class ProviderClient:
         return result
 
     def create_refund(self, *, charge_id: str, amount: int, idempotency_key: str) -> RefundResult:
-        answer = self._post("/v1/refunds", {"charge": charge_id, "amount": amount}, idempotency_key)
+        with provider_attempt() as attempt_id:
+            return self._create_refund(attempt_id, charge_id, amount, idempotency_key)
+
+    def _create_refund(
+        self, attempt_id: str, charge_id: str, amount: int, idempotency_key: str
+    ) -> RefundResult:
+        answer = self._post(
+            "/v1/refunds", {"charge": charge_id, "amount": amount}, idempotency_key, attempt_id
+        )
         refund = None
         outcome, error = answer.outcome, answer.error
         if outcome is Outcome.SUCCEEDED:
@@ -252,7 +300,10 @@ class ProviderClient:
             except (KeyError, TypeError, ValueError):
                 outcome, error = Outcome.UNKNOWN, "unreadable refund in a success response"
         result = RefundResult(
-            outcome, refund, answer.failure_code, error, answer.http_status, answer.duration_ms
+            outcome, refund, answer.failure_code, error, answer.http_status, answer.duration_ms, attempt_id
+        )
+        metrics.provider_call(
+            operation="refund", outcome=str(result.outcome), seconds=answer.duration_ms / 1000
         )
         logger.info(
             "provider refund charge=%s key=%s outcome=%s refund=%s status=%s %sms",
@@ -261,14 +312,16 @@ class ProviderClient:
         )  # fmt: skip
         return result
 
-    def _post(self, path: str, body: dict, idempotency_key: str) -> _Answer:
+    def _post(self, path: str, body: dict, idempotency_key: str, attempt_id: str) -> _Answer:
         started = time.monotonic()
 
         def elapsed() -> int:
             return int((time.monotonic() - started) * 1000)
 
         try:
-            response = self._http.post(path, json=body, headers={"Idempotency-Key": idempotency_key})
+            response = self._http.post(
+                path, json=body, headers={"Idempotency-Key": idempotency_key, "X-Request-Id": attempt_id}
+            )
         except _NOT_SENT as exc:
             return _Answer(Outcome.TRANSIENT, None, None, f"{type(exc).__name__}: {exc}", None, elapsed())
         except httpx.TransportError as exc:
@@ -306,11 +359,27 @@ class ProviderClient:
     # --- reads ------------------------------------------------------------------
 
     def _get(
-        self, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False
+        self, operation: str, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False
+    ) -> httpx.Response | None:
+        started = time.monotonic()
+        outcome = "error"
+        try:
+            with provider_attempt() as attempt_id:
+                response = self._get_answer(path, params, allow_404, attempt_id)
+            outcome = "ok" if response is not None else "not_found"
+            return response
+        except ProviderUnavailable:
+            outcome = "unavailable"
+            raise
+        finally:
+            metrics.provider_call(operation=operation, outcome=outcome, seconds=time.monotonic() - started)
+
+    def _get_answer(
+        self, path: str, params: dict[str, Any] | None, allow_404: bool, attempt_id: str
     ) -> httpx.Response | None:
         clean = {name: value for name, value in (params or {}).items() if value is not None}
         try:
-            response = self._http.get(path, params=clean)
+            response = self._http.get(path, params=clean, headers={"X-Request-Id": attempt_id})
         except httpx.TransportError as exc:
             raise ProviderUnavailable(f"{type(exc).__name__}: {exc}") from exc
         status = response.status_code
@@ -335,7 +404,7 @@ class ProviderClient:
         if not charge_id:
             return None
         # Quoted: an id is data, it must not be able to change the path.
-        response = self._get(f"/v1/charges/{quote(charge_id, safe='')}", allow_404=True)
+        response = self._get("get_charge", f"/v1/charges/{quote(charge_id, safe='')}", allow_404=True)
         if response is None:
             return None
         return self._parse(_charge, self._json(response))
@@ -354,7 +423,7 @@ class ProviderClient:
             "starting_after": starting_after,
             "limit": limit,
         }
-        return self._page("/v1/charges", params, _charge)
+        return self._page("list_charges", "/v1/charges", params, _charge)
 
     def list_refunds(
         self,
@@ -370,7 +439,7 @@ class ProviderClient:
             "starting_after": starting_after,
             "limit": limit,
         }
-        return self._page("/v1/refunds", params, _refund)
+        return self._page("list_refunds", "/v1/refunds", params, _refund)
 
     def iter_charges(
         self, *, created_gte: int | None = None, reference: str | None = None
@@ -401,14 +470,14 @@ class ProviderClient:
         """The provider's settlement report of one UTC day (JSON form): `by_currency`
         rows {currency, charges_count, charges_amount, refunds_count, refunds_amount,
         net} and the `transactions` behind them (refund amounts negative)."""
-        response = self._get("/v1/settlements", {"date": date.isoformat(), "format": "json"})
+        response = self._get("settlement", "/v1/settlements", {"date": date.isoformat(), "format": "json"})
         data = self._json(response)
         if not isinstance(data, dict):
             raise ProviderUnavailable("unreadable settlement report")
         return data
 
-    def _page(self, path: str, params: dict[str, Any], parse) -> Page:
-        data = self._json(self._get(path, params))
+    def _page(self, operation: str, path: str, params: dict[str, Any], parse) -> Page:
+        data = self._json(self._get(operation, path, params))
         try:
             return Page(data=[parse(item) for item in data["data"]], has_more=bool(data["has_more"]))
         except (KeyError, TypeError, ValueError) as exc:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
 from django_fsm_log.models import StateLog
 
 from core.errors import NotFound
 from core.fsm import state_log_rows, state_summary
 
-from .choices import PaymentStatus
+from .choices import LedgerAccountCode, PaymentStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
 
@@ -229,3 +229,38 @@ def webhook_events_for_payment(*, payment_id: int, limit: int = 100) -> list[dic
         }
         for e in events
     ]
+
+
+# --- For the invariant checks (monitoring) ----------------------------------------------
+
+
+def provider_clearing_by_order(*, order_ids: list[int]) -> dict[int, Decimal]:
+    """Per order: the balance its payment's postings left in provider_clearing
+    (captured minus refunded, what the provider should hold for it). One grouped query."""
+    rows = (
+        LedgerEntry.objects.filter(
+            account__code=LedgerAccountCode.PROVIDER_CLEARING,
+            transaction__payment__order_id__in=list(order_ids),
+        )
+        .order_by()
+        .values("transaction__payment__order_id")
+        .annotate(total=Sum("amount"))
+    )
+    return {row["transaction__payment__order_id"]: Decimal(row["total"]) for row in rows}
+
+
+def payments_without_audit(*, order_ids: list[int]) -> list[int]:
+    """Order ids whose payment left `pending` without an audit row for the state it is
+    in now (DESIGN §6.8). One query."""
+    logs = StateLog.objects.filter(
+        content_type=ContentType.objects.get_for_model(Payment),
+        object_id=OuterRef("pk"),
+        state=OuterRef("status"),
+    )
+    return list(
+        Payment.objects.filter(order_id__in=list(order_ids))
+        .exclude(status=PaymentStatus.PENDING)
+        .filter(~Exists(logs))
+        .order_by("order_id")
+        .values_list("order_id", flat=True)
+    )

@@ -36,7 +36,7 @@ from .choices import (
 )
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerAccount, LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
-from .provider import ChargeResult, Outcome, ProviderCharge, ProviderClient, ProviderError
+from .provider import ChargeResult, Outcome, ProviderCharge, ProviderClient, ProviderError, provider_attempt
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import AbstractBaseUser
@@ -364,6 +364,7 @@ def provider_attempt_record(
     error: str = "",
     duration_ms: int | None = None,
     refund_id: int | None = None,
+    attempt_id: str = "",
 ) -> ProviderAttemptDTO:
     """Record one call to the provider, whatever its outcome. Call it in its own
     transaction (not inside one that may roll back), so the timeline keeps the
@@ -386,6 +387,7 @@ def provider_attempt_record(
         http_status=http_status,
         error=error or "",
         duration_ms=duration_ms,
+        attempt_id=(attempt_id or "")[:40],
     )
     return ProviderAttemptDTO.from_model(attempt)
 
@@ -729,6 +731,7 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
         "http_status": result.http_status,
         "error": error,
         "duration_ms": result.duration_ms,
+        "attempt_id": result.attempt_id,
     }
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
@@ -797,7 +800,8 @@ def payment_resolve_by_lookup(
         return PaymentDTO.from_model(payment)
     started = time.monotonic()
     try:
-        with _provider_client(timeout) as client:
+        # One attempt id for every page of the lookup.
+        with provider_attempt() as attempt_id, _provider_client(timeout) as client:
             charges = list(client.iter_charges(reference=str(payment.order_id)))
     except ProviderError as exc:
         provider_attempt_record(
@@ -808,6 +812,7 @@ def payment_resolve_by_lookup(
             http_status=exc.http_status,
             error=str(exc),
             duration_ms=int((time.monotonic() - started) * 1000),
+            attempt_id=attempt_id,
         )
         raise ConcordError(
             f"The provider could not be asked about payment {payment_id}: {exc}",
@@ -832,6 +837,7 @@ def payment_resolve_by_lookup(
         http_status=200,
         error="" if ours else f"no charge with reference {payment.order_id}",
         duration_ms=int((time.monotonic() - started) * 1000),
+        attempt_id=attempt_id,
     )
     if succeeded:
         # More than one succeeded charge would be a duplicate charge: we capture the
@@ -951,6 +957,7 @@ def payment_refund_through_provider(
         http_status=result.http_status,
         error=result.error or "",
         duration_ms=result.duration_ms,
+        attempt_id=result.attempt_id,
     )
     failure_code = result.failure_code or ""
     if result.outcome is Outcome.SUCCEEDED:

@@ -10,11 +10,15 @@ parsed, so nothing unsigned is ever interpreted. Answers:
 - 400 `invalid_signature` / `stale_signature`: not from the provider, or replayed
   late. The provider retries non-2xx answers, so a clock skew heals itself.
 - 400 `malformed_request` / `invalid_event`: signed but unreadable.
+
+Each delivery is counted by outcome in /metrics and logged with `webhook_event_id`
+and the `order_id` its charge refers to (core/logs.py).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from django.conf import settings
@@ -26,6 +30,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from core import logs, metrics
 from core.api_exceptions import RequestTooLarge
 from core.api_parsers import LimitedJSONParser, max_body_bytes
 from core.api_schema import declares_errors
@@ -33,6 +38,8 @@ from core.errors import ConcordError
 
 from .webhook_services import webhook_event_receive
 from .webhook_signing import SIGNATURE_HEADER, InvalidSignature, verify_signature
+
+log = logging.getLogger(__name__)
 
 STALE_REASON = "timestamp outside the tolerance"
 
@@ -89,6 +96,15 @@ def _event_fields(body: bytes) -> dict[str, Any]:
     return event
 
 
+def _bind_event(event: dict[str, Any]) -> None:
+    """The event's id, and the order its charge (or refund's charge) refers to."""
+    logs.bind(webhook_event_id=event["id"])
+    subject = event.get("data", {}).get("object")
+    reference = subject.get("reference") if isinstance(subject, dict) else None
+    if isinstance(reference, str) and reference.isascii() and reference.isdigit() and len(reference) <= 18:
+        logs.bind(order_id=int(reference))
+
+
 class ProviderWebhookApi(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
@@ -108,6 +124,13 @@ class ProviderWebhookApi(APIView):
     @declares_errors(400, descriptions=WEBHOOK_ERROR_DESCRIPTIONS)
     def post(self, request: Request) -> Response:
         try:
+            return self._receive(request)
+        except ConcordError as exc:
+            metrics.webhook_event(outcome=exc.code)
+            raise
+
+    def _receive(self, request: Request) -> Response:
+        try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
@@ -122,7 +145,11 @@ class ProviderWebhookApi(APIView):
                 "The webhook signature is not valid.", code=code, details={"reason": exc.reason}
             ) from None
         event = _event_fields(body)
+        _bind_event(event)
         receipt = webhook_event_receive(event_id=event["id"], event_type=event["type"], payload=event)
+        outcome = "duplicate" if receipt.duplicate else receipt.outcome
+        metrics.webhook_event(outcome=outcome)
+        log.info("provider webhook %s: %s", event["type"], outcome)
         return Response(
             {
                 "received": True,

@@ -20,7 +20,7 @@ from django_fsm_log.models import StateLog
 
 from core.money import format_amount, is_supported_currency
 
-from .choices import LIVE_STATES, IncidentState, ResolutionKind
+from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
 from .models import Incident, ReconciliationRun, Remediation
 
 
@@ -52,23 +52,15 @@ def _money_str(amount: Decimal, currency: str) -> str:
     return format_amount(amount, currency) if is_supported_currency(currency) else str(amount)
 
 
+_OPEN_INCIDENT_FIELDS = tuple(OpenIncident.__dataclass_fields__)
+
+
 def incidents_open(*, incident_type: str | None = None, limit: int | None = None) -> list[OpenIncident]:
     """Live (open or acknowledged) incidents, worst money first."""
     qs = Incident.objects.filter(state__in=LIVE_STATES)
     if incident_type:
         qs = qs.filter(type=incident_type)
-    qs = qs.order_by("-amount_at_risk", "detected_at", "id").values_list(
-        "id",
-        "type",
-        "severity",
-        "state",
-        "order_id",
-        "charge_id",
-        "amount_at_risk",
-        "currency",
-        "detected_at",
-        "last_seen_at",
-    )
+    qs = qs.order_by("-amount_at_risk", "detected_at", "id").values_list(*_OPEN_INCIDENT_FIELDS)
     if limit is not None:
         qs = qs[:limit]
     return [OpenIncident(*row) for row in qs]
@@ -434,3 +426,112 @@ def incidents_live_by_severity() -> list[dict[str, Any]]:
                 {"currency": r["currency"], "amount": _money_str(r["amount"] or Decimal(0), r["currency"])}
             )
     return sorted(out.values(), key=lambda e: _SEVERITY_RANK.get(e["severity"], 9))
+
+
+# --- Monitoring (/metrics) and SLOs -------------------------------------------------------
+
+# Incident types whose fix gives money back to a customer (a refund): the "incidents
+# needing a refund per 1,000 orders" service level.
+REFUND_INCIDENT_TYPES = (
+    IncidentType.DUPLICATE_CHARGE,
+    IncidentType.CHARGE_WITHOUT_ORDER,
+    IncidentType.REFUND_MISSING,
+)
+
+
+def incident_kinds() -> list[tuple[str, str]]:
+    """(type, severity) of every detector, enabled or not: what incidents can exist."""
+    from .detectors import detectors_all
+
+    return sorted((str(d.name), str(d.severity)) for d in detectors_all(include_disabled=True))
+
+
+def incidents_live_totals(*, overdue_before: datetime) -> list[dict[str, Any]]:
+    """Live incidents per (type, severity, currency): how many, the money at risk, and
+    the part of it detected before `overdue_before` (older than the SLO allows). One
+    GROUP BY over the live incidents (state is indexed; their number is small)."""
+    rows = (
+        Incident.objects.filter(state__in=LIVE_STATES)
+        .order_by()
+        .values("type", "severity", "currency")
+        .annotate(
+            count=Count("id"),
+            amount=Sum("amount_at_risk"),
+            overdue_amount=Sum("amount_at_risk", filter=Q(detected_at__lt=overdue_before)),
+        )
+    )
+    return [
+        {
+            **row,
+            "amount": row["amount"] or Decimal(0),
+            "overdue_amount": row["overdue_amount"] or Decimal(0),
+        }
+        for row in rows
+    ]
+
+
+def reconciliation_last_success() -> datetime | None:
+    """When the last pass that completed (succeeded, or partial: some detectors ran)
+    finished: the age of what reconciliation knows."""
+    return (
+        ReconciliationRun.objects.filter(status__in=[RunStatus.SUCCEEDED, RunStatus.PARTIAL])
+        .order_by("-started_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+
+
+def incidents_needing_refund_count(*, start: date, end: date) -> int:
+    """Incidents of REFUND_INCIDENT_TYPES detected on the UTC days start..end."""
+    lo, hi = _bounds(start, end)
+    return Incident.objects.filter(
+        type__in=REFUND_INCIDENT_TYPES, detected_at__gte=lo, detected_at__lt=hi
+    ).count()
+
+
+def money_at_risk_overdue(*, overdue_before: datetime) -> list[dict[str, Any]]:
+    """Per currency: the money at risk in live incidents detected before `overdue_before`."""
+    rows = (
+        Incident.objects.filter(state__in=LIVE_STATES, detected_at__lt=overdue_before)
+        .order_by("currency")
+        .values("currency")
+        .annotate(count=Count("id"), amount=Sum("amount_at_risk"))
+    )
+    return [
+        {
+            "currency": r["currency"],
+            "count": r["count"],
+            "amount": _money_str(r["amount"] or 0, r["currency"]),
+        }
+        for r in rows
+    ]
+
+
+def incidents_live_about(*, order_ids: list[int], charge_ids: list[str]) -> list[OpenIncident]:
+    """Live incidents about any of these orders or provider charges, in one query."""
+    rows = (
+        Incident.objects.filter(state__in=LIVE_STATES)
+        .filter(Q(order_id__in=list(order_ids)) | Q(charge_id__in=list(charge_ids)))
+        .order_by("id")
+        .values_list(*_OPEN_INCIDENT_FIELDS)
+    )
+    return [OpenIncident(*row) for row in rows]
+
+
+def incidents_summary_since(*, since: datetime) -> dict[str, dict[str, int]]:
+    """Per incident type, of the incidents detected since `since`: how many, how many
+    the system resolved itself (a re-check no longer found the condition), how many a
+    person resolved or dismissed, and how many are still live. One grouped query."""
+    rows = (
+        Incident.objects.filter(detected_at__gte=since)
+        .order_by()
+        .values("type")
+        .annotate(
+            opened=Count("id"),
+            auto_resolved=Count("id", filter=Q(resolution_kind=ResolutionKind.AUTO)),
+            resolved_by_people=Count("id", filter=Q(resolution_kind=ResolutionKind.MANUAL)),
+            dismissed=Count("id", filter=Q(resolution_kind=ResolutionKind.DISMISSED)),
+            live=Count("id", filter=Q(state__in=LIVE_STATES)),
+        )
+    )
+    return {row.pop("type"): row for row in sorted(rows, key=lambda r: r["type"])}

@@ -139,6 +139,9 @@ class SagaDefinition:
     sla: timedelta
     # Runs in the final checkpoint's transaction once compensation has finished.
     on_compensated: Callable[[StepContext], None] | None = None
+    # What the subject id is called in log lines (e.g. "order_id"), so a run's lines
+    # carry the same correlation id as the rest of its subject's story (core/logs.py).
+    subject_log_key: str = "saga_subject"
 
     def __post_init__(self) -> None:
         if not self.steps:

@@ -18,6 +18,11 @@ Concurrency: claiming uses SELECT … FOR UPDATE SKIP LOCKED on a run that is du
 and whose lease is free or expired; once claimed, every later checkpoint
 re-locks the row and checks `lease_owner` is still this pass (fencing): a pass
 that lost its lease discards its result (a local step's writes roll back with it).
+
+Observability: a pass binds `saga_run_id`, `saga_type` and the run's subject (under
+the name its definition gives it, e.g. `order_id`) for every log line it causes;
+each attempt is logged and counted (core/metrics.py: step duration, retries by
+error class), and so are runs coming to rest and leases lost.
 """
 
 from __future__ import annotations
@@ -36,6 +41,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import CharField, Func, Q, Value
 from django.utils import timezone
+
+from core import logs, metrics
 
 from . import registry
 from .choices import ACTIVE_STATUSES, Direction, RunStatus, StepOutcome
@@ -92,7 +99,8 @@ def advance_run(run_id: int, worker_id: str | None = None) -> str:
     """Run `run_id` as far as it goes now. Returns the run's status when the pass
     ended, or NOT_CLAIMED / LEASE_LOST. Safe to call any number of times,
     concurrently: at most one pass holds the run."""
-    return _Pass(run_id, worker_id or default_worker_id()).execute()
+    with logs.scope(saga_run_id=run_id):
+        return _Pass(run_id, worker_id or default_worker_id()).execute()
 
 
 def current_step(run: SagaRun, definition: SagaDefinition) -> Step | None:
@@ -170,8 +178,10 @@ class _Pass:
         with transaction.atomic():
             run = self._lock(self._expected_local_timeout())
             if run is None:
-                return LEASE_LOST if self.holding else NOT_CLAIMED
+                return self._lease_lost() if self.holding else NOT_CLAIMED
             definition = registry.get(run.saga_type)
+            if self.definition is None:
+                _bind_log_context(run, definition)
             self.definition = definition
             now = timezone.now()
             if not self.holding:
@@ -212,10 +222,14 @@ class _Pass:
                 # Nothing of the call is recorded: the pass that holds the run now
                 # repeats it with the same idempotency key and records that.
                 log.warning("saga run %s: lease lost during %s, result discarded", run.pk, step.name)
-                return LEASE_LOST
+                return self._lease_lost()
             if attempt.to_apply:
                 attempt = self._apply(step, attempt)
             return self._checkpoint(locked, definition, step, attempt)
+
+    def _lease_lost(self) -> str:
+        metrics.saga_lease_lost(saga=self.run.saga_type if self.run is not None else "")
+        return LEASE_LOST
 
     def _expected_local_timeout(self) -> int:
         """The statement_timeout (ms) for the local step this pass runs next, when
@@ -464,6 +478,8 @@ class _Pass:
         go_on = run.status in ACTIVE_STATUSES and due
         over_budget = time.monotonic() - self.started > pass_budget()
         step = current_step(run, definition)
+        if run.status != self._seen.get("status") and run.status not in ACTIVE_STATUSES:
+            metrics.on_commit(_came_to_rest, run.pk, run.saga_type, str(run.status))
         if go_on and not over_budget:
             run.lease_owner = self.owner
             run.lease_expires_at = now + self._lease_for(step)
@@ -519,7 +535,29 @@ class _Pass:
         return timedelta(seconds=timeout + lease_margin())
 
     def _log(self, run: SagaRun, name: str, attempt: _Attempt, worker: str | None = None) -> None:
-        """Queue a step-log row; _write inserts it together with the run's update."""
+        """Queue a step-log row; _write inserts it together with the run's update.
+        The attempt is logged and counted now: it happened whether or not the
+        checkpoint commits."""
+        retried = attempt.outcome in RETRYABLE
+        metrics.saga_step_attempt(
+            saga=run.saga_type,
+            step=name,
+            direction=str(run.direction),
+            outcome=str(attempt.outcome),
+            seconds=attempt.duration_ms / 1000,
+            retried=retried,
+        )
+        log.log(
+            logging.WARNING if retried else logging.INFO,
+            "saga step %s (%s) attempt %d: %s in %d ms%s",
+            name,
+            run.direction,
+            run.attempts + 1,
+            attempt.outcome,
+            attempt.duration_ms,
+            f": {attempt.error[:300]}" if attempt.error else "",
+            extra={"step": name, "outcome": str(attempt.outcome)},
+        )
         self._pending_logs.append(
             SagaStepLog(
                 run_id=run.pk,
@@ -553,6 +591,16 @@ _MUTABLE = (
 )
 _RUN_FIELDS = {name: SagaRun._meta.get_field(name) for name in _MUTABLE}
 _LOG_FIELDS = [f for f in SagaStepLog._meta.concrete_fields if not f.primary_key]
+
+
+def _came_to_rest(run_id: int, saga_type: str, status: str) -> None:
+    metrics.saga_run_finished(saga=saga_type, status=status)
+    log.info("saga run %s %s", run_id, status)
+
+
+def _bind_log_context(run: SagaRun, definition: SagaDefinition) -> None:
+    subject: object = int(run.subject_id) if run.subject_id.isdigit() else run.subject_id
+    logs.bind(saga_type=run.saga_type, **{definition.subject_log_key: subject})
 
 
 def _snapshot(run: SagaRun) -> dict[str, object]:

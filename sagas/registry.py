@@ -3,6 +3,7 @@ so web processes and workers alike know every saga type."""
 
 from __future__ import annotations
 
+from core import metrics
 from core.errors import ConcordError
 
 from .definition import SagaDefinition
@@ -17,6 +18,7 @@ def register(definition: SagaDefinition, *, replace: bool = False) -> SagaDefini
             f"Saga type {definition.name!r} is already registered.", code="saga_type_duplicate"
         )
     _definitions[definition.name] = definition
+    metrics.saga_type_known(saga=definition.name)
     return definition
 
 

@@ -6,13 +6,15 @@ import copy
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import Count, Min, Q
+from django.db import connection
+from django.db.models import Count, F, Min, Q
 from django.utils import timezone
 
 from core.errors import NotFound
 from core.fsm import state_summary
 
-from .choices import ACTIVE_STATUSES, ATTENTION_STATUSES, Direction, ManualAction, RunStatus
+from . import registry
+from .choices import ACTIVE_STATUSES, ATTENTION_STATUSES, Direction, ManualAction, RunStatus, StepOutcome
 from .dto import SagaActionDTO, SagaRunDTO, StepLogDTO
 from .models import SagaAction, SagaRun, SagaStepLog
 
@@ -217,4 +219,132 @@ def saga_attention_counts(*, now: datetime | None = None) -> dict[str, dict]:
     return {
         **{str(s): rows.get(str(s), {"count": 0, "oldest_at": None}) for s in ATTENTION_STATUSES},
         "overdue": {"count": overdue["count"], "oldest_at": overdue["oldest"]},
+    }
+
+
+def saga_queue_summary(*, now: datetime | None = None) -> list[dict]:
+    """Per saga type, for /metrics: active runs by status, how many are due now (the
+    durable queue: Celery only carries pokes) and since when the oldest waits, runs
+    whose lease expired (a worker died holding them), and the stuck ones — failed,
+    compensation failed, or active past their SLA. Two aggregate queries over the
+    partial indexes on active and attention runs: the cost follows those runs, not
+    the history."""
+    now = now or timezone.now()
+    due = Q(next_attempt_at__lte=now)
+    expired = ~Q(lease_owner="") & Q(lease_expires_at__lte=now)
+    by_type: dict[str, dict] = {}
+
+    def entry(saga_type: str) -> dict:
+        return by_type.setdefault(
+            saga_type,
+            {
+                "saga_type": saga_type,
+                "running": 0,
+                "compensating": 0,
+                "due": 0,
+                "oldest_due_at": None,
+                "lease_expired": 0,
+                "overdue": 0,
+                "failed": 0,
+                "compensation_failed": 0,
+            },
+        )
+
+    active = (
+        SagaRun.objects.filter(status__in=ACTIVE_STATUSES)
+        .order_by()
+        .values("saga_type")
+        .annotate(
+            running=Count("id", filter=Q(status=RunStatus.RUNNING)),
+            compensating=Count("id", filter=Q(status=RunStatus.COMPENSATING)),
+            due=Count("id", filter=due),
+            oldest_due_at=Min("next_attempt_at", filter=due),
+            lease_expired=Count("id", filter=expired),
+            overdue=Count("id", filter=Q(sla_at__lte=now)),
+        )
+    )
+    for row in active:
+        entry(row["saga_type"]).update({k: v for k, v in row.items() if k != "saga_type"})
+    attention = (
+        SagaRun.objects.filter(status__in=ATTENTION_STATUSES)
+        .order_by()
+        .values("saga_type", "status")
+        .annotate(count=Count("id"))
+    )
+    for row in attention:
+        entry(row["saga_type"])[row["status"]] = row["count"]
+    for saga_type in registry.names():  # every known type, zeros included: no gaps in a graph
+        entry(saga_type)
+    return sorted(by_type.values(), key=lambda r: r["saga_type"])
+
+
+def saga_completion_summary(
+    *, saga_type: str | None, start: datetime, end: datetime, within_seconds: float
+) -> dict:
+    """Runs of `saga_type` (None: every type) started in [start, end): how many, how
+    many are stuck now (failed, compensation failed, or still active past their SLA),
+    and of those that completed, how many and how fast (p99 of created -> completed; a
+    completed run is never written again, so updated_at is its completion) and how
+    many within `within_seconds`. One aggregate query, plus the percentile on
+    PostgreSQL (the finance page's service-level lines)."""
+    now = timezone.now()
+    runs = SagaRun.objects.filter(created_at__gte=start, created_at__lt=end)
+    if saga_type is not None:
+        runs = runs.filter(saga_type=saga_type)
+    completed = Q(status=RunStatus.COMPLETED)
+    totals = runs.aggregate(
+        started=Count("id"),
+        completed=Count("id", filter=completed),
+        stuck=Count(
+            "id",
+            filter=Q(status__in=ATTENTION_STATUSES) | (Q(status__in=ACTIVE_STATUSES) & Q(sla_at__lte=now)),
+        ),
+        within=Count(
+            "id", filter=completed & Q(updated_at__lte=F("created_at") + timedelta(seconds=within_seconds))
+        ),
+    )
+    p99 = None
+    if totals["completed"] and connection.vendor == "postgresql":
+        by_type = "AND saga_type = %s " if saga_type is not None else ""
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT percentile_cont(0.99) WITHIN GROUP "  # noqa: S608 - table name from the model
+                f"(ORDER BY extract(epoch FROM updated_at - created_at)) FROM {SagaRun._meta.db_table} "
+                f"WHERE status = %s AND created_at >= %s AND created_at < %s {by_type}",
+                [RunStatus.COMPLETED.value, start, end, *([saga_type] if saga_type is not None else [])],
+            )
+            (value,) = cursor.fetchone()
+            p99 = float(value) if value is not None else None
+    return {**totals, "p99_seconds": p99}
+
+
+def saga_runs_for_subjects(*, subject_ids: list[str]) -> list[SagaRunDTO]:
+    """Every run (any saga type) about any of these subjects, in one query."""
+    subjects = [str(s) for s in subject_ids]
+    return [run_to_dto(run) for run in SagaRun.objects.filter(subject_id__in=subjects).order_by("pk")]
+
+
+def saga_step_log_summary(*, run_ids: list[int]) -> dict:
+    """What the step log says about these runs, for a chaos report: attempts by
+    outcome, steps that completed more than once (a step's effect applied twice: must
+    be 0), attempts cut short by an expired lease (a worker died), and the workers
+    (host part of the lease owner) that ran them. Three grouped queries."""
+    logs = SagaStepLog.objects.filter(run_id__in=list(run_ids)).order_by()
+    by_outcome = {row["outcome"]: row["n"] for row in logs.values("outcome").annotate(n=Count("id"))}
+    done_twice = (
+        logs.filter(outcome=StepOutcome.DONE)
+        .values("run_id", "step", "direction")
+        .annotate(n=Count("id"))
+        .filter(n__gt=1)
+    )
+    workers = sorted({w.split("/", 1)[0] for w in logs.values_list("worker", flat=True).distinct() if w})
+    return {
+        "attempts": sum(by_outcome.values()),
+        "by_outcome": by_outcome,
+        "steps_done_twice": [
+            {"run_id": r["run_id"], "step": r["step"], "direction": r["direction"], "times": r["n"]}
+            for r in done_twice[:50]
+        ],
+        "lease_expired": by_outcome.get(StepOutcome.LEASE_EXPIRED, 0),
+        "workers": workers,
     }

@@ -11,6 +11,7 @@ from celery import shared_task
 from django.db import DatabaseError
 from django.utils import timezone
 
+from core import logs
 from core.outages import database_unavailable
 
 from .executor import advance_run
@@ -38,6 +39,8 @@ def _unless_database_down(what: str, work: Callable[[], T], fallback: T) -> T:
 @shared_task(name="sagas.advance", ignore_result=True)
 def advance(run_id: int) -> str:
     hostname = getattr(advance.request, "hostname", None) or None
+    # For the task's own lines too (Celery's "succeeded in ..."): the task scope ends them.
+    logs.bind(saga_run_id=int(run_id))
     return _unless_database_down(
         f"saga run {run_id}", lambda: advance_run(int(run_id), worker_id=hostname), DATABASE_UNAVAILABLE
     )

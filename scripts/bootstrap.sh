@@ -46,7 +46,10 @@ install() {
     echo "Installing Debian packages: ${missing[*]}"
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+    [[ " ${missing[*]} " == *" postgresql "* ]] && INSTALLED_POSTGRES=1
+    return 0
 }
+INSTALLED_POSTGRES=0
 
 tcp_up() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 wait_up() {
@@ -87,6 +90,32 @@ start_postgres() {
     wait_up 127.0.0.1 "$port" PostgreSQL
 }
 
+# The suite logs in over TCP as the URL's user without a password (trust). A cluster that
+# Debian's package has just created asks loopback logins for one (scram-sha-256): when
+# this very run installed PostgreSQL, let the superuser in from loopback; a server that
+# was here before is the owner's to configure, so then only say what is wrong.
+check_postgres_login() {
+    local url="${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/concord}" host port user cluster hba
+    locate "$url" 5432 PostgreSQL DATABASE_URL || return 1
+    user="${url#*://}"
+    [[ "$user" == *@* ]] && user="${user%%@*}" || user=postgres
+    [[ "$user" == *:* ]] && return 0 # a password in the URL: nothing to check here
+    pg_login() { PGCONNECT_TIMEOUT=5 psql -w -h "$host" -p "$port" -U "$user" -d postgres -tAc 'select 1' >/dev/null 2>&1; }
+    pg_login && return 0
+    cluster="$(pg_lsclusters -h 2>/dev/null | awk -v port="$port" '$3 == port {print $1 "/" $2; exit}')"
+    if [[ "$INSTALLED_POSTGRES" == 1 && -n "$cluster" && "$host" == 127.0.0.1 && "$user" == postgres ]]; then
+        hba="/etc/postgresql/$cluster/pg_hba.conf"
+        echo "PostgreSQL was just installed: letting the user postgres in from loopback ($hba)."
+        sed -i '1i host all postgres 127.0.0.1/32 trust\nhost all postgres ::1/128 trust' "$hba"
+        pg_ctlcluster --skip-systemctl-redirect ${cluster/\// } reload
+        pg_login && return 0
+    fi
+    echo "PostgreSQL at $host:$port does not let '$user' in without a password." >&2
+    echo "Put the password in DATABASE_URL (postgres://$user:PASSWORD@$host:$port/concord)" >&2
+    echo "or allow loopback logins in pg_hba.conf (host all $user 127.0.0.1/32 trust)." >&2
+    return 1
+}
+
 start_redis() {
     local host port
     locate "${CELERY_BROKER_URL:-redis://127.0.0.1:6379/0}" 6379 Redis CELERY_BROKER_URL && return 0
@@ -103,5 +132,6 @@ if [[ "${1:-}" == install ]]; then
 fi
 install "${SUITE_PACKAGES[@]}"
 start_postgres
+check_postgres_login
 start_redis
 echo "Bootstrap: packages present; PostgreSQL and Redis answering."

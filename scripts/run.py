@@ -16,6 +16,7 @@ kills a task mid-way. honcho then stops the others.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ from scripts.engines import EngineError, engines_up  # noqa: E402
 
 BIN = ROOT / ".venv" / "bin"
 WORKER_PID_FILE = ROOT / "var" / "run" / "worker.pid"  # the Procfile's worker --pidfile
+METRICS_DIR = ROOT / "var" / "prometheus"  # emptied at every start: samples of dead processes go
 READY_TIMEOUT = 120  # seconds for the processes to answer once started
 STOP_TIMEOUT = 30  # seconds honcho gets to stop them before the group is killed
 
@@ -49,6 +51,10 @@ def _defaults(environ: dict[str, str]) -> dict[str, str]:
     env.setdefault("PSP_WEBHOOK_URL", f"http://127.0.0.1:{env['WEB_PORT']}/api/v1/webhooks/psp/")
     env.setdefault("PSP_WEBHOOK_SECRET", "whsec_concord_dev")
     env["PYTHONUNBUFFERED"] = "1"
+    # Readable log lines here (production defaults to JSON); the metric samples of every
+    # process of this machine in one directory, merged by /metrics (docs/operations.md).
+    env.setdefault("LOG_FORMAT", "console")
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
     return env
 
 
@@ -83,6 +89,7 @@ def _banner(env: dict[str, str], seed_output: str, timings: dict[str, float]) ->
     Admin        {web}/admin/
     API docs     {web}/api/v1/docs/
     Health       {web}/healthz  {web}/readyz
+    Metrics      {web}/metrics   (chaos and invariants: .venv/bin/python manage.py simulate)
     Provider     {env["PSP_BASE_URL"]}  (sandbox, key {env["PSP_API_KEY"]})
 
 {seed_output.rstrip()}
@@ -120,6 +127,8 @@ def _terminate(signum: int, frame: object) -> None:
 def main() -> int:
     signal.signal(signal.SIGTERM, _terminate)
     env = _defaults(dict(os.environ))
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+    METRICS_DIR.mkdir(parents=True)
     timings: dict[str, float] = {}
     honcho: subprocess.Popen | None = None
     engines = None

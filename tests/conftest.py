@@ -4,7 +4,16 @@ Fixtures that several areas share live in tests/fixtures/ and are registered
 here; fixtures of one area live in that area's own conftest.py.
 """
 
+import os
+import shutil
+
 pytest_plugins = [
     "tests.fixtures.psp",
     "tests.fixtures.worker",
 ]
+
+
+def pytest_sessionfinish(session, exitstatus):
+    # The metrics directory config.settings.test made for this session (not one it was given).
+    if os.environ.get("CONCORD_TEST_METRICS_DIR_OWNER") == str(os.getpid()):
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

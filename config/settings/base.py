@@ -11,6 +11,8 @@ from pathlib import Path
 
 import environ
 
+from core.logs import logging_config
+
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 VAR_DIR = BASE_DIR / "var"
 
@@ -52,9 +54,12 @@ INSTALLED_APPS = [
     "orders",
     "reconciliation",
     "backoffice",
+    "monitoring",
 ]
 
 MIDDLEWARE = [
+    # Outermost: the request id, request metrics and the request's log line (core/middleware.py).
+    "core.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "core.middleware.DatabaseUnavailableMiddleware",
@@ -287,15 +292,39 @@ BACKOFFICE_APPROVAL_THRESHOLD = env.str("BACKOFFICE_APPROVAL_THRESHOLD", default
 
 DJANGO_FSM_LOG_IGNORED_MODELS: tuple = ()
 
-# --- Logging ------------------------------------------------------------------
+# --- Logging, metrics, tracing (docs/operations.md) ------------------------------------
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+# json: one JSON object per line (production, log search); console: readable (make run).
+LOG_FORMAT = env.str("LOG_FORMAT", default="console")
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+
+# /metrics: with METRICS_TOKEN set, only `Authorization: Bearer <token>` may read it;
+# without one it is open unless METRICS_REQUIRE_TOKEN (production: on, so an unset
+# token means nobody may read it from outside).
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="")
+METRICS_REQUIRE_TOKEN = env.bool("METRICS_REQUIRE_TOKEN", default=False)
+# Database and broker gauges are recomputed at most this often per process.
+METRICS_STATE_TTL = env.float("METRICS_STATE_TTL", default=10.0)
+# A worker-only host serves its processes' metrics itself (0 = off; see docs/deployment.md).
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_ADDR = env.str("WORKER_METRICS_ADDR", default="127.0.0.1")
+
+# OpenTelemetry (core/tracing.py): off unless asked for.
+OTEL_ENABLED = env.bool("OTEL_ENABLED", default=False)
+OTEL_TRACES_FILE = env.str("OTEL_TRACES_FILE", default="")
+
+# Consistency SLOs (docs/operations.md): the finance page measures against these, and
+# /metrics exposes them (concord_slo_target) for the alert rules to compare with.
+SLO = {
+    # p99 of the time from acceptance to confirmation of a confirmed order.
+    "ORDER_CONFIRM_SECONDS": env.float("SLO_ORDER_CONFIRM_SECONDS", default=30.0),
+    # Saga runs stuck (failed, compensation failed, past their SLA) per 1,000 orders.
+    "SAGAS_STUCK_PER_1000": env.float("SLO_SAGAS_STUCK_PER_1000", default=1.0),
+    # Money at risk in incidents older than this is a breach (target: none).
+    "MONEY_AT_RISK_MAX_AGE_SECONDS": env.int("SLO_MONEY_AT_RISK_MAX_AGE_SECONDS", default=3600),
+    # Incidents whose fix is a refund, per 1,000 orders placed.
+    "REFUND_INCIDENTS_PER_1000": env.float("SLO_REFUND_INCIDENTS_PER_1000", default=1.0),
 }
 
 # --- Reconciliation (reconciliation/conf.py holds the defaults) ----------------------

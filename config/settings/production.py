@@ -8,11 +8,14 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
 
+from core.logs import logging_config
+
 from .base import *  # noqa: F403
 from .base import (
     DEFAULT_PSP_API_KEY,
     DEFAULT_PSP_WEBHOOK_SECRET,
     DEFAULT_SECRET_KEY,
+    LOG_LEVEL,
     PSP_API_KEY,
     PSP_BASE_URL,
     PSP_WEBHOOK_SECRET,
@@ -72,8 +75,8 @@ if not PSP_ALLOW_SANDBOX and (_provider.scheme != "https" or _is_loopback(_provi
 # --- HTTPS (behind a TLS-terminating proxy that sets X-Forwarded-Proto) ---------------
 
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
-# Load balancers probe over plain HTTP inside the network.
-SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
+# Load balancers probe, and Prometheus scrapes (token-protected), over plain HTTP inside the network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 # Trust X-Forwarded-Proto only from a proxy that overwrites it (docs/security.md).
 if env.bool("BEHIND_TLS_PROXY", default=True):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
@@ -87,3 +90,11 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # --- Staff sign-in -------------------------------------------------------------------
 
 BACKOFFICE_FINANCE_OTP_REQUIRED = env.bool("BACKOFFICE_FINANCE_OTP_REQUIRED", default=True)
+
+# --- Logs and metrics (docs/operations.md) ---------------------------------------------
+
+# JSON log lines for the log search; /metrics answers only with METRICS_TOKEN
+# (docs/operations.md): an unset token means nobody may read it.
+LOG_FORMAT = env.str("LOG_FORMAT", default="json")
+LOGGING = logging_config(fmt=LOG_FORMAT, level=LOG_LEVEL)
+METRICS_REQUIRE_TOKEN = env.bool("METRICS_REQUIRE_TOKEN", default=True)

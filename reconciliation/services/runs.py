@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.utils import timezone
 
+from core import metrics
 from reconciliation.choices import LIVE_STATES, RunStatus
 from reconciliation.conf import setting
 from reconciliation.detectors import ChangeSet, DetectionContext, Detector, detectors_all
@@ -152,6 +153,7 @@ def _find(detector: Detector, ctx: DetectionContext, changes: ChangeSet | None):
 
 
 def _run(*, progress, client, detectors, sync, full) -> RunResult:
+    pass_started = time.monotonic()
     detectors = detectors if detectors is not None else detectors_all()
     steps = len(detectors) + 1
     run = ReconciliationRun.objects.create(started_at=timezone.now())
@@ -225,6 +227,9 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
             per_detector[detector.name] = {"error": f"{type(exc).__name__}: {exc}"}
         else:
             n_opened = sum(1 for r in reported if r.created)
+            metrics.incidents_reported(
+                incident_type=detector.name, opened=n_opened, auto_resolved=len(auto_resolved)
+            )
             found += len(findings)
             opened += n_opened
             resolved += len(auto_resolved)
@@ -266,6 +271,7 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
     run.found, run.opened, run.auto_resolved = found, opened, resolved
     run.errors, run.detectors = errors, per_detector
     run.save()
+    metrics.reconciliation_pass(status=status.value, seconds=time.monotonic() - pass_started)
     return RunResult(
         run_id=run.pk,
         status=status.value,

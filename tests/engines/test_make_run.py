@@ -10,11 +10,13 @@ included. A second `make run` on the same var/ still has the orders.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.fixtures.make_run import (
@@ -53,6 +55,7 @@ class FirstRun:
     stock_after: dict[str, int]
     charges: dict[str, list[dict]]
     conservation_problems: list[str]
+    metrics: str
 
 
 @pytest.fixture(scope="module")
@@ -95,6 +98,7 @@ def first_run(tree: Path, env: dict[str, str], tmp_path_factory) -> FirstRun:
             stock_after=available_stock(api),
             charges=charges_by_reference(run.psp_url),
             conservation_problems=problems,
+            metrics=httpx.get(f"{run.web_url}/metrics", timeout=10).text,
         )
     except BaseException:
         run.kill()
@@ -159,3 +163,13 @@ def test_a_second_make_run_keeps_the_data(first_run, tree, env, tmp_path_factory
     assert "data in var/postgres/," in out  # reused, not "(new)"
     assert exit_code in (0, -signal.SIGINT) and left_behind == set()
     assert "Traceback" not in out
+
+
+def test_metrics_merge_every_process_of_make_run(first_run):
+    """var/prometheus: /metrics on the web shows what the worker processes counted."""
+    confirmed = sum(1 for o in first_run.orders if o["status"] == "confirmed")
+    match = re.search(r"^concord_orders_confirmed_total (\S+)$", first_run.metrics, re.MULTILINE)
+    assert match and float(match.group(1)) == confirmed, first_run.metrics[:2000]
+    assert re.search(
+        r'^concord_saga_step_duration_seconds_count\{.*step="charge_payment"', first_run.metrics, re.M
+    )
