@@ -25,7 +25,7 @@ from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django_otp import user_has_device
 from django_otp.forms import OTPTokenForm
 
@@ -47,7 +47,7 @@ class StaffLoginView(auth_views.LoginView):
         if user_has_device(user):
             self.request.session[PENDING] = {"user_id": user.pk, "backend": user.backend, "at": time.time()}
             verify = reverse("backoffice:login-verify")
-            return redirect(f"{verify}?next={self.get_redirect_url() or ''}")
+            return redirect(f"{verify}?{urlencode({'next': self.get_redirect_url()})}")
         if otp_required_for(user):
             form.add_error(
                 None,

@@ -79,19 +79,21 @@ class Command(BaseCommand):
                         user.groups.add(groups[role])
             client, _ = User.objects.get_or_create(username=DEMO_CLIENT, defaults={"is_staff": False})
             client.groups.add(groups[API_CLIENTS])
-            # Stable per installation (derived from SECRET_KEY), so every run can print it
-            # while only its digest is stored.
-            token = hmac.new(settings.SECRET_KEY.encode(), b"demo-shop-token", hashlib.sha256).hexdigest()[
-                :40
-            ]
-            token_status = api_token_status(key=token)
-            if token_status is None:
-                api_token_issue(user=client, key=token)
+            demo_key = _demo_client_key()
+            demo_key_state = api_token_status(key=demo_key)
+            if demo_key_state is None:
+                api_token_issue(user=client, key=demo_key)
 
         self.stdout.write("  Demo logins (back office and admin):")
         for username, password, role in DEMO_USERS:
             self.stdout.write(f"    {username:<8} / {password:<18} {role or 'superuser'}")
-        if token_status != "retired":  # noqa: S105 - a status, not a password
-            self.stdout.write(f"  API client {DEMO_CLIENT!r}: Authorization: Token {token}")
-        else:
+        if demo_key_state == "retired":
             self.stdout.write(f"  API client {DEMO_CLIENT!r}: its demo token was rotated or revoked")
+        else:
+            self.stdout.write(f"  API client {DEMO_CLIENT!r}: Authorization: Token {demo_key}")
+
+
+def _demo_client_key() -> str:
+    """The demo client's token: stable per installation (derived from SECRET_KEY), so every
+    run can print it while only its digest is stored."""
+    return hmac.new(settings.SECRET_KEY.encode(), b"demo-shop-token", hashlib.sha256).hexdigest()[:40]
