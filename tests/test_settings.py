@@ -24,7 +24,8 @@ OWN_VARIABLES = {*PRODUCTION_ENV, "PSP_ALLOW_SANDBOX", "DJANGO_SETTINGS_MODULE"}
 
 
 def _environment(settings_module: str | None, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES}
+    # No DJANGO_* from the suite either (the browser tests set DJANGO_ALLOW_ASYNC_UNSAFE).
+    env = {k: v for k, v in os.environ.items() if k not in OWN_VARIABLES and not k.startswith("DJANGO_")}
     env.update(overrides)
     if settings_module:
         env["DJANGO_SETTINGS_MODULE"] = settings_module
