@@ -10,11 +10,12 @@ VENV_STAMP := .venv/.installed-$(shell cat requirements.txt requirements-dev.txt
 run: venv
 	@$(PY) scripts/run.py
 
-## test: the whole suite on real PostgreSQL and Redis, plus ruff and import contracts;
+## test: the whole suite on real PostgreSQL and Redis, plus ruff, import contracts and mypy;
 ## installs and starts what is missing first (scripts/bootstrap.sh, as .ci/run)
 test: bootstrap venv
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 	$(PY) scripts/audit_requirements.py requirements.txt
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
 	@scripts/pytest.sh
@@ -23,6 +24,7 @@ lint: venv
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
+	.venv/bin/mypy
 
 ## audit: known vulnerabilities in the pinned runtime set (pip-audit); skipped, saying so,
 ## when the advisory service cannot be reached

@@ -8,7 +8,7 @@ import logging
 import secrets
 from datetime import timedelta
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -24,7 +24,7 @@ def token_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def api_token_issue(*, user: AbstractBaseUser, key: str | None = None) -> str:
+def api_token_issue(*, user: User, key: str | None = None) -> str:
     """A new active token for `user`; returns the plaintext, which is not stored.
     `key` is for the local demo only (seed_demo derives a stable one); everything else
     gets a random one."""
@@ -35,7 +35,7 @@ def api_token_issue(*, user: AbstractBaseUser, key: str | None = None) -> str:
 
 
 @transaction.atomic
-def api_token_rotate(*, user: AbstractBaseUser, grace: timedelta = timedelta(0)) -> str:
+def api_token_rotate(*, user: User, grace: timedelta = timedelta(0)) -> str:
     """Issue a new token and retire the user's active ones: at once, or after `grace`
     so a shop can deploy the new token before the old one stops working."""
     now = timezone.now()
@@ -50,7 +50,7 @@ def api_token_rotate(*, user: AbstractBaseUser, grace: timedelta = timedelta(0))
 
 
 @transaction.atomic
-def api_token_revoke(*, user: AbstractBaseUser, prefix: str | None = None) -> int:
+def api_token_revoke(*, user: User, prefix: str | None = None) -> int:
     """Revoke the user's active tokens (only the one starting with `prefix` if given);
     returns how many were revoked."""
     tokens = ApiToken.objects.filter(user=user, revoked_at__isnull=True)

@@ -42,23 +42,29 @@ class ApprovalStatus(models.TextChoices):
     REJECTED = "rejected", "Rejected"
 
 
+class ApprovalKind(models.TextChoices):
+    """What finance sees an approval as (each money-moving operation declares one)."""
+
+    REFUND = "refund", "Refund"
+    CANCEL = "cancel", "Cancel the order"
+    REMEDIATION = "remediation", "Incident remediation"
+
+
 class ApprovalRequest(FSMModelMixin, models.Model):
     """A money-moving action above BACKOFFICE_APPROVAL_THRESHOLD: one person asks,
-    another person from finance approves (then it runs) or rejects it."""
+    another person from finance approves (then exactly the stored operation runs, with
+    the stored parameters, as the person who asked) or rejects it."""
 
-    KIND_REFUND = "refund"
-    # A money-moving remediation of an incident (reconciliation), e.g. refunding extra charges.
-    KIND_REMEDIATION = "remediation"
-    # Cancelling a confirmed order: the cancellation saga refunds it in full.
-    KIND_CANCEL = "cancel"
-
-    kind = models.CharField(max_length=16, default=KIND_REFUND)
+    # The operation (backoffice.operations) and the parameters it runs with; `kind`
+    # is what finance sees it as (refund, cancel, remediation).
+    operation = models.CharField(max_length=48)
+    params = models.JSONField(default=dict, blank=True)
+    kind = models.CharField(max_length=16, choices=ApprovalKind.choices)
     status = FSMField(default=ApprovalStatus.PENDING, choices=ApprovalStatus.choices, protected=True)
-    # A remediation may be about a charge with no order (an orphan) and no payment.
+    # What it is about, as plain references (never foreign keys into other apps). A
+    # remediation may be about a charge with no order (an orphan).
     order_id = models.BigIntegerField(null=True, blank=True, db_index=True)
-    payment_id = models.BigIntegerField(null=True, blank=True)
     incident_id = models.BigIntegerField(null=True, blank=True)
-    remediation_action = models.CharField(max_length=48, blank=True, default="")
     amount = models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES)
     currency = models.CharField(max_length=3)
     reason = models.TextField()
@@ -93,7 +99,7 @@ class ApprovalRequest(FSMModelMixin, models.Model):
     @fsm_log_by
     @fsm_log_description
     @transition(field=status, source=ApprovalStatus.PENDING, target=ApprovalStatus.APPROVED)
-    def approve(self, refund_id: int, by=None, description=None) -> None:
+    def approve(self, *, refund_id: int | None = None, by=None, description=None) -> None:
         self.refund_id = refund_id
         self._decided(by, description)
 

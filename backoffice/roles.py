@@ -34,7 +34,7 @@ ROLE_PERMISSIONS: dict[str, tuple[str, ...]] = {
         "orders.change_order",
         "orders.cancel_order",
         "sagas.change_sagarun",
-        # The saga engine's manual operations (sagas/services.py PERMISSIONS).
+        # The saga engine's manual operations (sagas.choices.MANUAL_ACTION_PERMISSIONS).
         "sagas.retry_run",
         "sagas.compensate_run",
         "sagas.skip_step",

@@ -1,8 +1,52 @@
-"""Reads of the back office's own tables."""
+"""Back-office reads: its own tables, and the cases its pages and actions are decided on
+(assembled from the owning apps' selectors)."""
 
 from __future__ import annotations
 
-from .models import ApprovalRequest, ApprovalStatus, StaffAction
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from django.conf import settings
+
+from core.errors import NotFound
+from idempotency import selectors as idempotency_selectors
+from inventory import selectors as inventory_selectors
+from inventory.dto import ReservationDTO
+from orders import selectors as order_selectors
+from payments import selectors as payment_selectors
+from payments.choices import ProviderAttemptOutcome
+from payments.services import provider_client
+from reconciliation import selectors as recon_selectors
+from reconciliation import services as recon_services
+from reconciliation.choices import IncidentState
+from reconciliation.selectors import IncidentRow
+from sagas import selectors as saga_selectors
+from sagas.choices import StepOutcome
+
+from .conf import provider_probe_timeout
+from .models import ApprovalKind, ApprovalRequest, ApprovalStatus, StaffAction
+from .operations.base import Case, IncidentCase, OrderCase
+
+NOTE = "note"  # the StaffAction.action of a note on an order's case file
+PROBE_CACHE_SECONDS = 5.0
+_probe_cache: dict[str, tuple[float, tuple[bool, str]]] = {}
+
+
+def provider_status() -> tuple[bool, str]:
+    """Whether the provider answers its health check, kept a few seconds so staff
+    refreshing the overview never queue behind a slow provider more than once per
+    interval (payments' kept client reuses its connection)."""
+    url = settings.PSP_BASE_URL
+    now = time.monotonic()
+    cached = _probe_cache.get(url)
+    if cached is not None and cached[0] > now:
+        return cached[1]
+    with provider_client() as client:
+        result = client.health(timeout=provider_probe_timeout())
+    _probe_cache[url] = (now + PROBE_CACHE_SECONDS, result)
+    return result
 
 
 def approvals_list(*, status: str | None = ApprovalStatus.PENDING, limit: int = 100) -> list[ApprovalRequest]:
@@ -28,4 +72,172 @@ def approvals_for_order(*, order_id: int) -> list[ApprovalRequest]:
 def staff_actions_for_order(*, order_id: int) -> list[StaffAction]:
     return list(
         StaffAction.objects.filter(order_id=order_id).select_related("user").order_by("created_at", "id")
+    )
+
+
+# --- the cases actions are decided on ------------------------------------------------------------------
+
+
+def order_case(*, order_id: int) -> OrderCase:
+    """An order, its saga runs, its payment and refunds. Raises NotFound."""
+    order = order_selectors.order_get(order_id=order_id)
+    payment = payment_selectors.payment_for_order(order_id=order.id)
+    return OrderCase(
+        runs=tuple(saga_selectors.saga_runs_for_subject(subject_id=str(order.id))),
+        order=order,
+        payment=payment,
+        refunds=tuple(payment_selectors.refunds_for_payment(payment_id=payment.id)) if payment else (),
+        refundable=(
+            payment_selectors.payment_refundable_amount(payment_id=payment.id) if payment else Decimal("0")
+        ),
+    )
+
+
+def incident_case(*, incident_id: int) -> IncidentCase:
+    incident = recon_selectors.incident_get(incident_id=incident_id)
+    if incident is None:
+        raise NotFound(f"Incident {incident_id} does not exist.", code="incident_not_found")
+    return IncidentCase(
+        incident=incident, remediations=tuple(recon_services.remediation_actions(incident_id=incident_id))
+    )
+
+
+def case_get(*, page: str, subject_id: int) -> Case:
+    """The case an action of `page` ("order", "incident") is decided on."""
+    if page == "order":
+        return order_case(order_id=subject_id)
+    if page == "incident":
+        return incident_case(incident_id=subject_id)
+    raise NotFound(f"No page {page!r}.", code="page_unknown")
+
+
+# --- an order's case file -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Event:
+    at: datetime
+    kind: str  # order | api | saga | staff | provider | payment | ledger | webhook | incident | note
+    title: str
+    detail: str = ""
+    by: str | None = None
+    tone: str = ""  # "" | ok | bad
+
+
+@dataclass(frozen=True)
+class CaseFile:
+    """The whole story of an order, in time order, and what it is made of."""
+
+    case: OrderCase
+    events: list[Event]
+    reservations: list[ReservationDTO]
+    incidents: list[IncidentRow]
+    approvals: list[ApprovalRequest]
+
+
+def _approval_title(approval: ApprovalRequest) -> str:
+    money = f"{approval.amount} {approval.currency}"
+    if approval.kind == ApprovalKind.REFUND:
+        return f"Refund of {money} asked (approval #{approval.pk})"
+    if approval.kind == ApprovalKind.CANCEL:
+        return f"Cancellation of the order ({money} back) asked (approval #{approval.pk})"
+    action = (approval.params or {}).get("action", approval.operation)
+    return (
+        f"Remediation {action} of incident #{approval.incident_id} ({money}) asked (approval #{approval.pk})"
+    )
+
+
+def order_case_file(*, order_id: int) -> CaseFile:
+    """Every source of an order's story — its audit log, the API request behind it, its
+    saga runs (steps and staff actions), the provider calls, the payment's audit log,
+    ledger postings and webhooks, incidents, approvals and notes — as one list in time
+    order. A constant number of queries per source (per saga run for its steps)."""
+    case = order_case(order_id=order_id)
+    order = case.order
+    events: list[Event] = []
+
+    def add(
+        at: datetime | None, kind: str, title: str, detail: str = "", by: str | None = None, tone: str = ""
+    ):
+        if at is not None:
+            events.append(Event(at, kind, title, detail, by, tone))
+
+    for log in order_selectors.order_audit_log(order_id=order.id):
+        title = f"Order {log['source'] or '∅'} → {log['target']} ({log['transition']})"
+        add(log["at"], "order", title, log["description"], log["by"])
+    for rec in idempotency_selectors.idempotency_records_near(
+        client_id=order.client_id, around=order.created_at
+    ):
+        if rec.response_object_id == order.id:
+            add(
+                rec.created_at,
+                "api",
+                f"API {rec.request_method} {rec.request_path} → {rec.response_status}",
+                # The idempotency app does not count replays; it keeps the one response
+                # every replay gets, so that is what the case file can say.
+                f"Idempotency-Key {rec.key!r}; any replay of this key returns this stored response "
+                f"(kept until {rec.expires_at:%Y-%m-%d %H:%M}; replays are not counted)",
+            )
+    for run in case.runs:
+        add(run.created_at, "saga", f"Saga {run.saga_type} #{run.id} started")
+        for step in saga_selectors.saga_step_log(run_id=run.id):
+            add(
+                step.started_at,
+                "saga",
+                f"{run.saga_type} #{run.id}: {step.step} ({step.direction}) attempt {step.attempt} → {step.outcome}",
+                step.error,
+                tone="ok" if step.outcome == StepOutcome.DONE else "bad",
+            )
+        for act in saga_selectors.saga_action_log(run_id=run.id):
+            title = f"Saga #{run.id}: {act.action} ({act.from_status} → {act.to_status})"
+            add(act.created_at, "staff", title, act.reason, act.by_username)
+    payment = case.payment
+    if payment is not None:
+        for att in payment_selectors.provider_attempts_for_payment(payment_id=payment.id):
+            add(
+                att.created_at,
+                "provider",
+                f"Provider {att.kind} → {att.outcome}"
+                + (f" ({att.provider_object_id})" if att.provider_object_id else ""),
+                f"key {att.idempotency_key}; HTTP {att.http_status or '—'}; {att.error}".rstrip("; "),
+                tone="ok" if att.outcome == ProviderAttemptOutcome.SUCCEEDED else "bad",
+            )
+        for log in payment_selectors.payment_audit_log(payment_id=payment.id):
+            title = f"{log['object'].capitalize()} {log['source'] or '∅'} → {log['target']}"
+            add(log["at"], "payment", title, log["description"], log["by"])
+        for entry in payment_selectors.ledger_entries_for_payment(payment_id=payment.id):
+            title = f"Ledger {entry['kind']}: {entry['account']} {entry['amount']} {entry['currency']}"
+            add(entry["at"], "ledger", title, entry["memo"])
+        for ev in payment_selectors.webhook_events_for_payment(payment_id=payment.id):
+            repeats = (
+                f"; delivered {ev['deliveries']} times, last at {ev['last_seen_at']:%H:%M:%S}"
+                if ev["deliveries"] > 1
+                else ""
+            )
+            add(
+                ev["at"],
+                "webhook",
+                f"Webhook {ev['event_type']} ({ev['object_id'] or '—'}) → {ev['outcome'] or 'received'}",
+                f"event {ev['event_id']}{repeats}" + (f"; {ev['note']}" if ev["note"] else ""),
+            )
+    incidents = recon_selectors.incidents_list(order_id=order.id, states=list(IncidentState.values))
+    for inc in incidents:
+        add(inc.detected_at, "incident", f"Incident #{inc.id} {inc.type} ({inc.severity}) detected",
+            f"now {inc.state}", tone="bad")  # fmt: skip
+    approvals = approvals_for_order(order_id=order.id)
+    for ap in approvals:
+        add(ap.requested_at, "staff", _approval_title(ap), ap.reason, ap.requested_by.get_username())
+        if ap.decided_at:
+            decider = ap.decided_by.get_username() if ap.decided_by else None
+            add(ap.decided_at, "staff", f"Approval #{ap.pk} {ap.status}", ap.decision_reason, decider)
+    for act in staff_actions_for_order(order_id=order.id):
+        if act.action == NOTE:
+            add(act.created_at, "note", "Note", act.reason, act.user.get_username())
+    events.sort(key=lambda e: e.at)
+    return CaseFile(
+        case=case,
+        events=events,
+        reservations=inventory_selectors.reservations_for_order(order.id),
+        incidents=incidents,
+        approvals=approvals,
     )

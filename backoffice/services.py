@@ -1,32 +1,58 @@
-"""Back-office writes: the one-time action key that makes a resubmitted form a no-op,
-the staff note, the two-person rule for large refunds, and sending those refunds to
-the provider (after commit, through backoffice.tasks.refund_send).
+"""Back-office writes: the one flow every staff action goes through.
 
-Everything else staff do goes through the owning app's services (sagas, orders,
-payments, reconciliation); the views wrap each call with `staff_action_record` in
-one transaction, so the action and its record commit together or not at all.
+    operation_preview(...)  what the action would do (reads only)
+    operation_submit(...)   do it, or ask finance first
+    approval_approve(...)   finance approves: exactly the stored operation runs
+    approval_reject(...)
+
+The actions themselves are declared in backoffice.operations (who, when, preview, money,
+the one domain service). The flow adds, the same for all of them:
+
+- a person and a reason (core.audit), the operation's permission, and that it is
+  offered now (the owning app's rule) — checked again here, whatever the page showed;
+- a one-time form key: the StaffAction row (unique key) is written in the action's own
+  transaction, so a second submit of the same form (a double click, a resend) changes
+  nothing, and the row records who did what and why;
+- the approval rule (operations.needs_approval): above the threshold the operation and
+  its parameters are stored in an ApprovalRequest; approving runs exactly that;
+- actions that call the provider run outside any transaction: their key is claimed in a
+  committed transaction of its own first, and the row's outcome says how it ended.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django_fsm import can_proceed
 
+from core.audit import check_person_and_reason, require_person
 from core.errors import ConcordError, Conflict, NotFound
-from orders import selectors as order_selectors
-from orders import services as order_services
-from payments import selectors as payment_selectors
-from payments import services as payment_services
+from core.sql import insert_unless_exists
+from sagas.selectors import saga_runs_by_ids
 
 from .conf import approval_threshold
 from .models import ApprovalRequest, ApprovalStatus, StaffAction
+from .operations import (
+    SAGA_OPERATIONS,
+    Case,
+    IncidentCase,
+    Offer,
+    Operation,
+    OrderCase,
+    Outcome,
+    Preview,
+    RunsCase,
+    needs_approval,
+    operation_for,
+    operation_get,
+)
+from .selectors import case_get
 
-REQUEST_REFUND = "backoffice.request_refund"
-APPROVE_REFUND = "backoffice.approve_refund"
+APPROVE = "backoffice.approve_refund"
 MAX_KEY = 64
 
 
@@ -35,15 +61,11 @@ class AlreadySubmitted(ConcordError):
     http_status = 409
 
 
-def _require_person(by: Any) -> None:
-    if by is None or not getattr(by, "is_authenticated", False):
-        raise ConcordError("A person must perform this action.", code="person_required", http_status=403)
+class NotOffered(Conflict):
+    code = "action_not_offered"
 
 
-def _clean_reason(reason: str | None) -> str:
-    if not isinstance(reason, str) or not reason.strip():
-        raise ConcordError("A reason is required.", code="reason_required")
-    return reason.strip()
+# --- the staff action record --------------------------------------------------------------
 
 
 def staff_action_record(
@@ -59,374 +81,228 @@ def staff_action_record(
     """Claim the form's one-time key and record who did what and why. Call it inside
     the action's transaction: a second submit with the same key (a double click, a
     browser resend) raises AlreadySubmitted — waiting, if the first is still running,
-    on the unique index until it commits."""
-    _require_person(by)
-    reason = _clean_reason(reason)
+    on the unique index until it commits (INSERT … ON CONFLICT DO NOTHING, core.sql:
+    no IntegrityError, so no savepoint)."""
+    reason = check_person_and_reason(by, reason)
     if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY:
         raise ConcordError("The form has expired; open it again.", code="action_key_invalid")
-    try:
-        with transaction.atomic():
-            row = StaffAction.objects.create(
-                key=key,
-                user=by,
-                action=action[:48],
-                order_id=order_id,
-                target=target[:128],
-                reason=reason,
-                outcome=outcome,
-            )
-    except IntegrityError:
+    row = StaffAction(
+        key=key,
+        user=by,
+        action=action[:48],
+        order_id=order_id,
+        target=target[:128],
+        reason=reason,
+        outcome=outcome,
+    )
+    if not insert_unless_exists(row, conflict=["key"]):
         raise AlreadySubmitted(
             "This form was already submitted; nothing was done twice.", details={"key": key}
-        ) from None
+        )
     return row.pk
-
-
-def staff_action_claim(**kwargs: Any) -> int:
-    """staff_action_record in its own, committed transaction: for actions that call the
-    provider and so must not run inside one (a resend, a remediation). A second submit
-    is refused at once; the row stays as the audit even if the action then fails
-    (its outcome says how it ended), and the page offers a fresh form."""
-    with transaction.atomic():
-        return staff_action_record(**kwargs)
 
 
 def staff_action_set_outcome(*, action_id: int, outcome: str) -> None:
     StaffAction.objects.filter(pk=action_id).update(outcome=outcome[:2000])
 
 
-def parse_amount(raw: Any) -> Decimal:
+# --- one action ---------------------------------------------------------------------------
+
+
+def _offered(operation: Operation, case: Case, user: Any, params: dict[str, Any]) -> Offer:
+    offer = operation.offer_for(case, user, params)
+    if offer is None:
+        raise NotOffered(operation.unavailable, details={"operation": operation.name})
+    return offer
+
+
+def _operation(page: str, op: str) -> Operation:
+    operation = operation_for(page, op)
+    if operation is None:
+        raise NotOffered("Unknown action.", details={"op": op})
+    return operation
+
+
+@dataclass(frozen=True)
+class Proposed:
+    """A previewed action: what the preview page shows."""
+
+    operation: Operation
+    case: Case
+    offer: Offer
+    preview: Preview
+    needs_approval: bool
+    threshold: Decimal
+
+
+def operation_preview(
+    *, page: str, subject_id: int, op: str, data: Mapping[str, Any], by: Any, reason: str
+) -> Proposed:
+    """What the action would do now, for the preview page: nothing changes. Refused
+    (NotOffered) when it is not offered to this person now; a missing reason or an
+    invalid input raises its ConcordError."""
+    operation = _operation(page, op)
+    case = case_get(page=page, subject_id=subject_id)
+    params = operation.params_from(data)
+    offer = _offered(operation, case, by, params)
+    check_person_and_reason(by, reason or operation.reason_default)
+    preview = operation.preview(case, params) if operation.preview else Preview([], dict(params))
+    return Proposed(
+        operation, case, offer, preview, needs_approval(operation, case, preview), approval_threshold()
+    )
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What operation_submit did: ran the action (`outcome`), or stored it for
+    approval (`approval_id`)."""
+
+    operation: Operation
+    label: str  # the action as the page named it (e.g. the remediation, the run)
+    outcome: Outcome | None = None
+    approval_id: int | None = None
+
+
+def operation_submit(
+    *, page: str, subject_id: int, op: str, data: Mapping[str, Any], by: Any, reason: str, action_key: str
+) -> Submitted:
+    """Do the action now, or — above the threshold — ask finance first."""
+    operation = _operation(page, op)
+    case = case_get(page=page, subject_id=subject_id)
+    return _submit(operation, case, operation.params_from(data), by, reason, action_key)
+
+
+def _subject(case: Case) -> dict[str, Any]:
+    if isinstance(case, IncidentCase):
+        return {"order_id": case.incident.order_id, "incident_id": case.incident.id}
+    if isinstance(case, OrderCase):
+        return {"order_id": case.order.id, "incident_id": None}
+    return {"order_id": None, "incident_id": None}
+
+
+def _target(case: Case, params: Mapping[str, Any]) -> str:
+    about = f"incident {case.incident.id}" if isinstance(case, IncidentCase) else ""
+    facts = ", ".join(f"{name} {value}" for name, value in params.items() if value not in (None, ""))
+    return "; ".join(part for part in (about, facts) if part)
+
+
+def _submit(
+    operation: Operation, case: Case, params: dict[str, Any], by: Any, reason: str, action_key: str
+) -> Submitted:
+    reason = check_person_and_reason(by, reason or operation.reason_default)
+    offer = _offered(operation, case, by, params)
+    label = offer.label if operation.target_params else operation.label
+    preview = operation.preview(case, params) if operation.preview is not None else None
+    run_params = preview.params if preview is not None else params
+    subject = _subject(case)
+    record = {
+        "key": action_key,
+        "by": by,
+        "action": operation.name,
+        "reason": reason,
+        "order_id": subject["order_id"],
+        "target": _target(case, run_params),
+    }
+    if preview is not None and needs_approval(operation, case, preview):
+        with transaction.atomic():
+            staff_action_record(**record, outcome="waits for approval")
+            approval = ApprovalRequest.objects.create(
+                operation=operation.name,
+                params=run_params,
+                kind=operation.approval_kind,
+                order_id=subject["order_id"],
+                incident_id=subject["incident_id"],
+                amount=preview.money,
+                currency=preview.currency,
+                reason=reason,
+                requested_by=by,
+            )
+        return Submitted(operation, label, approval_id=approval.pk)
+    if operation.calls_provider:
+        return Submitted(
+            operation, label, outcome=_run_outside_transaction(operation, case, run_params, record)
+        )
+    with transaction.atomic():
+        action_id = staff_action_record(**record)
+        outcome = operation.run(case, run_params, by, reason, action_key)
+        if outcome.audit:
+            staff_action_set_outcome(action_id=action_id, outcome=outcome.audit)
+    return Submitted(operation, label, outcome=outcome)
+
+
+def _run_outside_transaction(
+    operation: Operation, case: Case, params: dict[str, Any], record: dict[str, Any]
+) -> Outcome:
+    """The key is claimed and committed first, so a second submit is refused at once;
+    the row stays as the audit even if the action then fails (its outcome says how)."""
+    with transaction.atomic():
+        action_id = staff_action_record(**record)
     try:
-        amount = Decimal(str(raw).strip())
-    except (InvalidOperation, ValueError):
-        raise ConcordError(f"{raw!r} is not an amount.", code="amount_invalid") from None
-    if not amount.is_finite() or amount <= 0 or amount != amount.quantize(Decimal("0.01")):
-        raise ConcordError("The amount must be positive with at most two decimals.", code="amount_invalid")
-    return amount
+        outcome = operation.run(case, params, record["by"], record["reason"], record["key"])
+    except ConcordError as exc:
+        staff_action_set_outcome(action_id=action_id, outcome=f"{exc.code}: {exc.message}")
+        raise
+    staff_action_set_outcome(action_id=action_id, outcome=outcome.audit or outcome.level)
+    return outcome
 
 
-@dataclass(frozen=True)
-class RefundPlan:
-    """What a refund request would do: shown as the preview, then carried out."""
-
-    order_id: int
-    payment_id: int
-    amount: Decimal
-    currency: str
-    refundable: Decimal
-    full: bool
-    needs_approval: bool
-    threshold: Decimal
+# --- one action on many saga runs (the stuck list) ---------------------------------------------------
 
 
-def refund_plan(*, order_id: int, amount: Any) -> RefundPlan:
-    payment = payment_selectors.payment_for_order(order_id=order_id)
-    if payment is None:
-        raise NotFound(f"Order {order_id} has no payment.", code="payment_not_found")
-    if payment.status not in ("captured", "partially_refunded"):
-        raise Conflict(
-            f"The payment is {payment.status}; only captured money can be refunded.",
-            code="payment_not_refundable",
-        )
-    refundable = payment.refundable_amount
-    value = refundable if amount in (None, "", "full") else parse_amount(amount)
-    if value > refundable:
-        raise ConcordError(
-            f"At most {refundable} {payment.currency} can be refunded.", code="refund_exceeds_captured"
-        )
-    threshold = approval_threshold()
-    return RefundPlan(
-        order_id=order_id,
-        payment_id=payment.id,
-        amount=value,
-        currency=payment.currency,
-        refundable=refundable,
-        full=value == refundable,
-        needs_approval=value > threshold,
-        threshold=threshold,
-    )
+def runs_operation_preview(
+    *, op: str, run_ids: list[int], by: Any
+) -> tuple[Operation, list[tuple[Any, bool]]]:
+    """The bulk preview: each selected run, and whether the action is offered on it now."""
+    operation = _runs_operation(op)
+    case = RunsCase(runs=tuple(saga_runs_by_ids(run_ids=run_ids)))
+    offered = {offer.params["run_id"] for offer in operation.offers(case, by)} if operation.may(by) else set()
+    return operation, [(run, run.id in offered) for run in case.runs]
 
 
-@dataclass(frozen=True)
-class RefundOutcome:
-    approval_id: int | None
-    refund_id: int | None
-    kind: str = ApprovalRequest.KIND_REFUND
+def runs_operation_submit(
+    *, op: str, run_ids: list[int], by: Any, reason: str, action_key: str
+) -> tuple[int, int, list[str]]:
+    """Run the action on every selected run it is offered on, each in its own
+    transaction with its own key (`<form key>-<run id>`). (done, not eligible, errors)."""
+    operation, plan = runs_operation_preview(op=op, run_ids=run_ids, by=by)
+    case = RunsCase(runs=tuple(run for run, _ in plan))
+    done, skipped, errors = 0, 0, []
+    for run, legal in plan:
+        if not legal:
+            skipped += 1
+            continue
+        try:
+            _submit(operation, case, {"run_id": run.id}, by, reason, f"{action_key}-{run.id}")
+        except ConcordError as exc:
+            errors.append(f"Saga run {run.id}: {exc.message}")
+        else:
+            done += 1
+    return done, skipped, errors
 
 
-REFUND_KEY_PREFIX = "backoffice:"
+def _runs_operation(op: str) -> Operation:
+    operation = next((o for o in SAGA_OPERATIONS.values() if o.op == op), None)
+    if operation is None or op == "mark_resolved":
+        raise NotOffered("Choose retry or compensate.")
+    return operation
 
 
-def _send_refund_after_commit(*, payment_id: int, idempotency_key: str) -> None:
-    """Money must actually move: once the pending refund is committed, a Celery task
-    asks the provider for it (backoffice.tasks.refund_send, with its retry policy).
-    If the broker is down the refund stays pending and the case file offers
-    "send again"; robust=True so a broker error never breaks the staff's request."""
-    from . import tasks  # tasks imports this module
-
-    transaction.on_commit(
-        lambda: tasks.refund_send.delay(payment_id, idempotency_key),
-        robust=True,
-    )
-
-
-@dataclass(frozen=True)
-class RefundSent:
-    refund_id: int
-    status: str  # the refund's state now: pending | succeeded | failed
-    outcome: str  # the provider's answer: succeeded | declined | transient | unknown
-    error: str = ""
-
-    @property
-    def pending(self) -> bool:
-        return self.status == "pending"
-
-
-def refund_send(*, payment_id: int, idempotency_key: str) -> RefundSent:
-    """Ask the provider for a refund the back office created (never creates one: an
-    unknown key is an error, not a new full refund). Retry-safe: the refund's fixed
-    key makes the provider replay its first answer. Must run outside a transaction."""
-    refund = next(
-        (
-            r
-            for r in payment_selectors.refunds_for_payment(payment_id=payment_id)
-            if r.idempotency_key == idempotency_key
-        ),
-        None,
-    )
-    if refund is None:
-        raise NotFound(
-            f"Payment {payment_id} has no refund with key {idempotency_key!r}.",
-            code="refund_not_found",
-            details={"payment_id": payment_id, "idempotency_key": idempotency_key},
-        )
-    if refund.status != "pending":
-        return RefundSent(refund_id=refund.id, status=refund.status, outcome="already " + refund.status)
-    result = payment_services.payment_refund_through_provider(
-        payment_id=payment_id,
-        reason=f"back-office refund {refund.id} sent to the provider",
-        idempotency_key=idempotency_key,
-    )
-    now = result.refund or refund
-    return RefundSent(refund_id=now.id, status=now.status, outcome=str(result.outcome), error=result.error)
-
-
-def refund_resend_claim(*, refund_id: int, order_id: int, by: Any, reason: str, action_key: str) -> Any:
-    """A person asks to send a pending back-office refund again (the task gave up, or
-    the broker was down). Claims the form's one-time key in its own committed
-    transaction — the provider call that follows must not run inside one — and
-    returns the refund to send."""
-    _require_person(by)
-    if not by.has_perm(REQUEST_REFUND):
-        raise ConcordError("You may not send refunds.", code="permission_denied", http_status=403)
-    payment = payment_selectors.payment_for_order(order_id=order_id)
-    refund = next(
-        (
-            r
-            for r in (payment_selectors.refunds_for_payment(payment_id=payment.id) if payment else [])
-            if r.id == refund_id
-        ),
-        None,
-    )
-    if refund is None or not refund.idempotency_key.startswith(REFUND_KEY_PREFIX):
-        raise NotFound(f"Order {order_id} has no back-office refund {refund_id}.", code="refund_not_found")
-    if refund.status != "pending":
-        raise Conflict(f"Refund {refund_id} is {refund.status}; nothing to send.", code="refund_not_pending")
-    staff_action_claim(
-        key=action_key,
-        by=by,
-        action="refund_send",
-        reason=reason,
-        order_id=order_id,
-        target=f"refund {refund.id}",
-    )
-    return refund
-
-
-@transaction.atomic
-def refund_request(*, order_id: int, amount: Any, reason: str, by: Any, action_key: str) -> RefundOutcome:
-    """A refund from the back office. Up to the threshold it is created at once; above
-    it, an ApprovalRequest waits for someone else from finance."""
-    _require_person(by)
-    if not by.has_perm(REQUEST_REFUND):
-        raise ConcordError("You may not ask for refunds.", code="permission_denied", http_status=403)
-    reason = _clean_reason(reason)
-    plan = refund_plan(order_id=order_id, amount=amount)
-    staff_action_record(
-        key=action_key,
-        by=by,
-        action="refund_request",
-        reason=reason,
-        order_id=order_id,
-        target=f"payment {plan.payment_id}: {plan.amount} {plan.currency}",
-    )
-    if plan.needs_approval:
-        approval = ApprovalRequest.objects.create(
-            order_id=order_id,
-            payment_id=plan.payment_id,
-            amount=plan.amount,
-            currency=plan.currency,
-            reason=reason,
-            requested_by=by,
-        )
-        return RefundOutcome(approval_id=approval.pk, refund_id=None)
-    refund = payment_services.refund_create(
-        payment_id=plan.payment_id,
-        amount=plan.amount,
-        reason=f"{reason} (back office, {by.get_username()})",
-        by=by,
-        idempotency_key=f"{REFUND_KEY_PREFIX}{action_key}",
-    )
-    _send_refund_after_commit(payment_id=plan.payment_id, idempotency_key=refund.idempotency_key)
-    return RefundOutcome(approval_id=None, refund_id=refund.id)
-
-
-CANCEL_ORDER = "orders.cancel_order"
-
-
-@dataclass(frozen=True)
-class CancelPlan:
-    order_id: int
-    refund: Decimal  # what the cancellation saga gives back (0: nothing was captured)
-    currency: str
-    needs_approval: bool
-    threshold: Decimal
-
-
-def order_cancel_plan(*, order_id: int) -> CancelPlan:
-    order = order_selectors.order_get(order_id=order_id)
-    if order.status != "confirmed":
-        raise Conflict(
-            f"Order {order_id} is {order.status}; only a confirmed order is cancelled this way.",
-            code="order_not_cancellable",
-        )
-    payment = payment_selectors.payment_for_order(order_id=order_id)
-    refund = (
-        payment.refundable_amount
-        if payment is not None and payment.status in ("captured", "partially_refunded")
-        else Decimal("0")
-    )
-    threshold = approval_threshold()
-    return CancelPlan(
-        order_id=order_id,
-        refund=refund,
-        currency=order.currency,
-        needs_approval=refund > threshold,
-        threshold=threshold,
-    )
-
-
-@transaction.atomic
-def order_cancel_request(*, order_id: int, reason: str, by: Any, action_key: str) -> int | None:
-    """Staff cancel a confirmed order through the orders app (order_request_cancel: the
-    order moves to cancelling and its cancellation saga refunds in full, restocks and
-    cancels). Refunding more than the threshold waits for finance: returns the
-    ApprovalRequest id then, else None."""
-    _require_person(by)
-    if not by.has_perm(CANCEL_ORDER):
-        raise ConcordError("You may not cancel orders.", code="permission_denied", http_status=403)
-    reason = _clean_reason(reason)
-    plan = order_cancel_plan(order_id=order_id)
-    staff_action_record(
-        key=action_key,
-        by=by,
-        action="order_cancel",
-        reason=reason,
-        order_id=order_id,
-        target=f"order {order_id}: refund {plan.refund} {plan.currency}",
-    )
-    if plan.needs_approval:
-        payment = payment_selectors.payment_for_order(order_id=order_id)
-        return ApprovalRequest.objects.create(
-            kind=ApprovalRequest.KIND_CANCEL,
-            order_id=order_id,
-            payment_id=payment.id if payment else None,
-            amount=plan.refund,
-            currency=plan.currency,
-            reason=reason,
-            requested_by=by,
-        ).pk
-    order_services.order_request_cancel(
-        order_id=order_id, by=by, reason=reason, failure_reason="cancelled_by_staff"
-    )
-    return None
-
-
-REMEDIATE_MONEY = "reconciliation.refund_incident"
-
-
-@transaction.atomic
-def remediation_request_approval(
-    *,
-    incident_id: int,
-    order_id: int | None,
-    action: str,
-    amount: Decimal,
-    currency: str,
-    reason: str,
-    by: Any,
-    action_key: str,
-) -> int:
-    """A remediation that moves more than the threshold waits for someone else from
-    finance, like a large refund. Returns the ApprovalRequest id."""
-    _require_person(by)
-    if not by.has_perm(REMEDIATE_MONEY):
-        raise ConcordError(
-            "You may not run remediations that move money.", code="permission_denied", http_status=403
-        )
-    reason = _clean_reason(reason)
-    staff_action_record(
-        key=action_key,
-        by=by,
-        action="remediation_request",
-        reason=reason,
-        order_id=order_id,
-        target=f"incident {incident_id}: {action} {amount} {currency}",
-    )
-    approval = ApprovalRequest.objects.create(
-        kind=ApprovalRequest.KIND_REMEDIATION,
-        order_id=order_id,
-        incident_id=incident_id,
-        remediation_action=action,
-        amount=amount,
-        currency=currency,
-        reason=reason,
-        requested_by=by,
-    )
-    return approval.pk
-
-
-def approval_carry_out_remediation(*, approval_id: int) -> Any:
-    """After finance approved a remediation (committed), run it — outside any
-    transaction, since it calls the provider. It runs as the person who asked (they
-    hold the remediation permissions; the approval row says who approved), and
-    reconciliation keeps it once-only per incident and action, so calling this again
-    returns the first result."""
-    from reconciliation import services as recon_services
-
-    approval = ApprovalRequest.objects.select_related("requested_by", "decided_by").get(pk=approval_id)
-    if approval.kind != ApprovalRequest.KIND_REMEDIATION or approval.status != ApprovalStatus.APPROVED:
-        raise Conflict(
-            f"Approval request {approval_id} is not an approved remediation.", code="approval_closed"
-        )
-    return recon_services.remediation_apply(
-        incident_id=approval.incident_id,
-        by=approval.requested_by,
-        reason=f"{approval.reason} (approved by {approval.decided_by.get_username()}: {approval.decision_reason})",
-        action=approval.remediation_action,
-    )
+# --- approvals ------------------------------------------------------------------------------
 
 
 def _lock_approval(approval_id: int) -> ApprovalRequest:
-    approval = ApprovalRequest.objects.select_for_update().filter(pk=approval_id).first()
-    if approval is None:
+    approval = (
+        ApprovalRequest.objects.select_for_update().select_related("requested_by").filter(pk=approval_id)
+    )
+    found = approval.first()
+    if found is None:
         raise NotFound(f"Approval request {approval_id} does not exist.", code="approval_not_found")
-    return approval
+    return found
 
 
 def _require_approver(approval: ApprovalRequest, by: Any) -> None:
-    _require_person(by)
-    if not by.has_perm(APPROVE_REFUND):
+    require_person(by)
+    if not by.has_perm(APPROVE):
         raise ConcordError("Only finance may approve refunds.", code="permission_denied", http_status=403)
     if approval.requested_by_id == by.pk:
         raise ConcordError(
@@ -434,79 +310,89 @@ def _require_approver(approval: ApprovalRequest, by: Any) -> None:
         )
 
 
-@transaction.atomic
-def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str) -> RefundOutcome:
-    """Finance approves: the refund is created now, keyed by the approval so it can
-    never be created twice. Approving an approved request changes nothing."""
-    reason = _clean_reason(reason)
+@dataclass(frozen=True)
+class Approved:
+    approval_id: int
+    outcome: Outcome
+
+
+def _approval_case(approval: ApprovalRequest, operation: Operation) -> Case:
+    subject_id = approval.incident_id if operation.page == "incident" else approval.order_id
+    if subject_id is None:
+        raise NotFound(f"Approval request {approval.pk} names no {operation.page}.", code="approval_invalid")
+    return case_get(page=operation.page, subject_id=subject_id)
+
+
+def _decision(
+    approval_id: int, by: Any, reason: str, action_key: str, decision: str
+) -> tuple[ApprovalRequest, bool]:
+    """Lock the request and check the approver. (request, already): already when it was
+    decided this way before; otherwise the decision's StaffAction (one-time key) is
+    recorded and the caller applies the transition."""
     approval = _lock_approval(approval_id)
     _require_approver(approval, by)
-    if approval.status == ApprovalStatus.APPROVED:
-        return RefundOutcome(approval_id=approval.pk, refund_id=approval.refund_id, kind=approval.kind)
-    if not can_proceed(approval.approve):
+    decided = ApprovalStatus.APPROVED if decision == "approve" else ApprovalStatus.REJECTED
+    if approval.status == decided:
+        return approval, True
+    if not can_proceed(getattr(approval, decision)):
         raise Conflict(f"Approval request {approval_id} is {approval.status}.", code="approval_closed")
     staff_action_record(
         key=action_key,
         by=by,
-        action="refund_approve" if approval.kind == ApprovalRequest.KIND_REFUND else "remediation_approve",
+        action=f"approval_{decision}",
         reason=reason,
         order_id=approval.order_id,
         target=f"approval {approval.pk}",
     )
-    if approval.kind == ApprovalRequest.KIND_CANCEL:
-        # In this transaction: the order moves to cancelling and its saga starts on commit.
-        order_services.order_request_cancel(
-            order_id=approval.order_id,
-            by=by,
-            reason=f"{approval.reason} (asked by {approval.requested_by.get_username()}, approved: {reason})",
-            failure_reason="cancelled_by_staff",
-        )
-        approval.approve(None, by=by, description=reason)
-        approval.save()
-        return RefundOutcome(approval_id=approval.pk, refund_id=None, kind=approval.kind)
-    if approval.kind == ApprovalRequest.KIND_REMEDIATION:
-        # Carried out after commit by the caller (approval_carry_out_remediation).
-        approval.approve(None, by=by, description=reason)
-        approval.save()
-        return RefundOutcome(approval_id=approval.pk, refund_id=None, kind=approval.kind)
-    refund = payment_services.refund_create(
-        payment_id=approval.payment_id,
-        amount=approval.amount,
-        reason=f"{approval.reason} (asked by {approval.requested_by.get_username()}, "
-        f"approved by {by.get_username()}: {reason})",
-        by=by,
-        idempotency_key=f"{REFUND_KEY_PREFIX}approval:{approval.pk}",
-    )
-    approval.approve(refund.id, by=by, description=reason)
-    approval.save()
-    _send_refund_after_commit(payment_id=approval.payment_id, idempotency_key=refund.idempotency_key)
-    return RefundOutcome(approval_id=approval.pk, refund_id=refund.id)
+    return approval, False
+
+
+def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str) -> Approved:
+    """Finance approves: the stored operation runs with the stored parameters, as the
+    person who asked (they hold its permission; the approval names the approver), with
+    its reason and the approver's — checked against the case as it is now (the order,
+    the incident): an action no longer offered is refused.
+
+    An operation in the database runs in the approval's transaction: approved iff it
+    ran. One that calls the provider runs after the approval committed, outside any
+    transaction; approving it again runs it again (it is once-only itself, so a
+    provider outcome left unknown can be settled that way). Approving an approved
+    request otherwise changes nothing."""
+    reason = check_person_and_reason(by, reason)
+    with transaction.atomic():
+        approval, already = _decision(approval_id, by, reason, action_key, "approve")
+        operation = operation_get(approval.operation)
+        requester = approval.requested_by
+        why = f"{approval.reason} (approved by {by.get_username()}: {reason})"
+        params = dict(approval.params)
+        key = f"approval:{approval.pk}"
+        if not operation.calls_provider:
+            if already:
+                return Approved(
+                    approval.pk, Outcome("It was approved before; nothing was done twice.", "info")
+                )
+            case = _approval_case(approval, operation)
+            _offered(operation, case, requester, params)
+            outcome = operation.run(case, params, requester, why, key)
+            approval.approve(refund_id=outcome.facts.get("refund_id"), by=by, description=reason)
+            approval.save()
+            return Approved(approval.pk, outcome)
+        if not already:
+            approval.approve(by=by, description=reason)
+            approval.save()
+    try:
+        case = _approval_case(approval, operation)
+        _offered(operation, case, requester, params)
+        return Approved(approval.pk, operation.run(case, params, requester, why, key))
+    except ConcordError as exc:
+        failed = f"Approved, but {operation.label.lower()} failed: {exc.message}"
+        return Approved(approval.pk, Outcome(failed, "error"))
 
 
 @transaction.atomic
 def approval_reject(*, approval_id: int, by: Any, reason: str, action_key: str) -> None:
-    reason = _clean_reason(reason)
-    approval = _lock_approval(approval_id)
-    _require_approver(approval, by)
-    if approval.status == ApprovalStatus.REJECTED:
-        return
-    if not can_proceed(approval.reject):
-        raise Conflict(f"Approval request {approval_id} is {approval.status}.", code="approval_closed")
-    staff_action_record(
-        key=action_key,
-        by=by,
-        action="refund_reject",
-        reason=reason,
-        order_id=approval.order_id,
-        target=f"approval {approval.pk}",
-    )
-    approval.reject(by=by, description=reason)
-    approval.save()
-
-
-@transaction.atomic
-def order_note_add(*, order_id: int, by: Any, text: str, action_key: str) -> int:
-    """A note on an order's case file (support writes what they found or told the customer)."""
-    if not getattr(by, "is_staff", False) and not getattr(by, "is_superuser", False):
-        raise ConcordError("Only staff may add notes.", code="permission_denied", http_status=403)
-    return staff_action_record(key=action_key, by=by, action="note", reason=text, order_id=order_id)
+    reason = check_person_and_reason(by, reason)
+    approval, already = _decision(approval_id, by, reason, action_key, "reject")
+    if not already:
+        approval.reject(by=by, description=reason)
+        approval.save()

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from orders import selectors as order_selectors
-from orders.sagas import CHECKOUT
+from orders.choices import CHECKOUT
 from reconciliation import selectors as recon_selectors
 from sagas import selectors as saga_selectors
 

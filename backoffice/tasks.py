@@ -1,16 +1,19 @@
 """Back-office Celery tasks: thin (DESIGN §3, STYLE "tasks are thin").
 
 A refund the back office asked for is a pending Refund row with a fixed idempotency
-key; this task asks the provider for it. Calling it again — a Celery retry, a
-duplicated message, a person pressing "send again" — repeats the same provider
-request, which the provider replays: the refund exists there at most once.
+key; this task asks the provider for it (payments' refund_send: the call, then the
+record). Calling it again — a Celery retry, a duplicated message, a person pressing
+"send again" — repeats the same provider request, which the provider replays: the
+refund exists there at most once.
 """
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from . import services
+from payments.choices import RefundStatus
+from payments.selectors import refund_for_key
+from payments.services import refund_send as payment_refund_send
 
 
 class RefundStillPending(Exception):
@@ -30,7 +33,13 @@ class RefundStillPending(Exception):
     retry_jitter=True,
 )
 def refund_send(payment_id: int, idempotency_key: str) -> str:
-    sent = services.refund_send(payment_id=int(payment_id), idempotency_key=str(idempotency_key))
-    if sent.pending:
-        raise RefundStillPending(f"refund {sent.refund_id}: {sent.outcome} ({sent.error})")
-    return sent.outcome
+    """Never creates a refund: an unknown key is an error (NotFound), not a new refund."""
+    refund = refund_for_key(payment_id=int(payment_id), idempotency_key=str(idempotency_key))
+    if refund.status != RefundStatus.PENDING:
+        return f"already {refund.status}"
+    sent = payment_refund_send(
+        refund_id=refund.id, reason=f"back-office refund {refund.id} sent to the provider"
+    )
+    if sent.refund is None or sent.refund.status == RefundStatus.PENDING:
+        raise RefundStillPending(f"refund {refund.id}: {sent.outcome} ({sent.error})")
+    return str(sent.outcome)

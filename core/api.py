@@ -143,7 +143,7 @@ def handler500(request: HttpRequest) -> HttpResponse:
     # Django calls this while handling the exception, so sys.exc_info() names it: an
     # unreachable database raised outside any view (e.g. a middleware) is a 503 too.
     exc = sys.exc_info()[1]
-    if database_unavailable(exc):
+    if exc is not None and database_unavailable(exc):
         return service_unavailable(request, exc)
     if _is_api(request):
         return json_error("server_error", "Internal server error.", status.HTTP_500_INTERNAL_SERVER_ERROR)
@@ -159,10 +159,10 @@ def handler400(request: HttpRequest, exception: Exception | None = None) -> Http
                 status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
             )
         return json_error("bad_request", "Bad request.", status.HTTP_400_BAD_REQUEST)
-    return defaults.bad_request(request, exception)
+    return defaults.bad_request(request, exception or Exception("bad request"))
 
 
 def handler403(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if _is_api(request):
         return json_error("permission_denied", "Permission denied.", status.HTTP_403_FORBIDDEN)
-    return defaults.permission_denied(request, exception)
+    return defaults.permission_denied(request, exception or PermissionDenied())

@@ -103,7 +103,7 @@ class ConcordAutoSchema(AutoSchema):
             return getattr(self.view, self.view.action, None)
         return getattr(self.view, self.method.lower(), None)
 
-    def get_override_parameters(self):  # type: ignore[no-untyped-def]
+    def get_override_parameters(self) -> list[Any]:
         declared = getattr(self._view_handler(), PARAMETERS_ATTR, [])
         return [*super().get_override_parameters(), *declared]
 
@@ -127,7 +127,7 @@ class ConcordAutoSchema(AutoSchema):
             result[code] = description or result.get(code) or ERROR_DESCRIPTIONS.get(code, "Error.")
         return dict(sorted(result.items()))
 
-    def get_operation(self, path, path_regex, path_prefix, method, registry):  # type: ignore[no-untyped-def]
+    def get_operation(self, path: str, path_regex: str, path_prefix: str, method: str, registry: Any) -> Any:
         operation = super().get_operation(path, path_regex, path_prefix, method, registry)
         if operation is None:
             return None

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Count, Min
+from django_fsm import FSMField
 from django_fsm_log.models import StateLog
 
 
@@ -38,10 +39,12 @@ def state_summary(model: type[models.Model], field_name: str, choices: Iterable[
     """Per state: how many rows and the oldest updated_at, plus the state graph read
     from the FSM definition (one grouped query)."""
     field = model._meta.get_field(field_name)
+    if not isinstance(field, FSMField):
+        raise TypeError(f"{model.__name__}.{field_name} is not a state machine field")
     transitions = sorted({(str(t.source), str(t.target), t.name) for t in field.get_all_transitions(model)})
     counts = {
         row[field_name]: row
-        for row in model.objects.order_by()
+        for row in model._default_manager.order_by()
         .values(field_name)
         .annotate(count=Count("pk"), oldest=Min("updated_at"))
     }

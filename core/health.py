@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 
+from celery import current_app
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
@@ -32,10 +33,10 @@ def _check_database() -> str | None:
 
 
 def _check_broker() -> str | None:
-    from config.celery_app import app
-
+    # The project's Celery app (config/celery_app.py, loaded by config/__init__.py) is the
+    # current app: core reaches it without importing config.
     try:
-        with app.connection_for_write() as conn:
+        with current_app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
     except Exception as exc:  # noqa: BLE001
         return f"{type(exc).__name__}: {exc}"

@@ -41,6 +41,7 @@ from django.db import OperationalError, connection, transaction
 from django.http import QueryDict
 from django.utils import timezone
 
+from core.sql import insert_do_nothing_sql
 from idempotency.choices import IdempotencyState
 from idempotency.errors import (
     IdempotencyKeyInUse,
@@ -116,28 +117,26 @@ def _quoted(name: str) -> str:
     return connection.ops.quote_name(name)
 
 
+_IN_FLIGHT_FIELDS = (
+    "client_id",
+    "key",
+    "fingerprint",
+    "request_method",
+    "request_path",
+    "state",
+    "response_headers",
+    "created_at",
+    "expires_at",
+)
+
+
 def _insert_in_flight(
     *, client_id: int, key: str, fingerprint: str, method: str, path: str, now: datetime
 ) -> int | None:
-    """INSERT the in-flight record; its id, or None if the key is taken (committed)."""
-    table = _quoted(IdempotencyRecord._meta.db_table)
-    columns = ", ".join(
-        _quoted(c)
-        for c in (
-            "client_id",
-            "key",
-            "fingerprint",
-            "request_method",
-            "request_path",
-            "state",
-            "response_headers",
-            "created_at",
-            "expires_at",
-        )
-    )
-    # Identifiers come from the model's own metadata, quoted; values are parameters.
-    conflict = f"ON CONFLICT ({_quoted('client_id')}, {_quoted('key')}) DO NOTHING RETURNING {_quoted('id')}"
-    sql = f"INSERT INTO {table} ({columns}) VALUES ({', '.join(['%s'] * 9)}) {conflict}"  # noqa: S608
+    """INSERT the in-flight record; its id, or None if the key is taken (committed).
+    The statement is core.sql's INSERT … ON CONFLICT DO NOTHING RETURNING id, run
+    under the key's lock timeout."""
+    sql = insert_do_nothing_sql(IdempotencyRecord, _IN_FLIGHT_FIELDS, conflict=("client_id", "key"))
     params = [
         client_id,
         key,

@@ -34,7 +34,7 @@ class ProductForm(forms.ModelForm):
         fields = ["sku", "name", "price", "currency", "active"]
 
     def clean(self):
-        data = super().clean()
+        data = super().clean() or {}
         price, currency = data.get("price"), data.get("currency")
         if price is not None and currency:
             try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from django.db import connection
 from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from core.errors import ConcordError
+from core.sql import column
 
 from .choices import ReservationState
 from .dto import ConservationProblem, ProductDTO, ReservationDTO, StockLevelDTO
@@ -25,7 +27,8 @@ def _products_with_available():
     )
 
 
-def _product_dto(product: Product) -> ProductDTO:
+def _product_dto(product: Any) -> ProductDTO:
+    """From a Product carrying its `available` annotation (or the raw query's column)."""
     return ProductDTO(
         sku=product.sku,
         name=product.name,
@@ -55,11 +58,11 @@ def product_list(
 def _products_by_sku_sql(count: int) -> str:
     quote = connection.ops.quote_name
     product, stock = Product._meta, StockLevel._meta
-    columns = ", ".join(f"p.{quote(product.get_field(name).column)}" for name in _PRODUCT_COLUMNS)
-    stock_product = quote(stock.get_field("product").column)
-    target = quote(stock.get_field("product").target_field.column)  # the product's sku
-    on_hand, reserved = (quote(stock.get_field(name).column) for name in ("on_hand", "reserved"))
-    sku = quote(product.get_field("sku").column)
+    columns = ", ".join(f"p.{column(Product, name)}" for name in _PRODUCT_COLUMNS)
+    stock_product = column(StockLevel, "product")
+    target = column(Product, "sku")  # the stock row's foreign key targets the product's sku
+    on_hand, reserved = (column(StockLevel, name) for name in ("on_hand", "reserved"))
+    sku = column(Product, "sku")
     placeholders = ", ".join(["%s"] * count)
     # Identifiers come from the models' metadata, quoted; the skus are parameters.
     return (
@@ -151,10 +154,10 @@ def reservations_reconciliation_values():
     quantity, state, updated_at), a `.values()` queryset meant to be embedded in
     reconciliation's SQL (never evaluated whole, never written through). Column order is
     part of the contract."""
-    return (
-        Reservation.objects.order_by()
-        .annotate(sku=F("product_id"))
-        .values("id", "order_id", "sku", "quantity", "state", "updated_at")
+    # product_id is the sku (the foreign key targets Product.sku); reconciliation's CTE
+    # names the column.
+    return Reservation.objects.order_by().values(
+        "id", "order_id", "product_id", "quantity", "state", "updated_at"
     )
 
 

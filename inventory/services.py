@@ -19,6 +19,7 @@ from django.db.models import F
 from django.db.models.functions import Now
 from django_fsm_log.models import StateLog
 
+from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import is_supported_currency, quantize
 
@@ -28,21 +29,6 @@ from .errors import OutOfStock, UnknownSku
 from .models import SKU_MAX_LENGTH, Product, Reservation, StockLevel, StockMovement
 
 MAX_UNITS_PER_LINE = 1_000_000
-
-
-def _require_reason(reason: str) -> str:
-    if not isinstance(reason, str) or not reason.strip():
-        raise ConcordError("A reason is required for this change", code="reason_required")
-    return reason.strip()
-
-
-def _check_reason(by, reason: str) -> str:
-    if not isinstance(reason, str):
-        raise ConcordError("reason must be a string", code="reason_required")
-    # A person's action always says why (DESIGN §6.8); the system may be terse.
-    if by is not None and not reason.strip():
-        raise ConcordError("A reason is required for a manual action", code="reason_required")
-    return reason.strip()
 
 
 def _validate_sku(sku: object) -> str:
@@ -125,7 +111,7 @@ def stock_set_on_hand(*, sku: str, on_hand: int, by=None, reason: str) -> StockL
 
     Refuses to go below what is reserved: held units are promised to orders.
     """
-    reason = _require_reason(reason)
+    reason = check_reason(reason, required=True)
     if not _is_count(on_hand) or not 0 <= on_hand <= MAX_UNITS_PER_LINE * 1000:
         raise ConcordError("on_hand must be a non-negative integer", code="invalid_quantity")
     level = StockLevel.objects.select_for_update().filter(product_id=sku).first()
@@ -189,7 +175,7 @@ def _existing_reservation_outcome(order_id: int, wanted: dict[str, int]) -> list
 
 def _shortage_error(short: list[str], wanted: dict[str, int]) -> ConcordError:
     levels = {
-        row["product_id"]: row["on_hand"] - row["reserved"]
+        str(row["product_id"]): row["on_hand"] - row["reserved"]
         for row in StockLevel.objects.filter(product_id__in=short).values("product_id", "on_hand", "reserved")
     }
     unknown = sorted(sku for sku in short if sku not in levels)
@@ -218,7 +204,7 @@ def stock_reserve(
     """
     if not _is_count(order_id):
         raise ConcordError("order_id must be an integer", code="invalid_order_id")
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     wanted = _merge_lines(lines)
 
     repeated = _existing_reservation_outcome(order_id, wanted)
@@ -285,7 +271,7 @@ def _refuse(order_id: int, action: str, reservations: list[Reservation], bad: se
 @transaction.atomic
 def stock_commit(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]:
     """The order is confirmed: held units leave the shelf (on_hand and reserved drop)."""
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     reservations = _lock_order_reservations(order_id)
     if not reservations:
         raise NotFound(f"Order {order_id} holds no stock", code="reservations_not_found")
@@ -320,7 +306,7 @@ def stock_release(*, order_id: int, by=None, reason: str) -> list[ReservationDTO
     An order that holds nothing is fine (the compensation of a reserve step that
     never happened, e.g. out of stock) and returns [].
     """
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     reservations = _lock_order_reservations(order_id)
     _refuse(order_id, "release", reservations, {ReservationState.COMMITTED, ReservationState.RETURNED})
     for r in reservations:
@@ -337,7 +323,7 @@ def stock_release(*, order_id: int, by=None, reason: str) -> list[ReservationDTO
 @transaction.atomic
 def stock_restock(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]:
     """A confirmed order was cancelled: its sold units go back on the shelf."""
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     reservations = _lock_order_reservations(order_id)
     if not reservations:
         raise NotFound(f"Order {order_id} holds no stock", code="reservations_not_found")

@@ -24,7 +24,6 @@ from core.money import to_minor_units
 from idempotency.selectors import idempotency_records_created
 from inventory.selectors import reservations_held_for_orders, stock_check_conservation
 from orders.selectors import order_facts, orders_without_audit
-from payments.provider import ProviderCharge, ProviderClient
 from payments.selectors import (
     ledger_currency_imbalances,
     ledger_unbalanced_transactions,
@@ -32,6 +31,7 @@ from payments.selectors import (
     payments_without_audit,
     provider_clearing_by_order,
 )
+from payments.services import ProviderCharge, ProviderClient
 from reconciliation.selectors import incidents_live_about
 from sagas.selectors import saga_runs_for_subjects
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django_fsm_log.admin import StateLogInline
 
@@ -16,11 +18,17 @@ class OrderLineInline(admin.TabularInline):
     model = OrderLine
     extra = 0
     can_delete = False
-    fields = ["sku", "quantity", "unit_price", "line_total"]
+    fields = ("sku", "quantity", "unit_price", "line_total")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
+
+
+def _cancel(obj: Order, by: Any, reason: str) -> Any:
+    return services.order_request_cancel(
+        order_id=obj.pk, failure_reason=FailureReason.CANCELLED_BY_STAFF, by=by, reason=reason
+    )
 
 
 @admin.register(Order)
@@ -40,20 +48,16 @@ class OrderAdmin(FSMTransitionActionsMixin, admin.ModelAdmin):
     search_fields = ["=id", "customer_email"]
     date_hierarchy = "created_at"
     inlines = [OrderLineInline, StateLogInline]
+    # Both run the recipe the API and the back office use (order_request_cancel), never
+    # the bare transition: a pending order's checkout is stopped (stock released, a
+    # charge refunded), a confirmed one is refunded and restocked by its saga.
+    # Confirming stays with the checkout saga and the back office's previewed action.
     transition_actions = (
-        TransitionAction(
-            transition="cancel",
-            label="Cancel pending order",
-            run=lambda obj, by, reason: services.order_cancel(
-                order_id=obj.pk, failure_reason=FailureReason.CANCELLED_BY_STAFF, by=by, reason=reason
-            ),
-        ),
+        TransitionAction(transition="cancel", label="Cancel pending order", run=_cancel),
         TransitionAction(
             transition="begin_cancellation",
             label="Cancel confirmed order (refund and restock)",
-            run=lambda obj, by, reason: services.order_begin_cancellation(
-                order_id=obj.pk, failure_reason=FailureReason.CANCELLED_BY_STAFF, by=by, reason=reason
-            ),
+            run=_cancel,
         ),
     )
 

@@ -20,5 +20,9 @@ class FailureReason(models.TextChoices):
     CANCELLED_BY_STAFF = "cancelled_by_staff", "Cancelled by staff"
 
 
+# The order sagas' type names (declared in orders/sagas.py).
+CHECKOUT = "checkout"
+ORDER_CANCELLATION = "order_cancellation"
+
 # Only a person can cancel an order (pending or confirmed); the checkout's own failures use the others.
 CANCELLATION_REASONS = frozenset({FailureReason.CANCELLED_BY_CLIENT, FailureReason.CANCELLED_BY_STAFF})

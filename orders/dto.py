@@ -16,6 +16,14 @@ class OrderLineDTO:
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """Why a change would be refused now: an error code and words for people."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True)
 class OrderDTO:
     id: int
     client_id: int

@@ -11,6 +11,11 @@ order_cancellation (a confirmed order; subject: the order id):
 
     refund_payment -> restock -> finish_cancellation
 
+confirm_order is orders.services.order_confirm_paid, the one recipe every caller uses
+to confirm a paid order. External steps follow the charge's call / record split: the
+provider is asked with no transaction open and the answer is recorded in the step's
+checkpoint (charge_payment -> record_charge, refund_payment -> record_refund).
+
 Failure codes are the order's failure reasons, so the hook can copy them:
 - out_of_stock: reserve_stock found too little stock (nothing was charged);
 - payment_declined: the card said no (card_declined, insufficient_funds, ...);
@@ -34,30 +39,36 @@ from datetime import timedelta
 
 from django.conf import settings
 
-from core.errors import ConcordError, NotFound
+from core.errors import ConcordError, Conflict, NotFound
 from inventory.errors import OutOfStock, UnknownSku
-from inventory.services import stock_commit, stock_release, stock_reserve, stock_restock
-from payments.provider import Outcome
+from inventory.services import stock_release, stock_reserve, stock_restock
+from payments.choices import PaymentStatus
 from payments.selectors import payment_for_order, payment_get
 from payments.services import (
     ChargeCall,
+    Outcome,
+    RefundCall,
     payment_charge_call,
     payment_charge_record,
     payment_fail,
     payment_refund_through_provider,
     payment_resolve_by_lookup,
+    refund_call,
+    refund_open,
+    refund_record,
 )
 from sagas import registry
 from sagas.definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult, done, fail, retry
 
-from .choices import FailureReason, OrderStatus
-from .models import Order, OrderLine
+from .choices import CHECKOUT, ORDER_CANCELLATION, FailureReason, OrderStatus
+from .models import OrderLine
+from .selectors import order_get
+from .services import order_cancel_after_checkout, order_confirm_paid, order_finish_cancellation
 
-CHECKOUT = "checkout"
-ORDER_CANCELLATION = "order_cancellation"
+__all__ = ["CHECKOUT", "ORDER_CANCELLATION", "register_order_sagas"]
 
-_CAPTURED = ("captured", "partially_refunded")
-_UNSETTLED = ("pending", "unknown")
+_CAPTURED = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
+_UNSETTLED = (PaymentStatus.PENDING, PaymentStatus.UNKNOWN)
 
 
 def _order_id(ctx: StepContext) -> int:
@@ -141,7 +152,7 @@ def refund_payment(ctx: StepContext) -> StepResult:
             )
         except ConcordError as exc:
             return retry(f"could not look the charge up: {exc}")
-    if payment.status in ("failed", "refunded"):
+    if payment.status in (PaymentStatus.FAILED, PaymentStatus.REFUNDED):
         return done()
     if payment.status not in _CAPTURED:
         return retry(f"payment {payment_id} is still {payment.status}")
@@ -160,36 +171,32 @@ def refund_payment(ctx: StepContext) -> StepResult:
 
 
 def confirm_order(ctx: StepContext) -> StepResult:
-    """Local: stock leaves the shelf and the order is confirmed in one commit."""
-    from .services import order_confirm
-
+    """Local: order_confirm_paid — stock leaves the shelf and the order is confirmed
+    in one commit (the payment was captured by charge_payment)."""
     order_id = _order_id(ctx)
-    order = Order.objects.filter(pk=order_id).values("status", "failure_reason").first()
-    if order is None:
+    try:
+        order = order_get(order_id=order_id)
+    except NotFound:
         return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
-    if order["status"] in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
+    if order.status in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
         # A client was told the order is cancelling (or it was cancelled behind the
-        # saga's back, e.g. in the admin): never confirm it; compensating refunds
-        # the charge and the hook finishes the cancellation.
-        return fail(
-            f"the order is {order['status']}", order["failure_reason"] or FailureReason.CANCELLED_BY_STAFF
+        # saga's back): never confirm it; compensating refunds the charge and the
+        # hook finishes the cancellation.
+        return fail(f"the order is {order.status}", order.failure_reason or FailureReason.CANCELLED_BY_STAFF)
+    try:
+        order_confirm_paid(
+            order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"), during_checkout=True
         )
-    payment_id = _payment_id(ctx)
-    payment = payment_get(payment_id=payment_id) if payment_id is not None else None
-    if payment is None or payment.status != "captured":
+    except Conflict as exc:
         # Cannot happen after charge_payment succeeded; never confirm unpaid goods.
-        return retry(f"payment is {payment.status if payment else 'missing'}, not captured")
-    stock_commit(order_id=order_id, reason=_why(ctx, "order confirmed"))
-    order_confirm(order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"))
+        return retry(f"{exc.code}: {exc.message}")
     return done()
 
 
 def checkout_compensated(ctx: StepContext) -> None:
-    from .services import order_cancel_after_checkout
-
     reason = ctx.failure_code if ctx.failure_code in FailureReason.values else FailureReason.PAYMENT_FAILED
     payment_id = _payment_id(ctx)
-    if payment_id is not None and payment_get(payment_id=payment_id).status == "pending":
+    if payment_id is not None and payment_get(payment_id=payment_id).status == PaymentStatus.PENDING:
         # Still pending here means the provider was never asked (a charge attempt
         # would have been resolved by refund_payment): close it so no payment of a
         # cancelled order waits for money forever.
@@ -206,24 +213,39 @@ def checkout_compensated(ctx: StepContext) -> None:
 # --- cancellation of a confirmed order -------------------------------------------------
 
 
-def cancellation_refund(ctx: StepContext) -> StepResult:
+def cancellation_refund(ctx: StepContext) -> RefundCall | StepResult:
+    """External, the refund's call half: the pending refund (keyed by run and step,
+    so every retry finds the same one) is created in a short transaction of its own,
+    then the provider is asked with no transaction open. record_refund writes the
+    answer in the step's checkpoint."""
     payment_id = _payment_id(ctx)
     if payment_id is None:
         return done()
     payment = payment_get(payment_id=payment_id)
     if payment.status not in _CAPTURED:
         return done()  # refunded already (or never captured): nothing to give back
-    refunded = payment_refund_through_provider(
+    refund = refund_open(
         payment_id=payment_id,
         reason=_why(ctx, f"order cancelled ({ctx.context.get('failure_reason', '')})"),
         idempotency_key=ctx.idempotency_key(),
-        timeout=ctx.remaining(),
     )
+    if refund is None:
+        return done()  # nothing left to refund
+    return refund_call(refund_id=refund.id, timeout=ctx.remaining())
+
+
+def record_refund(ctx: StepContext, call: RefundCall | StepResult) -> StepResult:
+    """cancellation_refund's apply, inside the checkpoint: the provider attempt and
+    the refund's success (ledger posted) or failure."""
+    if isinstance(call, StepResult):
+        return call
+    refunded = refund_record(call=call, reason=_why(ctx, "refunded"))
     if refunded.outcome == Outcome.SUCCEEDED:
-        return done({"refund_id": refunded.refund.id if refunded.refund else None})
+        return done({"refund_id": call.refund_id})
     # A refused refund is retried until the attempts run out, so the run ends
     # `failed` (stuck list, order still `cancelling`) for a person — a forward
-    # `fail` would compensate nothing and hide the money still owed.
+    # `fail` would compensate nothing and hide the money still owed. A retry after
+    # a refusal opens no new refund: the key names the refused one.
     return retry(f"refund {refunded.outcome}: {refunded.error}")
 
 
@@ -236,8 +258,6 @@ def cancellation_restock(ctx: StepContext) -> StepResult:
 
 
 def cancellation_finish(ctx: StepContext) -> StepResult:
-    from .services import order_finish_cancellation
-
     order_finish_cancellation(order_id=_order_id(ctx), reason=_why(ctx, "refunded and restocked"))
     return done()
 
@@ -293,6 +313,7 @@ def cancellation_definition(
                 retry=provider_retry,
                 timeout=_provider_step_timeout(),
                 transactional=False,
+                apply=record_refund,
             ),
             Step("restock", cancellation_restock, retry=local_retry, timeout=10.0),
             Step("finish_cancellation", cancellation_finish, retry=local_retry, timeout=10.0),

@@ -10,9 +10,13 @@ from django_fsm_log.models import StateLog
 
 from core.errors import ConcordError, NotFound
 from core.fsm import state_log_rows, state_summary
+from payments.choices import PaymentStatus
+from payments.dto import PaymentDTO
+from sagas.choices import ACTIVE_STATUSES, RunStatus
+from sagas.dto import SagaRunDTO
 
 from .choices import OrderStatus
-from .dto import OrderDTO, OrderLineDTO
+from .dto import OrderDTO, OrderLineDTO, Refusal
 from .models import Order, OrderLine
 
 ORDER_LIST_MAX_LIMIT = 100
@@ -87,6 +91,57 @@ def order_list_for_client(
     if created_lt is not None:
         orders = orders.filter(created_at__lt=created_lt)
     return [order_to_dto(o) for o in orders[:limit]]
+
+
+def order_confirm_paid_refusal(
+    *,
+    order: OrderDTO,
+    payment: PaymentDTO | None,
+    checkout_run: SagaRunDTO | None,
+    provider_charge_id: str | None = None,
+    during_checkout: bool = False,
+) -> Refusal | None:
+    """Why order_confirm_paid would refuse to confirm this order now; None when it
+    would confirm it. The one rule: order_confirm_paid enforces it, pages offer the
+    action only when it is None.
+
+    - only a pending order (a confirmed one is confirmed already);
+    - not while its checkout is being undone, nor while it still runs (it will confirm
+      the order itself; the person may retry it instead) — unless the caller is that
+      checkout's own confirm step (`during_checkout`);
+    - the payment is captured, or is about to be with `provider_charge_id`, and is the
+      order's amount and currency (DESIGN §6.3).
+    Whether the stock is there is inventory's answer, given when it is reserved."""
+    if order.status != OrderStatus.PENDING:
+        return Refusal("illegal_transition", f"Order {order.id} is {order.status}, not pending.")
+    run = checkout_run
+    if run is not None:
+        if run.status in (RunStatus.COMPENSATING, RunStatus.COMPENSATED) or (
+            run.status in ACTIVE_STATUSES and run.abort_requested
+        ):
+            return Refusal("checkout_compensating", f"Order {order.id}: its checkout is being undone.")
+        if run.status in ACTIVE_STATUSES and not during_checkout:
+            return Refusal(
+                "checkout_in_progress",
+                f"Order {order.id}: its checkout is still running and confirms the order itself.",
+            )
+    if payment is None:
+        return Refusal("payment_not_captured", f"Order {order.id} has no payment.")
+    capturable = provider_charge_id and (
+        payment.status in (PaymentStatus.PENDING, PaymentStatus.UNKNOWN)
+        or payment.provider_charge_id == provider_charge_id
+    )
+    if payment.status != PaymentStatus.CAPTURED and not capturable:
+        return Refusal(
+            "payment_not_captured", f"Order {order.id} is not paid: its payment is {payment.status}."
+        )
+    if (payment.amount, payment.currency) != (order.total, order.currency):
+        return Refusal(
+            "payment_mismatch",
+            f"Payment {payment.id} is {payment.amount} {payment.currency}, not the order's "
+            f"{order.total} {order.currency}.",
+        )
+    return None
 
 
 # --- Back-office reads ----------------------------------------------------------------

@@ -5,6 +5,13 @@ Transition services are idempotent where a repeat is meaningful (confirming a
 confirmed order changes nothing) so saga steps can be retried; a move the state
 machine forbids raises Conflict("illegal_transition").
 
+Two business changes have one recipe each, used by every caller (the sagas,
+reconciliation, the back office, the admin): order_confirm_paid (capture recorded
+-> stock committed -> order confirmed) and order_request_cancel (abort a running
+checkout, or refund -> restock -> cancel a confirmed order). order_confirm and the
+cancel transitions below are the single places where those states change; only the
+recipes and the sagas call them.
+
 Accepted orders and every committed state change are logged and counted for
 /metrics after the commit (`_observe_*`, core/metrics.py).
 """
@@ -24,18 +31,22 @@ from django_fsm import can_proceed
 from django_fsm_log.models import StateLog
 
 from core import logs, metrics
+from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
 from inventory.selectors import products_by_sku
-from payments.services import payment_create
+from inventory.services import stock_commit, stock_reserve
+from payments.choices import PaymentStatus
+from payments.selectors import payment_for_order
+from payments.services import payment_capture, payment_create
+from sagas.choices import ATTENTION_STATUSES
 from sagas.selectors import saga_run_for_subject
-from sagas.services import saga_request_abort, saga_start
+from sagas.services import saga_mark_resolved, saga_request_abort, saga_start
 
-from .choices import CANCELLATION_REASONS, FailureReason, OrderStatus
+from .choices import CANCELLATION_REASONS, CHECKOUT, ORDER_CANCELLATION, FailureReason, OrderStatus
 from .dto import OrderDTO
 from .models import MAX_LINES_PER_ORDER, MAX_QUANTITY_PER_LINE, Order, OrderLine
-from .sagas import CHECKOUT, ORDER_CANCELLATION
-from .selectors import order_get, order_to_dto
+from .selectors import order_confirm_paid_refusal, order_get, order_to_dto
 
 MAX_TOTAL = Decimal(10) ** (MONEY_MAX_DIGITS - MONEY_DECIMAL_PLACES)
 
@@ -245,15 +256,6 @@ def _illegal(order: Order, action: str) -> Conflict:
     )
 
 
-def _check_reason(by, reason: str) -> str:
-    if not isinstance(reason, str):
-        raise ConcordError("reason must be a string", code="reason_required")
-    # A person's action always says why (DESIGN §6.8); the system may be terse.
-    if by is not None and not reason.strip():
-        raise ConcordError("A reason is required for a manual action", code="reason_required")
-    return reason.strip()
-
-
 def _check_failure_reason(failure_reason: str, allowed) -> str:
     if failure_reason not in allowed:
         raise ConcordError(
@@ -287,10 +289,66 @@ def _move(
 
 @transaction.atomic
 def order_confirm(*, order_id: int, by=None, reason: str) -> OrderDTO:
-    reason = _check_reason(by, reason)
+    """pending -> confirmed: the transition alone, the last step of order_confirm_paid
+    (which makes sure the payment is captured and the stock committed first)."""
+    reason = check_reason(reason, by=by)
     return _move(
         order_id, "confirm", done_in=(OrderStatus.CONFIRMED,), action="confirm", by=by, reason=reason
     )
+
+
+@transaction.atomic
+def order_confirm_paid(
+    *,
+    order_id: int,
+    provider_charge_id: str | None = None,
+    by=None,
+    reason: str,
+    during_checkout: bool = False,
+) -> OrderDTO:
+    """Confirm a paid order: the capture is recorded, the stock committed, the order
+    confirmed — in one transaction, so the three agree or nothing happens. The one
+    recipe for this change: the checkout saga's confirm_order step
+    (`during_checkout`), reconciliation's confirm_order remediation and the back
+    office's manual confirm use it.
+
+    - Capture: with `provider_charge_id` (a charge the provider made that the payment
+      never recorded, e.g. its answer was lost) the payment is captured with it;
+      without, the payment must be captured already.
+    - Stock: the order's held reservation is committed; an order whose checkout never
+      reserved is reserved first (refused when the stock is not there, or was given
+      back already).
+    - The checkout run: one that gave up (failed, compensation_failed) is marked
+      resolved by the person confirming, its lock taken before the order's (the
+      order order_request_cancel locks them in).
+
+    Idempotent: a confirmed order comes back unchanged. Otherwise refused (Conflict)
+    exactly when selectors.order_confirm_paid_refusal says why."""
+    reason = check_reason(reason, by=by)
+    run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
+    if run is not None and run.status in ATTENTION_STATUSES:
+        saga_mark_resolved(run_id=run.id, by=by, reason=f"the order was confirmed by hand: {reason}")
+        run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
+    order = _lock(order_id)
+    lines = list(order.lines.order_by("id"))
+    if order.status == OrderStatus.CONFIRMED:
+        return order_to_dto(order, lines)
+    payment = payment_for_order(order_id=order_id)
+    refusal = order_confirm_paid_refusal(
+        order=order_to_dto(order, lines),
+        payment=payment,
+        checkout_run=run,
+        provider_charge_id=provider_charge_id,
+        during_checkout=during_checkout,
+    )
+    if refusal is not None:
+        raise Conflict(refusal.message, code=refusal.code, details={"order_id": order_id})
+    assert payment is not None
+    if provider_charge_id and payment.status != PaymentStatus.CAPTURED:
+        payment_capture(payment_id=payment.id, provider_charge_id=provider_charge_id, by=by, reason=reason)
+    stock_reserve(order_id=order_id, lines=[(ln.sku, ln.quantity) for ln in lines], by=by, reason=reason)
+    stock_commit(order_id=order_id, by=by, reason=reason)
+    return order_confirm(order_id=order_id, by=by, reason=reason)
 
 
 @transaction.atomic
@@ -300,7 +358,7 @@ def order_cancel(*, order_id: int, failure_reason: str, by=None, reason: str) ->
     Cancelling a cancelled order is a no-op (the first reason stays); a confirmed
     order goes through order_begin_cancellation instead (refund first).
     """
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
     return _move(
         order_id,
@@ -318,7 +376,7 @@ def order_request_cancellation(*, order_id: int, failure_reason: str, by=None, r
     """A pending order is to be cancelled while its checkout runs: it waits in
     `cancelling` until the checkout has compensated (order_cancel_after_checkout).
     Idempotent; a confirmed order goes through order_begin_cancellation."""
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
     return _move(
         order_id,
@@ -337,7 +395,7 @@ def order_cancel_after_checkout(*, order_id: int, failure_reason: str, reason: s
     cancelled with the run's failure reason; one a person asked to cancel
     (`cancelling`) finishes cancelling with the reason it was given. Idempotent.
     A confirmed order is refused: a compensated checkout never confirmed it."""
-    reason = _check_reason(None, reason)
+    reason = check_reason(reason)
     failure_reason = _check_failure_reason(failure_reason, FailureReason.values)
     order = _lock(order_id)
     if order.status == OrderStatus.CANCELLED:
@@ -354,7 +412,7 @@ def order_cancel_after_checkout(*, order_id: int, failure_reason: str, reason: s
 @transaction.atomic
 def order_begin_cancellation(*, order_id: int, failure_reason: str, by=None, reason: str) -> OrderDTO:
     """A confirmed order is to be undone: it waits in `cancelling` for refund and restock."""
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, CANCELLATION_REASONS)
     return _move(
         order_id,
@@ -369,7 +427,7 @@ def order_begin_cancellation(*, order_id: int, failure_reason: str, by=None, rea
 
 @transaction.atomic
 def order_finish_cancellation(*, order_id: int, by=None, reason: str) -> OrderDTO:
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     return _move(
         order_id,
         "finish_cancellation",
@@ -442,7 +500,7 @@ def order_request_cancel(
     Locks: the checkout run before the order, the order the executor locks in its
     confirm_order checkpoint — the same order, so the two cannot deadlock.
     """
-    reason = _check_reason(by, reason)
+    reason = check_reason(reason, by=by)
     failure_reason = _check_failure_reason(failure_reason, CANCELLATION_REASONS)
     if not reason:
         reason = str(FailureReason(failure_reason).label)

@@ -16,6 +16,8 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.auth.models import AnonymousUser, User
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django_fsm import can_proceed, has_transition_perm
@@ -50,6 +52,13 @@ class ReasonActionForm(helpers.ActionForm):
         label="Provider id / failure code",
         help_text="Charge or refund id from the provider's dashboard; or a failure code.",
     )
+
+
+def _person(request: HttpRequest) -> User:
+    """The staff member acting (the admin lets only logged-in staff this far)."""
+    if isinstance(request.user, AnonymousUser):
+        raise PermissionDenied
+    return request.user
 
 
 def _transition_names(obj: Model) -> list[str]:
@@ -162,7 +171,7 @@ class PaymentAdmin(TransitionAdmin):
             if not charge_id:
                 raise ConcordError("A provider charge id is required.", code="provider_charge_id_invalid")
             services.payment_capture(
-                payment_id=payment.pk, provider_charge_id=charge_id, by=request.user, reason=reason
+                payment_id=payment.pk, provider_charge_id=charge_id, by=_person(request), reason=reason
             )
 
         self.run_transition(request, queryset, transition="capture", call=call)
@@ -173,7 +182,7 @@ class PaymentAdmin(TransitionAdmin):
             services.payment_fail(
                 payment_id=payment.pk,
                 failure_code=failure_code or MANUAL_FAILURE_CODE,
-                by=request.user,
+                by=_person(request),
                 reason=reason,
             )
 
@@ -195,7 +204,7 @@ class RefundAdmin(TransitionAdmin):
             if not refund_ref:
                 raise ConcordError("A provider refund id is required.", code="provider_refund_id_invalid")
             services.refund_succeed(
-                refund_id=refund.pk, provider_refund_id=refund_ref, by=request.user, reason=reason
+                refund_id=refund.pk, provider_refund_id=refund_ref, by=_person(request), reason=reason
             )
 
         self.run_transition(request, queryset, transition="succeed", call=call)
@@ -206,7 +215,7 @@ class RefundAdmin(TransitionAdmin):
             services.refund_fail(
                 refund_id=refund.pk,
                 failure_code=failure_code or MANUAL_FAILURE_CODE,
-                by=request.user,
+                by=_person(request),
                 reason=reason,
             )
 

@@ -35,6 +35,16 @@ class ProviderAttemptOutcome(models.TextChoices):
     UNKNOWN = "unknown", "Unknown"
 
 
+class WebhookOutcome(models.TextChoices):
+    """What a provider event did (ProviderWebhookEvent.outcome, the webhook's answer)."""
+
+    APPLIED = "applied", "Applied to a payment (or it matched already)"
+    NO_PAYMENT = "no_payment", "No payment for its reference"
+    IGNORED = "ignored", "An event type that brings no payment news"
+    REJECTED = "rejected", "Signed but unusable"
+    DUPLICATE = "duplicate", "Delivered before"
+
+
 class LedgerTransactionKind(models.TextChoices):
     CAPTURE = "capture", "Capture"
     REFUND = "refund", "Refund"

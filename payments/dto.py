@@ -83,8 +83,9 @@ class RefundDTO:
 @dataclass(frozen=True)
 class ProviderAttemptDTO:
     id: int
-    payment_id: int
+    payment_id: int | None
     refund_id: int | None
+    charge_id: str
     kind: str
     idempotency_key: str
     outcome: str
@@ -101,6 +102,7 @@ class ProviderAttemptDTO:
             id=attempt.pk,
             payment_id=attempt.payment_id,
             refund_id=attempt.refund_id,
+            charge_id=attempt.charge_id,
             kind=attempt.kind,
             idempotency_key=attempt.idempotency_key,
             outcome=attempt.outcome,

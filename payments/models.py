@@ -131,11 +131,20 @@ class Payment(FSMModelMixin, models.Model):
 
 class ProviderAttempt(models.Model):
     """One row per call to the provider: the timeline support reads when a payment
-    is in doubt. Written whatever the outcome, never changed."""
+    is in doubt. Written whatever the outcome, never changed.
 
-    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempts")
+    `payment` is empty only for a refund of a charge no payment knows (an orphan
+    charge reconciliation gives back); `charge_id` names the provider charge the
+    call was about, so those attempts are found too."""
+
+    payment = models.ForeignKey(
+        Payment, on_delete=models.PROTECT, related_name="attempts", null=True, blank=True
+    )
     refund = models.ForeignKey(
         "Refund", on_delete=models.PROTECT, related_name="attempts", null=True, blank=True
+    )
+    charge_id = models.CharField(
+        max_length=255, blank=True, default="", help_text="The provider charge the call was about."
     )
     kind = models.CharField(max_length=16, choices=ProviderAttemptKind.choices)
     idempotency_key = models.CharField(max_length=255, blank=True, default="")
@@ -151,9 +160,19 @@ class ProviderAttempt(models.Model):
 
     class Meta:
         ordering = ["payment_id", "id"]
+        indexes = [
+            models.Index(fields=["charge_id"], condition=~Q(charge_id=""), name="provider_attempt_charge_idx")
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(payment__isnull=False) | (Q(kind=ProviderAttemptKind.REFUND) & ~Q(charge_id="")),
+                name="provider_attempt_payment_or_refunded_charge",
+            )
+        ]
 
     def __str__(self) -> str:
-        return f"{self.kind} attempt {self.pk} on payment {self.payment_id}: {self.outcome}"
+        about = f"payment {self.payment_id}" if self.payment_id else f"charge {self.charge_id}"
+        return f"{self.kind} attempt {self.pk} on {about}: {self.outcome}"
 
 
 class Refund(FSMModelMixin, models.Model):

@@ -45,6 +45,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
+from django.conf import settings
 
 from core import logs, metrics
 
@@ -58,6 +59,13 @@ class Outcome(StrEnum):
     DECLINED = "declined"
     TRANSIENT = "transient"
     UNKNOWN = "unknown"
+
+
+class ProviderChargeStatus(StrEnum):
+    """The provider's own word for a charge's state (not a Concord payment status)."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -206,8 +214,6 @@ class ProviderClient:
 
     @classmethod
     def from_settings(cls) -> ProviderClient:
-        from django.conf import settings
-
         return cls(
             base_url=settings.PSP_BASE_URL,
             api_key=settings.PSP_API_KEY,
@@ -264,7 +270,7 @@ class ProviderClient:
             if charge is None and outcome is Outcome.SUCCEEDED:
                 # A 2xx we cannot read: something happened; we cannot say what.
                 outcome, error = Outcome.UNKNOWN, "unreadable charge in a success response"
-            elif charge is not None and charge.status != "succeeded":
+            elif charge is not None and charge.status != ProviderChargeStatus.SUCCEEDED:
                 # The sandbox answers a declined card with 200 and status "failed".
                 outcome = Outcome.DECLINED
                 failure_code = charge.failure_code or failure_code or "declined"
@@ -358,6 +364,22 @@ class ProviderClient:
 
     # --- reads ------------------------------------------------------------------
 
+    def health(self, *, timeout: float) -> tuple[bool, str]:
+        """Whether the provider answers its health check within `timeout` seconds, and
+        what it said (an HTTP status or the transport error's name)."""
+        try:
+            response = self._http.get("/healthz", timeout=timeout)
+        except httpx.HTTPError as exc:
+            return False, type(exc).__name__
+        return response.status_code == 200, f"HTTP {response.status_code}"
+
+    def _get_found(self, operation: str, path: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        """A GET whose 404 is a refusal like any other (ProviderError)."""
+        response = self._get(operation, path, params)
+        if response is None:  # only a 404 with allow_404
+            raise ProviderError(f"GET {path}: HTTP 404", http_status=404, code="not_found")
+        return response
+
     def _get(
         self, operation: str, path: str, params: dict[str, Any] | None = None, *, allow_404: bool = False
     ) -> httpx.Response | None:
@@ -385,7 +407,7 @@ class ProviderClient:
         status = response.status_code
         if 200 <= status < 300:
             return response
-        if status == 404 and allow_404:
+        if status == 404:
             return None
         code, message = _error_body(response)
         error = f"GET {path}: HTTP {status}: {code or ''} {message}".strip()
@@ -470,14 +492,16 @@ class ProviderClient:
         """The provider's settlement report of one UTC day (JSON form): `by_currency`
         rows {currency, charges_count, charges_amount, refunds_count, refunds_amount,
         net} and the `transactions` behind them (refund amounts negative)."""
-        response = self._get("settlement", "/v1/settlements", {"date": date.isoformat(), "format": "json"})
+        response = self._get_found(
+            "settlement", "/v1/settlements", {"date": date.isoformat(), "format": "json"}
+        )
         data = self._json(response)
         if not isinstance(data, dict):
             raise ProviderUnavailable("unreadable settlement report")
         return data
 
     def _page(self, operation: str, path: str, params: dict[str, Any], parse) -> Page:
-        data = self._json(self._get(operation, path, params))
+        data = self._json(self._get_found(operation, path, params))
         try:
             return Page(data=[parse(item) for item in data["data"]], has_more=bool(data["has_more"]))
         except (KeyError, TypeError, ValueError) as exc:

@@ -12,9 +12,9 @@ from django_fsm_log.models import StateLog
 from core.errors import NotFound
 from core.fsm import state_log_rows, state_summary
 
-from .choices import LedgerAccountCode, PaymentStatus
+from .choices import LedgerAccountCode, PaymentStatus, RefundStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
-from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, Refund
+from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, ProviderWebhookEvent, Refund
 
 
 def payment_get(*, payment_id: int) -> PaymentDTO:
@@ -34,11 +34,35 @@ def payment_for_order(*, order_id: int) -> PaymentDTO | None:
     return None if payment is None else PaymentDTO.from_model(payment)
 
 
+def payment_refundable_amount(*, payment_id: int) -> Decimal:
+    """What can still be refunded: captured, minus refunded, minus what pending refunds
+    hold back (refund_create's own limit). Zero unless the payment holds money."""
+    payment = Payment.objects.filter(pk=payment_id).first()
+    if payment is None or payment.status not in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
+        return Decimal("0")
+    pending = payment.refunds.filter(status=RefundStatus.PENDING).aggregate(
+        total=Coalesce(Sum("amount"), Decimal("0"))
+    )["total"]
+    return payment.amount - payment.refunded_amount - pending
+
+
 def refund_get(*, refund_id: int) -> RefundDTO:
     refund = Refund.objects.filter(pk=refund_id).first()
     if refund is None:
         raise NotFound(
             f"Refund {refund_id} does not exist.", code="refund_not_found", details={"refund_id": refund_id}
+        )
+    return RefundDTO.from_model(refund)
+
+
+def refund_for_key(*, payment_id: int, idempotency_key: str) -> RefundDTO:
+    """The payment's refund created under `idempotency_key`; NotFound otherwise."""
+    refund = Refund.objects.filter(payment_id=payment_id, idempotency_key=idempotency_key).first()
+    if refund is None:
+        raise NotFound(
+            f"Payment {payment_id} has no refund with key {idempotency_key!r}.",
+            code="refund_not_found",
+            details={"payment_id": payment_id, "idempotency_key": idempotency_key},
         )
     return RefundDTO.from_model(refund)
 
@@ -51,6 +75,13 @@ def refunds_for_payment(*, payment_id: int) -> list[RefundDTO]:
 def provider_attempts_for_payment(*, payment_id: int) -> list[ProviderAttemptDTO]:
     """The provider-call timeline of a payment (charges, refunds, lookups), oldest first."""
     attempts = ProviderAttempt.objects.filter(payment_id=payment_id).order_by("id")
+    return [ProviderAttemptDTO.from_model(a) for a in attempts]
+
+
+def provider_attempts_for_charge(*, charge_id: str) -> list[ProviderAttemptDTO]:
+    """Every call about one provider charge (its charge, lookups, refunds — including
+    refunds of a charge no payment holds), oldest first."""
+    attempts = ProviderAttempt.objects.filter(charge_id=charge_id).order_by("id") if charge_id else []
     return [ProviderAttemptDTO.from_model(a) for a in attempts]
 
 
@@ -96,7 +127,11 @@ def payments_by_charge_id(*, provider_charge_id: str) -> list[PaymentDTO]:
     charge_id = (provider_charge_id or "").strip()
     if not charge_id:
         return []
-    via_attempt = ProviderAttempt.objects.filter(provider_object_id=charge_id).values("payment_id")
+    via_attempt = (
+        ProviderAttempt.objects.filter(Q(provider_object_id=charge_id) | Q(charge_id=charge_id))
+        .filter(payment__isnull=False)
+        .values("payment_id")
+    )
     payments = Payment.objects.filter(Q(provider_charge_id=charge_id) | Q(pk__in=via_attempt)).order_by("id")
     return [PaymentDTO.from_model(p) for p in payments]
 
@@ -200,8 +235,6 @@ def webhook_events_for_payment(*, payment_id: int, limit: int = 100) -> list[dic
     reference = order id, and refunds of that charge), oldest first, as plain dicts for
     an order's case file. Two queries; the inbox has no index on the payload, so this
     scans it — fine for one case file, not for lists."""
-    from .models import ProviderWebhookEvent  # appended selector: keep the import local
-
     payment = Payment.objects.filter(pk=payment_id).values("order_id", "provider_charge_id").first()
     if payment is None:
         return []

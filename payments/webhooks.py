@@ -36,7 +36,8 @@ from core.api_parsers import LimitedJSONParser, max_body_bytes
 from core.api_schema import declares_errors
 from core.errors import ConcordError
 
-from .webhook_services import webhook_event_receive
+from .choices import WebhookOutcome
+from .services import webhook_event_receive
 from .webhook_signing import SIGNATURE_HEADER, InvalidSignature, verify_signature
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ class WebhookAckOutput(serializers.Serializer):
     event_id = serializers.CharField()
     duplicate = serializers.BooleanField(help_text="True when this event id was processed before.")
     outcome = serializers.ChoiceField(
-        choices=["applied", "no_payment", "ignored", "rejected", "duplicate"],
+        choices=WebhookOutcome.values,
         help_text="What the event did: applied to a payment, no payment for it, an event type that "
         "brings no news (ignored), signed but unusable (rejected), or an earlier delivery did it (duplicate).",
     )

@@ -54,3 +54,10 @@ class RunStatus(models.TextChoices):
     # Some step failed (provider down, one detector raised); the rest still ran.
     PARTIAL = "partial", "Partial"
     FAILED = "failed", "Failed"
+
+
+class RemediationState(models.TextChoices):
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    UNKNOWN = "unknown", "Outcome unknown (safe to apply again)"

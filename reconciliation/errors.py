@@ -1,6 +1,17 @@
 """Reconciliation's error codes (all ConcordError, so the API and the staff pages map them once)."""
 
+from core.audit import ReasonRequired
 from core.errors import ConcordError, Conflict, NotFound
+
+__all__ = [
+    "ActionNotPermitted",
+    "IncidentClosed",
+    "IncidentNotFound",
+    "ReasonRequired",
+    "RecheckUnavailable",
+    "ReconcileBusy",
+    "SettlementFormatError",
+]
 
 
 class IncidentNotFound(NotFound):
@@ -16,10 +27,6 @@ class IncidentClosed(Conflict):
 class ActionNotPermitted(ConcordError):
     code = "permission_denied"
     http_status = 403
-
-
-class ReasonRequired(ConcordError):
-    code = "reason_required"
 
 
 class RecheckUnavailable(ConcordError):

@@ -17,9 +17,11 @@ from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 from core.money import CURRENCY_CHOICES, MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS
 
 from .choices import (
+    LIVE_STATES,
     IncidentState,
     IncidentType,
     ProviderObjectKind,
+    RemediationState,
     ResolutionKind,
     RunStatus,
     Severity,
@@ -170,7 +172,7 @@ class Incident(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["fingerprint"],
-                condition=Q(state__in=["open", "acknowledged"]),
+                condition=Q(state__in=LIVE_STATES),
                 name="recon_incident_one_live_per_fingerprint",
             ),
         ]
@@ -265,11 +267,7 @@ class Remediation(models.Model):
     repeats the call with the same idempotency keys, which the provider replays.
     """
 
-    class State(models.TextChoices):
-        RUNNING = "running", "Running"
-        SUCCEEDED = "succeeded", "Succeeded"
-        FAILED = "failed", "Failed"
-        UNKNOWN = "unknown", "Outcome unknown (safe to apply again)"
+    State = RemediationState
 
     incident = models.ForeignKey(Incident, on_delete=models.PROTECT, related_name="remediations")
     action = models.CharField(max_length=32)

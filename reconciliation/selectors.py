@@ -21,6 +21,7 @@ from django_fsm_log.models import StateLog
 from core.money import format_amount, is_supported_currency
 
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
+from .detectors import detectors_all
 from .models import Incident, ReconciliationRun, Remediation
 
 
@@ -441,8 +442,6 @@ REFUND_INCIDENT_TYPES = (
 
 def incident_kinds() -> list[tuple[str, str]]:
     """(type, severity) of every detector, enabled or not: what incidents can exist."""
-    from .detectors import detectors_all
-
     return sorted((str(d.name), str(d.severity)) for d in detectors_all(include_disabled=True))
 
 

@@ -4,6 +4,8 @@ operation asks for a reason and goes through sagas.services (audited there)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -19,7 +21,7 @@ from .choices import ManualAction
 from .models import SagaAction, SagaRun, SagaStepLog
 from .selectors import run_to_dto, saga_operations_allowed
 
-OPERATIONS = {
+OPERATIONS: dict[str, Callable[..., object]] = {
     ManualAction.RETRY_NOW: services.saga_retry_now,
     ManualAction.COMPENSATE: services.saga_compensate,
     ManualAction.SKIP_STEP: services.saga_skip_step,

@@ -40,3 +40,12 @@ class ManualAction(models.TextChoices):
     SKIP_STEP = "skip_step", "Skip the current step"
     MARK_RESOLVED = "mark_resolved", "Mark resolved"
     REQUEST_ABORT = "request_abort", "Abort requested"
+
+
+# The Django permission each manual operation needs (granted to support in backoffice/roles.py).
+MANUAL_ACTION_PERMISSIONS: dict[str, str] = {
+    ManualAction.RETRY_NOW: "sagas.retry_run",
+    ManualAction.COMPENSATE: "sagas.compensate_run",
+    ManualAction.SKIP_STEP: "sagas.skip_step",
+    ManualAction.MARK_RESOLVED: "sagas.resolve_run",
+}

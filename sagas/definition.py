@@ -106,7 +106,8 @@ class StepContext:
 @dataclass(frozen=True)
 class Step:
     name: str
-    action: Callable[[StepContext], StepResult]
+    # A StepResult; with `apply` (below) whatever the call learnt, for apply to record.
+    action: Callable[[StepContext], Any]
     compensation: Callable[[StepContext], StepResult] | None = None
     retry: RetryPolicy = RetryPolicy()
     timeout: float = 30.0

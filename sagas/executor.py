@@ -33,6 +33,7 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
@@ -43,6 +44,7 @@ from django.db.models import CharField, Func, Q, Value
 from django.utils import timezone
 
 from core import logs, metrics
+from core.sql import concrete_field
 
 from . import registry
 from .choices import ACTIVE_STATUSES, Direction, RunStatus, StepOutcome
@@ -95,12 +97,19 @@ class _Attempt:
     to_apply: bool = False
 
 
-def advance_run(run_id: int, worker_id: str | None = None) -> str:
+def advance_run(
+    run_id: int, worker_id: str | None = None, *, handoff: Callable[[int], None] | None = None
+) -> str:
     """Run `run_id` as far as it goes now. Returns the run's status when the pass
     ended, or NOT_CLAIMED / LEASE_LOST. Safe to call any number of times,
-    concurrently: at most one pass holds the run."""
+    concurrently: at most one pass holds the run.
+
+    `handoff(run_id)` is called inside the final checkpoint's transaction when the
+    pass stops for its time budget with the run still due (sagas.tasks passes its
+    on-commit poke; the engine itself knows no task queue). Without it, the sweeper
+    picks the run up."""
     with logs.scope(saga_run_id=run_id):
-        return _Pass(run_id, worker_id or default_worker_id()).execute()
+        return _Pass(run_id, worker_id or default_worker_id(), handoff).execute()
 
 
 def current_step(run: SagaRun, definition: SagaDefinition) -> Step | None:
@@ -117,8 +126,9 @@ def release_lease(run: SagaRun) -> None:
 
 
 class _Pass:
-    def __init__(self, run_id: int, worker_id: str) -> None:
+    def __init__(self, run_id: int, worker_id: str, handoff: Callable[[int], None] | None = None) -> None:
         self.run_id = run_id
+        self.handoff = handoff
         # Unique per pass, so two passes in one process (threads) never share a lease.
         self.owner = f"{worker_id}/{uuid.uuid4().hex[:8]}"[:128]
         self.started = time.monotonic()
@@ -281,7 +291,7 @@ class _Pass:
             context=MappingProxyType(copy.deepcopy(run.context)),
             attempt=run.attempts + 1,
             step=name,
-            direction=run.direction,
+            direction="forward" if run.direction == Direction.FORWARD else "compensate",
             failure_code=run.failure_code,
             deadline=time.monotonic() + timeout,
         )
@@ -485,12 +495,9 @@ class _Pass:
             run.lease_expires_at = now + self._lease_for(step)
         else:
             release_lease(run)
-            if go_on:
+            if go_on and self.handoff is not None:
                 # Long pass: hand the rest to a fresh delivery instead of running on.
-                from .tasks import poke
-
-                run_id = run.pk
-                transaction.on_commit(lambda: poke(run_id))
+                self.handoff(run.pk)
         self._write(run, now)
         self.run = run
         if go_on and not over_budget:
@@ -589,7 +596,7 @@ _MUTABLE = (
     "context",
     "updated_at",
 )
-_RUN_FIELDS = {name: SagaRun._meta.get_field(name) for name in _MUTABLE}
+_RUN_FIELDS = {name: concrete_field(SagaRun, name) for name in _MUTABLE}
 _LOG_FIELDS = [f for f in SagaStepLog._meta.concrete_fields if not f.primary_key]
 
 
@@ -612,7 +619,7 @@ def _ms(t0: float) -> int:
     return int((time.monotonic() - t0) * 1000)
 
 
-def _classify(result: object, elapsed: float, timeout: float) -> tuple[str, str]:
+def _classify(result: object, elapsed: float, timeout: float) -> tuple[StepOutcome, str]:
     if not isinstance(result, StepResult):
         return StepOutcome.ERROR, f"step returned {type(result).__name__}, expected StepResult"
     if elapsed > timeout:
@@ -626,7 +633,7 @@ def _classify(result: object, elapsed: float, timeout: float) -> tuple[str, str]
     return StepOutcome.ERROR, f"unknown step result kind {result.kind!r}"
 
 
-def _classify_exception(exc: Exception) -> tuple[str, str]:
+def _classify_exception(exc: Exception) -> tuple[StepOutcome, str]:
     cause = exc.__cause__
     # 57014 query_canceled: PostgreSQL's statement_timeout fired.
     if getattr(cause, "sqlstate", None) == "57014":

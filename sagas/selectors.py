@@ -14,7 +14,15 @@ from core.errors import NotFound
 from core.fsm import state_summary
 
 from . import registry
-from .choices import ACTIVE_STATUSES, ATTENTION_STATUSES, Direction, ManualAction, RunStatus, StepOutcome
+from .choices import (
+    ACTIVE_STATUSES,
+    ATTENTION_STATUSES,
+    MANUAL_ACTION_PERMISSIONS,
+    Direction,
+    ManualAction,
+    RunStatus,
+    StepOutcome,
+)
 from .dto import SagaActionDTO, SagaRunDTO, StepLogDTO
 from .models import SagaAction, SagaRun, SagaStepLog
 
@@ -123,8 +131,6 @@ def saga_runs_due(now: datetime | None = None, *, limit: int | None = None) -> l
 def saga_operations_allowed(*, run: SagaRunDTO, user) -> list[str]:
     """The manual operations that are legal for this run and this person now, so
     pages offer only those (the services check again)."""
-    from .services import PERMISSIONS
-
     status = run.status
     legal: list[str] = []
     if status in ATTENTION_STATUSES or (
@@ -139,7 +145,7 @@ def saga_operations_allowed(*, run: SagaRunDTO, user) -> list[str]:
         legal.append(ManualAction.MARK_RESOLVED)
     if user is None or not getattr(user, "is_authenticated", False):
         return []
-    return [op for op in legal if user.has_perm(PERMISSIONS[op])]
+    return [op for op in legal if user.has_perm(MANUAL_ACTION_PERMISSIONS[op])]
 
 
 # --- Back-office reads ----------------------------------------------------------------

@@ -12,57 +12,25 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
+from core.audit import check_person_and_reason, check_reason, is_person
 from core.errors import ConcordError, Conflict, NotFound
+from core.sql import insert_unless_exists
 
 from . import registry
-from .choices import Direction, ManualAction, RunStatus, StepOutcome
+from .choices import MANUAL_ACTION_PERMISSIONS, Direction, ManualAction, RunStatus, StepOutcome
 from .dto import SagaRunDTO
 from .executor import HOOK_STEP, current_step, release_lease
 from .models import SagaAction, SagaRun, SagaStepLog
 from .selectors import run_to_dto
+from .tasks import poke_on_commit
 
-PERMISSIONS = {
-    ManualAction.RETRY_NOW: "sagas.retry_run",
-    ManualAction.COMPENSATE: "sagas.compensate_run",
-    ManualAction.SKIP_STEP: "sagas.skip_step",
-    ManualAction.MARK_RESOLVED: "sagas.resolve_run",
-}
-
-
-def _poke_on_commit(run_id: int) -> None:
-    """Tell a worker to look at the run once our transaction commits (a broker that
-    is down costs the poke, not the caller's request: tasks.poke)."""
-    from .tasks import poke
-
-    transaction.on_commit(lambda: poke(run_id))
-
-
-# The columns of the unique constraint sagas_run_one_per_subject.
+# The columns of the unique constraint sagas_run_one_per_subject: one run per subject
+# and type. Inserted with INSERT … ON CONFLICT DO NOTHING (core.sql): a concurrent
+# double start waits, then does nothing, so the caller's transaction needs no savepoint.
 _ONE_RUN_PER_SUBJECT = ("saga_type", "subject_id")
-
-
-def _run_insert(run: SagaRun) -> int | None:
-    """INSERT … ON CONFLICT (saga_type, subject_id) DO NOTHING RETURNING id: the
-    new run's id in one round trip, or None if the subject already has a run of
-    this type. Never an IntegrityError (a concurrent double start waits, then
-    does nothing), so the caller's transaction needs no savepoint."""
-    fields = [f for f in SagaRun._meta.concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(f.pre_save(run, add=True), connection) for f in fields]
-    quote = connection.ops.quote_name
-    sql = (
-        f"INSERT INTO {quote(SagaRun._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "  # noqa: S608
-        f"VALUES ({', '.join(['%s'] * len(fields))}) "
-        f"ON CONFLICT ({', '.join(quote(SagaRun._meta.get_field(n).column) for n in _ONE_RUN_PER_SUBJECT)}) "
-        "DO NOTHING "
-        f"RETURNING {quote(SagaRun._meta.pk.column)}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        row = cursor.fetchone()
-    return None if row is None else row[0]
 
 
 def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) -> int:
@@ -84,21 +52,21 @@ def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) 
         raise ConcordError(f"Saga context must be JSON: {exc}", code="saga_context_invalid") from None
     now = timezone.now()
     with transaction.atomic(savepoint=False):
-        run_id = _run_insert(
-            SagaRun(
-                saga_type=saga_type,
-                subject_id=subject_id,
-                context=context,
-                step=definition.steps[0].name,
-                next_attempt_at=now,
-                sla_at=now + definition.sla,
-            )
+        run = SagaRun(
+            saga_type=saga_type,
+            subject_id=subject_id,
+            context=context,
+            step=definition.steps[0].name,
+            next_attempt_at=now,
+            sla_at=now + definition.sla,
         )
-        if run_id is None:
+        if insert_unless_exists(run, conflict=_ONE_RUN_PER_SUBJECT):
+            run_id = run.pk
+        else:
             run_id = SagaRun.objects.values_list("pk", flat=True).get(
                 saga_type=saga_type, subject_id=subject_id
             )
-        _poke_on_commit(run_id)
+        poke_on_commit(run_id)
     return run_id
 
 
@@ -111,11 +79,8 @@ def _lock(run_id: int) -> SagaRun:
 
 
 def _require(by: Any, reason: str, action: str) -> None:
-    if by is None or not getattr(by, "is_authenticated", False):
-        raise ConcordError("A person must perform this action.", code="person_required", http_status=403)
-    if not reason or not reason.strip():
-        raise ConcordError("A reason is required.", code="reason_required")
-    if not by.has_perm(PERMISSIONS[action]):
+    check_person_and_reason(by, reason)
+    if not by.has_perm(MANUAL_ACTION_PERMISSIONS[action]):
         raise ConcordError(
             f"You may not {action.replace('_', ' ')} saga runs.", code="permission_denied", http_status=403
         )
@@ -125,7 +90,7 @@ def _audit(run: SagaRun, action: str, by: Any, reason: str, from_status: str) ->
     SagaAction.objects.create(
         run=run,
         action=action,
-        by=by if getattr(by, "is_authenticated", False) else None,
+        by=by if is_person(by) else None,
         by_username=by.get_username() if hasattr(by, "get_username") else (str(by) if by else ""),
         reason=reason,
         from_status=from_status,
@@ -166,21 +131,20 @@ def _abort(run: SagaRun, *, failure_code: str, by: Any, reason: str, action: str
     run.next_attempt_at = now if run.next_attempt_at is None else min(run.next_attempt_at, now)
     run.save()
     _audit(run, action, by, reason, from_status)
-    _poke_on_commit(run.pk)
+    poke_on_commit(run.pk)
     return True
 
 
 def _fsm_by(by: Any) -> Any:
     # StateLog.by is a user foreign key; anything else is recorded in the description.
-    return by if getattr(by, "is_authenticated", False) else None
+    return by if is_person(by) else None
 
 
 @transaction.atomic
 def saga_request_abort(*, run_id: int, failure_code: str, by: Any = None, reason: str) -> None:
     """Make the run compensate at its next step (a client or staff cancel).
     Idempotent; refused once the run completed (code saga_completed)."""
-    if not reason or not reason.strip():
-        raise ConcordError("A reason is required.", code="reason_required")
+    check_reason(reason, required=True)
     _abort(_lock(run_id), failure_code=failure_code, by=by, reason=reason, action=ManualAction.REQUEST_ABORT)
 
 
@@ -218,7 +182,7 @@ def saga_retry_now(*, run_id: int, by: Any, reason: str) -> SagaRunDTO:
     run.next_attempt_at = now
     run.save()
     _audit(run, ManualAction.RETRY_NOW, by, reason, from_status)
-    _poke_on_commit(run.pk)
+    poke_on_commit(run.pk)
     return run_to_dto(run)
 
 
@@ -272,7 +236,7 @@ def saga_skip_step(*, run_id: int, by: Any, reason: str, step: str | None = None
     run.save()
     _audit(run, ManualAction.SKIP_STEP, by, reason, from_status)
     if run.status != RunStatus.COMPENSATED:
-        _poke_on_commit(run.pk)
+        poke_on_commit(run.pk)
     return run_to_dto(run)
 
 

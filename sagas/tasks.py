@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from celery import shared_task
-from django.db import DatabaseError
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from core import logs
@@ -41,8 +41,11 @@ def advance(run_id: int) -> str:
     hostname = getattr(advance.request, "hostname", None) or None
     # For the task's own lines too (Celery's "succeeded in ..."): the task scope ends them.
     logs.bind(saga_run_id=int(run_id))
+    # A pass that ran out of its budget hands the rest of the run to a fresh delivery.
     return _unless_database_down(
-        f"saga run {run_id}", lambda: advance_run(int(run_id), worker_id=hostname), DATABASE_UNAVAILABLE
+        f"saga run {run_id}",
+        lambda: advance_run(int(run_id), worker_id=hostname, handoff=poke_on_commit),
+        DATABASE_UNAVAILABLE,
     )
 
 
@@ -59,6 +62,11 @@ def poke(run_id: int) -> None:
             type(exc).__name__,
             exc,
         )
+
+
+def poke_on_commit(run_id: int) -> None:
+    """Poke a worker about the run once the current transaction commits."""
+    transaction.on_commit(lambda: poke(run_id))
 
 
 @shared_task(name="sagas.sweep", ignore_result=True)

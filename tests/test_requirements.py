@@ -18,7 +18,7 @@ from scripts.audit_requirements import verdict
 ROOT = Path(__file__).resolve().parent.parent
 DEV_ONLY = {
     "pytest", "pytest-django", "pytest-timeout", "factory-boy", "hypothesis", "schemathesis",
-    "playwright", "ruff", "import-linter", "pip-audit", "honcho",
+    "playwright", "ruff", "import-linter", "pip-audit", "honcho", "mypy", "django-stubs",
 }  # fmt: skip
 
 

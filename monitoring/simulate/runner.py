@@ -28,7 +28,7 @@ from django.utils import timezone
 
 from inventory.services import product_upsert, stock_set_on_hand
 from orders.selectors import order_facts
-from payments.provider import ProviderClient
+from payments.services import provider_client
 from reconciliation.errors import ReconcileBusy
 from reconciliation.selectors import incidents_summary_since
 from reconciliation.services import reconcile_run
@@ -379,7 +379,7 @@ class Simulation:
         runs = saga_runs_for_subjects(subject_ids=[str(i) for i in scope.order_ids])
         report["engine"] = saga_step_log_summary(run_ids=[r.id for r in runs])
         report["incidents"] = incidents_summary_since(since=scope.since)
-        with ProviderClient.from_settings() as provider:
+        with provider_client() as provider:
             checks = invariants_check(scope, provider=provider)
         report["invariants"] = [c.as_json() for c in checks]
         report["violations"] = sum(c.count for c in checks)

@@ -1,3 +1,4 @@
+# ruff: noqa: S608 -- only table names and module constants are interpolated; values are parameters.
 """amount_mismatch: the capture that pays for an order differs from it in amount or currency.
 
 Compared: each net capture of a confirmed (or cancelling) order that is the payment's
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orders.choices import OrderStatus
 from reconciliation.choices import IncidentType, Severity
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import fetch, net_captures_cte, orders_cte, payments_cte, with_
+from .sql import fetch, literal, net_captures_cte, orders_cte, payments_cte, with_
 
 
 @register
@@ -30,7 +32,7 @@ class AmountMismatch(Detector):
             "SELECT nc.provider_id, nc.reference, nc.order_id, nc.amount, nc.currency, "
             "o.total, o.currency AS order_currency, p.id AS payment_id "
             "FROM nc JOIN o ON o.id = nc.order_id LEFT JOIN p ON p.order_id = nc.order_id "
-            "WHERE o.status IN ('confirmed', 'cancelling') "
+            f"WHERE o.status IN ({literal(OrderStatus.CONFIRMED, OrderStatus.CANCELLING)}) "
             "AND (p.provider_charge_id IS NULL OR p.provider_charge_id = nc.provider_id) "
             "AND (nc.amount <> o.total OR nc.currency <> o.currency) "
             "ORDER BY nc.order_id, nc.id"

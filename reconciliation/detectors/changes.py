@@ -12,18 +12,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from inventory.selectors import reservations_reconciliation_values
+from orders.choices import OrderStatus
+from orders.selectors import orders_reconciliation_values
+from payments.choices import PaymentStatus
+from payments.selectors import payments_reconciliation_values, refunds_reconciliation_values
 from reconciliation.models import ProviderCharge, ProviderRefund
 
 from .base import ChangeSet
 
 
 def changes_since(since: datetime) -> ChangeSet:
-    from inventory.selectors import reservations_reconciliation_values
-    from orders.choices import OrderStatus
-    from orders.selectors import orders_reconciliation_values
-    from payments.choices import PaymentStatus
-    from payments.selectors import payments_reconciliation_values, refunds_reconciliation_values
-
     # status IN (every status): the owning apps index (status, updated_at); naming each
     # status lets PostgreSQL range-scan that index instead of reading the whole table.
     order_ids: set[int] = set(

@@ -1,3 +1,4 @@
+# ruff: noqa: S608 -- only table names and module constants are interpolated; values are parameters.
 """charge_without_order: the provider holds a capture and no confirmed order owns it.
 
 The costliest failure (the customer paid, Concord does not know). Three shapes:
@@ -15,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
+from orders.choices import OrderStatus
 from reconciliation.amounts import minor_to_major
 from reconciliation.choices import IncidentType, Severity
 
@@ -22,6 +24,7 @@ from .base import ChangeSet, DetectionContext, Detector, Finding, IncidentSubjec
 from .registry import register
 from .sql import (
     fetch,
+    literal,
     net_captures_cte,
     orders_cte,
     payments_cte,
@@ -46,13 +49,13 @@ class ChargeWithoutOrder(Detector):
             "nc.currency, nc.created, o.status AS order_status, o.failure_reason, "
             "p.id AS payment_id, p.status AS payment_status, p.provider_charge_id AS recorded_charge_id, "
             "CASE WHEN o.id IS NULL THEN 'order_missing' "
-            "     WHEN o.status = 'pending' THEN 'order_pending_past_sla' "
+            f"     WHEN o.status = {literal(OrderStatus.PENDING)} THEN 'order_pending_past_sla' "
             "     ELSE 'order_cancelled_unrefunded' END AS why "
             "FROM nc LEFT JOIN o ON o.id = nc.order_id LEFT JOIN p ON p.order_id = nc.order_id "
             "WHERE nc.created < %s AND ("
             "  o.id IS NULL"
-            "  OR (o.status = 'pending' AND o.created_at < %s)"
-            "  OR (o.status = 'cancelled' AND (p.provider_charge_id IS NULL "
+            f"  OR (o.status = {literal(OrderStatus.PENDING)} AND o.created_at < %s)"
+            f"  OR (o.status = {literal(OrderStatus.CANCELLED)} AND (p.provider_charge_id IS NULL "
             "      OR p.provider_charge_id <> nc.provider_id))"
             ") ORDER BY nc.created, nc.id"
         )

@@ -15,12 +15,13 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
+from payments.selectors import ledger_balances_by_currency
 from reconciliation.choices import IncidentType, Severity
 from reconciliation.models import ProviderSettlement
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import CHARGES, REFUNDS, fetch, settled_before
+from .sql import CHARGES, REFUNDS, SUCCEEDED, fetch, settled_before
 
 PROVIDER_CLEARING = "provider_clearing"
 
@@ -33,16 +34,14 @@ class ClearingMismatch(Detector):
     uses_provider_records = True
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
-        from payments.selectors import ledger_balances_by_currency
-
         cutoff = settled_before(ctx.now)
         sql = (
             "SELECT currency, SUM(amount) AS net FROM ("
-            f"  SELECT currency, amount FROM {CHARGES} WHERE status = 'succeeded' AND created < %s"
+            f"  SELECT currency, amount FROM {CHARGES} WHERE status = '{SUCCEEDED}' AND created < %s"
             "  UNION ALL"
             f"  SELECT r.currency, -r.amount FROM {REFUNDS} r JOIN {CHARGES} c"
             "    ON c.provider_id = r.charge_provider_id"
-            "  WHERE r.status = 'succeeded' AND r.created < %s AND c.created < %s"
+            f"  WHERE r.status = '{SUCCEEDED}' AND r.created < %s AND c.created < %s"
             ") t GROUP BY currency"
         )
         provider = {row["currency"]: Decimal(row["net"]) for row in fetch(sql, [cutoff, cutoff, cutoff])}

@@ -16,12 +16,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 
+from orders.choices import OrderStatus
 from reconciliation.amounts import minor_to_major
 from reconciliation.choices import IncidentType, Severity
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import fetch, net_captures_cte, orders_cte, payments_cte, pending_sla_cutoff, with_
+from .sql import fetch, literal, net_captures_cte, orders_cte, payments_cte, pending_sla_cutoff, with_
 
 
 @register
@@ -40,8 +41,8 @@ class DuplicateCharge(Detector):
             "nc.currency, nc.created, "
             "CASE WHEN p.provider_charge_id = nc.provider_id THEN 1 ELSE 0 END AS recorded "
             "FROM nc JOIN o ON o.id = nc.order_id LEFT JOIN p ON p.order_id = nc.order_id "
-            "WHERE (o.status IN ('confirmed', 'cancelling') "
-            "       OR (o.status = 'pending' AND o.created_at >= %s)) "
+            f"WHERE (o.status IN ({literal(OrderStatus.CONFIRMED, OrderStatus.CANCELLING)}) "
+            f"       OR (o.status = {literal(OrderStatus.PENDING)} AND o.created_at >= %s)) "
             "AND nc.order_id IN (SELECT order_id FROM nc WHERE order_id IS NOT NULL "
             "                    GROUP BY order_id HAVING COUNT(*) > 1) "
             # Local id breaks ties within one provider second: the sync inserts in the

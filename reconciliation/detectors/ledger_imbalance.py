@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from payments.selectors import ledger_currency_imbalances, ledger_unbalanced_transactions
 from reconciliation.choices import IncidentType, Severity
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
@@ -22,8 +23,6 @@ class LedgerImbalance(Detector):
     description = "Ledger entries that do not sum to zero."
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
-        from payments.selectors import ledger_currency_imbalances, ledger_unbalanced_transactions
-
         for transaction_id in ledger_unbalanced_transactions():
             yield self.finding(
                 fingerprint_parts=["transaction", transaction_id],

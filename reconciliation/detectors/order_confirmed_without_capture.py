@@ -1,15 +1,20 @@
 # ruff: noqa: S608 -- only table names and module constants are interpolated; values are parameters.
 """order_confirmed_without_capture: a confirmed order whose money the provider does not hold.
 
-No net capture at the provider references the order (never charged, or fully refunded
-while the order stayed confirmed). Orders confirmed less than SETTLE_SECONDS ago are
-skipped: their charge may not be synced yet. The money at risk is the order's total.
+No net capture at the provider references the order (never charged, or refunded behind
+Concord's back while the order stayed confirmed). A refund payments recorded in full —
+a person refunded a confirmed order on purpose, with a reason, and the provider agrees —
+is not a disagreement (refund_unrecorded watches refunds payments does not know).
+Orders confirmed less than SETTLE_SECONDS ago are skipped: their charge may not be
+synced yet. The money at risk is the order's total.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orders.choices import OrderStatus
+from payments.choices import PaymentStatus
 from reconciliation.choices import IncidentType, Severity
 
 from .base import DetectionContext, Detector, Finding
@@ -17,6 +22,7 @@ from .registry import register
 from .sql import (
     Scope,
     fetch,
+    literal,
     net_captures_cte,
     order_scope_sql,
     orders_cte,
@@ -44,11 +50,12 @@ class OrderConfirmedWithoutCapture(Detector):
             "SELECT o.id, o.total, o.currency, o.updated_at, p.id AS payment_id, "
             "p.status AS payment_status, p.provider_charge_id "
             "FROM o LEFT JOIN p ON p.order_id = o.id "
-            f"WHERE o.status = 'confirmed' AND o.updated_at < %s{where} "
+            f"WHERE o.status = {literal(OrderStatus.CONFIRMED)} AND o.updated_at < %s{where} "
+            "AND (p.status IS NULL OR p.status <> %s) "
             "AND NOT EXISTS (SELECT 1 FROM nc WHERE nc.order_id = o.id) "
             "ORDER BY o.id"
         )
-        for row in fetch(sql, [*params, settled_before(ctx.now), *scope_params]):
+        for row in fetch(sql, [*params, settled_before(ctx.now), *scope_params, PaymentStatus.REFUNDED]):
             yield self.finding(
                 fingerprint_parts=[row["id"]],
                 order_id=row["id"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from orders.choices import OrderStatus
 from reconciliation.amounts import minor_to_major
 from reconciliation.choices import IncidentType, Severity
 
@@ -18,6 +19,7 @@ from .base import DetectionContext, Detector, Finding, Scope
 from .registry import register
 from .sql import (
     fetch,
+    literal,
     net_captures_cte,
     order_scope_sql,
     orders_cte,
@@ -45,7 +47,8 @@ class RefundMissing(Detector):
             "SELECT o.id, o.status, o.failure_reason, p.id AS payment_id, p.status AS payment_status, "
             "nc.provider_id, nc.amount_minor, nc.refunded_minor, nc.currency "
             "FROM o JOIN p ON p.order_id = o.id JOIN nc ON nc.provider_id = p.provider_charge_id "
-            "WHERE (o.status = 'cancelled' OR (o.status = 'cancelling' AND o.updated_at < %s)) "
+            f"WHERE (o.status = {literal(OrderStatus.CANCELLED)} "
+            f"OR (o.status = {literal(OrderStatus.CANCELLING)} AND o.updated_at < %s)) "
             f"AND o.updated_at < %s{where} ORDER BY o.id"
         )
         cutoffs = [pending_sla_cutoff(ctx.now), settled_before(ctx.now)]

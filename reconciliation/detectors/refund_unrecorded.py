@@ -15,7 +15,7 @@ from reconciliation.choices import IncidentType, Severity
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import REFUNDS, fetch, in_sql, payments_cte, refunds_cte, settled_before, with_
+from .sql import REFUNDS, SUCCEEDED, fetch, in_sql, payments_cte, refunds_cte, settled_before, with_
 
 
 @register
@@ -39,7 +39,7 @@ class RefundUnrecorded(Detector):
             "SELECT r.provider_id, r.charge_provider_id, r.amount, r.currency, r.created, "
             "p.id AS payment_id, p.order_id "
             f"FROM {REFUNDS} r JOIN p ON p.provider_charge_id = r.charge_provider_id "
-            f"WHERE r.status = 'succeeded' AND r.created < %s{where} "
+            f"WHERE r.status = '{SUCCEEDED}' AND r.created < %s{where} "
             "AND NOT EXISTS (SELECT 1 FROM rf WHERE rf.provider_refund_id = r.provider_id) "
             "ORDER BY r.created, r.id"
         )

@@ -15,6 +15,9 @@ from typing import Any
 
 from django.db import connection
 
+from inventory.selectors import reservations_reconciliation_values
+from orders.selectors import order_lines_reconciliation_values, orders_reconciliation_values
+from payments.selectors import payments_reconciliation_values, refunds_reconciliation_values
 from reconciliation.conf import setting
 from reconciliation.models import ProviderCharge, ProviderRefund
 
@@ -22,7 +25,7 @@ from .base import Scope
 
 CHARGES = ProviderCharge._meta.db_table
 REFUNDS = ProviderRefund._meta.db_table
-SUCCEEDED = "succeeded"
+SUCCEEDED = "succeeded"  # a provider charge's or refund's status (the provider's word)
 
 ORDER_COLUMNS = ("id", "status", "failure_reason", "total", "currency", "created_at", "updated_at")
 PAYMENT_COLUMNS = (
@@ -44,32 +47,22 @@ def cte(name: str, queryset, columns: Sequence[str]) -> tuple[str, list[Any]]:
 
 
 def orders_cte() -> tuple[str, list[Any]]:
-    from orders.selectors import orders_reconciliation_values
-
     return cte("o", orders_reconciliation_values(), ORDER_COLUMNS)
 
 
 def payments_cte() -> tuple[str, list[Any]]:
-    from payments.selectors import payments_reconciliation_values
-
     return cte("p", payments_reconciliation_values(), PAYMENT_COLUMNS)
 
 
 def refunds_cte() -> tuple[str, list[Any]]:
-    from payments.selectors import refunds_reconciliation_values
-
     return cte("rf", refunds_reconciliation_values(), REFUND_COLUMNS)
 
 
 def reservations_cte() -> tuple[str, list[Any]]:
-    from inventory.selectors import reservations_reconciliation_values
-
     return cte("rv", reservations_reconciliation_values(), RESERVATION_COLUMNS)
 
 
 def lines_cte() -> tuple[str, list[Any]]:
-    from orders.selectors import order_lines_reconciliation_values
-
     return cte("ol", order_lines_reconciliation_values(), LINE_COLUMNS)
 
 
@@ -89,6 +82,14 @@ def net_captures_cte(scope: Scope, *, alias: str = "nc") -> tuple[str, list[Any]
         f"WHERE c.status = %s{where}) x WHERE refunded_minor < amount_minor)"
     )
     return sql, [SUCCEEDED, SUCCEEDED, *params]
+
+
+def literal(*values: str) -> str:
+    """Trusted constants (the owning apps' choices) as SQL string literals: 'a', 'b'.
+    A state written into a detector's statement reads as the choice it is."""
+    if any("'" in value or "\\" in value for value in values):
+        raise ValueError(f"not a plain constant: {values!r}")
+    return ", ".join(f"'{value}'" for value in values)
 
 
 def in_sql(column: str, values: Iterable[Any]) -> tuple[str, list[Any]]:

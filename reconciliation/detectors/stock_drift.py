@@ -17,11 +17,23 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 
+from inventory.choices import ReservationState
+from inventory.selectors import stock_check_conservation
+from orders.choices import OrderStatus
 from reconciliation.choices import IncidentType, Severity
 
 from .base import ChangeSet, DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import fetch, lines_cte, order_scope_sql, orders_cte, reservations_cte, settled_before, with_
+from .sql import (
+    fetch,
+    lines_cte,
+    literal,
+    order_scope_sql,
+    orders_cte,
+    reservations_cte,
+    settled_before,
+    with_,
+)
 
 
 @register
@@ -44,8 +56,6 @@ class StockDrift(Detector):
         yield from self._reservations(replace(ctx, scope=Scope(order_ids=changes.order_ids)))
 
     def _conservation(self) -> Iterator[Finding]:
-        from inventory.selectors import stock_check_conservation
-
         for problem in stock_check_conservation():
             yield self.finding(
                 fingerprint_parts=["sku", problem.sku, problem.kind],
@@ -61,18 +71,19 @@ class StockDrift(Detector):
         sql = head + (
             "SELECT 'committed_without_confirmed_order' AS kind, rv.order_id, rv.sku, rv.quantity, "
             "o.status AS order_status FROM rv LEFT JOIN o ON o.id = rv.order_id "
-            "WHERE rv.state = 'committed' AND (o.id IS NULL OR o.status NOT IN ('confirmed', 'cancelling'))"
+            f"WHERE rv.state = {literal(ReservationState.COMMITTED)} AND (o.id IS NULL OR o.status NOT IN ({literal(OrderStatus.CONFIRMED, OrderStatus.CANCELLING)}))"
             f"{rv_where} "
             "UNION ALL "
             "SELECT 'held_for_finished_order', rv.order_id, rv.sku, rv.quantity, o.status "
             "FROM rv LEFT JOIN o ON o.id = rv.order_id "
-            "WHERE rv.state = 'held' AND rv.updated_at < %s "
-            f"AND (o.id IS NULL OR o.status IN ('confirmed', 'cancelled')){rv_where} "
+            f"WHERE rv.state = {literal(ReservationState.HELD)} AND rv.updated_at < %s "
+            f"AND (o.id IS NULL OR o.status IN ({literal(OrderStatus.CONFIRMED, OrderStatus.CANCELLED)})){rv_where} "
             "UNION ALL "
             "SELECT 'confirmed_without_commit', ol.order_id, ol.sku, ol.quantity, o.status "
             "FROM ol JOIN o ON o.id = ol.order_id "
-            "LEFT JOIN rv ON rv.order_id = ol.order_id AND rv.sku = ol.sku AND rv.state = 'committed' "
-            f"WHERE o.status = 'confirmed' AND o.updated_at < %s{ol_where} "
+            "LEFT JOIN rv ON rv.order_id = ol.order_id AND rv.sku = ol.sku "
+            f"AND rv.state = {literal(ReservationState.COMMITTED)} "
+            f"WHERE o.status = {literal(OrderStatus.CONFIRMED)} AND o.updated_at < %s{ol_where} "
             "AND (rv.id IS NULL OR rv.quantity <> ol.quantity) "
             "ORDER BY 2, 3, 1"
         )

@@ -10,8 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from decimal import Decimal
 
+from orders.selectors import orders_reconciliation_values
 from reconciliation.choices import IncidentType, Severity
 from reconciliation.conf import setting
+from sagas.selectors import saga_runs_stuck
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
@@ -24,9 +26,6 @@ class StuckSaga(Detector):
     description = "A saga run that failed or overran its SLA."
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
-        from orders.selectors import orders_reconciliation_values
-        from sagas.selectors import saga_runs_stuck
-
         runs = saga_runs_stuck(now=ctx.now, limit=int(setting("STUCK_SAGA_LIMIT")))
         order_ids = {int(r.subject_id) for r in runs if r.subject_id.isdigit()}
         orders = {

@@ -26,21 +26,21 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_fsm_log.models import StateLog
 
+from core.audit import check_reason
+from payments.services import ProviderUnavailable
 from reconciliation.choices import LIVE_STATES, IncidentState, ResolutionKind
 from reconciliation.detectors import Finding, IncidentSubject, detector_get
 from reconciliation.errors import (
     ActionNotPermitted,
     IncidentClosed,
     IncidentNotFound,
-    ReasonRequired,
     RecheckUnavailable,
 )
 from reconciliation.models import Incident, IncidentNote
 from reconciliation.permissions import require_incident_actor
 
-from .provider_records import provider_records_refresh, provider_unavailable_errors
+from .provider_records import provider_records_refresh
 
-MAX_TEXT = 4000
 _LIVE = [str(s) for s in LIVE_STATES]
 
 
@@ -90,15 +90,6 @@ def _subject(incident: Incident) -> IncidentSubject:
         charge_id=incident.charge_id,
         details=incident.details or {},
     )
-
-
-def _clean_text(text: str | None, *, what: str = "reason") -> str:
-    cleaned = (text or "").strip()
-    if not cleaned:
-        raise ReasonRequired(f"A {what} is required.", details={"field": what})
-    if len(cleaned) > MAX_TEXT:
-        raise ReasonRequired(f"The {what} is longer than {MAX_TEXT} characters.", details={"field": what})
-    return cleaned
 
 
 def _locked(incident_id: int) -> Incident:
@@ -301,7 +292,7 @@ def incidents_auto_resolve(
 def incident_acknowledge(*, incident_id: int, by, reason: str) -> IncidentView:
     """Someone is on it. Idempotent: acknowledging an acknowledged incident changes nothing."""
     require_incident_actor(by)
-    reason = _clean_text(reason)
+    reason = check_reason(reason, required=True)
     incident = _locked(incident_id)
     if incident.state == IncidentState.ACKNOWLEDGED:
         return _view(incident)
@@ -339,7 +330,7 @@ def incident_assign(*, incident_id: int, assignee_id: int | None, by) -> Inciden
 @transaction.atomic
 def incident_add_note(*, incident_id: int, by, text: str) -> int:
     require_incident_actor(by)
-    text = _clean_text(text, what="text")
+    text = check_reason(text, required=True, what="text")
     if not Incident.objects.filter(pk=incident_id).exists():
         raise IncidentNotFound(f"Incident {incident_id} does not exist.")
     return IncidentNote.objects.create(incident_id=incident_id, author=by, text=text).pk
@@ -349,7 +340,7 @@ def incident_add_note(*, incident_id: int, by, text: str) -> int:
 def incident_dismiss(*, incident_id: int, by, reason: str) -> IncidentView:
     """A false positive. Idempotent: dismissing a dismissed incident changes nothing."""
     require_incident_actor(by)
-    reason = _clean_text(reason)
+    reason = check_reason(reason, required=True)
     incident = _locked(incident_id)
     if incident.state == IncidentState.DISMISSED:
         return _view(incident)
@@ -371,7 +362,7 @@ def incident_resolve(*, incident_id: int, by, reason: str, client=None) -> Resol
     (provider down, no detector), nothing changes and RecheckUnavailable is raised.
     """
     require_incident_actor(by)
-    reason = _clean_text(reason)
+    reason = check_reason(reason, required=True)
     try:
         incident = Incident.objects.get(pk=incident_id)
     except Incident.DoesNotExist:
@@ -389,7 +380,7 @@ def incident_resolve(*, incident_id: int, by, reason: str, client=None) -> Resol
         references = detector.provider_references_for(subject)
         try:
             provider_records_refresh(references=references, client=client)
-        except provider_unavailable_errors() as exc:
+        except ProviderUnavailable as exc:
             raise RecheckUnavailable(
                 "The provider did not answer, so the fix cannot be verified. Try again shortly."
             ) from exc

@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from payments.services import provider_client
 from reconciliation.amounts import minor_to_major, order_id_from_reference, provider_time
 from reconciliation.choices import ProviderObjectKind
 from reconciliation.conf import setting
@@ -30,7 +31,10 @@ logger = logging.getLogger(__name__)
 
 
 class ProviderClientLike(Protocol):
-    """The part of payments.provider.ProviderClient reconciliation uses."""
+    """What reconciliation reads from the provider: payments' one client
+    (payments.services.provider_client) fits; tests pass stand-ins. Reconciliation
+    never writes through it: its refunds go through payments.services.charge_refund,
+    which records the call like every other."""
 
     def iter_charges(
         self, *, created_gte: int | None = None, reference: str | None = None
@@ -39,20 +43,6 @@ class ProviderClientLike(Protocol):
     def iter_refunds(self, *, created_gte: int | None = None, charge: str | None = None) -> Iterator[Any]: ...
 
     def settlement(self, *, date: date_type) -> dict: ...
-
-
-def provider_client_default() -> ProviderClientLike:
-    # Imported here so reconciliation loads (and its non-provider paths run) even when the
-    # provider client cannot be configured, e.g. in a management shell without PSP settings.
-    from payments.provider import ProviderClient
-
-    return ProviderClient.from_settings()
-
-
-def provider_unavailable_errors() -> tuple[type[BaseException], ...]:
-    from payments.provider import ProviderUnavailable
-
-    return (ProviderUnavailable,)
 
 
 @dataclass(frozen=True)
@@ -89,7 +79,7 @@ def provider_records_sync(
     on its own; the cursor moves only after a kind's whole pull succeeded, so a pull that
     dies half-way is simply repeated (idempotently) next time.
     """
-    client = client or provider_client_default()
+    client = client or provider_client()
     charges = _sync_kind(
         ProviderObjectKind.CHARGE,
         lambda created_gte: client.iter_charges(created_gte=created_gte),
@@ -112,7 +102,7 @@ def provider_records_refresh(*, references: Iterable[str], client: ProviderClien
     a person resolving an incident must be judged against the provider's present state.
     Leaves the cursors alone. Returns the number of rows upserted.
     """
-    client = client or provider_client_default()
+    client = client or provider_client()
     rows = 0
     for reference in references:
         charges = list(client.iter_charges(reference=reference))
@@ -281,7 +271,7 @@ def provider_settlement_import(
 ) -> list[SettlementLine]:
     """Fetch the provider's settlement for one UTC day and store it per currency (upsert:
     importing a day again replaces its lines, so a late correction by the provider wins)."""
-    client = client or provider_client_default()
+    client = client or provider_client()
     lines = _parse_settlement(client.settlement(date=date), date)
     _store_settlement(lines)
     return lines

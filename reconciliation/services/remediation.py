@@ -4,15 +4,22 @@
     remediation_preview(*, incident_id, action=None) -> RemediationPreview      # no effect
     remediation_apply(*, incident_id, by, reason, action=None, client=None) -> RemediationResult
 
+(`client` is only read from: the provider's records after a refund.)
+
 Actions per incident type (the first is the default, the one the auto policy runs):
 
 - duplicate_charge: `refund_extra_charges` - refund every capture but the kept one;
 - charge_without_order: `refund_charge` - give the orphan capture back; `confirm_order` -
-  a pending order whose capture exists is confirmed (payment captured with that charge,
-  stock reserved and committed) when stock allows;
+  a pending order whose capture exists is confirmed with orders' one recipe,
+  order_confirm_paid (payment captured with that charge, stock reserved and committed)
+  when stock allows;
 - refund_missing: `refund_payment` - refund the recorded capture through payments;
 - stock_drift: `release_stock` - release units held for a finished or missing order;
 - stuck_saga: `retry_saga`, `compensate_saga` - through the saga engine's services.
+
+Every action is one call of the owning app's service; nothing is re-assembled here.
+Refunds go through payments: a recorded capture by payment_refund_through_provider,
+a charge no payment holds by charge_refund — both record a ProviderAttempt.
 
 Idempotent: a Remediation row is unique per (incident, action). A second apply of a
 succeeded remediation returns it with `already_applied=True` and does nothing. Every
@@ -39,14 +46,30 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core.audit import check_reason, is_person
 from core.errors import ConcordError, Conflict
+from core.sql import in_open_transaction
+from inventory.choices import ReservationState
+from inventory.selectors import products_by_sku, reservations_for_order
+from inventory.services import stock_release
+from orders.choices import CHECKOUT, FailureReason
+from orders.selectors import order_confirm_paid_refusal, order_get
+from orders.services import order_confirm_paid
+from payments.choices import PaymentStatus
+from payments.selectors import payment_for_order, payment_get, payments_reconciliation_values
+from payments.services import Outcome, charge_refund, payment_refund_through_provider, provider_client
+from reconciliation.amounts import minor_to_major
 from reconciliation.choices import LIVE_STATES, IncidentType
 from reconciliation.conf import remediation_policy
+from reconciliation.detectors.base import Scope
+from reconciliation.detectors.sql import fetch, net_captures_cte
 from reconciliation.errors import ActionNotPermitted, IncidentClosed, IncidentNotFound
 from reconciliation.models import Incident, IncidentNote, ProviderCharge, Remediation
+from sagas.choices import RunStatus
+from sagas.selectors import saga_run_for_subject, saga_run_get
+from sagas.services import saga_compensate, saga_retry_now
 
-from .incidents import _clean_text
-from .provider_records import _upsert_charges, _upsert_refunds, provider_client_default
+from .provider_records import ProviderClientLike, _upsert_charges, _upsert_refunds
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +86,8 @@ ACTIONS: dict[str, tuple[str, ...]] = {
 # The saga engine's manual operations need a person (sagas.services), so no policy runs them.
 PERSON_ONLY = frozenset({IncidentType.STUCK_SAGA})
 MONEY_MOVING = frozenset({"refund_extra_charges", "refund_charge", "refund_payment"})
+_REFUNDABLE = (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED)
+_FINISHED_RUNS = (RunStatus.COMPLETED, RunStatus.COMPENSATED, RunStatus.RESOLVED)
 # A remediation left `running` this long ago by a process that died may be taken over.
 _STALE_RUNNING = timedelta(minutes=5)
 _LIVE = [str(s) for s in LIVE_STATES]
@@ -130,7 +155,12 @@ def remediation_preview(*, incident_id: int, action: str | None = None) -> Remed
 
 
 def remediation_apply(
-    *, incident_id: int, by: Any, reason: str, action: str | None = None, client: Any = None
+    *,
+    incident_id: int,
+    by: Any,
+    reason: str,
+    action: str | None = None,
+    client: ProviderClientLike | None = None,
 ) -> RemediationResult:
     """Apply one remediation for a person. See the module docstring for the guarantees.
 
@@ -141,11 +171,11 @@ def remediation_apply(
     incident = _incident(incident_id)
     action = _action_for(incident, action)
     _require_permissions(by, action)
-    reason = _clean_text(reason)
+    reason = check_reason(reason, required=True)
     return _apply(incident, action, by=by, reason=reason, automatic=False, client=client)
 
 
-def remediations_auto_apply(*, client: Any = None) -> list[RemediationResult]:
+def remediations_auto_apply(*, client: ProviderClientLike | None = None) -> list[RemediationResult]:
     """The settings-driven policy (RECONCILIATION["AUTO_REMEDIATION"]), run by each pass
     after detection: the default action of every live incident whose type is enabled
     and whose money at risk is within the type's max_amount. Off by default; a
@@ -242,21 +272,16 @@ def _preview(incident: Incident, action: str, **kw: Any) -> RemediationPreview:
 
 def _refundable(charge_ids: list[str]) -> list[dict[str, Any]]:
     """What each charge still holds per the synced records (refund totals included)."""
-    from reconciliation.detectors.base import Scope
-    from reconciliation.detectors.sql import fetch, net_captures_cte
-
     if not charge_ids:
         return []
     sql, params = net_captures_cte(Scope(charge_ids=frozenset(charge_ids)))
-    rows = fetch(
-        "WITH " + sql + " SELECT provider_id, amount_minor, refunded_minor, currency FROM nc ORDER BY id",  # noqa: S608
-        params,
-    )
-    from reconciliation.amounts import minor_to_major
-
+    columns = "provider_id, reference, amount_minor, refunded_minor, currency"
+    # Only the CTE built by detectors.sql and constant column names; values are parameters.
+    rows = fetch(f"WITH {sql} SELECT {columns} FROM nc ORDER BY id", params)  # noqa: S608
     return [
         {
             "charge_id": r["provider_id"],
+            "reference": r["reference"],
             "amount_minor": r["amount_minor"] - r["refunded_minor"],
             "amount": minor_to_major(r["amount_minor"] - r["refunded_minor"], r["currency"]),
             "currency": r["currency"],
@@ -266,8 +291,6 @@ def _refundable(charge_ids: list[str]) -> list[dict[str, Any]]:
 
 
 def _payment_recording(charge_id: str) -> dict[str, Any] | None:
-    from payments.selectors import payments_reconciliation_values
-
     return payments_reconciliation_values().filter(provider_charge_id=charge_id).first()
 
 
@@ -284,11 +307,7 @@ def _plan(incident: Incident, action: str) -> RemediationPreview:
         refunds = []
         for item in _refundable([i for i in ids if i]):
             recorded = _payment_recording(item["charge_id"])
-            via = (
-                "payments"
-                if recorded and recorded["status"] in ("captured", "partially_refunded")
-                else "provider"
-            )
+            via = "payments" if recorded and recorded["status"] in _REFUNDABLE else "provider"
             refunds.append({**item, "via": via, "payment_id": recorded["id"] if recorded else None})
         total = sum((r["amount"] for r in refunds), Decimal("0"))
         if not refunds:
@@ -301,11 +320,9 @@ def _plan(incident: Incident, action: str) -> RemediationPreview:
         )  # fmt: skip
 
     if action == "refund_payment":
-        from payments.selectors import payment_get
-
         payment = payment_get(payment_id=incident.payment_id)
         amount = payment.amount - payment.refunded_amount
-        if payment.status not in ("captured", "partially_refunded") or amount <= 0:
+        if payment.status not in _REFUNDABLE or amount <= 0:
             return _preview(incident, action, allowed=False, why_not=f"payment is {payment.status}",
                             description="payments holds nothing refundable for this order.")  # fmt: skip
         return _preview(
@@ -320,13 +337,11 @@ def _plan(incident: Incident, action: str) -> RemediationPreview:
         return _plan_confirm(incident, action)
 
     if action == "release_stock":
-        from inventory.selectors import reservations_for_order
-
         if details.get("kind") != "held_for_finished_order" or incident.order_id is None:
             return _preview(incident, action, allowed=False,
                             why_not="only stock held for a finished or missing order can be released",
                             description="Nothing to release.")  # fmt: skip
-        held = [r for r in reservations_for_order(incident.order_id) if r.state == "held"]
+        held = [r for r in reservations_for_order(incident.order_id) if r.state == ReservationState.HELD]
         return _preview(
             incident, action, allowed=bool(held), why_not="" if held else "nothing is held any more",
             stock_changes=[{"sku": r.sku, "held_delta": -r.quantity, "available_delta": r.quantity} for r in held],
@@ -334,10 +349,9 @@ def _plan(incident: Incident, action: str) -> RemediationPreview:
         )  # fmt: skip
 
     if action in ("retry_saga", "compensate_saga"):
-        from sagas.selectors import saga_run_get
-
+        assert incident.saga_run_id is not None
         run = saga_run_get(run_id=incident.saga_run_id)
-        if run.status in ("completed", "compensated", "resolved"):
+        if run.status in _FINISHED_RUNS:
             return _preview(incident, action, allowed=False, why_not=f"saga run is {run.status}",
                             description="The run has finished.")  # fmt: skip
         verb = "Retry the current step of" if action == "retry_saga" else "Compensate (abort)"
@@ -348,27 +362,24 @@ def _plan(incident: Incident, action: str) -> RemediationPreview:
 
 
 def _plan_confirm(incident: Incident, action: str) -> RemediationPreview:
-    from inventory.selectors import products_by_sku, reservations_for_order
-    from orders.selectors import order_get
-    from payments.selectors import payment_for_order
-
     details = incident.details or {}
     if details.get("reason") != "order_pending_past_sla" or incident.order_id is None:
         return _preview(incident, action, allowed=False, why_not="only a pending order can be confirmed",
                         description="The order is missing or cancelled: refund the charge instead.")  # fmt: skip
     order = order_get(order_id=incident.order_id)
-    payment = payment_for_order(order_id=order.id)
     charge = ProviderCharge.objects.filter(provider_id=incident.charge_id).first()
     problems = []
-    if order.status != "pending":
-        problems.append(f"order is {order.status}")
-    if payment is None:
-        problems.append("the order has no payment")
-    elif payment.provider_charge_id not in (None, incident.charge_id):
-        problems.append(f"payment {payment.id} recorded another charge")
+    refusal = order_confirm_paid_refusal(
+        order=order,
+        payment=payment_for_order(order_id=order.id),
+        checkout_run=saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order.id)),
+        provider_charge_id=incident.charge_id,
+    )
+    if refusal is not None:
+        problems.append(refusal.message)
     if charge is None or charge.amount != order.total or charge.currency != order.currency:
         problems.append("the charge does not match the order's total and currency")
-    held = {r.sku: r.quantity for r in reservations_for_order(order.id) if r.state == "held"}
+    held = {r.sku: r.quantity for r in reservations_for_order(order.id) if r.state == ReservationState.HELD}
     products = products_by_sku(line.sku for line in order.lines)
     stock = []
     for line in order.lines:
@@ -407,7 +418,7 @@ def _claim(
         elif remediation.state == Remediation.State.RUNNING and remediation.created_at > now - _STALE_RUNNING:
             raise RemediationInProgress(f"The {action} remediation of incident {incident.pk} is running.")
         remediation.state = Remediation.State.RUNNING
-        remediation.by = by if getattr(by, "is_authenticated", False) else None
+        remediation.by = by if is_person(by) else None
         remediation.automatic = automatic
         remediation.reason = reason
         remediation.attempts += 1
@@ -426,9 +437,21 @@ def _result(remediation: Remediation, *, already_applied: bool) -> RemediationRe
 
 
 def _apply(
-    incident: Incident, action: str, *, by: Any, reason: str, automatic: bool, client: Any
+    incident: Incident,
+    action: str,
+    *,
+    by: Any,
+    reason: str,
+    automatic: bool,
+    client: ProviderClientLike | None,
 ) -> RemediationResult:
-    _refuse_nested()
+    if in_open_transaction():
+        # Refunds call the provider: their effect would survive a caller's rollback.
+        raise ConcordError(
+            "Remediations call other services and the provider; run them outside a transaction.",
+            code="remediation_in_transaction",
+            http_status=500,
+        )
     remediation, already = _claim(incident, action, by=by, reason=reason, automatic=automatic)
     if already:
         return _result(remediation, already_applied=True)
@@ -454,18 +477,6 @@ def _apply(
     return _result(remediation, already_applied=False)
 
 
-def _refuse_nested() -> None:
-    # Provider calls must not run inside a caller's transaction (their effect would
-    # survive its rollback); test-case wrappers are allowed.
-    connection = transaction.get_connection()
-    if any(not getattr(block, "_from_testcase", False) for block in connection.atomic_blocks):
-        raise ConcordError(
-            "Remediations call other services and the provider; run them outside a transaction.",
-            code="remediation_in_transaction",
-            http_status=500,
-        )
-
-
 def _finish(remediation: Remediation, *, state, effects, money, currency, error, by) -> None:
     with transaction.atomic():
         remediation.state = state
@@ -487,30 +498,50 @@ def _finish(remediation: Remediation, *, state, effects, money, currency, error,
             text += f" ({error})"
         IncidentNote.objects.create(
             incident_id=remediation.incident_id,
-            author=by if getattr(by, "is_authenticated", False) else None,
+            author=by if is_person(by) else None,
             text=f"{text}. Reason: {remediation.reason}",
         )
 
 
-def _execute(incident, action, plan, *, remediation, by, reason, client):
-    if action in ("refund_extra_charges", "refund_charge", "refund_payment"):
+_Executed = tuple[str, dict[str, Any], Decimal, str]  # (state, effects, money moved, error)
+
+
+def _execute(
+    incident: Incident,
+    action: str,
+    plan: RemediationPreview,
+    *,
+    remediation: Remediation,
+    by: Any,
+    reason: str,
+    client: ProviderClientLike | None,
+) -> _Executed:
+    """One call of the owning app's service per action."""
+    if action in MONEY_MOVING:
         return _refund(plan, remediation=remediation, by=by, reason=reason, client=client)
     if action == "confirm_order":
-        return _confirm(incident, by=by, reason=reason)
+        assert incident.order_id is not None
+        order_confirm_paid(
+            order_id=incident.order_id, provider_charge_id=incident.charge_id, by=by, reason=reason
+        )
+        effects = {"order": incident.order_id, "charge": incident.charge_id, "stock": plan.stock_changes}
+        return Remediation.State.SUCCEEDED, effects, Decimal("0"), ""
     if action == "release_stock":
-        from inventory.services import stock_release
-
+        assert incident.order_id is not None
         rows = stock_release(order_id=incident.order_id, by=by, reason=reason)
         return Remediation.State.SUCCEEDED, {"stock": plan.stock_changes, "reservations": [r.id for r in rows]}, \
             Decimal("0"), ""  # fmt: skip
     if action in ("retry_saga", "compensate_saga"):
-        from sagas.services import saga_compensate, saga_retry_now
-
+        assert incident.saga_run_id is not None
         if action == "retry_saga":
             run = saga_retry_now(run_id=incident.saga_run_id, by=by, reason=reason)
         else:
+            # The same failure code as a compensation from the back office: staff undid it.
             run = saga_compensate(
-                run_id=incident.saga_run_id, by=by, reason=reason, failure_code="reconciliation"
+                run_id=incident.saga_run_id,
+                by=by,
+                reason=reason,
+                failure_code=FailureReason.CANCELLED_BY_STAFF,
             )
         return (
             Remediation.State.SUCCEEDED,
@@ -521,34 +552,39 @@ def _execute(incident, action, plan, *, remediation, by, reason, client):
     raise RemediationNotAllowed(f"Unknown remediation {action!r}.")
 
 
-def _refund(plan, *, remediation, by, reason, client):
-    from payments.provider import Outcome
-    from payments.services import payment_refund_through_provider
-
+def _refund(
+    plan: RemediationPreview,
+    *,
+    remediation: Remediation,
+    by: Any,
+    reason: str,
+    client: ProviderClientLike | None,
+) -> _Executed:
     done, doubtful, failed = [], [], []
     money = Decimal("0")
     for item in plan.refunds:
         amount = Decimal(str(item["amount"]))
-        key = f"recon:{remediation.incident_id}:{remediation.action}:{item['charge_id']}"
+        key = f"recon:{remediation.incident_id}:{remediation.action}:{item['charge_id']}"[:255]
         if item["via"] == "payments":
             outcome = payment_refund_through_provider(
-                payment_id=item["payment_id"], amount=amount, reason=reason, by=by, idempotency_key=key[:255]
+                payment_id=item["payment_id"], amount=amount, reason=reason, by=by, idempotency_key=key
             )
-            status = outcome.outcome
+            status, detail = outcome.outcome, outcome.error
             refund_id = outcome.refund.provider_refund_id if outcome.refund else None
-            detail = outcome.error
         else:
-            # A charge payments does not know (orphan or extra): payments cannot refund it,
-            # so reconciliation asks the provider itself, with a key fixed per remediation.
-            client = client or provider_client_default()
-            result = client.create_refund(
-                charge_id=item["charge_id"], amount=int(item["amount_minor"]), idempotency_key=key
+            # A charge no payment holds (orphan or extra): payments refunds it at the
+            # provider with a key fixed per remediation and records the attempt.
+            refunded = charge_refund(
+                charge_id=item["charge_id"],
+                amount_minor=int(item["amount_minor"]),
+                reference=str(item.get("reference") or ""),
+                idempotency_key=key,
             )
-            status, detail = result.outcome, result.error or result.failure_code or ""
-            refund_id = result.refund.id if result.refund else None
-            if result.refund is not None:
-                _upsert_refunds([result.refund])  # visible to the next pass even without a sync
-                charge = client.get_charge(item["charge_id"])
+            status, detail = refunded.outcome, refunded.error
+            refund_id = refunded.refund.id if refunded.refund else None
+            if refunded.refund is not None:
+                _upsert_refunds([refunded.refund])  # visible to the next pass even without a sync
+                charge = (client or provider_client()).get_charge(item["charge_id"])
                 if charge is not None:
                     _upsert_charges([charge])
         entry = {
@@ -570,23 +606,3 @@ def _refund(plan, *, remediation, by, reason, client):
     if failed:
         return Remediation.State.FAILED, effects, money, "the provider declined a refund"
     return Remediation.State.SUCCEEDED, effects, money, ""
-
-
-def _confirm(incident, *, by, reason):
-    from inventory.services import stock_commit, stock_reserve
-    from orders.selectors import order_get
-    from orders.services import order_confirm
-    from payments.selectors import payment_for_order
-    from payments.services import payment_capture
-
-    order = order_get(order_id=incident.order_id)
-    payment = payment_for_order(order_id=order.id)
-    with transaction.atomic():
-        payment_capture(payment_id=payment.id, provider_charge_id=incident.charge_id, by=by, reason=reason)
-        stock_reserve(
-            order_id=order.id, lines=[(ln.sku, ln.quantity) for ln in order.lines], by=by, reason=reason
-        )
-        stock_commit(order_id=order.id, by=by, reason=reason)
-        order_confirm(order_id=order.id, by=by, reason=reason)
-    return Remediation.State.SUCCEEDED, {"order": order.id, "payment": payment.id, "charge": incident.charge_id}, \
-        Decimal("0"), ""  # fmt: skip

@@ -25,6 +25,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from core import metrics
+from payments.services import ProviderUnavailable
 from reconciliation.choices import LIVE_STATES, RunStatus
 from reconciliation.conf import setting
 from reconciliation.detectors import ChangeSet, DetectionContext, Detector, detectors_all
@@ -37,8 +38,8 @@ from .provider_records import (
     ProviderClientLike,
     SyncResult,
     provider_records_sync,
-    provider_unavailable_errors,
 )
+from .remediation import remediations_auto_apply
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +174,7 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
             synced = provider_records_sync(
                 client=client, progress=lambda n: emit("sync", 0, n) if progress else None
             )
-        except provider_unavailable_errors() as exc:
+        except ProviderUnavailable as exc:
             sync_ok = False
             errors.append(f"sync: provider unavailable: {exc}")
             logger.warning("reconciliation: provider unavailable during sync: %s", exc)
@@ -245,8 +246,6 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
     # The settings-driven auto-remediation policy (off unless a type is enabled). Its fixes
     # are confirmed by the next pass's re-check, like a person's.
     try:
-        from .remediation import remediations_auto_apply
-
         applied = remediations_auto_apply(client=client)
         if applied:
             per_detector["auto_remediation"] = {

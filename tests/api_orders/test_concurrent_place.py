@@ -1,38 +1,20 @@
 """Concurrent duplicates of one POST orders/ on real PostgreSQL, each thread on its
 own connection: exactly one order; the others replay it or get 409."""
 
-import threading
-
 import pytest
-from django.db import connection
 
 from idempotency.models import IdempotencyRecord
 from orders.models import Order
 from payments.models import Payment
 from tests.api_orders.conftest import make_client, order_body, place
+from tests.fixtures.concurrency import at_once, raised
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _fire(n, request):
-    barrier = threading.Barrier(n)
-    responses, errors = [None] * n, []
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=10)
-            responses[i] = request()
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert not errors, errors
+    responses = at_once(n, lambda i: request())
+    assert raised(responses) == []
     return responses
 
 

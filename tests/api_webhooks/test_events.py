@@ -1,15 +1,14 @@
 """What events do: resolve an unknown or pending payment once, whatever the deliveries."""
 
 import logging
-import threading
 
 import pytest
-from django.db import connection
 
 from payments.models import ProviderWebhookEvent
 from payments.selectors import payment_for_order
 from payments.services import payment_capture, payment_mark_unknown
 from tests.api_webhooks.conftest import charge_event, deliver
+from tests.fixtures.concurrency import at_once, raised
 
 pytestmark = pytest.mark.django_db
 
@@ -97,7 +96,7 @@ def test_an_event_with_no_matching_payment_is_acknowledged(db):
 def test_an_unknown_event_type_is_acknowledged_and_logged(db, caplog):
     event = charge_event(event_type="payout.paid")
 
-    with caplog.at_level(logging.INFO, logger="payments.webhook_services"):
+    with caplog.at_level(logging.INFO, logger="payments.services.webhooks"):
         response = deliver(event)
 
     assert response.status_code == 200
@@ -131,25 +130,10 @@ def test_concurrent_deliveries_of_one_event_apply_it_once(placed_order):
     _unknown(placed_order)
     event = charge_event(reference=str(placed_order.id))
     n = 5
-    barrier = threading.Barrier(n)
-    responses, errors = [None] * n, []
 
-    def worker(i):
-        try:
-            barrier.wait(timeout=10)
-            responses[i] = deliver(event)
-        except Exception as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-        finally:
-            connection.close()
+    responses = at_once(n, lambda i: deliver(event))
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-
-    assert not errors, errors
+    assert raised(responses) == []
     assert [r.status_code for r in responses] == [200] * n
     assert sorted(r.json()["duplicate"] for r in responses) == [False] + [True] * (n - 1)
     assert ProviderWebhookEvent.objects.get(event_id=event["id"]).deliveries == n

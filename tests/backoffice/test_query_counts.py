@@ -55,8 +55,14 @@ def test_finance_and_approvals_run_constant_sql(finance, support_user, shop, set
     settings.BACKOFFICE_APPROVAL_THRESHOLD = "1.00"
 
     def ask():
-        services.refund_request(
-            order_id=shop.confirmed(), amount="10.00", reason="x", by=support_user, action_key=new_key()
+        services.operation_submit(
+            page="order",
+            subject_id=shop.confirmed(),
+            op="refund",
+            data={"amount": "10.00"},
+            reason="x",
+            by=support_user,
+            action_key=new_key(),
         )
 
     _grow(ask, N)

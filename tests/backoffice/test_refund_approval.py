@@ -71,8 +71,14 @@ def test_a_large_refund_waits_for_finance_then_runs_once(support, finance, shop)
 
 def test_nobody_approves_their_own_request(superuser, shop):
     order_id = shop.confirmed()
-    outcome = services.refund_request(
-        order_id=order_id, amount="60.00", reason="x", by=superuser, action_key=new_key()
+    outcome = services.operation_submit(
+        page="order",
+        subject_id=order_id,
+        op="refund",
+        data={"amount": "60.00"},
+        reason="x",
+        by=superuser,
+        action_key=new_key(),
     )
     with pytest.raises(ConcordError) as err:
         services.approval_approve(
@@ -91,8 +97,14 @@ def test_support_cannot_approve_and_a_rejection_moves_no_money(
     support_user, support_user2, finance_user, shop
 ):
     order_id = shop.confirmed()
-    outcome = services.refund_request(
-        order_id=order_id, amount="55.00", reason="x", by=support_user, action_key=new_key()
+    outcome = services.operation_submit(
+        page="order",
+        subject_id=order_id,
+        op="refund",
+        data={"amount": "55.00"},
+        reason="x",
+        by=support_user,
+        action_key=new_key(),
     )
     with pytest.raises(ConcordError) as err:
         services.approval_approve(

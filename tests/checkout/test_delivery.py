@@ -1,12 +1,11 @@
 """Delivery: duplicate deliveries, the commit budget (in-process, real PostgreSQL),
 and real worker processes for on-commit pokes, lost pokes and a killed worker."""
 
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-from django.db import connection, connections
+from django.db import connections
 from django.utils import timezone
 
 from orders.selectors import order_get
@@ -14,6 +13,7 @@ from payments.selectors import payment_for_order, provider_attempts_for_payment
 from sagas.executor import advance_run
 from sagas.models import SagaRun
 from sagas.selectors import saga_step_log
+from tests.fixtures.concurrency import at_once
 from tests.fixtures.worker import purge_default_queue
 
 from .conftest import assert_invariants, provider_charges, run_of, wait_for
@@ -25,21 +25,7 @@ def test_the_same_advance_delivered_twice_at_once_has_one_effect(psp, shop, plac
     psp.set_faults(latency_ms=300)  # keeps the first pass inside the charge for a while
     order_id = place(lines=[("MUG", 1)])
     run_id = run_of(order_id).id
-    barrier = threading.Barrier(2)
-    results: list[str] = []
-
-    def deliver() -> None:
-        try:
-            barrier.wait()
-            results.append(advance_run(run_id, worker_id=f"w{threading.get_ident()}"))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(30)
+    results = at_once(2, lambda i: advance_run(run_id, worker_id=f"w{i}"))
 
     assert sorted(results) == ["completed", "not_claimed"]
     assert len(provider_charges(psp, order_id)) == 1

@@ -2,14 +2,12 @@
 exactly one effect; the others wait and replay, or get 409 if the first takes
 longer than IDEMPOTENCY_LOCK_TIMEOUT_MS."""
 
-import threading
-
 import pytest
 from django.contrib.auth.models import Group
-from django.db import connection
 from django.test import override_settings
 
 from idempotency.models import IdempotencyRecord
+from tests.fixtures.concurrency import at_once, raised
 from tests.idempotency.conftest import make_client, post
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.idempotency.urls")]
@@ -17,24 +15,8 @@ URL = "/api/v1/test/groups/"
 
 
 def _fire(client, body, key, n):
-    barrier = threading.Barrier(n)
-    responses, errors = [None] * n, []
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=10)
-            responses[i] = post(client, URL, body, key)
-        except Exception as exc:  # noqa: BLE001 - surfaced by the assertion below
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not errors, errors
+    responses = at_once(n, lambda i: post(client, URL, body, key))
+    assert raised(responses) == []
     return responses
 
 
@@ -74,22 +56,9 @@ def test_concurrent_duplicates_past_the_wait_get_409_in_use():
 
 def test_concurrent_different_bodies_same_key_one_effect_rest_422():
     client = make_client()
-    n = 4
-    barrier = threading.Barrier(n)
-    responses = [None] * n
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=10)
-            responses[i] = post(client, URL, {"name": f"variant-{i}", "hold_seconds": 0.2}, "concurrent-3")
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    responses = at_once(
+        4, lambda i: post(client, URL, {"name": f"variant-{i}", "hold_seconds": 0.2}, "concurrent-3")
+    )
 
     assert Group.objects.filter(name__startswith="variant-").count() == 1
     assert sorted(r.status_code for r in responses) == [201, 422, 422, 422]

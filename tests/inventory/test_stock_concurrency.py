@@ -1,37 +1,13 @@
 """Concurrent reservations from separate connections never oversell (real PostgreSQL)."""
 
-import threading
-
 import pytest
-from django.db import connections
 
 from inventory import services
 from inventory.errors import OutOfStock
 from inventory.selectors import reservations_for_order, stock_level_get
+from tests.fixtures.concurrency import at_once
 from tests.inventory.factories import ProductFactory
 from tests.inventory.helpers import assert_stock_conserved
-
-
-def _run_concurrently(n, target):
-    barrier = threading.Barrier(n)
-    outcomes = [None] * n
-
-    def worker(i):
-        try:
-            barrier.wait(timeout=30)
-            outcomes[i] = target(i)
-        except Exception as exc:  # noqa: BLE001 - the outcome is what the test inspects
-            outcomes[i] = exc
-        finally:
-            # Each thread got its own connection; close it or the test database cannot be dropped.
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    return outcomes
 
 
 @pytest.mark.django_db(transaction=True)
@@ -41,7 +17,7 @@ def test_twenty_buyers_for_the_last_five_units():
     services.stock_set_on_hand(sku="LAST", on_hand=5, reason="only five left")
 
     # when: 20 orders each try to reserve one unit at the same moment
-    outcomes = _run_concurrently(20, lambda i: services.stock_reserve(order_id=1000 + i, lines=[("LAST", 1)]))
+    outcomes = at_once(20, lambda i: services.stock_reserve(order_id=1000 + i, lines=[("LAST", 1)]))
 
     # then: exactly five win, the rest are told it is out of stock
     won = [o for o in outcomes if isinstance(o, list)]
@@ -59,7 +35,7 @@ def test_twenty_buyers_for_the_last_five_units():
 def test_the_same_order_reserved_twice_at_once_holds_stock_once():
     ProductFactory(sku="TWIN", on_hand=10)
 
-    outcomes = _run_concurrently(2, lambda i: services.stock_reserve(order_id=42, lines=[("TWIN", 3)]))
+    outcomes = at_once(2, lambda i: services.stock_reserve(order_id=42, lines=[("TWIN", 3)]))
 
     assert all(isinstance(o, list) for o in outcomes), outcomes
     level = stock_level_get("TWIN")
@@ -78,7 +54,7 @@ def test_commit_and_release_racing_for_one_order_apply_exactly_one():
             return services.stock_commit(order_id=9, reason="paid")
         return services.stock_release(order_id=9, reason="timed out")
 
-    outcomes = _run_concurrently(2, act)
+    outcomes = at_once(2, act)
 
     # The loser sees the winner's state after the row lock and refuses (Conflict).
     assert sum(isinstance(o, list) for o in outcomes) == 1, outcomes

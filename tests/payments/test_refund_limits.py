@@ -10,8 +10,8 @@ from core.errors import ConcordError
 from payments import selectors, services
 from payments.choices import LedgerAccountCode, PaymentStatus, RefundStatus
 from payments.models import Payment, Refund
+from tests.fixtures.concurrency import at_once, raised
 
-from .concurrency import run_concurrently
 from .helpers import payment_in_state
 
 
@@ -85,11 +85,11 @@ def test_concurrent_refunds_never_exceed_the_captured_amount():
         return services.refund_succeed(refund_id=refund.id, provider_refund_id=f"re_t{n}", reason="ok")
 
     # when: five connections each refund 30.00 at once
-    results = run_concurrently(refund_and_settle, [(n,) for n in range(5)])
+    results = at_once(5, refund_and_settle)
 
     # then: exactly three fit; the others are refused with a clear code
-    succeeded = [r for kind, r in results if kind == "ok"]
-    refused = [r for kind, r in results if kind == "error"]
+    refused = raised(results)
+    succeeded = [r for r in results if not isinstance(r, BaseException)]
     assert len(succeeded) == 3
     assert all(isinstance(e, ConcordError) and e.code == "refund_exceeds_captured" for e in refused)
     payment.refresh_from_db()

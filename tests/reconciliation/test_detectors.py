@@ -99,6 +99,20 @@ def test_order_confirmed_without_capture(psp, shop):
     _one_then_none_then_resolved("order_confirmed_without_capture", fix)
 
 
+def test_a_confirmed_order_refunded_in_full_on_purpose_is_no_incident(psp, shop, support_user):
+    from payments.selectors import payment_for_order
+    from payments.services import payment_refund_through_provider
+
+    client = psp.client()
+    order_id, _ = shop.checkout(client)
+    payment = payment_for_order(order_id=order_id)
+    refunded = payment_refund_through_provider(payment_id=payment.id, reason="goodwill", by=support_user)
+    assert refunded.payment.status == "refunded"
+
+    # payments and the provider agree: the money went back, with a person and a reason.
+    assert _pass("order_confirmed_without_capture").found == 0
+
+
 def test_refund_missing_fixed_by_the_refund_payment_remediation(psp, shop, support_user):
     client = psp.client()
     order_id, charge_id = shop.checkout(client)

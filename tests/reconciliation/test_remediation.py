@@ -5,7 +5,7 @@ from decimal import Decimal
 
 import pytest
 
-from payments.selectors import ledger_account_balance, payment_for_order
+from payments.selectors import ledger_account_balance, payment_for_order, provider_attempts_for_charge
 from reconciliation.detectors import detector_get
 from reconciliation.errors import ActionNotPermitted
 from reconciliation.models import Incident, IncidentNote, ProviderRefund, Remediation
@@ -54,6 +54,13 @@ def test_refunding_the_extra_charge_dry_run_then_once_then_resolved(duplicate, s
     refunds = list(client.iter_refunds(charge=extra.id))
     assert [(r.amount, r.status) for r in refunds] == [(2500, "succeeded")]  # refunded once
     assert list(client.iter_refunds(charge=kept)) == []  # the order's own charge is untouched
+    # the refund of the extra charge is on the order's payment timeline
+    [attempt] = provider_attempts_for_charge(charge_id=extra.id)
+    assert (attempt.payment_id, attempt.kind, attempt.provider_object_id) == (
+        payment_for_order(order_id=incident.order_id).id,
+        "refund",
+        refunds[0].id,
+    )
     stored = Remediation.objects.get()
     assert (stored.by, stored.reason, stored.automatic, stored.attempts) == (
         support_user, "customer charged twice", False, 1,
@@ -106,6 +113,10 @@ def test_orphan_charge_refunded_through_the_provider(psp, shop, superuser):
 
     assert (result.state, result.money_moved) == ("succeeded", Decimal("12.34"))
     assert ProviderRefund.objects.filter(charge_provider_id=orphan.id).count() == 1  # recorded locally
+    # payments made the call and recorded it, though no payment holds the charge
+    [attempt] = provider_attempts_for_charge(charge_id=orphan.id)
+    assert (attempt.payment_id, attempt.kind, attempt.outcome) == (None, "refund", "succeeded")
+    assert attempt.provider_object_id == ProviderRefund.objects.get(charge_provider_id=orphan.id).provider_id
     assert _run("charge_without_order").auto_resolved == 1
 
 

@@ -1,13 +1,11 @@
 """The same advance delivered twice at once: one pass runs, one effect."""
 
-import threading
-
 import pytest
-from django.db import connections
 
 from sagas.choices import RunStatus
 from sagas.executor import NOT_CLAIMED, advance_run
 from sagas.selectors import saga_step_log
+from tests.fixtures.concurrency import at_once
 
 from . import demo
 
@@ -15,22 +13,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def race(run_id, n=2):
-    barrier = threading.Barrier(n)
-    results = []
-
-    def deliver():
-        try:
-            barrier.wait(5)
-            results.append(advance_run(run_id, worker_id=threading.current_thread().name))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=deliver, name=f"t{i}") for i in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(20)
-    return sorted(results)
+    return sorted(at_once(n, lambda i: advance_run(run_id, worker_id=f"t{i}")))
 
 
 def test_two_deliveries_of_a_local_step_run_it_once(start_run):

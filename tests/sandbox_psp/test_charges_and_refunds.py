@@ -1,5 +1,7 @@
 import pytest
 
+from tests.fixtures.concurrency import at_once
+
 pytestmark = pytest.mark.slow
 
 
@@ -53,21 +55,9 @@ def test_a_refund_above_the_captured_amount_is_refused(psp, post, charge):
 
 
 def test_concurrent_refunds_with_different_keys_cannot_over_refund(psp, post, charge):
-    import threading
-
     created = charge(amount=1000)
-    results = []
-    barrier = threading.Barrier(6)
 
-    def refund():
-        barrier.wait()
-        results.append(post("/v1/refunds", {"charge": created["id"], "amount": 400}).status_code)
-
-    threads = [threading.Thread(target=refund) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(6, lambda i: post("/v1/refunds", {"charge": created["id"], "amount": 400}).status_code)
 
     assert sorted(results) == [200, 200, 400, 400, 400, 400]
     assert psp.request("GET", f"/v1/charges/{created['id']}").json()["amount_refunded"] == 800

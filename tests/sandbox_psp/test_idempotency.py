@@ -1,6 +1,6 @@
-import threading
-
 import pytest
+
+from tests.fixtures.concurrency import at_once
 
 from .conftest import charge_body
 
@@ -65,19 +65,8 @@ def test_a_validation_error_is_not_stored_and_the_key_can_be_reused(psp, post):
 def test_concurrent_identical_requests_with_one_key_make_one_charge(psp, post):
     # given: a little latency so the requests overlap inside the provider
     psp.set_faults(latency_ms=100)
-    responses = []
-    barrier = threading.Barrier(8)
-
-    def send():
-        barrier.wait()
-        responses.append(post("/v1/charges", charge_body(reference="race"), key="k-race"))
-
     # when
-    threads = [threading.Thread(target=send) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    responses = at_once(8, lambda i: post("/v1/charges", charge_body(reference="race"), key="k-race"))
 
     # then
     assert [r.status_code for r in responses] == [200] * 8

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 
 from django.core.management.base import BaseCommand, CommandError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from reconciliation.choices import RunStatus
 from reconciliation.errors import ReconcileBusy
 from reconciliation.selectors import incidents_open
 from reconciliation.services import ProgressEvent, reconcile_run
@@ -45,7 +48,7 @@ class Command(BaseCommand):
         # Warnings go to stderr so --json's stdout stays one parseable object.
         for error in result.errors:
             self.stderr.write(f"warning: {error}")
-        if result.status == "failed":
+        if result.status == RunStatus.FAILED:
             raise CommandError(f"reconciliation run {result.run_id} failed: {'; '.join(result.errors)}")
 
         open_incidents = incidents_open()
@@ -70,9 +73,6 @@ class Command(BaseCommand):
             )
 
     def _run_with_progress(self, *, sync: bool, full: bool):
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
         console = Console(file=self.stdout._out)
         with Progress(
             TextColumn("{task.description:<36}"),

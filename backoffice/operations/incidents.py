@@ -1,0 +1,224 @@
+"""The actions of an incident's page: reconciliation's services, one each."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from django.utils.html import format_html
+
+from reconciliation.choices import IncidentState, RemediationState
+from reconciliation.services import (
+    RemediationPreview,
+    incident_acknowledge,
+    incident_add_note,
+    incident_assign,
+    incident_dismiss,
+    incident_resolve,
+    remediation_apply,
+    remediation_preview,
+)
+
+from ..models import ApprovalKind
+from .base import IncidentCase, Offer, Operation, Outcome, Params, Preview
+
+# The Django permissions reconciliation checks (granted to support in backoffice/roles.py).
+CHANGE_INCIDENT = "reconciliation.change_incident"
+REMEDIATE = "reconciliation.remediate_incident"
+REMEDIATION_LABELS = {
+    "refund_extra_charges": "Refund the extra charges",
+    "refund_charge": "Refund the charge",
+    "confirm_order": "Confirm the order with this charge",
+    "refund_payment": "Refund the payment",
+    "release_stock": "Release the held stock",
+    "retry_saga": "Retry the saga",
+    "compensate_saga": "Compensate the saga",
+}
+
+
+def remediation_label(action: str) -> str:
+    return REMEDIATION_LABELS.get(action, action)
+
+
+_LIVE = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
+
+
+def _simple(op: str, label: str, service, *, states: tuple[str, ...], effects: list[str] | None = None,
+            reason_default: str = "") -> Operation:  # fmt: skip
+    """An incident action that calls one reconciliation service with (incident, person, reason)."""
+
+    def offers(case: IncidentCase, user: Any) -> list[Offer]:
+        return [Offer(operation, label)] if case.incident.state in states else []
+
+    def run(case: IncidentCase, params: Params, by: Any, reason: str, key: str) -> Outcome:
+        result = service(case.incident.id, by, reason)
+        if getattr(result, "reopened", False):
+            return Outcome(
+                "Resolved, but the re-check found the condition still there: it is open again.",
+                level="warning",
+                audit="reopened by the re-check",
+            )
+        return Outcome(f"{label}: done.")
+
+    preview = None
+    if effects is not None:
+
+        def preview(case: IncidentCase, params: Params) -> Preview:
+            return Preview(effects=list(effects), params={})
+
+    operation: Operation = Operation(
+        name=f"incident_{op}",
+        op=op,
+        page="incident",
+        label=label,
+        permission=CHANGE_INCIDENT,
+        offers=offers,
+        preview=preview,
+        run=run,
+        reason_default=reason_default,
+        # The re-check of a resolution refreshes the provider's records over HTTP first.
+        calls_provider=op == "resolve",
+    )
+    return operation
+
+
+ASSIGN = _simple(
+    "assign_me",
+    "Assign to me",
+    lambda incident_id, by, reason: incident_assign(incident_id=incident_id, assignee_id=by.pk, by=by),
+    states=_LIVE,
+    reason_default="Taking this one.",
+)
+ACKNOWLEDGE = _simple(
+    "acknowledge",
+    "Acknowledge",
+    lambda incident_id, by, reason: incident_acknowledge(incident_id=incident_id, by=by, reason=reason),
+    states=(IncidentState.OPEN,),
+)
+RESOLVE = _simple(
+    "resolve",
+    "Resolve",
+    lambda incident_id, by, reason: incident_resolve(incident_id=incident_id, by=by, reason=reason),
+    states=_LIVE,
+    effects=["The detector re-checks the condition; if it persists the incident reopens at once."],
+)
+DISMISS = _simple(
+    "dismiss",
+    "Dismiss as false positive",
+    lambda incident_id, by, reason: incident_dismiss(incident_id=incident_id, by=by, reason=reason),
+    states=_LIVE,
+    effects=["The incident closes as a false positive; nothing else changes."],
+)
+NOTE = _simple(
+    "note",
+    "Add note",
+    lambda incident_id, by, reason: incident_add_note(incident_id=incident_id, by=by, text=reason),
+    states=tuple(IncidentState.values),
+)
+
+
+# --- remediations: reconciliation's fixes, previewed by its own dry run --------------------------
+
+
+def _remediate_offers(case: IncidentCase, user: Any) -> list[Offer]:
+    # Reconciliation says which remediations an incident's type has (first = suggested);
+    # its dry run and its apply decide whether one is possible now (a closed incident
+    # is refused there, with the attempt on record).
+    return [
+        Offer(REMEDIATE_OPERATION, remediation_label(action), {"action": action}, suggested=i == 0)
+        for i, action in enumerate(case.remediations)
+    ]
+
+
+def _stock_text(preview: RemediationPreview) -> str:
+    parts = []
+    for change in preview.stock_changes:
+        if change.get("on_hand_delta"):
+            parts.append(f"{change['sku']} on hand {change['on_hand_delta']} (from {change['from']})")
+        else:
+            parts.append(
+                f"{change['sku']} held {change['held_delta']}, available +{change['available_delta']}"
+            )
+    return "; ".join(parts) or "unchanged"
+
+
+def _remediate_preview(case: IncidentCase, params: Params) -> Preview:
+    dry_run = remediation_preview(incident_id=case.incident.id, action=params["action"])
+    currency = dry_run.currency
+    effects: list[Any] = [dry_run.description]
+    if dry_run.moves_money:
+        effects.append(
+            format_html("Money: <strong>{} {}</strong> back to the customer.", dry_run.money_moved, currency)
+        )
+    else:
+        effects.append("Money: none moves.")
+    effects += [
+        f"Refund of charge {r['charge_id']}: {r['amount']} {currency} (through {r['via']})"
+        for r in dry_run.refunds
+    ]
+    effects.append(f"Stock: {_stock_text(dry_run)}.")
+    effects.append(
+        "The incident stays open until the next reconciliation pass re-checks it (or you resolve it)."
+    )
+    return Preview(
+        effects=effects,
+        params={"action": params["action"]},
+        money=dry_run.money_moved if dry_run.moves_money else Decimal("0"),
+        currency=currency,
+        allowed=dry_run.allowed,
+        why_not=dry_run.why_not,
+    )
+
+
+def _remediate_run(case: IncidentCase, params: Params, by: Any, reason: str, key: str) -> Outcome:
+    """reconciliation.remediation_apply: once-only per (incident, action) there, so a
+    repeat (a second approval, a resent form with a new key) returns the first result."""
+    action = params["action"]
+    label = remediation_label(action)
+    result = remediation_apply(incident_id=case.incident.id, by=by, reason=reason, action=action)
+    moved = f", {result.money_moved} {result.currency} moved" if result.money_moved else ""
+    audit = f"{result.state}{moved}"
+    if result.state == RemediationState.SUCCEEDED:
+        summary = f"remediation {action} succeeded{moved}"
+        if result.already_applied:
+            return Outcome(f"{label}: it was applied before; nothing was done twice.", "info", summary, audit)
+        return Outcome(
+            f"{label}: succeeded{moved}. The next reconciliation pass re-checks the incident.",
+            "success",
+            summary,
+            audit,
+        )
+    summary = f"remediation {action} is {result.state} ({result.error}); apply it again later"
+    if result.state == RemediationState.UNKNOWN:
+        return Outcome(
+            f"{label}: the provider's answer is unknown ({result.error}); run it again later.",
+            "warning",
+            summary,
+            audit,
+        )
+    return Outcome(f"{label}: {result.state} ({result.error}).", "error", summary, audit)
+
+
+REMEDIATE_OPERATION = Operation(
+    name="remediate",
+    op="remediate",
+    page="incident",
+    label="Run remediation",
+    permission=REMEDIATE,
+    offers=_remediate_offers,
+    preview=_remediate_preview,
+    run=_remediate_run,
+    target_params=("action",),
+    approval_kind=ApprovalKind.REMEDIATION,
+    calls_provider=True,
+    unavailable="That remediation does not apply to this incident.",
+)
+
+INCIDENT_OPERATIONS: tuple[Operation, ...] = (
+    ASSIGN,
+    ACKNOWLEDGE,
+    RESOLVE,
+    DISMISS,
+    NOTE,
+    REMEDIATE_OPERATION,
+)

@@ -1,0 +1,75 @@
+"""The one INSERT … ON CONFLICT … DO NOTHING RETURNING statement every app writes.
+
+Why raw SQL: Django's create() raises IntegrityError on a duplicate, and surviving
+that inside a caller's transaction needs a savepoint (two round trips) per call. On
+PostgreSQL a conflicting INSERT waits for a concurrent inserter of the same key to
+commit and then does nothing, so "insert unless it exists" is one round trip and
+never an error. Used where the hot path writes a row that may already exist (a
+checkout payment, a saga run, an idempotency key).
+
+Identifiers come from the models' own metadata, quoted; every value is a parameter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import Field, Model
+
+
+def concrete_field(model: type[Model], name: str) -> Field:
+    """A model's own (column-backed) field by name, for SQL written by hand."""
+    field = model._meta.get_field(name)
+    if not isinstance(field, Field) or field.column is None:
+        raise LookupError(f"{model.__name__}.{name} is not a column")
+    return field
+
+
+def column(model: type[Model], name: str) -> str:
+    """The quoted column of a model's field."""
+    return connection.ops.quote_name(str(concrete_field(model, name).column))
+
+
+def insert_do_nothing_sql(model: type[Model], fields: Sequence[str], conflict: Sequence[str]) -> str:
+    """`INSERT INTO <table> (<fields>) VALUES (%s, …) ON CONFLICT (<conflict>) DO NOTHING
+    RETURNING <pk>`: the new row's primary key, or no row when the key exists."""
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    assert pk is not None
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(column(model, f) for f in fields)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(fields))}) "
+        f"ON CONFLICT ({', '.join(column(model, f) for f in conflict)}) DO NOTHING "
+        f"RETURNING {quote(pk.column)}"
+    )
+
+
+def insert_unless_exists(instance: Model, *, conflict: Sequence[str]) -> bool:
+    """Insert `instance` unless a row with the same `conflict` columns exists (one round
+    trip, never an IntegrityError). True when inserted: `instance` then has its pk and
+    is saved; False when the key was taken (read the existing row yourself)."""
+    model = type(instance)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    values: list[Any] = [f.get_db_prep_save(f.pre_save(instance, add=True), connection) for f in fields]
+    sql = insert_do_nothing_sql(model, [f.name for f in fields], conflict)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    instance.pk = row[0]
+    instance._state.adding = False
+    instance._state.db = connection.alias
+    return True
+
+
+def in_open_transaction() -> bool:
+    """True inside a caller's atomic block. Services that call another system over HTTP
+    refuse to run then: the call would hold the caller's row locks for its whole
+    duration and its effect would survive the caller's rollback. Django's test cases
+    wrap each test in atomic blocks marked _from_testcase; those do not count."""
+    return any(
+        not getattr(block, "_from_testcase", False) for block in transaction.get_connection().atomic_blocks
+    )

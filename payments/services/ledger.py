@@ -1,0 +1,114 @@
+"""The double-entry ledger: one balanced posting per business event.
+
+Amounts are signed (debit positive, credit negative) and every transaction's entries
+sum to zero — checked here and, at commit, by a deferred constraint trigger
+(migration 0002). Append-only: a correction is a new adjustment.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from decimal import Decimal
+
+from django.db import transaction
+
+from core.errors import ConcordError, Conflict
+from core.money import quantize
+
+from ..choices import LedgerAccountCode, LedgerTransactionKind
+from ..models import LedgerAccount, LedgerEntry, LedgerTransaction
+from ._common import require_currency, require_text
+
+
+@transaction.atomic
+def ledger_post(
+    *,
+    kind: str,
+    currency: str,
+    entries: list[tuple[str, Decimal]],
+    reference: str,
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+    memo: str = "",
+) -> int:
+    """Post one balanced transaction and return its id.
+
+    `entries` are (account code, signed amount): debit positive, credit negative.
+    They must sum to zero — otherwise ConcordError("ledger_unbalanced") and nothing
+    is written. `reference` names the business event and is unique: posting the same
+    reference again with the same entries returns the first transaction's id (no
+    second posting); with different entries it is a Conflict.
+    """
+    if kind not in LedgerTransactionKind.values:
+        raise ConcordError(f"Unknown ledger transaction kind {kind!r}.", code="ledger_kind_invalid")
+    require_currency(currency)
+    require_text(reference, field="reference", code="ledger_reference_invalid")
+    if not isinstance(entries, list | tuple) or len(entries) < 2:
+        raise ConcordError("A posting needs at least two entries.", code="ledger_entries_invalid")
+    wanted: Counter[tuple[str, Decimal]] = Counter()
+    for entry in entries:
+        try:
+            code, amount = entry
+        except (TypeError, ValueError):
+            raise ConcordError(
+                "Each entry is (account code, amount).", code="ledger_entries_invalid"
+            ) from None
+        if code not in LedgerAccountCode.values:
+            raise ConcordError(
+                f"Unknown ledger account {code!r}.", code="ledger_account_unknown", details={"account": code}
+            )
+        if isinstance(amount, bool) or not isinstance(amount, Decimal | int):
+            raise ConcordError("Ledger amounts must be Decimal.", code="ledger_entries_invalid")
+        amount = Decimal(amount)
+        if not amount.is_finite() or amount == 0 or quantize(amount, currency) != amount:
+            raise ConcordError(
+                f"Ledger amount {amount} is not a non-zero {currency} amount.",
+                code="ledger_entries_invalid",
+                details={"account": code, "amount": str(amount)},
+            )
+        wanted[(code, amount)] += 1
+    total = sum((amount * n for (_, amount), n in wanted.items()), Decimal(0))
+    if total != 0:
+        raise ConcordError(
+            f"Unbalanced posting: entries sum to {total}, not 0.",
+            code="ledger_unbalanced",
+            details={"sum": str(total), "reference": reference},
+        )
+
+    existing = LedgerTransaction.objects.filter(reference=reference).first()
+    if existing is not None:
+        posted = Counter(
+            (code, amount) for code, amount in existing.entries.values_list("account__code", "amount")
+        )
+        same = posted == wanted and (
+            existing.kind,
+            existing.currency,
+            existing.payment_id,
+            existing.refund_id,
+        ) == (kind, currency, payment_id, refund_id)
+        if not same:
+            raise Conflict(
+                f"Ledger reference {reference!r} was already posted with other entries.",
+                code="ledger_reference_reused",
+                details={"reference": reference, "transaction_id": existing.pk},
+            )
+        return existing.pk
+
+    accounts = {
+        code: LedgerAccount.objects.get_or_create(code=code, currency=currency)[0]
+        for code in sorted({code for code, _ in wanted})
+    }
+    txn = LedgerTransaction.objects.create(
+        kind=kind,
+        currency=currency,
+        reference=reference,
+        memo=memo,
+        payment_id=payment_id,
+        refund_id=refund_id,
+    )
+    LedgerEntry.objects.bulk_create(
+        LedgerEntry(transaction=txn, account=accounts[code], amount=amount, currency=currency)
+        for (code, amount), n in wanted.items()
+        for _ in range(n)
+    )
+    return txn.pk
