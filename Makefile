@@ -1,9 +1,9 @@
 # Concord. Two commands matter: `make run` and `make test`.
 SHELL := /bin/bash
 PY := .venv/bin/python
-VENV_STAMP := .venv/.installed-$(shell sha1sum requirements.txt | cut -c1-12)
+VENV_STAMP := .venv/.installed-$(shell cat requirements.txt requirements-dev.txt | sha1sum | cut -c1-12)
 
-.PHONY: run test lint bootstrap venv clean screenshots
+.PHONY: run test lint audit bootstrap venv clean screenshots
 
 ## run: PostgreSQL and Redis (its own under var/ when none runs here), then web + worker +
 ## scheduler + sandbox provider; Ctrl-C stops them all (scripts/run.py, docs/running.md)
@@ -16,6 +16,7 @@ test: bootstrap venv
 	.venv/bin/ruff check .
 	.venv/bin/lint-imports
 	.venv/bin/mypy
+	$(PY) scripts/audit_requirements.py requirements.txt
 	DATABASE_URL=$${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres} DJANGO_SETTINGS_MODULE=config.settings.test $(PY) manage.py makemigrations --check --dry-run
 	@scripts/pytest.sh
 
@@ -24,6 +25,11 @@ lint: venv
 	.venv/bin/ruff format --check .
 	.venv/bin/lint-imports
 	.venv/bin/mypy
+
+## audit: known vulnerabilities in the pinned runtime set (pip-audit); skipped, saying so,
+## when the advisory service cannot be reached
+audit: venv
+	$(PY) scripts/audit_requirements.py requirements.txt
 
 ## screenshots: refresh docs/screenshots/ from the browser journeys
 screenshots: bootstrap venv
@@ -35,10 +41,11 @@ bootstrap:
 
 venv: $(VENV_STAMP)
 
-$(VENV_STAMP): requirements.txt
+## venv: the runtime pins (requirements.txt) and the development/test tools (requirements-dev.txt)
+$(VENV_STAMP): requirements.txt requirements-dev.txt
 	@test -x $(PY) || { scripts/bootstrap.sh install python3-venv && { python3.11 -m venv .venv || python3 -m venv .venv; }; }
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -r requirements-dev.txt
 	@rm -f .venv/.installed-*
 	@touch $(VENV_STAMP)
 

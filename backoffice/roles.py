@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
-from rest_framework.authtoken.models import Token
+
+from apitokens.services import api_token_issue
 
 SUPPORT = "support"
 FINANCE = "finance"
@@ -90,6 +91,14 @@ def staff_create(*, username: str, role: str, password: str) -> User:
     return user
 
 
+def api_client_get(*, name: str) -> User:
+    """The API client (a non-staff member of the api_clients group) called `name`."""
+    try:
+        return User.objects.get(username=name, is_staff=False, groups__name=API_CLIENTS)
+    except User.DoesNotExist:
+        raise ValueError(f"no API client named {name!r}") from None
+
+
 @transaction.atomic
 def api_client_create(*, name: str) -> str:
     """Create an API client (a user without staff rights) and return its token."""
@@ -98,4 +107,4 @@ def api_client_create(*, name: str) -> str:
         raise ValueError(f"an account named {name!r} already exists")
     user = User.objects.create_user(username=name, password=None, is_staff=False)
     user.groups.add(groups[API_CLIENTS])
-    return Token.objects.create(user=user).key
+    return api_token_issue(user=user)

@@ -1,12 +1,14 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from . import auth_views as staff_auth
 from . import views
 
 app_name = "backoffice"
 
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", staff_auth.StaffLoginView.as_view(), name="login"),
+    path("login/verify/", staff_auth.login_verify, name="login-verify"),
     path("logout/", auth_views.LogoutView.as_view(next_page="backoffice:login"), name="logout"),
     path("", views.overview, name="overview"),
     path("sagas/", views.saga_list, name="sagas"),

@@ -45,7 +45,7 @@ import django; django.setup()
 from decimal import Decimal
 from django.contrib.auth.models import User
 from django.db import connection
-from rest_framework.authtoken.models import Token
+from apitokens.services import api_token_issue
 from inventory.services import product_upsert, stock_set_on_hand
 for i, sku in enumerate(%(skus)r):
     product_upsert(sku=sku, name=sku, price=Decimal("9.50") + i, currency="EUR")
@@ -54,7 +54,7 @@ with connection.cursor() as c:
     c.execute("CREATE TABLE IF NOT EXISTS bench_floor_insert (id bigserial PRIMARY KEY, "
               "client_id bigint NOT NULL, body jsonb NOT NULL, created_at timestamptz NOT NULL DEFAULT now())")
 user = User.objects.create_user("bench-client")
-print(Token.objects.create(user=user).key)
+print(api_token_issue(user=user))
 """
 
 

@@ -3,13 +3,15 @@
 The signal handlers below carry the log correlation ids in task headers, count
 tasks for /metrics, keep Django's logging configuration, and start tracing and the
 worker's own metrics endpoint when configured (docs/operations.md).
+
+Without DJANGO_SETTINGS_MODULE it loads production settings (fail closed, as wsgi.py).
 """
 
 import os
 
 from celery import Celery, signals
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 
 app = Celery("concord")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from backoffice.auth_views import StaffLoginView
 from core import api, health
 from monitoring import views as monitoring_views
 
@@ -8,6 +9,8 @@ urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", monitoring_views.metrics, name="metrics"),
+    # The admin signs in through the back office's flow (lockout, TOTP), not its own form.
+    path("admin/login/", StaffLoginView.as_view(), name="admin-login"),
     path("admin/", admin.site.urls),
     path("backoffice/", include("backoffice.urls")),
     path("api/v1/", include("config.api_urls")),

@@ -1,11 +1,18 @@
-"""Liveness and readiness probes."""
+"""Liveness and readiness probes.
+
+/readyz tells anyone whether the service is ready; which check failed, and how (the
+exception text names hosts, ports and database names), only staff or a caller with
+`Authorization: Bearer <READYZ_TOKEN>` see.
+"""
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Callable
 from typing import Any
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_GET
@@ -61,6 +68,19 @@ def _details_report() -> dict[str, Any]:
     return report
 
 
+def _may_see_details(request: HttpRequest) -> bool:
+    token = settings.READYZ_TOKEN
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if token and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode()):
+        return True
+    if settings.SESSION_COOKIE_NAME not in request.COOKIES:
+        return False  # anonymous: no session lookup (the database may be the thing that is down)
+    try:
+        return request.user.is_staff
+    except Exception:  # noqa: BLE001 - no database, no session: not staff
+        return False
+
+
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
     """Ready when the database and the broker both answer."""
@@ -73,4 +93,8 @@ def readyz(request: HttpRequest) -> JsonResponse:
     }
     if details:
         body["details"] = details
+
+    body: dict = {"status": "ok" if ready else "unavailable"}
+    if _may_see_details(request):
+        body["checks"] = {name: ("ok" if error is None else error) for name, error in checks.items()}
     return JsonResponse(body, status=200 if ready else 503)

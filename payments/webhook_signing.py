@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import time
 
 SIGNATURE_HEADER = "PSP-Signature"
 DEFAULT_TOLERANCE_SECONDS = 300
+# Unix seconds in ASCII digits; twelve digits reach the year 33658. Anything longer
+# (int() refuses over 4300 digits) or non-ASCII ("²".isdigit() is True) is malformed.
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 class InvalidSignature(Exception):
@@ -55,7 +59,7 @@ def verify_signature(
             timestamps.append(value)
         elif name == "v1":
             signatures.append(value)
-    if len(timestamps) != 1 or not timestamps[0].isdigit():
+    if len(timestamps) != 1 or not _TIMESTAMP.fullmatch(timestamps[0]):
         raise InvalidSignature("missing or malformed timestamp")
     if not signatures:
         raise InvalidSignature("no v1 signature")

@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import reverse
 
 CONCORD_APPS = (
+    "apitokens",
     "inventory",
     "payments",
     "orders",

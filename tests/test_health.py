@@ -9,28 +9,69 @@ def test_healthz_answers_without_touching_the_database(client):
     assert response.json() == {"status": "ok"}
 
 
+READYZ_TOKEN = "readyz-token-for-tests"
+
+
+@pytest.fixture
+def broker_down():
+    from config.celery_app import app
+
+    old = app.conf.broker_write_url
+    app.conf.broker_write_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    yield
+    app.conf.broker_write_url = old
+
+
 @pytest.mark.django_db
-def test_readyz_reports_database_and_broker(client):
-    response = client.get("/readyz")
+def test_readyz_reports_database_and_broker_to_a_token_holder(client, settings):
+    settings.READYZ_TOKEN = READYZ_TOKEN
+    response = client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"})
     assert response.status_code == 200, response.content
     assert response.json() == {"status": "ok", "checks": {"database": "ok", "broker": "ok"}}
 
 
 @pytest.mark.django_db
-def test_readyz_is_unavailable_when_the_broker_is_unreachable(client):
-    from config.celery_app import app
-
-    old = app.conf.broker_write_url
-    app.conf.broker_write_url = "redis://127.0.0.1:1/0"  # nothing listens on port 1
-    try:
-        response = client.get("/readyz")
-    finally:
-        app.conf.broker_write_url = old
+def test_readyz_is_unavailable_when_the_broker_is_unreachable(client, settings, broker_down):
+    settings.READYZ_TOKEN = READYZ_TOKEN
+    response = client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"})
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unavailable"
     assert body["checks"]["database"] == "ok"
     assert body["checks"]["broker"] != "ok"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "authorization", [None, "Bearer wrong-token", "Token readyz-token-for-tests", "Bearer "]
+)
+def test_readyz_tells_anonymous_callers_the_status_only(client, settings, broker_down, authorization):
+    # The failing check's text names hosts and ports: reconnaissance for an attacker.
+    settings.READYZ_TOKEN = READYZ_TOKEN
+    headers = {"Authorization": authorization} if authorization else {}
+    response = client.get("/readyz", headers=headers)
+    assert response.status_code == 503
+    assert response.json() == {"status": "unavailable"}
+    assert b"6379" not in response.content and b"127.0.0.1" not in response.content
+
+
+@pytest.mark.django_db
+def test_readyz_without_a_configured_token_gives_no_details_to_an_empty_bearer(client, settings):
+    settings.READYZ_TOKEN = ""
+    response = client.get("/readyz", headers={"Authorization": "Bearer "})
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_shows_details_to_staff_but_not_to_an_api_client_session(
+    client, django_user_model, broker_down
+):
+    client.force_login(django_user_model.objects.create_user("shop", is_staff=False))
+    assert client.get("/readyz").json() == {"status": "unavailable"}
+
+    client.force_login(django_user_model.objects.create_user("ops", is_staff=True))
+    body = client.get("/readyz").json()
+    assert body["checks"]["database"] == "ok" and body["checks"]["broker"] != "ok"
 
 
 def test_unknown_api_url_gets_the_error_envelope(client):

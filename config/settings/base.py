@@ -38,11 +38,15 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     # third party
     "rest_framework",
-    "rest_framework.authtoken",
     "drf_spectacular",
     "django_fsm_log",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "csp",
     # Concord: primitives
     "core",
+    "apitokens",
     "sagas",
     "idempotency",
     "outbox",
@@ -62,14 +66,18 @@ MIDDLEWARE = [
     # Outermost: the request id, request metrics and the request's log line (core/middleware.py).
     "core.middleware.RequestObservabilityMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "core.middleware.DatabaseUnavailableMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a lockout raised by its backend into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -127,7 +135,10 @@ else:
 # --- Auth, i18n, static -----------------------------------------------------
 
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "/backoffice/login/"
 LOGIN_REDIRECT_URL = "/backoffice/"
@@ -138,6 +149,53 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 WHITENOISE_AUTOREFRESH = False
+
+# --- Staff sign-in, sessions, browser policy (docs/security.md) ---------------
+
+# django-axes counts failed logins (back office and admin) per username and, separately,
+# per client address; AXES_FAILURE_LIMIT failures lock that name or address out for
+# AXES_COOLOFF_TIME. Behind proxies, TRUSTED_PROXY_COUNT says how many X-Forwarded-For
+# hops to trust, or every client would share the proxy's address.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+if TRUSTED_PROXY_COUNT:
+    AXES_IPWARE_PROXY_COUNT = TRUSTED_PROXY_COUNT
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ("HTTP_X_FORWARDED_FOR", "REMOTE_ADDR")
+# A staff session lasts a working day at most and ends with the browser.
+SESSION_COOKIE_AGE = env.int("BACKOFFICE_SESSION_SECONDS", default=8 * 3600)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+# Finance accounts must sign in with a TOTP code (django-otp) when this is on
+# (production's default); any staff user with an enrolled device is always asked.
+BACKOFFICE_FINANCE_OTP_REQUIRED = env.bool("BACKOFFICE_FINANCE_OTP_REQUIRED", default=False)
+OTP_TOTP_ISSUER = "Concord"
+# Content-Security-Policy (django-csp) in every environment, so the browser tests see
+# what production serves: same-origin scripts, styles and images only, no inline code.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# `seed_demo` creates demo logins only where this is on (local settings, `make run`).
+DEMO_MODE = False
+# /readyz shows which check failed only to staff or to a caller with this bearer token.
+READYZ_TOKEN = env.str("READYZ_TOKEN", default="")
 
 # --- Celery (config/celery_app.py reads every CELERY_* name) -----------------
 
@@ -188,17 +246,21 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- Payment provider --------------------------------------------------------
 
+# The defaults are the sandbox's public development values: production.py refuses them.
+DEFAULT_PSP_API_KEY = "sk_test_concord"
+DEFAULT_PSP_WEBHOOK_SECRET = "whsec_concord_dev"  # noqa: S105
 PSP_BASE_URL = env.str("PSP_BASE_URL", default=f"http://127.0.0.1:{PSP_PORT}")
-PSP_API_KEY = env.str("PSP_API_KEY", default="sk_test_concord")
+PSP_API_KEY = env.str("PSP_API_KEY", default=DEFAULT_PSP_API_KEY)
 PSP_WEBHOOK_URL = env.str("PSP_WEBHOOK_URL", default=f"http://127.0.0.1:{WEB_PORT}/api/v1/webhooks/psp/")
-PSP_WEBHOOK_SECRET = env.str("PSP_WEBHOOK_SECRET", default="whsec_concord_dev")
+PSP_WEBHOOK_SECRET = env.str("PSP_WEBHOOK_SECRET", default=DEFAULT_PSP_WEBHOOK_SECRET)
 PSP_CONNECT_TIMEOUT = env.float("PSP_CONNECT_TIMEOUT", default=2.0)
 PSP_READ_TIMEOUT = env.float("PSP_READ_TIMEOUT", default=5.0)
 
 # --- REST API (docs/api.md) ----------------------------------------------------
 
 REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.TokenAuthentication"],
+    # `Authorization: Token <key>`; only a SHA-256 digest of each key is stored (apitokens/).
+    "DEFAULT_AUTHENTICATION_CLASSES": ["apitokens.authentication.DigestTokenAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     # JSON in, JSON out: one canonical body form for idempotency fingerprints, and
     # stored responses that replay byte for byte. Other content types get 415.

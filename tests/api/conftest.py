@@ -1,8 +1,11 @@
+from types import SimpleNamespace
+
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
+
+from apitokens.services import api_token_issue
 
 
 @pytest.fixture(autouse=True)
@@ -14,7 +17,8 @@ def _fresh_throttle_counts():
 
 @pytest.fixture
 def token(db):
-    return Token.objects.create(user=User.objects.create_user("api-client"))
+    user = User.objects.create_user("api-client")
+    return SimpleNamespace(key=api_token_issue(user=user), user=user)
 
 
 @pytest.fixture

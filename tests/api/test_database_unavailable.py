@@ -72,9 +72,11 @@ def test_pages_answer_503_with_retry_after(client, database_down):
         assert b"Service unavailable" in response.content
 
 
-def test_probes_tell_the_process_is_up_but_not_ready(client, database_down):
+def test_probes_tell_the_process_is_up_but_not_ready(client, database_down, settings):
+    settings.READYZ_TOKEN = "readyz-token"
     assert client.get("/healthz").status_code == 200
-    ready = client.get("/readyz")
+    assert client.get("/readyz").json() == {"status": "unavailable"}
+    ready = client.get("/readyz", headers={"Authorization": "Bearer readyz-token"})
     assert ready.status_code == 503
     assert ready.json()["checks"]["database"] != "ok"
 

@@ -2,9 +2,9 @@
 
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apitokens.services import api_token_issue
 from tests.api.conftest import assert_envelope
 
 pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.api.urls")]
@@ -60,9 +60,7 @@ def test_throttling_is_per_client(api_client, low_rate):
     for _ in range(4):
         api_client.get(URL)
     other = APIClient()
-    other.credentials(
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=User.objects.create_user('b')).key}"
-    )
+    other.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=User.objects.create_user('b'))}")
 
     assert api_client.get(URL).status_code == 429
     assert other.get(URL).status_code == 200

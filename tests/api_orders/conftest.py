@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from django.contrib.auth.models import User
 from django.core.cache import cache
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apitokens.services import api_token_issue
 from tests.inventory.factories import ProductFactory
 
 ORDERS_URL = "/api/v1/orders/"
@@ -22,11 +22,11 @@ _keys = itertools.count(1)
 
 def make_client(username: str | None = None) -> APIClient:
     user = User.objects.create_user(username or f"shop{next(_names)}")
-    token = Token.objects.create(user=user)
+    token = api_token_issue(user=user)
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     client.user = user
-    client.token = token.key
+    client.token = token
     return client
 
 

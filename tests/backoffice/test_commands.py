@@ -3,7 +3,8 @@ from io import StringIO
 import pytest
 from django.contrib.auth.models import Group, User
 from django.core.management import CommandError, call_command
-from rest_framework.authtoken.models import Token
+from django.test import override_settings
+from rest_framework.test import APIClient
 
 from backoffice.roles import ROLE_PERMISSIONS, roles_ensure
 from inventory import selectors as inventory_selectors
@@ -20,7 +21,8 @@ def _call(*args, **kwargs) -> str:
 def test_create_api_client_prints_a_working_token_on_the_last_line():
     output = _call("create_api_client", "shop-a")
     token = output.strip().splitlines()[-1]
-    assert Token.objects.get(key=token).user.username == "shop-a"
+    response = APIClient().get("/api/v1/products/", HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 200, response.content
     assert User.objects.get(username="shop-a").groups.filter(name="api_clients").exists()
     assert not User.objects.get(username="shop-a").is_staff
 
@@ -70,6 +72,7 @@ def test_roles_grant_every_listed_permission():
     assert not groups["api_clients"].permissions.exists()
 
 
+@override_settings(DEMO_MODE=True)
 def test_seed_demo_is_idempotent_and_stock_flag_sets_every_product():
     first = _call("seed_demo")
     products = inventory_selectors.product_list(after_sku=None, limit=100)
@@ -77,8 +80,8 @@ def test_seed_demo_is_idempotent_and_stock_flag_sets_every_product():
     assert {p.available for p in products} == {100}
     assert "support" in first and "finance" in first and "Token" in first
 
-    # Running again changes nothing.
-    _call("seed_demo")
+    # Running again changes nothing, and prints the same (working) demo token.
+    assert _call("seed_demo") == first
     again = inventory_selectors.product_list(after_sku=None, limit=100)
     assert again == products
     assert User.objects.filter(username__in=["admin", "support", "finance", "demo-shop"]).count() == 4
@@ -89,6 +92,14 @@ def test_seed_demo_is_idempotent_and_stock_flag_sets_every_product():
     assert {p.available for p in inventory_selectors.product_list(after_sku=None, limit=100)} == {7}
 
 
+@override_settings(DEMO_MODE=True)
 def test_seed_demo_rejects_a_negative_stock():
     with pytest.raises(CommandError):
         _call("seed_demo", stock=-1)
+
+
+def test_seed_demo_refuses_to_create_demo_logins_outside_the_local_demo():
+    # The test settings, like production, leave DEMO_MODE off.
+    with pytest.raises(CommandError, match="only in the local demo"):
+        _call("seed_demo")
+    assert not User.objects.filter(username__in=["admin", "support", "finance", "demo-shop"]).exists()

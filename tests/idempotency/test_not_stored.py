@@ -3,7 +3,6 @@
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from idempotency.models import IdempotencyRecord
 from tests.idempotency.conftest import post
@@ -50,7 +49,7 @@ def test_returned_5xx_is_not_stored_and_its_effect_is_rolled_back(api_client):
 
 
 def test_unexpected_exception_is_500_envelope_and_leaves_neither_record_nor_effect(api_client):
-    token = Token.objects.get(user=api_client.user).key
+    token = api_client.token
     client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
 
     response = client.post(

@@ -7,7 +7,6 @@ import pytest
 from django.contrib.auth.models import Group
 from django.db import connection
 from django.test import Client
-from rest_framework.authtoken.models import Token
 
 from idempotency.models import IdempotencyRecord
 from tests.idempotency.conftest import make_client, post
@@ -41,7 +40,7 @@ def test_replay_commits_nothing_new():
 
 def test_failure_after_the_effect_leaves_neither_record_nor_effect():
     user_client = make_client()
-    token = Token.objects.get(user=user_client.user).key
+    token = user_client.token
     client = Client(raise_request_exception=False, HTTP_AUTHORIZATION=f"Token {token}")
 
     response = client.post(

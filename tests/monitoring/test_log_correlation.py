@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 from django.contrib.auth.models import User
-from rest_framework.authtoken.models import Token
 
+from apitokens.services import api_token_issue
 from monitoring.simulate.stack import Stack
 from orders.selectors import order_get
 from payments.selectors import payment_for_order, provider_attempts_for_payment, webhook_events_for_payment
@@ -71,7 +71,7 @@ def test_one_checkout_carries_its_ids_from_the_api_through_the_worker_to_the_pro
     traced_stack, tmp_path
 ):
     ProductFactory(sku="MUG", price=Decimal("12.50"), on_hand=5)
-    token = Token.objects.create(user=User.objects.create_user("corr-shop")).key
+    token = api_token_issue(user=User.objects.create_user("corr-shop"))
 
     placed = httpx.post(
         traced_stack.web_urls[0] + "/api/v1/orders/",

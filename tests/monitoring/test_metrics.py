@@ -19,9 +19,9 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.test import Client
 from django.utils import timezone
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apitokens.services import api_token_issue
 from monitoring.simulate.stack import ROOT, database_url, free_port
 from orders.selectors import order_get
 from orders.services import order_place
@@ -80,7 +80,7 @@ ORDERS = "/api/v1/orders/"
 def _api_client() -> APIClient:
     user = User.objects.create_user(f"metrics-shop-{time.monotonic_ns()}")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=user)}")
     return client
 
 
@@ -323,7 +323,7 @@ def _production_get(headers: dict[str, str], **env: str) -> tuple[int, str]:
     code = (
         "import django, json; django.setup()\n"
         "from django.test import Client\n"
-        f"r = Client().get('/metrics', headers={headers!r})\n"
+        f"r = Client().get('/metrics', headers={headers!r}, secure=True)\n"
         "print(json.dumps([r.status_code, r.content.decode()]))\n"
     )
     result = subprocess.run(
@@ -335,6 +335,10 @@ def _production_get(headers: dict[str, str], **env: str) -> tuple[int, str]:
             "SECRET_KEY": "a-production-secret-that-is-long-enough-0123456789",
             "DATABASE_URL": database_url(),
             "ALLOWED_HOSTS": "testserver",
+            # Production refuses the provider's development defaults (docs/security.md).
+            "PSP_BASE_URL": "https://psp.example.com",
+            "PSP_API_KEY": "sk_live_51HxQ2mT9vLw3xK7pNa1YcE5sUfH8dJ4gB6oRiVtMzWnQeyP",
+            "PSP_WEBHOOK_SECRET": "whsec_Kd83mQ0vZx7LpR2tNw9YcE4sUfH1aJ6gB5oXiVyMz",
             **env,
         },
         capture_output=True,

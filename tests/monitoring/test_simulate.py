@@ -23,9 +23,9 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.db import connection
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from apitokens.services import api_token_issue
 from monitoring.management.commands.simulate import parse_faults
 from monitoring.simulate.stack import ROOT, Stack, database_url
 from orders.selectors import order_get
@@ -150,9 +150,7 @@ def _checkout_through_the_api(psp, count: int) -> list[int]:
     """Orders placed through the API (so each has its key), checked out in this process."""
     ProductFactory(sku="MUG", price=Decimal("12.50"), on_hand=20)
     api = APIClient()
-    api.credentials(
-        HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=User.objects.create_user('shop')).key}"
-    )
+    api.credentials(HTTP_AUTHORIZATION=f"Token {api_token_issue(user=User.objects.create_user('shop'))}")
     ids = []
     for n in range(count):
         body = {

@@ -221,12 +221,17 @@ def test_lag_and_readyz_detail(recorder, only_consumers, settings):
     assert outbox_lag_report() is None
 
 
-def test_readyz_names_a_lagging_consumer(client, recorder, only_consumers, settings):
+def test_readyz_names_a_lagging_consumer_to_those_who_may_see_details(
+    client, recorder, only_consumers, settings
+):
     only_consumers(recorder.name)
     settings.OUTBOX_LAG_READY_SECONDS = 30
+    settings.READYZ_TOKEN = "readyz-secret"
     record()
     Event.objects.update(created_at=timezone.now() - timedelta(seconds=90))
-    body = client.get("/readyz").json()
+    anonymous = client.get("/readyz").json()
+    assert anonymous == {"status": "degraded"}  # which consumer and its errors: not for everyone
+    body = client.get("/readyz", headers={"Authorization": "Bearer readyz-secret"}).json()
     assert body["status"] == "degraded"
     assert body["details"]["outbox"]["lagging"][recorder.name]["pending"] == 1
 

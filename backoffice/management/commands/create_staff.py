@@ -1,6 +1,7 @@
 import getpass
 import sys
 
+from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
@@ -24,7 +25,8 @@ class Command(BaseCommand):
             if password != getpass.getpass("Password (again): "):
                 raise CommandError("The passwords do not match.")
         try:
-            validate_password(password)
+            # With the would-be user, so the similarity validator can compare it with the name.
+            validate_password(password, user=User(username=username))
         except ValidationError as exc:
             raise CommandError(" ".join(exc.messages)) from exc
         try:

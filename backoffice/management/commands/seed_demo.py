@@ -1,16 +1,21 @@
 """Demo data for `make run`: catalog, stock, staff logins and an API client.
 
 Running it again changes nothing unless --stock is given, which sets every
-product's on-hand stock to N.
+product's on-hand stock to N. It refuses to run outside the local demo
+(settings.DEMO_MODE, on in config.settings.local only): its logins are public.
 """
 
+import hashlib
+import hmac
 from decimal import Decimal
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
-from rest_framework.authtoken.models import Token
 
+from apitokens.selectors import api_token_status
+from apitokens.services import api_token_issue
 from backoffice.roles import API_CLIENTS, FINANCE, SUPPORT, roles_ensure
 from inventory import selectors as inventory_selectors
 from inventory import services as inventory_services
@@ -47,6 +52,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, stock: int | None, **options):
+        if not getattr(settings, "DEMO_MODE", False):
+            raise CommandError(
+                "seed_demo creates demo logins with public passwords: it runs only in the local demo "
+                "(DJANGO_SETTINGS_MODULE=config.settings.local, as `make run` sets). Use create_staff "
+                "and create_api_client elsewhere."
+            )
         if stock is not None and not 0 <= stock <= 1_000_000:
             raise CommandError("--stock must be between 0 and 1000000")
         with transaction.atomic():
@@ -68,9 +79,21 @@ class Command(BaseCommand):
                         user.groups.add(groups[role])
             client, _ = User.objects.get_or_create(username=DEMO_CLIENT, defaults={"is_staff": False})
             client.groups.add(groups[API_CLIENTS])
-            token, _ = Token.objects.get_or_create(user=client)
+            demo_key = _demo_client_key()
+            demo_key_state = api_token_status(key=demo_key)
+            if demo_key_state is None:
+                api_token_issue(user=client, key=demo_key)
 
         self.stdout.write("  Demo logins (back office and admin):")
         for username, password, role in DEMO_USERS:
             self.stdout.write(f"    {username:<8} / {password:<18} {role or 'superuser'}")
-        self.stdout.write(f"  API client {DEMO_CLIENT!r}: Authorization: Token {token.key}")
+        if demo_key_state == "retired":
+            self.stdout.write(f"  API client {DEMO_CLIENT!r}: its demo token was rotated or revoked")
+        else:
+            self.stdout.write(f"  API client {DEMO_CLIENT!r}: Authorization: Token {demo_key}")
+
+
+def _demo_client_key() -> str:
+    """The demo client's token: stable per installation (derived from SECRET_KEY), so every
+    run can print it while only its digest is stored."""
+    return hmac.new(settings.SECRET_KEY.encode(), b"demo-shop-token", hashlib.sha256).hexdigest()[:40]

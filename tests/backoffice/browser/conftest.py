@@ -40,11 +40,19 @@ def browser() -> Iterator:
 
 @pytest.fixture
 def page(browser) -> Iterator:
+    """A page that fails its test if the browser refused anything under the site's
+    Content-Security-Policy (Chromium logs each refusal to the console)."""
     context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(15_000)
+    violations: list[str] = []
+    page.on(
+        "console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None
+    )
+    page.csp_violations = violations
     yield page
     context.close()
+    assert violations == [], violations
 
 
 @pytest.fixture
