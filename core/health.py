@@ -87,14 +87,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = {"database": _check_database(), "broker": _check_broker()}
     ready = all(error is None for error in checks.values())
     details = _details_report() if checks["database"] is None else {}
-    body = {
-        "status": "unavailable" if not ready else ("degraded" if details else "ok"),
-        "checks": {name: ("ok" if error is None else error) for name, error in checks.items()},
-    }
-    if details:
-        body["details"] = details
-
-    body: dict = {"status": "ok" if ready else "unavailable"}
+    # Anyone may learn that a consumer lags ("degraded"); which one, and its last
+    # error, only those who may see details (staff, or READYZ_TOKEN).
+    body: dict = {"status": "unavailable" if not ready else ("degraded" if details else "ok")}
     if _may_see_details(request):
         body["checks"] = {name: ("ok" if error is None else error) for name, error in checks.items()}
+        if details:
+            body["details"] = details
     return JsonResponse(body, status=200 if ready else 503)
