@@ -4,6 +4,8 @@ service is reported and skipped."""
 
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import os
 import re
 import socket
@@ -43,6 +45,51 @@ def test_the_runtime_pins_hold_no_development_tool_and_dev_builds_on_them():
         missing = set(_names(ROOT / source)) - set(pinned)
         assert not missing, f"{source} names {missing} without a pin"
         assert all("==" in pin for pin in pinned.values())
+
+
+def _third_party_imports(folder: Path, own: set[str]) -> dict[str, Path]:
+    """Top-level modules imported anywhere under `folder` (function-level imports too)
+    that are neither the standard library nor Concord's own packages."""
+    found: dict[str, Path] = {}
+    for path in folder.rglob("*.py"):
+        if ".venv" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            for name in names:
+                top = name.split(".")[0]
+                if top not in sys.stdlib_module_names and top not in own and top != "__future__":
+                    found.setdefault(top, path)
+    return found
+
+
+def test_every_imported_package_is_pinned():
+    # A package installed by hand in one virtualenv and imported by the code, but pinned
+    # nowhere, passes every test there and breaks the next fresh machine (.ci/run).
+    own = {p.name for p in ROOT.iterdir() if (p / "__init__.py").exists() or p.name == "manage.py"}
+    runtime = set(_names(ROOT / "requirements.txt"))
+    everything = runtime | set(_names(ROOT / "requirements-dev.txt"))
+    bench_only = set(_names(ROOT / "bench" / "requirements.txt"))
+    distributions = importlib.metadata.packages_distributions()
+    app_folders = [p for p in ROOT.iterdir() if p.name in own and p.name not in {"tests", "bench", "scripts"}]
+
+    def unpinned(folders: list[Path], pinned: set[str]) -> dict[str, str]:
+        missing = {}
+        for folder in folders:
+            for module, path in _third_party_imports(folder, own).items():
+                owners = {d.lower().replace("_", "-") for d in distributions.get(module, [module])}
+                if not owners & pinned:
+                    missing[module] = str(path.relative_to(ROOT))
+        return missing
+
+    assert not unpinned(app_folders, runtime), "imported by the app, not in requirements.txt"
+    assert not unpinned([ROOT / "tests", ROOT / "scripts"], everything), "not in requirements*.txt"
+    assert not unpinned([ROOT / "bench"], everything | bench_only), "not pinned for bench/"
 
 
 def test_the_app_starts_without_any_development_package():
