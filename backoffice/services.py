@@ -56,6 +56,17 @@ APPROVE = "backoffice.approve_refund"
 MAX_KEY = 64
 
 
+# The key an operation's run receives (a refund's key is REFUND_KEY_PREFIX + it): a
+# form's one-time key and an approval's id live in separate namespaces, so no key a
+# person can type into a form ever equals the one an approval will use (issue 13 item 4).
+def form_run_key(action_key: str) -> str:
+    return f"form:{action_key}"
+
+
+def approval_run_key(approval_id: int) -> str:
+    return f"approval:{approval_id}"
+
+
 class AlreadySubmitted(ConcordError):
     code = "already_submitted"
     http_status = 409
@@ -224,7 +235,7 @@ def _submit(
         )
     with transaction.atomic():
         action_id = staff_action_record(**record)
-        outcome = operation.run(case, run_params, by, reason, action_key)
+        outcome = operation.run(case, run_params, by, reason, form_run_key(action_key))
         if outcome.audit:
             staff_action_set_outcome(action_id=action_id, outcome=outcome.audit)
     return Submitted(operation, label, outcome=outcome)
@@ -238,7 +249,7 @@ def _run_outside_transaction(
     with transaction.atomic():
         action_id = staff_action_record(**record)
     try:
-        outcome = operation.run(case, params, record["by"], record["reason"], record["key"])
+        outcome = operation.run(case, params, record["by"], record["reason"], form_run_key(record["key"]))
     except ConcordError as exc:
         staff_action_set_outcome(action_id=action_id, outcome=f"{exc.code}: {exc.message}")
         raise
@@ -365,7 +376,7 @@ def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str)
         requester = approval.requested_by
         why = f"{approval.reason} (approved by {by.get_username()}: {reason})"
         params = dict(approval.params)
-        key = f"approval:{approval.pk}"
+        key = approval_run_key(approval.pk)
         if not operation.calls_provider:
             if already:
                 return Approved(

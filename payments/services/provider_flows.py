@@ -8,7 +8,8 @@ provider is being asked: a slow provider must not block the rows other requests 
 the saga checkpoints need. The call halves refuse to run inside a transaction.
 
 Retry safety: a charge always carries payment.charge_idempotency_key and a refund its
-Refund row's fixed key, so calling again (after a timeout, a crash, a lost lease, a
+Refund row's fixed provider_key (both random, stored at creation: unique by
+construction, even across a recreated database), so calling again (after a timeout, a crash, a lost lease, a
 record that never committed) repeats the same request and the provider replays its
 first answer instead of moving money twice.
 """
@@ -342,14 +343,14 @@ def refund_call(*, refund_id: int, timeout: float | None = None) -> RefundCall:
     payment = get_payment(refund.payment_id)
     charge_id = payment.provider_charge_id or ""
     if refund.status != RefundStatus.PENDING:
-        return RefundCall(refund.pk, payment.pk, charge_id, refund.idempotency_key, None)
+        return RefundCall(refund.pk, payment.pk, charge_id, refund.provider_key, None)
     with provider_client(timeout) as client:
         result = client.create_refund(
             charge_id=charge_id,
             amount=to_minor_units(refund.amount, refund.currency),
-            idempotency_key=refund.idempotency_key,
+            idempotency_key=refund.provider_key,
         )
-    return RefundCall(refund.pk, payment.pk, charge_id, refund.idempotency_key, result)
+    return RefundCall(refund.pk, payment.pk, charge_id, refund.provider_key, result)
 
 
 def _settled_refund(refund_id: int) -> RefundOutcome:

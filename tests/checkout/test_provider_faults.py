@@ -41,7 +41,7 @@ def test_timeout_after_commit_is_retried_with_the_same_key_and_charges_once(psp,
     assert (payment.status, payment.provider_charge_id) == ("captured", charges[0]["id"])
     attempts = provider_attempts_for_payment(payment_id=payment.id)
     assert [a.outcome for a in attempts] == ["unknown", "succeeded"]
-    assert {a.idempotency_key for a in attempts} == {f"{payment.id}:charge"}
+    assert {a.idempotency_key for a in attempts} == {payment.charge_idempotency_key}
     assert order_get(order_id=order_id).status == "confirmed"
     assert_invariants(psp, [order_id], shop)
 
