@@ -46,6 +46,7 @@ from .operations import (
     Outcome,
     Preview,
     RunsCase,
+    approval_reason,
     needs_approval,
     operation_for,
     operation_get,
@@ -88,6 +89,8 @@ def staff_action_record(
     order_id: int | None = None,
     target: str = "",
     outcome: str = "",
+    amount: Decimal | None = None,
+    currency: str = "",
 ) -> int:
     """Claim the form's one-time key and record who did what and why. Call it inside
     the action's transaction: a second submit with the same key (a double click, a
@@ -105,6 +108,8 @@ def staff_action_record(
         target=target[:128],
         reason=reason,
         outcome=outcome,
+        amount=amount,
+        currency=currency,
     )
     if not insert_unless_exists(row, conflict=["key"]):
         raise AlreadySubmitted(
@@ -144,6 +149,7 @@ class Proposed:
     preview: Preview
     needs_approval: bool
     threshold: Decimal
+    approval_reason: str = ""  # why it waits for finance (the rule's words)
 
 
 def operation_preview(
@@ -158,9 +164,8 @@ def operation_preview(
     offer = _offered(operation, case, by, params)
     check_person_and_reason(by, reason or operation.reason_default)
     preview = operation.preview(case, params) if operation.preview else Preview([], dict(params))
-    return Proposed(
-        operation, case, offer, preview, needs_approval(operation, case, preview), approval_threshold()
-    )
+    why = approval_reason(operation, case, preview, by)
+    return Proposed(operation, case, offer, preview, bool(why), approval_threshold(), why)
 
 
 @dataclass(frozen=True)
@@ -214,7 +219,8 @@ def _submit(
         "order_id": subject["order_id"],
         "target": _target(case, run_params),
     }
-    if preview is not None and needs_approval(operation, case, preview):
+    moves_money = preview is not None and bool(operation.approval_kind) and preview.money > 0
+    if preview is not None and needs_approval(operation, case, preview, by):
         with transaction.atomic():
             staff_action_record(**record, outcome="waits for approval")
             approval = ApprovalRequest.objects.create(
@@ -229,6 +235,10 @@ def _submit(
                 requested_by=by,
             )
         return Submitted(operation, label, approval_id=approval.pk)
+    if moves_money:
+        assert preview is not None
+        # On this person's word alone: what the daily limit counts.
+        record.update(amount=preview.money, currency=preview.currency)
     if operation.calls_provider:
         return Submitted(
             operation, label, outcome=_run_outside_transaction(operation, case, run_params, record)

@@ -24,6 +24,7 @@ from .base import (
     Params,
     Preview,
     RunsCase,
+    approval_reason,
     needs_approval,
 )
 from .incidents import INCIDENT_OPERATIONS, remediation_label
@@ -70,6 +71,7 @@ __all__ = [
     "Params",
     "Preview",
     "RunsCase",
+    "approval_reason",
     "needs_approval",
     "offers_for",
     "operation_for",

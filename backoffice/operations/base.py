@@ -24,7 +24,7 @@ from typing import Any
 
 from django.utils.safestring import SafeString
 
-from backoffice.conf import approval_threshold
+from backoffice.conf import approval_daily_limit, approval_threshold
 from orders.dto import OrderDTO
 from payments.dto import PaymentDTO, RefundDTO
 from reconciliation.choices import LIVE_STATES
@@ -175,10 +175,47 @@ class Operation:
         return next((o for o in self.offers(case, user) if o.target == wanted), None)
 
 
-def needs_approval(operation: Operation, case: Any, preview: Preview) -> bool:
-    """The one approval rule: a money-moving action whose preview moves more than
-    BACKOFFICE_APPROVAL_THRESHOLD waits for a second person from finance."""
-    return bool(operation.approval_kind) and preview.allowed and preview.money > approval_threshold()
+def case_order_id(case: Any) -> int | None:
+    if isinstance(case, OrderCase):
+        return case.order.id
+    if isinstance(case, IncidentCase):
+        return case.incident.order_id
+    return None
+
+
+def approval_reason(operation: Operation, case: Any, preview: Preview, by: Any) -> str:
+    """Why this action waits for a second person from finance ("" = it does not).
+
+    The one approval rule (issue 13, item 2), used by every caller — the case file,
+    bulk actions, the admin: a money-moving action waits when what it moves, plus what
+    was already refunded or asked for the same order (pending refunds, pending
+    approvals), is above BACKOFFICE_APPROVAL_THRESHOLD; or when what the person moved
+    today on their own word, plus this, is above BACKOFFICE_APPROVAL_DAILY_LIMIT."""
+    from .exposure import order_money_asked, person_money_today
+
+    if not operation.approval_kind or not preview.allowed or preview.money <= 0:
+        return ""
+    threshold, money, currency = approval_threshold(), preview.money, preview.currency
+    if money > threshold:
+        return f"{money} {currency} is above the approval threshold of {threshold} {currency}"
+    asked = order_money_asked(case_order_id(case), currency)
+    if asked + money > threshold:
+        return (
+            f"with the {asked} {currency} already refunded or asked for this order, "
+            f"{asked + money} {currency} is above the approval threshold of {threshold} {currency}"
+        )
+    today, limit = person_money_today(by, currency), approval_daily_limit()
+    if today + money > limit:
+        return (
+            f"with the {today} {currency} you moved today without approval, {today + money} {currency} "
+            f"is above the daily limit of {limit} {currency} per person"
+        )
+    return ""
+
+
+def needs_approval(operation: Operation, case: Any, preview: Preview, by: Any) -> bool:
+    """The one approval rule (see approval_reason)."""
+    return bool(approval_reason(operation, case, preview, by))
 
 
 def _int(value: Any) -> int | None:

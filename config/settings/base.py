@@ -369,8 +369,13 @@ CELERY_BEAT_SCHEDULE["notifications-send"] = {
 
 # --- Back office (docs/backoffice.md) -------------------------------------------
 
-# Refunds strictly above this amount need a second person from finance.
+# A refund, cancellation or remediation needs a second person from finance when what it
+# moves, plus what was already refunded or asked for the same order (pending refunds,
+# pending approvals), is strictly above this amount (docs/security.md, item 2).
 BACKOFFICE_APPROVAL_THRESHOLD = env.str("BACKOFFICE_APPROVAL_THRESHOLD", default="100.00")
+# ... or when what one person moved without a second person today (UTC, per currency),
+# plus this, is above this amount.
+BACKOFFICE_APPROVAL_DAILY_LIMIT = env.str("BACKOFFICE_APPROVAL_DAILY_LIMIT", default="1000.00")
 
 # --- Audit --------------------------------------------------------------------
 
