@@ -37,6 +37,7 @@ from sagas.selectors import saga_runs_by_ids
 from .conf import approval_threshold
 from .models import ApprovalRequest, ApprovalStatus, StaffAction
 from .operations import (
+    APPROVED_AMOUNT,
     SAGA_OPERATIONS,
     Case,
     IncidentCase,
@@ -368,11 +369,52 @@ def _decision(
     return approval, False
 
 
+def _plan_grew(operation: Operation, case: Case, approval: ApprovalRequest, params: dict) -> Preview | None:
+    """The operation's plan now, if it moves more than was approved (issue 13, item 3):
+    a later reconciliation pass may have refreshed the incident, a failed refund may have
+    made more of the order refundable."""
+    if operation.preview is None:
+        return None
+    now = operation.preview(case, params)
+    grew = now.money > approval.amount or (now.money > 0 and now.currency != approval.currency)
+    return now if grew else None
+
+
+def _ask_again(approval: ApprovalRequest, operation: Operation, plan: Preview, by: Any) -> ApprovalRequest:
+    """Close the request (its plan is not what was asked) and ask for the plan as it is now."""
+    again = ApprovalRequest.objects.create(
+        operation=approval.operation,
+        params=plan.params,
+        kind=approval.kind,
+        order_id=approval.order_id,
+        incident_id=approval.incident_id,
+        amount=plan.money,
+        currency=plan.currency,
+        reason=approval.reason,
+        requested_by=approval.requested_by,
+    )
+    approval.reject(
+        by=by,
+        description=(
+            f"Not run: the plan grew from {approval.amount} {approval.currency} to {plan.money} "
+            f"{plan.currency} since it was asked; asked again as approval #{again.pk}."
+        ),
+    )
+    approval.save()
+    return again
+
+
 def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str) -> Approved:
     """Finance approves: the stored operation runs with the stored parameters, as the
     person who asked (they hold its permission; the approval names the approver), with
     its reason and the approver's — checked against the case as it is now (the order,
     the incident): an action no longer offered is refused.
+
+    An approval binds what was approved (operation, parameters, amount): if the plan now
+    moves more than the approved amount, nothing runs — the request is closed and asked
+    again with the plan as it is now, for a second person to look at. A remediation also
+    gets the approved amount as its ceiling, so a pass that refreshes the incident after
+    this check still cannot make it move more.
 
     An operation in the database runs in the approval's transaction: approved iff it
     ran. One that calls the provider runs after the approval committed, outside any
@@ -385,20 +427,30 @@ def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str)
         operation = operation_get(approval.operation)
         requester = approval.requested_by
         why = f"{approval.reason} (approved by {by.get_username()}: {reason})"
-        params = dict(approval.params)
+        params = {**approval.params, APPROVED_AMOUNT: str(approval.amount)}
         key = approval_run_key(approval.pk)
-        if not operation.calls_provider:
-            if already:
-                return Approved(
-                    approval.pk, Outcome("It was approved before; nothing was done twice.", "info")
-                )
+        if already and not operation.calls_provider:
+            return Approved(approval.pk, Outcome("It was approved before; nothing was done twice.", "info"))
+        if not already:
             case = _approval_case(approval, operation)
             _offered(operation, case, requester, params)
-            outcome = operation.run(case, params, requester, why, key)
-            approval.approve(refund_id=outcome.facts.get("refund_id"), by=by, description=reason)
-            approval.save()
-            return Approved(approval.pk, outcome)
-        if not already:
+            grown = _plan_grew(operation, case, approval, params)
+            if grown is not None:
+                again = _ask_again(approval, operation, grown, by)
+                return Approved(
+                    approval.pk,
+                    Outcome(
+                        f"Not run: it would now move {grown.money} {grown.currency}, more than the "
+                        f"{approval.amount} {approval.currency} asked for. Asked again as approval "
+                        f"#{again.pk}.",
+                        "warning",
+                    ),
+                )
+            if not operation.calls_provider:
+                outcome = operation.run(case, params, requester, why, key)
+                approval.approve(refund_id=outcome.facts.get("refund_id"), by=by, description=reason)
+                approval.save()
+                return Approved(approval.pk, outcome)
             approval.approve(by=by, description=reason)
             approval.save()
     try:

@@ -14,6 +14,7 @@ from typing import Any
 from core.errors import NotFound
 
 from .base import (
+    APPROVED_AMOUNT,
     Case,
     IncidentCase,
     Input,
@@ -58,6 +59,7 @@ def offers_for(page: str, case: Any, user: Any) -> list[Offer]:
 
 
 __all__ = [
+    "APPROVED_AMOUNT",
     "OPERATIONS",
     "REFUND_KEY_PREFIX",
     "SAGA_OPERATIONS",

@@ -33,6 +33,9 @@ from sagas.dto import SagaRunDTO
 from webhooks.dto import DeliveryDTO
 
 Params = Mapping[str, Any]
+# Added to the stored parameters when an operation runs from an approval: the money
+# the second person approved, which the run must not exceed (issue 13, item 3).
+APPROVED_AMOUNT = "approved_amount"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from reconciliation.services import (
 )
 
 from ..models import ApprovalKind
-from .base import IncidentCase, Offer, Operation, Outcome, Params, Preview
+from .base import APPROVED_AMOUNT, IncidentCase, Offer, Operation, Outcome, Params, Preview
 
 # The Django permissions reconciliation checks (granted to support in backoffice/roles.py).
 CHANGE_INCIDENT = "reconciliation.change_incident"
@@ -175,7 +175,15 @@ def _remediate_run(case: IncidentCase, params: Params, by: Any, reason: str, key
     repeat (a second approval, a resent form with a new key) returns the first result."""
     action = params["action"]
     label = remediation_label(action)
-    result = remediation_apply(incident_id=case.incident.id, by=by, reason=reason, action=action)
+    # Run from an approval: the money approved binds (a refreshed, larger plan is refused).
+    approved = params.get(APPROVED_AMOUNT)
+    result = remediation_apply(
+        incident_id=case.incident.id,
+        by=by,
+        reason=reason,
+        action=action,
+        max_amount=Decimal(approved) if approved is not None else None,
+    )
     moved = f", {result.money_moved} {result.currency} moved" if result.money_moved else ""
     audit = f"{result.state}{moved}"
     if result.state == RemediationState.SUCCEEDED:
