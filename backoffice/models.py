@@ -61,6 +61,7 @@ class ApprovalKind(models.TextChoices):
     REFUND = "refund", "Refund"
     CANCEL = "cancel", "Cancel the order"
     REMEDIATION = "remediation", "Incident remediation"
+    DISMISSAL = "dismissal", "Dismiss an incident with money at risk"
 
 
 class ApprovalRequest(FSMModelMixin, models.Model):

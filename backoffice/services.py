@@ -220,7 +220,9 @@ def _submit(
         "order_id": subject["order_id"],
         "target": _target(case, run_params),
     }
-    moves_money = preview is not None and bool(operation.approval_kind) and preview.money > 0
+    moves_money = (
+        preview is not None and bool(operation.approval_kind) and operation.moves_money and preview.money > 0
+    )
     if preview is not None and needs_approval(operation, case, preview, by):
         with transaction.atomic():
             staff_action_record(**record, outcome="waits for approval")

@@ -147,6 +147,9 @@ class Operation:
     target_params: tuple[str, ...] = ()  # params that name the target: must match an offer
     inputs: tuple[Input, ...] = ()
     approval_kind: str = ""  # "" = never waits for approval; else the kind finance sees
+    # False: the preview's money is what is *at stake* (a dismissal closes an incident
+    # with money at risk), not what moves: only the threshold applies, nothing adds up.
+    moves_money: bool = True
     calls_provider: bool = False  # runs outside any transaction (the form key is claimed first)
     reason_default: str = ""  # for actions whose reason may be left empty (assign to me)
     unavailable: str = ""  # what a person is told when it is not offered now
@@ -201,6 +204,8 @@ def approval_reason(operation: Operation, case: Any, preview: Preview, by: Any) 
     threshold, money, currency = approval_threshold(), preview.money, preview.currency
     if money > threshold:
         return f"{money} {currency} is above the approval threshold of {threshold} {currency}"
+    if not operation.moves_money:
+        return ""
     asked = order_money_asked(case_order_id(case), currency)
     if asked + money > threshold:
         return (
