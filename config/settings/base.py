@@ -425,6 +425,9 @@ RECONCILIATION = {
     "PENDING_ORDER_SLA_SECONDS": env.int("PENDING_ORDER_SLA_SECONDS", default=900),
     # Detectors comparing Concord with the provider skip rows younger than this (in flight).
     "SETTLE_SECONDS": env.int("RECONCILE_SETTLE_SECONDS", default=60),
+    # A refund still pending this long after it was asked for opens a refund_pending
+    # incident (the sweeper below has been resending it all along; docs/reconciliation.md).
+    "REFUND_PENDING_SLA_SECONDS": env.int("REFUND_PENDING_SLA_SECONDS", default=1800),
     "DISABLED_DETECTORS": env.list("RECONCILE_DISABLED_DETECTORS", default=[]),
     # Which remediations may run without a person, up to what amount (in the incident's
     # currency). Money-moving automation is off by default: enable per type, deliberately.
@@ -435,6 +438,16 @@ RECONCILIATION = {
         "stock_drift": {"enabled": False},  # release stale reservations (moves no money)
         # stuck_saga has no automatic fix: the saga engine's manual operations need a person.
     },
+}
+# Every refund Concord asked for is a durable intent (a pending Refund row with its
+# provider key): the sweeper sends those still pending after PAYMENTS_REFUND_RESUME_AFTER
+# seconds again — a lost after-commit message, a killed worker, retries that ran out.
+PAYMENTS_REFUND_RESUME_AFTER = env.int("PAYMENTS_REFUND_RESUME_AFTER", default=120)
+PAYMENTS_REFUND_SWEEP_INTERVAL = env.int("PAYMENTS_REFUND_SWEEP_INTERVAL", default=60)
+CELERY_BEAT_SCHEDULE["payments-refunds-resume"] = {
+    "task": "payments.refunds_resume",
+    "schedule": PAYMENTS_REFUND_SWEEP_INTERVAL,
+    "options": {"expires": PAYMENTS_REFUND_SWEEP_INTERVAL},
 }
 CELERY_BEAT_SCHEDULE["reconcile"] = {
     "task": "reconciliation.reconcile",

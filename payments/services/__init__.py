@@ -39,6 +39,7 @@ from .provider_flows import (
     ChargeRefundOutcome,
     RefundCall,
     RefundOutcome,
+    ResumedRefund,
     charge_refund,
     payment_charge,
     payment_charge_call,
@@ -48,6 +49,7 @@ from .provider_flows import (
     refund_call,
     refund_record,
     refund_send,
+    refunds_resume,
 )
 from .refunds import refund_create, refund_fail, refund_open, refund_succeed
 from .webhooks import ProviderUnreachable, WebhookReceipt, webhook_event_receive
@@ -66,6 +68,7 @@ __all__ = [
     "ProviderUnreachable",
     "RefundCall",
     "RefundOutcome",
+    "ResumedRefund",
     "WebhookReceipt",
     "charge_refund",
     "ledger_post",
@@ -88,5 +91,6 @@ __all__ = [
     "refund_record",
     "refund_send",
     "refund_succeed",
+    "refunds_resume",
     "webhook_event_receive",
 ]

@@ -16,6 +16,8 @@ first answer instead of moving money twice.
 
 from __future__ import annotations
 
+import datetime
+import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -29,7 +31,7 @@ from core.money import to_minor_units
 
 from ..choices import PaymentStatus, ProviderAttemptKind, ProviderAttemptOutcome, RefundStatus
 from ..dto import PaymentDTO, RefundDTO
-from ..models import Payment
+from ..models import Payment, Refund
 from ..provider import (
     ChargeResult,
     Outcome,
@@ -51,6 +53,8 @@ from ._common import (
 from .client import charge_matches, provider_attempt_record, provider_client
 from .payments import payment_capture, payment_fail, payment_mark_unknown_if_pending
 from .refunds import refund_fail, refund_open, refund_succeed
+
+logger = logging.getLogger(__name__)
 
 # Provider failure codes that mean "the customer's card said no" (the order fails
 # with payment_declined); any other permanent refusal is our problem or the
@@ -521,3 +525,52 @@ def charge_refund(
         failure_code=result.failure_code or "",
         error=result.error or result.failure_code or "",
     )
+
+
+# --- the sweeper: every pending refund is resumed ------------------------------------
+
+
+@dataclass(frozen=True)
+class ResumedRefund:
+    refund_id: int
+    outcome: str
+    status: str  # the refund's status after sending it again
+    error: str = ""
+
+
+def refunds_resume(*, older_than: float | None = None, limit: int = 200) -> list[ResumedRefund]:
+    """Send again every refund still pending `older_than` seconds after it was asked
+    for (default settings.PAYMENTS_REFUND_RESUME_AFTER), oldest first, with its own
+    provider key: the provider refunds it once, or replays the answer it gave.
+
+    This is what makes a refund a durable intent, whoever asked for it (a back-office
+    task whose message was lost or whose retries ran out, a worker killed mid-send, a
+    saga compensation, a remediation): it ends succeeded or failed, or — while the
+    provider cannot answer — stays pending and is sent again next time, until
+    reconciliation's refund_pending detector opens an incident past its SLA. The grace
+    period leaves fresh refunds to the task that was asked to send them."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    refuse_open_transaction("refunds_resume")
+    if older_than is None:
+        older_than = float(settings.PAYMENTS_REFUND_RESUME_AFTER)
+    cutoff = timezone.now() - datetime.timedelta(seconds=older_than)
+    pending = list(
+        Refund.objects.filter(status=RefundStatus.PENDING, created_at__lte=cutoff)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    resumed = []
+    for refund_id in pending:
+        try:
+            sent = refund_send(refund_id=refund_id, reason="pending refund resumed by the sweeper")
+        except ConcordError as exc:
+            logger.warning("refund %s could not be resumed: %s", refund_id, exc)
+            resumed.append(ResumedRefund(refund_id, "error", RefundStatus.PENDING, f"{exc.code}: {exc}"))
+            continue
+        status = sent.refund.status if sent.refund is not None else RefundStatus.PENDING
+        log = logger.info if status != RefundStatus.PENDING else logger.warning
+        log("pending refund %s resumed: %s -> %s %s", refund_id, sent.outcome, status, sent.error)
+        resumed.append(ResumedRefund(refund_id, str(sent.outcome), str(status), sent.error))
+    return resumed

@@ -76,9 +76,17 @@ def test_a_person_splitting_across_orders_meets_the_daily_limit(settings, suppor
 
     assert (first.approval_id, second.approval_id) == (None, None)
     assert third.approval_id is not None
-    assert "daily limit" in services.operation_preview(
-        page="order", subject_id=orders[2], op="refund", data={"amount": "40.00"}, by=support_user, reason="x"
-    ).approval_reason
+    assert (
+        "daily limit"
+        in services.operation_preview(
+            page="order",
+            subject_id=orders[2],
+            op="refund",
+            data={"amount": "40.00"},
+            by=support_user,
+            reason="x",
+        ).approval_reason
+    )
     # The limit is per person.
     assert someone_else.approval_id is None
 
@@ -89,6 +97,8 @@ def test_what_finance_approved_does_not_count_against_the_requesters_daily_limit
     settings.BACKOFFICE_APPROVAL_DAILY_LIMIT = "100.00"
     big, small = shop.confirmed(quantity=5), shop.confirmed(quantity=1)
     waiting = _submit(support_user, big, "refund", amount="300.00")
-    services.approval_approve(approval_id=waiting.approval_id, by=finance_user, reason="ok", action_key=new_key())
+    services.approval_approve(
+        approval_id=waiting.approval_id, by=finance_user, reason="ok", action_key=new_key()
+    )
 
     assert _submit(support_user, small, "refund", amount="60.00").approval_id is None

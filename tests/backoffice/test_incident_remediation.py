@@ -178,7 +178,11 @@ def test_an_approval_binds_the_amount_approved_a_grown_plan_is_asked_again(
     first.refresh_from_db()
     again = ApprovalRequest.objects.exclude(pk=first.pk).get()
     assert first.status == "rejected" and "plan grew" in first.decision_reason
-    assert (again.status, again.amount, again.requested_by_id) == ("pending", Decimal("130.00"), support_user.pk)
+    assert (again.status, again.amount, again.requested_by_id) == (
+        "pending",
+        Decimal("130.00"),
+        support_user.pk,
+    )
 
     services.approval_approve(approval_id=again.pk, by=finance_user, reason="both", action_key="bind-a2")
 

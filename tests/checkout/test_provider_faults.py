@@ -46,7 +46,9 @@ def test_timeout_after_commit_is_retried_with_the_same_key_and_charges_once(psp,
     assert_invariants(psp, [order_id], shop)
 
 
-def test_an_unknown_payment_is_resolved_by_the_webhook_without_another_charge(psp, shop, place, saga_policies):
+def test_an_unknown_payment_is_resolved_by_the_webhook_without_another_charge(
+    psp, shop, place, saga_policies
+):
     saga_policies(provider_retry=QUICK)
     psp.set_faults(timeout_after_commit_rate=1.0, timeout_seconds=2)
     order_id = place(lines=[("TEE", 1)])
@@ -72,7 +74,13 @@ def test_an_unknown_payment_is_resolved_by_the_webhook_without_another_charge(ps
 def test_webhook_events_the_providers_records_do_not_back_change_nothing(psp, shop, place):
     order_id = place(lines=[("TEE", 1)])
     payment = payment_for_order(order_id=order_id)
-    foreign = {"id": "ch_x", "status": "succeeded", "amount": 1, "currency": "EUR", "reference": str(order_id)}
+    foreign = {
+        "id": "ch_x",
+        "status": "succeeded",
+        "amount": 1,
+        "currency": "EUR",
+        "reference": str(order_id),
+    }
 
     def receive(event_type, obj, n):
         event = {"id": f"evt_foreign_{n}", "type": event_type, "data": {"object": obj}}

@@ -62,7 +62,9 @@ def test_a_refund_key_an_earlier_database_used_refunds_this_payment(psp):
     assert outcome.outcome == "succeeded", outcome.error
     refund = Refund.objects.get(pk=outcome.refund.id)
     assert refund.idempotency_key == "saga:1:charge_payment" and refund.provider_key != refund.idempotency_key
-    [at_provider] = list(psp.client().iter_refunds(charge=Payment.objects.get(pk=payment.id).provider_charge_id))
+    [at_provider] = list(
+        psp.client().iter_refunds(charge=Payment.objects.get(pk=payment.id).provider_charge_id)
+    )
     assert (at_provider.id, at_provider.amount) == (refund.provider_refund_id, 1000)
 
 
