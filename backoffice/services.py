@@ -306,9 +306,19 @@ def runs_operation_submit(
 
 def _runs_operation(op: str) -> Operation:
     operation = next((o for o in SAGA_OPERATIONS.values() if o.op == op), None)
-    if operation is None or op == "mark_resolved":
+    if operation is None or op not in ("retry_now", "compensate"):
         raise NotOffered("Choose retry or compensate.")
     return operation
+
+
+def saga_run_operation_submit(*, op: str, run_id: int, by: Any, reason: str, action_key: str) -> Submitted:
+    """One of the saga engine's manual operations on one run, through the flow (the
+    admin's buttons: backoffice.admin_flow)."""
+    operation = next((o for o in SAGA_OPERATIONS.values() if o.op == op), None)
+    if operation is None:
+        raise NotOffered("Unknown action.", details={"op": op})
+    case = RunsCase(runs=tuple(saga_runs_by_ids(run_ids=[run_id])))
+    return _submit(operation, case, {"run_id": run_id}, by, reason, action_key)
 
 
 # --- approvals ------------------------------------------------------------------------------

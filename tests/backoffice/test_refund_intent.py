@@ -21,7 +21,6 @@ from reconciliation.detectors import detector_get
 from reconciliation.selectors import incidents_list
 from reconciliation.services import reconcile_run
 from tests.api_webhooks.conftest import deliver, event_about
-
 from tests.fixtures.worker import purge_default_queue
 
 from .conftest import wait_for
