@@ -36,7 +36,6 @@ from core.sql import insert_unless_exists
 
 from ..choices import RefundStatus, WebhookOutcome
 from ..models import Payment, ProviderWebhookEvent, Refund
-from ..provider import ProviderError
 from ._common import UNSETTLED_STATES
 from .provider_flows import payment_resolve_by_lookup, refund_send
 
@@ -164,10 +163,7 @@ def _look_at_refund(event_type: str, payload: dict[str, Any]) -> tuple[str, str]
     )
     settled = []
     for refund_id in pending:
-        try:
-            sent = refund_send(refund_id=refund_id, reason=f"provider webhook {event_type}")
-        except ProviderError as exc:  # pragma: no cover - refund_send classifies its own errors
-            raise ProviderUnreachable(str(exc)) from None
+        sent = refund_send(refund_id=refund_id, reason=f"provider webhook {event_type}")
         assert sent.refund is not None
         if sent.refund.status == RefundStatus.PENDING:
             if sent.outcome in ("transient", "unknown"):
