@@ -47,6 +47,7 @@ from .operations import (
     Outcome,
     Preview,
     RunsCase,
+    approval_decisions_serialise,
     approval_reason,
     needs_approval,
     operation_for,
@@ -223,8 +224,13 @@ def _submit(
     moves_money = (
         preview is not None and bool(operation.approval_kind) and operation.moves_money and preview.money > 0
     )
-    if preview is not None and needs_approval(operation, case, preview, by):
-        with transaction.atomic():
+    with transaction.atomic():
+        if preview is not None and operation.approval_kind:
+            # Concurrent requests on the same order or by the same person decide one at a
+            # time, each seeing what the other asked: two forms sent at once cannot both
+            # stay under the rule's totals.
+            approval_decisions_serialise(order_id=subject["order_id"], user=by)
+        if preview is not None and needs_approval(operation, case, preview, by):
             staff_action_record(**record, outcome="waits for approval")
             approval = ApprovalRequest.objects.create(
                 operation=operation.name,
@@ -237,30 +243,28 @@ def _submit(
                 reason=reason,
                 requested_by=by,
             )
-        return Submitted(operation, label, approval_id=approval.pk)
-    if moves_money:
-        assert preview is not None
-        # On this person's word alone: what the daily limit counts.
-        record.update(amount=preview.money, currency=preview.currency)
-    if operation.calls_provider:
-        return Submitted(
-            operation, label, outcome=_run_outside_transaction(operation, case, run_params, record)
-        )
-    with transaction.atomic():
+            return Submitted(operation, label, approval_id=approval.pk)
+        if moves_money:
+            assert preview is not None
+            # On this person's word alone: what the daily limit counts.
+            record.update(amount=preview.money, currency=preview.currency)
+        # The form's one-time key: a second submit meets it and changes nothing.
         action_id = staff_action_record(**record)
-        outcome = operation.run(case, run_params, by, reason, form_run_key(action_key))
-        if outcome.audit:
-            staff_action_set_outcome(action_id=action_id, outcome=outcome.audit)
-    return Submitted(operation, label, outcome=outcome)
+        if not operation.calls_provider:
+            outcome = operation.run(case, run_params, by, reason, form_run_key(action_key))
+            if outcome.audit:
+                staff_action_set_outcome(action_id=action_id, outcome=outcome.audit)
+            return Submitted(operation, label, outcome=outcome)
+    return Submitted(
+        operation, label, outcome=_run_outside_transaction(operation, case, run_params, record, action_id)
+    )
 
 
 def _run_outside_transaction(
-    operation: Operation, case: Case, params: dict[str, Any], record: dict[str, Any]
+    operation: Operation, case: Case, params: dict[str, Any], record: dict[str, Any], action_id: int
 ) -> Outcome:
-    """The key is claimed and committed first, so a second submit is refused at once;
+    """The key was claimed and committed first, so a second submit is refused at once;
     the row stays as the audit even if the action then fails (its outcome says how)."""
-    with transaction.atomic():
-        action_id = staff_action_record(**record)
     try:
         outcome = operation.run(case, params, record["by"], record["reason"], form_run_key(record["key"]))
     except ConcordError as exc:

@@ -28,6 +28,7 @@ from .base import (
     approval_reason,
     needs_approval,
 )
+from .exposure import approval_decisions_serialise
 from .incidents import INCIDENT_OPERATIONS, remediation_label
 from .orders import ORDER_OPERATIONS, REFUND_KEY_PREFIX, SAGA_OPERATIONS, parse_amount
 
@@ -73,6 +74,7 @@ __all__ = [
     "Params",
     "Preview",
     "RunsCase",
+    "approval_decisions_serialise",
     "approval_reason",
     "needs_approval",
     "offers_for",

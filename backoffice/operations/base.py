@@ -32,6 +32,8 @@ from reconciliation.selectors import IncidentRecord
 from sagas.dto import SagaRunDTO
 from webhooks.dto import DeliveryDTO
 
+from .exposure import order_money_asked, person_money_today
+
 Params = Mapping[str, Any]
 # Added to the stored parameters when an operation runs from an approval: the money
 # the second person approved, which the run must not exceed (issue 13, item 3).
@@ -197,8 +199,6 @@ def approval_reason(operation: Operation, case: Any, preview: Preview, by: Any) 
     was already refunded or asked for the same order (pending refunds, pending
     approvals), is above BACKOFFICE_APPROVAL_THRESHOLD; or when what the person moved
     today on their own word, plus this, is above BACKOFFICE_APPROVAL_DAILY_LIMIT."""
-    from .exposure import order_money_asked, person_money_today
-
     if not operation.approval_kind or not preview.allowed or preview.money <= 0:
         return ""
     threshold, money, currency = approval_threshold(), preview.money, preview.currency

@@ -14,6 +14,7 @@ from datetime import datetime, time
 from decimal import Decimal
 from typing import Any
 
+from django.db import connection
 from django.db.models import Sum
 from django.utils import timezone
 
@@ -54,3 +55,17 @@ def person_money_today(user: Any, currency: str) -> Decimal:
         user_id=user.pk, amount__isnull=False, currency=currency, created_at__gte=midnight
     ).aggregate(total=Sum("amount"))["total"]
     return moved or Decimal("0")
+
+
+def approval_decisions_serialise(*, order_id: int | None, user: Any) -> None:
+    """Inside the deciding transaction: wait for any other decision about the same order,
+    then by the same person (always in this order: no deadlock), so each sees what the
+    other asked (transaction-scoped advisory locks, released at commit)."""
+    keys = []
+    if order_id is not None:
+        keys.append(f"backoffice-approval:order:{order_id}")
+    if user is not None and getattr(user, "pk", None) is not None:
+        keys.append(f"backoffice-approval:user:{user.pk}")
+    with connection.cursor() as cursor:
+        for key in keys:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [key])

@@ -17,7 +17,11 @@ CHANGELIST = reverse("admin:orders_order_changelist")
 
 
 def _cancel_in_admin(client, order_id):
-    data = {"action": "transition_begin_cancellation", "_selected_action": [order_id], "reason": "customer call"}
+    data = {
+        "action": "transition_begin_cancellation",
+        "_selected_action": [order_id],
+        "reason": "customer call",
+    }
     return client.post(CHANGELIST, data, follow=True).content.decode()
 
 
@@ -80,9 +84,14 @@ def test_a_saga_operation_in_the_admin_is_a_back_office_staff_action(admin_clien
     shop.provider_recovers()
 
     admin_client.post(
-        reverse("admin:sagas_sagarun_operate", args=[run_id, "skip_step"]), {"reason": "charge seen on dashboard"}
+        reverse("admin:sagas_sagarun_operate", args=[run_id, "skip_step"]),
+        {"reason": "charge seen on dashboard"},
     )
 
     [action] = StaffAction.objects.filter(action="saga_skip_step")
-    assert (action.user, action.reason, action.target) == (admin_user, "charge seen on dashboard", f"run_id {run_id}")
+    assert (action.user, action.reason, action.target) == (
+        admin_user,
+        "charge seen on dashboard",
+        f"run_id {run_id}",
+    )
     assert SagaAction.objects.get(action="skip_step").by == admin_user

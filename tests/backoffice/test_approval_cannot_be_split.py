@@ -102,3 +102,17 @@ def test_what_finance_approved_does_not_count_against_the_requesters_daily_limit
     )
 
     assert _submit(support_user, small, "refund", amount="60.00").approval_id is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_refunds_sent_at_once_cannot_both_stay_under_the_rule(support_user, support_user2, shop):
+    """Each decision waits for the other's (per order): one runs, the other sees it."""
+    from tests.fixtures.concurrency import at_once, raised
+
+    order_id = shop.confirmed(quantity=5)  # 300.00; threshold 250.00
+    people = [support_user, support_user2]
+
+    outcomes = at_once(2, lambda i: _submit(people[i], order_id, "refund", amount="150.00"))
+
+    assert raised(outcomes) == []
+    assert sorted(o.approval_id is None for o in outcomes) == [False, True]
