@@ -48,6 +48,8 @@ from ._common import (
     User,
     get_payment,
     get_refund,
+    lock_payment,
+    lock_refund_and_payment,
     refuse_open_transaction,
 )
 from .client import charge_matches, provider_attempt_record, provider_client
@@ -190,6 +192,10 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
     )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
+            # The payment's row lock before the attempt's insert (whose foreign key takes a
+            # share lock on it): a webhook's lookup settling the same payment at the same
+            # moment waits instead of deadlocking with this (both share, both want update).
+            lock_payment(payment.pk)
             record(outcome=str(outcome), error=error)
             if outcome is Outcome.SUCCEEDED:
                 assert charge is not None
@@ -289,6 +295,7 @@ def payment_resolve_by_lookup(
     error = "" if ours else f"no charge with reference {payment.order_id}"
     try:
         with transaction.atomic():  # the attempt and what it settles commit together
+            lock_payment(payment.pk)  # before the attempt's insert: see payment_charge_record
             record(outcome=outcome, error=error)
             return _settle_from_lookup(payment, succeeded, ours, not_found_means_failed)
     except ConcordError as exc:
@@ -401,6 +408,9 @@ def refund_record(*, call: RefundCall, by: User = None, reason: str = "") -> Ref
     )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
+            # Locks before the attempt's insert (see payment_charge_record): the sweeper, a
+            # webhook and the task may record the same refund at once.
+            lock_refund_and_payment(call.refund_id)
             record(outcome=str(outcome), error=error)
             if outcome is Outcome.SUCCEEDED:
                 assert result.refund is not None
