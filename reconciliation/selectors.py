@@ -557,3 +557,26 @@ def incident_behind_order_change(*, order_id: int, at: datetime) -> int | None:
         .first()
     )
     return incident
+
+
+# --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
+
+
+def incidents_read_model_rows(*, changed_before: datetime | None = None):
+    """Every incident's finance facts, as dicts, streamed: id, type, state, currency,
+    amount_at_risk, detected_at, resolved_at, resolution_kind. With `changed_before`,
+    the facts as they stood then: incidents detected before it, closed only if
+    closed before it."""
+    rows = Incident.objects.order_by("id")
+    if changed_before is not None:
+        rows = rows.filter(detected_at__lt=changed_before)
+    for row in rows.values(
+        "id", "type", "state", "currency", "amount_at_risk", "detected_at", "resolved_at", "resolution_kind"
+    ).iterator(chunk_size=2000):
+        if (
+            changed_before is not None
+            and row["resolved_at"] is not None
+            and row["resolved_at"] >= changed_before
+        ):
+            row = {**row, "state": IncidentState.OPEN, "resolved_at": None, "resolution_kind": ""}
+        yield row
