@@ -320,7 +320,7 @@ def payments_read_model_rows(*, updated_before=None):
     )
 
 
-def ledger_money_moves(*, created_before=None):
+def ledger_money_moves(*, created_before=None, created_from=None, kind: str | None = None):
     """Captures and refunds as the ledger recorded them, as dicts, streamed: kind
     (capture|refund), payment_id, refund_id, currency, amount (positive), at. The
     ledger's timestamp is the day the money moved (events schema 2 carry it too)."""
@@ -329,12 +329,24 @@ def ledger_money_moves(*, created_before=None):
     ).order_by("id")
     if created_before is not None:
         rows = rows.filter(created_at__lt=created_before)
+    if created_from is not None:
+        rows = rows.filter(created_at__gte=created_from)
+    if kind is not None:
+        rows = rows.filter(kind=kind)
     for row in rows.values(
-        "kind", "payment_id", "refund_id", "currency", "payment__amount", "refund__amount", "created_at"
+        "kind",
+        "payment_id",
+        "payment__order_id",
+        "refund_id",
+        "currency",
+        "payment__amount",
+        "refund__amount",
+        "created_at",
     ).iterator(chunk_size=2000):
         yield {
             "kind": row["kind"],
             "payment_id": row["payment_id"],
+            "order_id": row["payment__order_id"],
             "refund_id": row["refund_id"],
             "currency": row["currency"],
             "amount": row["refund__amount"]
@@ -342,3 +354,23 @@ def ledger_money_moves(*, created_before=None):
             else row["payment__amount"],
             "at": row["created_at"],
         }
+
+
+def ledger_balances() -> list[dict]:
+    """Every account's balance per currency (debit positive), one grouped query."""
+    rows = (
+        LedgerEntry.objects.order_by("account__code", "currency")
+        .values("account__code", "currency")
+        .annotate(total=Sum("amount"), entries=Count("id"))
+    )
+    labels = dict(LedgerAccountCode.choices)
+    return [
+        {
+            "account": r["account__code"],
+            "label": labels.get(r["account__code"], r["account__code"]),
+            "currency": r["currency"],
+            "balance": Decimal(r["total"]),
+            "entries": r["entries"],
+        }
+        for r in rows
+    ]

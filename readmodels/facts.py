@@ -37,6 +37,7 @@ class Fact:
     amount: Decimal
     seconds: Decimal
     at: datetime
+    incident_type: str = ""
 
 
 def _utc_day(at: datetime) -> date:
@@ -65,9 +66,12 @@ def _fact(
     *,
     seconds: Decimal = Decimal(0),
     day: date | None = None,
+    incident_type: str = "",
 ) -> Fact:
     at = _ms(at)
-    return Fact(key, kind, day or _utc_day(at), currency or "", Decimal(str(amount or 0)), seconds, at)
+    return Fact(
+        key, kind, day or _utc_day(at), currency or "", Decimal(str(amount or 0)), seconds, at, incident_type
+    )
 
 
 # --- From the owners' tables -------------------------------------------------------
@@ -85,8 +89,14 @@ def money_fact(row: dict[str, Any]) -> Fact:
 
 def incident_facts(row: dict[str, Any]) -> Iterator[Fact]:
     detected_at = _ms(row["detected_at"])
+    kind = row["type"]
     yield _fact(
-        f"incident:{row['id']}", FactKind.INCIDENT, detected_at, row["currency"], row["amount_at_risk"]
+        f"incident:{row['id']}",
+        FactKind.INCIDENT,
+        detected_at,
+        row["currency"],
+        row["amount_at_risk"],
+        incident_type=kind,
     )
     if row["resolved_at"] is None:
         return
@@ -99,6 +109,7 @@ def incident_facts(row: dict[str, Any]) -> Iterator[Fact]:
             row["currency"],
             row["amount_at_risk"],
             day=_utc_day(detected_at),
+            incident_type=kind,
         )
     elif row["state"] == "resolved":
         yield _fact(
@@ -107,6 +118,7 @@ def incident_facts(row: dict[str, Any]) -> Iterator[Fact]:
             resolved_at,
             row["currency"],
             seconds=max(Decimal(0), Decimal(str((resolved_at - detected_at).total_seconds()))),
+            incident_type=kind,
         )
 
 
@@ -142,6 +154,7 @@ def event_facts(event: EventDTO) -> list[Fact]:
     if event.type in INCIDENT_EVENT_TYPES:
         row = {
             "id": obj["id"],
+            "type": obj["type"],
             "state": obj["state"],
             "currency": obj.get("currency") or "",
             "amount_at_risk": obj.get("amount_at_risk") or 0,

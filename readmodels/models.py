@@ -41,6 +41,7 @@ class FinanceFact(models.Model):
     amount = _money()
     # Time to resolve, to the millisecond (event timestamps are JSON: milliseconds).
     seconds = models.DecimalField(max_digits=14, decimal_places=3, default=0)
+    incident_type = models.CharField(max_length=48, blank=True, default="")
     # When the fact became true in its owner's table: the drift check compares facts
     # older than the consumer's lag only.
     at = models.DateTimeField()

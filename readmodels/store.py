@@ -20,7 +20,7 @@ from .models import FinanceDay, FinanceFact, OrderSearch
 
 _FACT = FinanceFact._meta.db_table
 _DAY = FinanceDay._meta.db_table
-_ROW = "(%s, %s, %s::date, %s, %s::numeric, %s::numeric, %s::timestamptz)"
+_ROW = "(%s, %s, %s::date, %s, %s::numeric, %s::numeric, %s::timestamptz, %s)"
 _SUMS = {
     # column: (fact kind, what it adds)
     "orders": ("order", "1"),
@@ -36,18 +36,19 @@ _SUMS = {
     "resolve_seconds": ("resolved", "seconds"),
 }
 _APPLY_SQL = """
-WITH incoming (key, kind, day, currency, amount, seconds, at) AS (VALUES {rows}),
+WITH incoming (key, kind, day, currency, amount, seconds, at, incident_type) AS (VALUES {rows}),
 old AS (
     SELECT f.key, f.kind, f.day, f.currency, f.amount, f.seconds FROM {fact} f JOIN incoming i ON i.key = f.key
 ),
 upserted AS (
-    INSERT INTO {fact} AS f (key, kind, day, currency, amount, seconds, at)
-    SELECT key, kind, day, currency, amount, seconds, at FROM incoming
+    INSERT INTO {fact} AS f (key, kind, day, currency, amount, seconds, at, incident_type)
+    SELECT key, kind, day, currency, amount, seconds, at, incident_type FROM incoming
     ON CONFLICT (key) DO UPDATE SET
         kind = EXCLUDED.kind, day = EXCLUDED.day, currency = EXCLUDED.currency,
-        amount = EXCLUDED.amount, seconds = EXCLUDED.seconds, at = EXCLUDED.at
-    WHERE (f.kind, f.day, f.currency, f.amount, f.seconds)
-        IS DISTINCT FROM (EXCLUDED.kind, EXCLUDED.day, EXCLUDED.currency, EXCLUDED.amount, EXCLUDED.seconds)
+        amount = EXCLUDED.amount, seconds = EXCLUDED.seconds, at = EXCLUDED.at,
+        incident_type = EXCLUDED.incident_type
+    WHERE (f.kind, f.day, f.currency, f.amount, f.seconds, f.incident_type) IS DISTINCT FROM
+        (EXCLUDED.kind, EXCLUDED.day, EXCLUDED.currency, EXCLUDED.amount, EXCLUDED.seconds, EXCLUDED.incident_type)
     RETURNING key, kind, day, currency, amount, seconds
 ),
 delta AS (
@@ -84,7 +85,7 @@ def facts_apply(facts: Iterable[Fact], *, batch: int = 1000) -> None:
         unique = list({f.key: f for f in chunk}.values())
         params: list = []
         for f in unique:
-            params.extend([f.key, f.kind, f.day, f.currency, f.amount, f.seconds, f.at])
+            params.extend([f.key, f.kind, f.day, f.currency, f.amount, f.seconds, f.at, f.incident_type])
         with connection.cursor() as cursor:
             cursor.execute(_apply_sql(len(unique)), params)
 

@@ -22,7 +22,8 @@ from core.money import format_amount, is_supported_currency
 
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
 from .detectors import detectors_all
-from .models import Incident, ReconciliationRun, Remediation
+from .amounts import minor_to_major
+from .models import Incident, ProviderCharge, ProviderRefund, ReconciliationRun, Remediation
 
 
 @dataclass(frozen=True)
@@ -580,3 +581,100 @@ def incidents_read_model_rows(*, changed_before: datetime | None = None):
         ):
             row = {**row, "state": IncidentState.OPEN, "resolved_at": None, "resolution_kind": ""}
         yield row
+
+
+# --- Finance reports (backoffice/finance.py puts these together) -----------------------
+
+
+def incidents_finance_rows(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Incidents detected or closed in [since, until): what finance reports per incident."""
+    rows = (
+        Incident.objects.filter(
+            Q(detected_at__gte=since, detected_at__lt=until)
+            | Q(resolved_at__gte=since, resolved_at__lt=until)
+        )
+        .order_by("id")
+        .values(
+            "id",
+            "type",
+            "severity",
+            "state",
+            "order_id",
+            "charge_id",
+            "amount_at_risk",
+            "currency",
+            "detected_at",
+            "resolved_at",
+            "resolution_kind",
+            "resolved_by_id",
+            "customer_notified_at",
+        )
+    )
+    return [{**r, "customer_facing": r["type"] in CUSTOMER_FACING_TYPES} for r in rows]
+
+
+def incidents_about_orders(*, order_ids: list[int]) -> list[dict[str, Any]]:
+    """Every incident about these orders (any state), for linking refunds to incidents."""
+    if not order_ids:
+        return []
+    return list(
+        Incident.objects.filter(order_id__in=order_ids)
+        .order_by("detected_at")
+        .values("id", "type", "state", "order_id", "detected_at", "resolved_at")
+    )
+
+
+def remediations_rows(
+    *, incident_ids: list[int] | None = None, since=None, until=None
+) -> list[dict[str, Any]]:
+    """Remediations (one fix on one incident), oldest first: of these incidents, or
+    created in [since, until)."""
+    rows = Remediation.objects.order_by("id")
+    if incident_ids is not None:
+        rows = rows.filter(incident_id__in=incident_ids)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return list(
+        rows.values(
+            "id",
+            "incident_id",
+            "incident__type",
+            "incident__order_id",
+            "action",
+            "state",
+            "automatic",
+            "by_id",
+            "by__username",
+            "reason",
+            "money_moved",
+            "currency",
+            "effects",
+            "created_at",
+            "finished_at",
+        )
+    )
+
+
+def provider_net_by_currency() -> dict[str, Decimal]:
+    """The provider's own net per currency, from the synced provider records:
+    succeeded charges minus succeeded refunds (major units)."""
+    charges = (
+        ProviderCharge.objects.filter(status="succeeded")
+        .values("currency")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("currency", "total")
+    )
+    refunds = (
+        ProviderRefund.objects.filter(status="succeeded")
+        .values("currency")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("currency", "total")
+    )
+    net: dict[str, Decimal] = {}
+    for currency, total in charges:
+        net[currency.upper()] = net.get(currency.upper(), Decimal(0)) + minor_to_major(total, currency)
+    for currency, total in refunds:
+        net[currency.upper()] = net.get(currency.upper(), Decimal(0)) - minor_to_major(total, currency)
+    return net
