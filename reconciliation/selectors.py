@@ -20,9 +20,9 @@ from django_fsm_log.models import StateLog
 
 from core.money import format_amount, is_supported_currency
 
+from .amounts import minor_to_major
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
 from .detectors import detectors_all
-from .amounts import minor_to_major
 from .models import Incident, ProviderCharge, ProviderRefund, ReconciliationRun, Remediation
 
 
