@@ -43,7 +43,12 @@ def test_csv_export(finance, make_incident):
     rows = list(csv.reader(io.StringIO(response.content.decode())))
     assert rows[0][:3] == ["day", "currency", "orders"]
     day = dict(zip(rows[0], rows[1], strict=True))
-    assert (day["day"], day["currency"], day["incidents"], day["money_at_risk"]) == (today, "EUR", "1", "40.00")
+    assert (day["day"], day["currency"], day["incidents"], day["money_at_risk"]) == (
+        today,
+        "EUR",
+        "1",
+        "40.00",
+    )
     assert ["customer_impacting", "1"] in rows
 
 
