@@ -226,8 +226,8 @@ def search_drift(*, now: datetime | None = None) -> Drift:
     against the owners' rows last changed before the consumer's lag."""
     now = now or timezone.now()
     cutoff = _cutoff(SEARCH, now)
-    model = {
-        r["order_id"]: r
+    model: dict[int, dict[str, Any]] = {
+        r["order_id"]: dict(r)
         for r in OrderSearch.objects.values(
             "order_id", "status", "customer_email", "payment_id", "payment_status", "charge_id"
         ).iterator(chunk_size=2000)

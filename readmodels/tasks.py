@@ -16,4 +16,4 @@ log = logging.getLogger(__name__)
 @shared_task(name="readmodels.check", ignore_result=True)
 def check() -> dict:
     drifts = unless_database_down("read model check", read_models_check, [], log)
-    return {d.model: len(d.differences) for d in drifts}
+    return {d.model: len(d.differences) for d in drifts} if isinstance(drifts, list) else {}
