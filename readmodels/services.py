@@ -56,38 +56,32 @@ def _finance_rebuild() -> None:
 
 def _search_rebuild() -> None:
     store.search_clear()
-    batch: list[OrderSearch] = []
-    for row in orders_read_model_rows():
-        batch.append(
-            OrderSearch(
-                order_id=row["id"],
-                client_id=row["client_id"],
-                customer_email=row["customer_email"],
-                currency=row["currency"],
-                total=row["total"],
-                status=row["status"],
-                failure_reason=row["failure_reason"] or "",
-                created_at=row["created_at"],
-            )
+    orders = (
+        OrderSearch(
+            order_id=row["id"],
+            client_id=row["client_id"],
+            customer_email=row["customer_email"],
+            currency=row["currency"],
+            total=row["total"],
+            status=row["status"],
+            failure_reason=row["failure_reason"] or "",
+            created_at=row["created_at"],
         )
-        if len(batch) >= 1000:
-            store.search_orders_upsert(batch, with_key=False)
-            batch = []
-    store.search_orders_upsert(batch, with_key=False)
-    payments: list[OrderSearch] = []
-    for row in payments_read_model_rows():
-        payments.append(
-            OrderSearch(
-                order_id=row["order_id"],
-                payment_id=row["id"],
-                payment_status=row["status"],
-                charge_id=row["provider_charge_id"],
-            )
+        for row in orders_read_model_rows()
+    )
+    for batch in store.batches(orders):
+        store.search_orders_upsert(batch, with_key=False)
+    payments = (
+        OrderSearch(
+            order_id=row["order_id"],
+            payment_id=row["id"],
+            payment_status=row["status"],
+            charge_id=row["provider_charge_id"],
         )
-        if len(payments) >= 1000:
-            store.search_payments_upsert(payments, with_charge=True)
-            payments = []
-    store.search_payments_upsert(payments, with_charge=True)
+        for row in payments_read_model_rows()
+    )
+    for batch in store.batches(payments):
+        store.search_payments_upsert(batch, with_charge=True)
     # Keys are kept IDEMPOTENCY_TTL (24 h) by their owner: a rebuild finds only those.
     store.search_keys_set(
         {

@@ -10,14 +10,16 @@ a rebuild already counted — changes nothing, and a fact whose value changed
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from itertools import islice
+from typing import TypeVar
 
 from django.db import connection
 
 from .facts import Fact
 from .models import FinanceDay, FinanceFact, OrderSearch
 
+T = TypeVar("T")
 _FACT = FinanceFact._meta.db_table
 _DAY = FinanceDay._meta.db_table
 _ROW = "(%s, %s, %s::date, %s, %s::numeric, %s::numeric, %s::timestamptz, %s)"
@@ -77,10 +79,15 @@ def _apply_sql(n: int) -> str:
     )
 
 
+def batches(items: Iterable[T], size: int = 1000) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(islice(iterator, size)):
+        yield chunk
+
+
 def facts_apply(facts: Iterable[Fact], *, batch: int = 1000) -> None:
     """Upsert facts and move the day sums by the difference (see the module docstring)."""
-    iterator = iter(facts)
-    while chunk := list(islice(iterator, batch)):
+    for chunk in batches(facts, batch):
         # One key once per statement (ON CONFLICT cannot touch a row twice): the last wins.
         unique = list({f.key: f for f in chunk}.values())
         params: list = []

@@ -15,7 +15,6 @@ from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
-from config.celery_app import app as celery_app
 from outbox.relay import relay_pass
 from reconciliation.services import (
     incident_customer_notified,
@@ -23,15 +22,9 @@ from reconciliation.services import (
     incidents_auto_resolve,
 )
 
+from .test_refund_to_provider import eager  # noqa: F401 - the fixture: refund tasks run inline
+
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def eager():
-    before = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = before
 
 
 def one(sql: str, params=()) -> tuple:
@@ -117,8 +110,9 @@ def staff_refund(client, order_id, amount, key):
     return client.post(reverse("backoffice:order-action", args=[order_id]), data, follow=True)
 
 
+@pytest.mark.usefixtures("eager")
 def test_the_page_and_the_export_equal_an_independent_count(
-    finance, support, support_user, shop, make_incident, eager, django_capture_on_commit_callbacks
+    finance, support, support_user, shop, make_incident, django_capture_on_commit_callbacks
 ):
     # given: a day of orders (one declined) and incidents closed every way
     fixed_by_person, healed, false_positive, stays_open, untouched = (shop.confirmed() for _ in range(5))
