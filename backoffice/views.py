@@ -391,9 +391,17 @@ def search(request: HttpRequest) -> HttpResponse:
     the case file, which reads the order itself."""
     q = (request.GET.get("q") or "").strip()
     status = request.GET.get("status") or None
-    if q.isdigit() and order_selectors.orders_search(order_ids=[int(q)]):
+    if (
+        q.isdigit()
+        and int(q) < rm_selectors.MAX_ORDER_ID
+        and order_selectors.orders_search(order_ids=[int(q)])
+    ):
         return redirect("backoffice:order", order_id=int(q))
-    kind, rows = rm_selectors.order_search(q=q, status=status, limit=PAGE_SIZE)
+    kind, rows = "", []
+    try:
+        kind, rows = rm_selectors.order_search(q=q, status=status, limit=PAGE_SIZE)
+    except ConcordError as exc:
+        messages.error(request, exc.message)
     keys = (
         idempotency_selectors.idempotency_records_by_key(key=q)
         if q and not q.isdigit() and "@" not in q

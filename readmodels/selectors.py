@@ -12,6 +12,8 @@ from typing import Any
 from django.db.models import Count, Q, Sum
 from django.utils import timezone
 
+from core.errors import ConcordError
+from orders.choices import OrderStatus
 from outbox.selectors import consumer_lag
 
 from .consumer import FINANCE, SEARCH
@@ -181,6 +183,8 @@ def finance_incident_weeks(*, weeks: int = 12, today: date | None = None) -> lis
     return sorted(out.values(), key=lambda e: (e["week"], e["type"], e["currency"]))
 
 
+MAX_ORDER_ID = 2**63  # a bigint: a longer number names no order
+
 # --- Search -----------------------------------------------------------------------------
 
 
@@ -189,10 +193,12 @@ def order_search(*, q: str = "", status: str | None = None, limit: int = 50) -> 
     or an Idempotency-Key; optionally one status. Returns (what q was taken for, rows),
     newest first."""
     q = (q or "").strip()
+    if status and status not in OrderStatus.values:
+        raise ConcordError(f"Unknown status {status!r}", code="invalid_status")
     rows = OrderSearch.objects.all()
     kind = ""
     if q.isdigit():
-        kind, rows = "order id", rows.filter(order_id=int(q))
+        kind, rows = "order id", rows.filter(order_id=int(q)) if int(q) < MAX_ORDER_ID else rows.none()
     elif "@" in q:
         kind, rows = "email", rows.filter(customer_email__iexact=q)
     elif q:

@@ -52,3 +52,11 @@ def test_the_overview_and_the_pages_show_the_lag(client):
     assert "behind (1 event pending)" in client.get("/backoffice/finance/").content.decode()
     relay_pass(budget=5)
     assert "Figures are up to date." in client.get("/backoffice/finance/").content.decode()
+
+
+def test_search_refuses_bad_input_with_a_message(client):
+    client.force_login(staff_create(username="sam", role=SUPPORT, password="support-pass-1"))
+    huge = client.get("/backoffice/search/?q=" + "9" * 30)
+    assert huge.status_code == 200 and "No orders found." in huge.content.decode()
+    bad = client.get("/backoffice/search/?status=nonsense")
+    assert bad.status_code == 200 and "Unknown status" in bad.content.decode()
