@@ -98,7 +98,11 @@ REBUILDERS = {FINANCE: _finance_rebuild, SEARCH: _search_rebuild}
 def read_models_rebuild(*, names: list[str] | None = None) -> dict[str, int]:
     """Recompute each read model from the owners' tables and set its consumer's
     position to the head (outbox.services.consumer_rebuild). Returns the positions."""
-    return {name: consumer_rebuild(name=name, rebuild=REBUILDERS[name]) for name in names or list(REBUILDERS)}
+    positions = {
+        name: consumer_rebuild(name=name, rebuild=REBUILDERS[name]) for name in names or list(REBUILDERS)
+    }
+    drift_memory_clear()
+    return positions
 
 
 # --- Drift -----------------------------------------------------------------------------
@@ -258,6 +262,11 @@ def search_drift(*, now: datetime | None = None) -> Drift:
     return Drift(SEARCH, cutoff, compared, differences)
 
 
+def drift_memory_clear() -> None:
+    """Forget what the previous checks saw (a test, or after a rebuild)."""
+    cache.delete_many([f"readmodels:drift:{name}" for name in REBUILDERS])
+
+
 def _confirmed(drift: Drift) -> bool:
     """A difference counts when the previous check saw the very same one: a fact whose
     change committed between the two reads of one check (an incident's money at risk
@@ -265,7 +274,8 @@ def _confirmed(drift: Drift) -> bool:
     digest = hashlib.sha256(json.dumps(drift.differences, sort_keys=True, default=str).encode()).hexdigest()
     key = f"readmodels:drift:{drift.model}"
     previous = cache.get(key)
-    cache.set(key, digest, timeout=24 * 3600)
+    # Only the previous check counts: a digest older than a few intervals has expired.
+    cache.set(key, digest, timeout=3 * getattr(settings, "READ_MODELS_CHECK_INTERVAL", 600))
     return previous == digest
 
 
