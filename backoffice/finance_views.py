@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 from datetime import date, timedelta
+from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
@@ -92,7 +93,7 @@ def finance_trends(request: HttpRequest) -> HttpResponse:
     return render(request, "backoffice/finance_trends.html", {"lag_line": _lag_line(), **trends})
 
 
-def _csv(filename: str) -> tuple[HttpResponse, csv.Any]:
+def _csv(filename: str) -> tuple[HttpResponse, Any]:
     response = HttpResponse(content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response, csv.writer(response)
@@ -141,7 +142,7 @@ def finance_csv(request: HttpRequest) -> HttpResponse:
 
 @finance_required
 def finance_incidents_csv(request: HttpRequest) -> HttpResponse:
-    """One row per incident detected or closed in the range."""
+    """One row per incident live in the range (detected before its end, not closed before its start)."""
     start, end = _date_range(request)
     response, writer = _csv(f"incidents-{start}-{end}.csv")
     writer.writerow(

@@ -487,12 +487,11 @@ def incidents_read_model_rows(*, changed_before: datetime | None = None):
 
 
 def incidents_finance_rows(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
-    """Incidents detected or closed in [since, until): what finance reports per incident."""
+    """Incidents live at some moment of [since, until) (detected before its end, not
+    closed before its start): what finance reports per incident."""
     rows = (
-        Incident.objects.filter(
-            Q(detected_at__gte=since, detected_at__lt=until)
-            | Q(resolved_at__gte=since, resolved_at__lt=until)
-        )
+        Incident.objects.filter(detected_at__lt=until)
+        .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=since))
         .order_by("id")
         .values(
             "id",

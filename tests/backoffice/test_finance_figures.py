@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from decimal import Decimal
 
 import pytest
@@ -17,9 +18,11 @@ from django.utils import timezone
 
 from outbox.relay import relay_pass
 from reconciliation.services import (
+    Finding,
     incident_customer_notified,
     incident_dismiss,
     incidents_auto_resolve,
+    incidents_report,
 )
 
 from .test_refund_to_provider import eager  # noqa: F401 - the fixture: refund tasks run inline
@@ -123,10 +126,25 @@ def test_the_page_and_the_export_equal_an_independent_count(
     a = make_incident(order_id=fixed_by_person, amount="60.00")  # a person refunds, the re-check closes it
     b = make_incident(order_id=healed, type="refund_missing", amount="60.00")  # heals by itself
     c = make_incident(order_id=false_positive, amount="5.00")  # a false positive
-    make_incident(order_id=stays_open, type="stuck_saga", amount="60.00")
+    # detected yesterday, still open: not today's incident, but today's refund it caused counts
+    incidents_report(
+        findings=[
+            Finding(
+                type="stuck_saga",
+                fingerprint=f"stuck_saga:bo:{stays_open}",
+                severity="high",
+                order_id=stays_open,
+                amount_at_risk=Decimal("60.00"),
+                currency="EUR",
+            )
+        ],
+        now=timezone.now() - timedelta(days=1),
+    )
     make_incident(order_id=None, type="stock_drift", amount="0.00")
     with django_capture_on_commit_callbacks(execute=True):
         staff_refund(support, fixed_by_person, "60.00", "fix-a")  # staff refund while A is live
+    with django_capture_on_commit_callbacks(execute=True):
+        staff_refund(support, stays_open, "5.00", "fix-d")  # caused by yesterday's open incident
     with django_capture_on_commit_callbacks(execute=True):
         staff_refund(support, untouched, "10.00", "goodwill")  # no incident: not caused by one
     incident_dismiss(incident_id=c, by=support_user, reason="the provider's own test charge")
@@ -146,7 +164,7 @@ def test_the_page_and_the_export_equal_an_independent_count(
     # then: the sanity of the scenario itself
     assert expected["orders"] == 6
     assert expected["attribution"] == {"person": 1, "system": 1, "dismissed": 1}
-    assert (expected["refunds_caused"], expected["refunded_caused"]) == (1, Decimal("60.00"))
+    assert (expected["refunds_caused"], expected["refunded_caused"]) == (2, Decimal("65.00"))
     # and the page and the export agree with it
     (eur,) = totals["by_currency"]
     assert (totals["orders"], eur["revenue"], totals["incidents"]) == (
