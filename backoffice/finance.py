@@ -19,6 +19,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.utils import timezone
+
 from payments.selectors import ledger_balances, ledger_money_moves
 from readmodels.selectors import finance_incident_weeks, week_start
 from reconciliation.selectors import (
@@ -198,7 +200,6 @@ def incident_trends(*, weeks: int = 12, today: date | None = None) -> dict[str, 
     """Per week (Monday) of the last `weeks` and incident type: incidents and money at
     risk (finance read model), cost — refunds caused, staff actions — from the history.
     Provider fees: the sandbox provider reports none, so they are not known ("—")."""
-    from django.utils import timezone
 
     today = today or timezone.now().date()
     first = week_start(today) - timedelta(weeks=weeks - 1)
