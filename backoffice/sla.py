@@ -199,9 +199,11 @@ def group_recipients(group: str) -> list[str]:
     configured = [a for a in (settings.BACKOFFICE_SLA_RECIPIENTS.get(group) or []) if a]
     if configured:
         return sorted(set(configured))
-    users = get_user_model().objects.filter(
-        is_active=True, is_staff=True, groups__name=GROUP_ROLES[group]
-    ).exclude(email="")
+    users = (
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True, groups__name=GROUP_ROLES[group])
+        .exclude(email="")
+    )
     return sorted(set(users.values_list("email", flat=True)))
 
 
@@ -242,9 +244,9 @@ def sla_escalate(*, now: datetime | None = None) -> dict[str, int]:
     for sla in sla_limits().values():
         due = _rows(sla, now=now, past=sla.escalate_after, limit=ESCALATION_BATCH).items
         done = set(
-            SlaEscalation.objects.filter(
-                state=sla.key, subject_id__in=[i.subject_id for i in due]
-            ).exclude(status=EscalationStatus.FAILED).values_list("subject_id", flat=True)
+            SlaEscalation.objects.filter(state=sla.key, subject_id__in=[i.subject_id for i in due])
+            .exclude(status=EscalationStatus.FAILED)
+            .values_list("subject_id", flat=True)
         )
         for item in due:
             if item.subject_id in done:
@@ -339,6 +341,8 @@ def systems_health(*, provider: tuple[bool, str]) -> list[Pulse]:
         Pulse(
             "provider",
             reachable,
-            "the payment provider answers" if reachable else f"the payment provider is not answering ({detail})",
+            "the payment provider answers"
+            if reachable
+            else f"the payment provider is not answering ({detail})",
         ),
     ]

@@ -63,7 +63,12 @@ def state_summary(model: type[models.Model], field_name: str, choices: Iterable[
 
 
 def waiting_in_state(
-    rows: models.QuerySet, *, since: str, since_before: Any = None, limit: int = 50, fields: Iterable[str] = ()
+    rows: models.QuerySet,
+    *,
+    since: str,
+    since_before: Any = None,
+    limit: int = 50,
+    fields: Iterable[str] = (),
 ) -> tuple[int, list[dict[str, Any]]]:
     """Rows (already filtered to one state) that have waited there, oldest first: how
     many in all (past `since_before` when given), and the first `limit` as dicts of
