@@ -293,11 +293,11 @@ def sla_escalate(*, now: datetime | None = None) -> dict[str, int]:
 
 def duration(seconds: float) -> str:
     """A wait in words: "45 s", "12 min", "3.5 h", "2.0 days"."""
-    seconds = max(0, int(seconds))
+    seconds = max(0, round(seconds))
     if seconds < 120:
         return f"{seconds} s"
     if seconds < 2 * 3600:
-        return f"{seconds // 60} min"
+        return f"{round(seconds / 60)} min"
     if seconds < 2 * 86400:
         return f"{seconds / 3600:.1f} h"
     return f"{seconds / 86400:.1f} days"
