@@ -260,6 +260,7 @@ def sla_escalate(*, now: datetime | None = None) -> dict[str, int]:
         recipients = group_recipients(group)
         ids = [row.pk for row, _ in pairs]
         if not recipients:
+            log.warning("SLA escalation: nobody to e-mail in group %s (BACKOFFICE_SLA_RECIPIENTS)", group)
             SlaEscalation.objects.filter(pk__in=ids).update(
                 status=EscalationStatus.FAILED, error=f"nobody to e-mail in group {group!r}"
             )
