@@ -144,3 +144,11 @@ def test_finance_may_not_assign_and_a_closed_incident_is_not_offered(
     page = _assign(support, incident_id, support_user.pk, key="late")
     assert "That action is not possible for this incident now." in page
     assert incident_get(incident_id=incident_id).assigned_to_id is None
+
+
+def test_the_operations_doc_lists_every_runbook():
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    section = doc.split("## Incident runbooks", 1)[1].split("\n## ", 1)[0]
+    assert [kind for kind in RUNBOOKS if f"| `{kind}` |" not in section] == []
