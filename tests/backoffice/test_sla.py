@@ -216,3 +216,28 @@ def test_the_escalation_runs_on_the_beat_schedule(settings):
     from config.celery_app import app
 
     assert "backoffice.sla_escalate" in app.tasks
+
+
+@pytest.mark.parametrize("url", [reverse("backoffice:overview"), reverse("backoffice:waiting")])
+def test_the_sla_lists_run_constant_sql(support, waiting, settings, url):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.PSP_BASE_URL = "http://127.0.0.1:9"
+
+    def grow(count):
+        for _ in range(count):
+            waiting.incident(age=2 * 3600)
+            waiting.payment_unknown(age=10 * MIN)
+        sla.sla_escalate()
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as ctx:
+            assert support.get(url).status_code == 200
+        return len(ctx.captured_queries)
+
+    grow(2)
+    support.get(url)  # warm caches
+    small = queries()
+    grow(4)
+    assert queries() == small
