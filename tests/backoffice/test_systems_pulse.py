@@ -1,4 +1,4 @@
-"""The overview's Systems box with a real worker and its embedded beat: it says when a
+"""The overview's Systems box with a real worker and its embedded beat: it (and /metrics) says when a
 worker last took a task and when beat last sent one, and that nothing does once the
 worker is stopped; the same beat runs the SLA escalation, which e-mails through Django's
 e-mail framework (file backend here) once."""
@@ -11,11 +11,13 @@ import time
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from backoffice.models import SlaEscalation
 from core.heartbeats import BEAT, WORKER, heartbeat_age, heartbeat_forget
+from monitoring.collectors import reset_cache
 from reconciliation.models import Incident
 
 from .conftest import wait_for
@@ -72,6 +74,10 @@ def test_the_overview_says_whether_a_worker_and_beat_run(
         what="the worker's and beat's heartbeats",
         on_timeout=worker.log,
     )
+    reset_cache()
+    metrics = Client().get("/metrics").content.decode()
+    assert 'concord_heartbeat_age_seconds{process="worker"}' in metrics
+    assert 'concord_heartbeat_age_seconds{process="beat"}' in metrics
     systems = _systems(support)
     assert "a worker took a task" in systems["worker"] and "ok" in systems["worker"]
     assert "beat last ran" in systems["beat"] and "not ok" not in systems["beat"]
