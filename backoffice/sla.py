@@ -139,10 +139,10 @@ class StateList:
         return duration(self.sla.escalate_after)
 
 
-def _rows(sla: StateSla, *, now: datetime, past: float | None, limit: int) -> StateList:
+def _rows(sla: StateSla, *, now: datetime, past: float | None, limit: int, exclude_ids=None) -> StateList:
     _, source, _ = SOURCES[sla.key]
     since_before = now - timedelta(seconds=past) if past is not None else None
-    count, rows = source(since_before=since_before, limit=limit)
+    count, rows = source(since_before=since_before, exclude_ids=exclude_ids, limit=limit)
     items = [
         Waiting(
             sla=sla,
@@ -242,20 +242,22 @@ def sla_escalate(*, now: datetime | None = None) -> dict[str, int]:
     now = now or timezone.now()
     claimed: dict[str, list[tuple[SlaEscalation, Waiting]]] = {}
     for sla in sla_limits().values():
-        due = _rows(sla, now=now, past=sla.escalate_after, limit=ESCALATION_BATCH).items
-        done = set(
-            SlaEscalation.objects.filter(state=sla.key, subject_id__in=[i.subject_id for i in due])
-            .exclude(status=EscalationStatus.FAILED)
-            .values_list("subject_id", flat=True)
-        )
+        # Those e-mailed (or being sent) already are left out in the query itself, so a
+        # long outage's old items never fill the batch and hide the newly late ones.
+        done = SlaEscalation.objects.filter(state=sla.key).exclude(status=EscalationStatus.FAILED)
+        due = _rows(
+            sla,
+            now=now,
+            past=sla.escalate_after,
+            limit=ESCALATION_BATCH,
+            exclude_ids=done.values("subject_id"),
+        ).items
         for item in due:
-            if item.subject_id in done:
-                continue
             row = _claim(item)
             if row is not None:
                 claimed.setdefault(sla.notify, []).append((row, item))
     result = {"sent": 0, "failed": 0}
-    base_url = getattr(settings, "BACKOFFICE_BASE_URL", "").rstrip("/")
+    base_url = settings.BACKOFFICE_BASE_URL.rstrip("/")
     for group, pairs in claimed.items():
         recipients = group_recipients(group)
         ids = [row.pk for row, _ in pairs]

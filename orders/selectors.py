@@ -283,13 +283,16 @@ def orders_without_audit(*, order_ids: list[int]) -> list[int]:
     )
 
 
-def orders_waiting(*, status: str, since_before=None, limit: int = 50) -> tuple[int, list[dict]]:
+def orders_waiting(
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
     """Orders in `status` since their last change (updated_at), oldest first: the count
     and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
     return waiting_in_state(
         Order.objects.filter(status=status).annotate(order_id=F("id"), amount=F("total")),
         since="updated_at",
         since_before=since_before,
+        exclude_ids=exclude_ids,
         limit=limit,
         fields=("id", "order_id", "amount", "currency"),
     )

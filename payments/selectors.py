@@ -310,25 +310,31 @@ def payments_without_audit(*, order_ids: list[int]) -> list[int]:
 # --- Back-office service levels (how long rows wait in a state) --------------------------------
 
 
-def payments_waiting(*, status: str, since_before=None, limit: int = 50) -> tuple[int, list[dict]]:
+def payments_waiting(
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
     """Payments in `status` since their last change (updated_at), oldest first: the count
     and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
     return waiting_in_state(
         Payment.objects.filter(status=status),
         since="updated_at",
         since_before=since_before,
+        exclude_ids=exclude_ids,
         limit=limit,
         fields=("id", "order_id", "amount", "currency"),
     )
 
 
-def refunds_waiting(*, status: str, since_before=None, limit: int = 50) -> tuple[int, list[dict]]:
+def refunds_waiting(
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
     """Refunds in `status` since they were asked for (created_at), oldest first: the
     count and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
     return waiting_in_state(
         Refund.objects.filter(status=status).annotate(order_id=F("payment__order_id")),
         since="created_at",
         since_before=since_before,
+        exclude_ids=exclude_ids,
         limit=limit,
         fields=("id", "order_id", "amount", "currency"),
     )

@@ -560,13 +560,16 @@ def incident_behind_order_change(*, order_id: int, at: datetime) -> int | None:
     return incident
 
 
-def incidents_waiting(*, states: list[str], since_before=None, limit: int = 50) -> tuple[int, list[dict]]:
+def incidents_waiting(
+    *, states: list[str], since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
     """Incidents in `states` since detected, oldest first: the count and the first
     `limit` as (id, order_id, amount, currency, type, severity, since). Two queries."""
     return waiting_in_state(
         Incident.objects.filter(state__in=states).annotate(amount=F("amount_at_risk")),
         since="detected_at",
         since_before=since_before,
+        exclude_ids=exclude_ids,
         limit=limit,
         fields=("id", "order_id", "amount", "currency", "type", "severity"),
     )

@@ -385,6 +385,9 @@ BACKOFFICE_SLA_RECIPIENTS = {
     "finance": env.list("BACKOFFICE_SLA_FINANCE_EMAILS", default=[]),
     "oncall": env.list("BACKOFFICE_SLA_ONCALL_EMAILS", default=[]),
 }
+# Where staff open the back office, for the links in those e-mails (e.g.
+# https://ops.shop.example); empty: the links are paths only.
+BACKOFFICE_BASE_URL = env.str("BACKOFFICE_BASE_URL", default="")
 BACKOFFICE_SLA_ESCALATE_INTERVAL = env.float("BACKOFFICE_SLA_ESCALATE_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE["backoffice-sla-escalate"] = {
     "task": "backoffice.sla_escalate",

@@ -241,3 +241,15 @@ def test_the_sla_lists_run_constant_sql(support, waiting, settings, url):
     small = queries()
     grow(4)
     assert queries() == small
+
+
+def test_items_escalated_before_never_hide_the_newly_late(waiting, monkeypatch, settings):
+    settings.BACKOFFICE_BASE_URL = "https://ops.shop.example/"
+    monkeypatch.setattr(sla, "ESCALATION_BATCH", 2)
+    old = [waiting.payment_unknown(age=(50 - n) * MIN) for n in range(3)]
+    assert sla.sla_escalate() == {"sent": 2, "failed": 0}  # the two oldest
+    assert sla.sla_escalate() == {"sent": 1, "failed": 0}  # then the third, not the first two again
+    new = waiting.payment_unknown(age=31 * MIN)
+    assert sla.sla_escalate() == {"sent": 1, "failed": 0}
+    assert sorted(SlaEscalation.objects.values_list("subject_id", flat=True)) == sorted([*old, new])
+    assert "https://ops.shop.example/backoffice/orders/" in mail.outbox[-1].body
