@@ -78,7 +78,7 @@ def sla_limits() -> dict[str, StateSla]:
     """Every state's limits: SLA_DEFAULTS overridden by settings.BACKOFFICE_SLA. A
     misspelt state or field, a negative limit, an escalation before the attention
     limit or an unknown group is a configuration error (ValueError), not a guess."""
-    overrides = getattr(settings, "BACKOFFICE_SLA", None) or {}
+    overrides = settings.BACKOFFICE_SLA or {}
     unknown = set(overrides) - set(SLA_DEFAULTS)
     if unknown:
         raise ValueError(f"BACKOFFICE_SLA has unknown states: {sorted(unknown)}")
@@ -104,6 +104,6 @@ def sla_limits() -> dict[str, StateSla]:
 def silent_after() -> dict[str, float]:
     """Seconds without a worker taking a task / beat sending one before the overview says so."""
     return {
-        "worker": float(getattr(settings, "BACKOFFICE_WORKER_SILENT_AFTER", 120.0)),
-        "beat": float(getattr(settings, "BACKOFFICE_BEAT_SILENT_AFTER", 120.0)),
+        "worker": float(settings.BACKOFFICE_WORKER_SILENT_AFTER),
+        "beat": float(settings.BACKOFFICE_BEAT_SILENT_AFTER),
     }

@@ -1,8 +1,9 @@
 """Celery application; every setting comes from Django settings' CELERY_* names.
 
 The signal handlers below carry the log correlation ids in task headers, count
-tasks for /metrics, record the worker's heartbeat (core/heartbeats.py), keep Django's logging configuration, and start tracing and the
-worker's own metrics endpoint when configured (docs/operations.md).
+tasks for /metrics, record the worker's heartbeat (core/heartbeats.py), keep Django's
+logging configuration, and start tracing and the worker's own metrics endpoint when
+configured (docs/operations.md).
 
 Without DJANGO_SETTINGS_MODULE it loads production settings (fail closed, as wsgi.py).
 """

@@ -13,11 +13,10 @@ from django.urls import reverse
 from backoffice.models import StaffAction
 from backoffice.roles import api_client_create, staff_create
 from backoffice.runbooks import RUNBOOKS
-from payments.selectors import payment_for_order
-from reconciliation.detectors import detector_get
-from reconciliation.selectors import detector_descriptions, incident_get, incident_kinds, incidents_list
-from reconciliation.services import reconcile_run
+from reconciliation.selectors import detector_descriptions, incident_get, incident_kinds
 from reconciliation.services.remediation import ACTIONS
+
+from .conftest import duplicate_charge_found
 
 pytestmark = pytest.mark.django_db
 
@@ -49,16 +48,7 @@ def test_a_runbook_reads_incomplete_details_without_failing(kind, make_incident,
 @pytest.fixture
 def duplicate(shop, settings):
     """A real duplicate charge found by its detector (the customer's app paid twice)."""
-    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 0}
-    order_id = shop.confirmed()
-    kept = payment_for_order(order_id=order_id).provider_charge_id
-    extra = shop.psp.client().create_charge(
-        amount=6000, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
-        idempotency_key="app-retry-with-a-new-key",
-    ).charge  # fmt: skip
-    reconcile_run(detectors=[detector_get("duplicate_charge")])
-    [incident] = incidents_list(order_id=order_id, types=["duplicate_charge"])
-    return incident.id, order_id, kept, extra.id
+    return duplicate_charge_found(shop, settings)
 
 
 def test_the_page_says_what_the_detector_saw_and_what_to_do(support, duplicate):

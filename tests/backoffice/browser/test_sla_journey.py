@@ -14,11 +14,10 @@ from core.heartbeats import heartbeat_forget
 from payments.models import Refund
 from payments.selectors import payment_for_order
 from payments.services.refunds import refund_create
-from reconciliation.detectors import detector_get
 from reconciliation.models import Incident
-from reconciliation.selectors import incident_get, incidents_list
-from reconciliation.services import reconcile_run
+from reconciliation.selectors import incident_get
 
+from ..conftest import duplicate_charge_found
 from .conftest import shoot
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -28,18 +27,10 @@ def test_support_sees_what_is_late_reads_the_runbook_and_assigns_the_incident(
     page, live_server, log_in, shop, psp, settings, support_user, support_user2
 ):
     heartbeat_forget()  # no worker has run in this test: the overview must say so
-    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 0}
     # A real duplicate charge (the customer's app paid twice), found by its detector 50
     # minutes ago and not acknowledged (limit 15 min: 35 min late) ...
-    order_id = shop.confirmed()
-    kept = payment_for_order(order_id=order_id).provider_charge_id
-    extra = shop.psp.client().create_charge(
-        amount=6000, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
-        idempotency_key="app-retry-with-a-new-key",
-    ).charge  # fmt: skip
-    reconcile_run(detectors=[detector_get("duplicate_charge")])
-    [incident] = incidents_list(order_id=order_id, types=["duplicate_charge"])
-    Incident.objects.filter(pk=incident.id).update(detected_at=timezone.now() - timedelta(minutes=50))
+    incident_id, order_id, kept, extra = duplicate_charge_found(shop, settings)
+    Incident.objects.filter(pk=incident_id).update(detected_at=timezone.now() - timedelta(minutes=50))
     # ... and a refund pending for 20 minutes (limit 15 min: 5 min late).
     other = shop.confirmed()
     refund = refund_create(
@@ -51,7 +42,7 @@ def test_support_sees_what_is_late_reads_the_runbook_and_assigns_the_incident(
     attention = page.locator("#needs-attention")
     rows = attention.locator("tbody tr")
     assert rows.count() == 2
-    assert rows.nth(0).get_by_role("link").inner_text() == f"Incident #{incident.id}"  # the latest first
+    assert rows.nth(0).get_by_role("link").inner_text() == f"Incident #{incident_id}"  # the latest first
     assert rows.nth(1).get_by_role("link").inner_text() == f"Refund #{refund.id}"
     assert rows.nth(0).get_by_text("Incident not acknowledged").is_visible()
     worker = page.locator('[data-pulse="worker"]')
@@ -63,7 +54,7 @@ def test_support_sees_what_is_late_reads_the_runbook_and_assigns_the_incident(
     assert explained.get_by_text(
         f"Order {order_id} was captured 2 times at the provider. Concord keeps {kept}"
     ).is_visible()
-    assert explained.get_by_text(f"extra: {extra.id}").is_visible()
+    assert explained.get_by_text(f"extra: {extra}").is_visible()
     assert explained.get_by_text("More than one net capture at the provider for one order.").is_visible()
     assert explained.get_by_text("Runbook: what to check").is_visible()
     assert explained.get_by_text("Refunds every capture except the kept one").is_visible()
@@ -73,5 +64,5 @@ def test_support_sees_what_is_late_reads_the_runbook_and_assigns_the_incident(
     form.get_by_label("Reason").fill("sue handles duplicate charges this week")
     form.get_by_role("button", name="Assign", exact=True).click()
     assert page.get_by_text("Assigned to sue.").first.is_visible()
-    assert incident_get(incident_id=incident.id).assigned_to_id == support_user2.pk
+    assert incident_get(incident_id=incident_id).assigned_to_id == support_user2.pk
     shoot(page, "incident-runbook")
