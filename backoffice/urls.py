@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import auth_views as staff_auth
-from . import views
+from . import finance_views, views
 
 app_name = "backoffice"
 
@@ -22,7 +22,11 @@ urlpatterns = [
     path("approvals/", views.approval_list, name="approvals"),
     path("approvals/<int:approval_id>/decide/", views.approval_decide, name="approval-decide"),
     path("search/", views.search, name="search"),
-    path("finance/", views.finance, name="finance"),
-    path("finance/incidents.csv", views.finance_csv, name="finance-csv"),
+    path("finance/", finance_views.finance_page, name="finance"),
+    path("finance/finance.csv", finance_views.finance_csv, name="finance-csv"),
+    path("finance/incidents.csv", finance_views.finance_incidents_csv, name="finance-incidents-csv"),
+    path("finance/remediations.csv", finance_views.finance_remediations_csv, name="finance-remediations-csv"),
+    path("finance/trends/", finance_views.finance_trends, name="finance-trends"),
+    path("finance/ledger/", finance_views.finance_ledger, name="finance-ledger"),
     path("states/", views.state_map, name="states"),
 ]

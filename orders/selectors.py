@@ -296,3 +296,19 @@ def orders_waiting(
         limit=limit,
         fields=("id", "order_id", "amount", "currency"),
     )
+
+
+# --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
+
+
+def orders_read_model_rows(*, updated_before: datetime | None = None, created_before: datetime | None = None):
+    """Every order's searchable fields, as dicts, streamed (a rebuild reads them all);
+    optionally only those last changed, or created, before a moment."""
+    rows = Order.objects.order_by("id")
+    if updated_before is not None:
+        rows = rows.filter(updated_at__lt=updated_before)
+    if created_before is not None:
+        rows = rows.filter(created_at__lt=created_before)
+    return rows.values(
+        "id", "client_id", "customer_email", "currency", "total", "status", "failure_reason", "created_at"
+    ).iterator(chunk_size=2000)
