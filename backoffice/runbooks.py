@@ -134,6 +134,22 @@ RUNBOOKS: dict[str, Runbook] = {
             f"{_money(i)} still with us (payment {_g(d, 'payment_status')})."
         ),
     ),
+    "refund_pending": Runbook(
+        check=(
+            "Open the case file: the refund's provider attempts — did the provider answer at all (timeouts, 5xx)?",
+            "Is the provider answering now (the overview's Systems box)? Is a worker taking tasks?",
+            "Look the refund up at the provider's dashboard by its key before sending anything again.",
+        ),
+        fixes=(
+            RESOLVE,
+            DISMISS,
+        ),
+        saw=lambda i, d: (
+            f"Refund #{_g(d, 'refund_id')} of order {i.order_id or '?'} ({_money(i)}) was asked for at "
+            f"{_g(d, 'asked_at')} and is still pending after {_g(d, 'pending_seconds')} s: the customer waits "
+            "for the money. The case file offers to send it to the provider again (same key: at most once)."
+        ),
+    ),
     "refund_unrecorded": Runbook(
         check=(
             "Who refunded at the provider directly (its dashboard)? The refund is real money already back.",

@@ -23,7 +23,7 @@ from sagas import registry as saga_registry
 from sagas.choices import ManualAction, RunStatus
 from sagas.dto import SagaRunDTO
 from sagas.selectors import saga_operations_allowed
-from sagas.services import saga_compensate, saga_mark_resolved, saga_retry_now
+from sagas.services import saga_compensate, saga_mark_resolved, saga_retry_now, saga_skip_step
 from webhooks.choices import DeliveryStatus, EndpointStatus
 from webhooks.services import webhook_delivery_replay
 
@@ -82,6 +82,15 @@ def _preview_compensate(case: RunsCase, run: SagaRunDTO) -> list[str]:
     return effects
 
 
+def _preview_skip(case: RunsCase, run: SagaRunDTO) -> list[str]:
+    undo = " (its compensation)" if run.status == RunStatus.COMPENSATION_FAILED else ""
+    return [
+        f"Saga #{run.id} ({run.saga_type}) moves past step “{run.step}”{undo} without running it: you "
+        "assert its effect is already in place (checked by hand, e.g. on the provider's dashboard).",
+        "Nothing is sent to the provider; the saga continues with the next step.",
+    ]
+
+
 def _preview_resolve(case: RunsCase, run: SagaRunDTO) -> list[str]:
     return [f"Saga #{run.id} leaves the stuck list as resolved; nothing else changes."]
 
@@ -137,6 +146,14 @@ SAGA_OPERATIONS: dict[str, Operation] = {
         lambda run, by, reason: saga_compensate(
             run_id=run.id, by=by, reason=reason, failure_code=FailureReason.CANCELLED_BY_STAFF
         ),
+    ),
+    # Offered, like in the admin, only to holders of sagas.skip_step (saga_operations_allowed).
+    ManualAction.SKIP_STEP: _saga_operation(
+        ManualAction.SKIP_STEP,
+        ManualAction.SKIP_STEP.label,
+        _preview_skip,
+        # The step the person saw: a repeated submit does not skip the next step too.
+        lambda run, by, reason: saga_skip_step(run_id=run.id, by=by, reason=reason, step=run.step),
     ),
     ManualAction.MARK_RESOLVED: _saga_operation(
         ManualAction.MARK_RESOLVED,

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backoffice', '0003_approval_operation_and_params'),
+        ('backoffice', '0004_approval_limits_and_dismissal'),
     ]
 
     operations = [
