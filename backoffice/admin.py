@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.fsm_admin import ReadOnlyAdmin
 
-from .models import ApprovalRequest, StaffAction
+from .models import ApprovalRequest, SlaEscalation, StaffAction
 
 
 @admin.register(StaffAction)
@@ -33,3 +33,22 @@ class ApprovalRequestAdmin(ReadOnlyAdmin):
     list_filter = ("kind", "status")
     search_fields = ("reason",)
     list_select_related = ("requested_by", "decided_by")
+
+
+@admin.register(SlaEscalation)
+class SlaEscalationAdmin(ReadOnlyAdmin):
+    """Items e-mailed past their service level (backoffice.sla): at most one per item."""
+
+    list_display = (
+        "id",
+        "state",
+        "subject_id",
+        "order_id",
+        "group",
+        "status",
+        "age_seconds",
+        "created_at",
+        "sent_at",
+    )
+    list_filter = ("state", "group", "status")
+    search_fields = ("recipients", "error")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
@@ -35,3 +36,86 @@ def approval_daily_limit() -> Decimal:
 def provider_probe_timeout() -> float:
     """Seconds the overview waits for the provider's health check."""
     return float(getattr(settings, "BACKOFFICE_PROVIDER_PROBE_TIMEOUT", 0.5))
+
+
+# --- Service levels per waiting state (settings.BACKOFFICE_SLA, docs/backoffice.md) -----------
+
+FINANCE_GROUP = "finance"
+ONCALL_GROUP = "oncall"
+# state key -> (what it is, attention_after seconds, escalate_after seconds, who is e-mailed)
+SLA_DEFAULTS: dict[str, dict[str, object]] = {
+    "payment_unknown": {
+        "label": "Payment outcome unknown",
+        "attention_after": 5 * 60,
+        "escalate_after": 30 * 60,
+        "notify": FINANCE_GROUP,
+    },
+    "refund_pending": {
+        "label": "Refund pending at the provider",
+        "attention_after": 15 * 60,
+        "escalate_after": 60 * 60,
+        "notify": FINANCE_GROUP,
+    },
+    "order_cancelling": {
+        "label": "Order cancelling",
+        "attention_after": 15 * 60,
+        "escalate_after": 60 * 60,
+        "notify": ONCALL_GROUP,
+    },
+    "incident_unacknowledged": {
+        "label": "Incident not acknowledged",
+        "attention_after": 15 * 60,
+        "escalate_after": 60 * 60,
+        "notify": ONCALL_GROUP,
+    },
+    "incident_unresolved": {
+        "label": "Incident not resolved",
+        "attention_after": 4 * 3600,
+        "escalate_after": 24 * 3600,
+        "notify": FINANCE_GROUP,
+    },
+}
+
+
+@dataclass(frozen=True)
+class StateSla:
+    key: str
+    label: str
+    attention_after: float  # seconds in the state before it climbs the overview
+    escalate_after: float  # seconds in the state before it is e-mailed (once)
+    notify: str  # FINANCE_GROUP | ONCALL_GROUP
+
+
+def sla_limits() -> dict[str, StateSla]:
+    """Every state's limits: SLA_DEFAULTS overridden by settings.BACKOFFICE_SLA. A
+    misspelt state or field, a negative limit, an escalation before the attention
+    limit or an unknown group is a configuration error (ValueError), not a guess."""
+    overrides = settings.BACKOFFICE_SLA or {}
+    unknown = set(overrides) - set(SLA_DEFAULTS)
+    if unknown:
+        raise ValueError(f"BACKOFFICE_SLA has unknown states: {sorted(unknown)}")
+    limits = {}
+    for key, defaults in SLA_DEFAULTS.items():
+        given = overrides.get(key) or {}
+        bad = set(given) - {"attention_after", "escalate_after", "notify"}
+        if bad:
+            raise ValueError(f"BACKOFFICE_SLA[{key!r}] has unknown fields: {sorted(bad)}")
+        merged = {**defaults, **given}
+        try:
+            attention, escalate = float(merged["attention_after"]), float(merged["escalate_after"])  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ValueError(f"BACKOFFICE_SLA[{key!r}]: limits are seconds") from None
+        if attention < 0 or escalate < attention:
+            raise ValueError(f"BACKOFFICE_SLA[{key!r}]: need 0 <= attention_after <= escalate_after")
+        if merged["notify"] not in (FINANCE_GROUP, ONCALL_GROUP):
+            raise ValueError(f"BACKOFFICE_SLA[{key!r}]: notify is {FINANCE_GROUP!r} or {ONCALL_GROUP!r}")
+        limits[key] = StateSla(key, str(merged["label"]), attention, escalate, str(merged["notify"]))
+    return limits
+
+
+def silent_after() -> dict[str, float]:
+    """Seconds without a worker taking a task / beat sending one before the overview says so."""
+    return {
+        "worker": float(settings.BACKOFFICE_WORKER_SILENT_AFTER),
+        "beat": float(settings.BACKOFFICE_BEAT_SILENT_AFTER),
+    }

@@ -127,3 +127,37 @@ class ApprovalRequest(FSMModelMixin, models.Model):
         self.decided_by = by
         self.decided_at = timezone.now()
         self.decision_reason = description or ""
+
+
+class EscalationStatus(models.TextChoices):
+    SENDING = "sending", "Being sent"  # claimed; a crash here leaves it so (never sent twice)
+    SENT = "sent", "Sent"
+    FAILED = "failed", "Failed (sent again by the next run)"
+
+
+class SlaEscalation(models.Model):
+    """An item that stayed in a waiting state past its escalate_after limit, e-mailed to
+    its group (backoffice.sla). At most one row per (state, subject): the unique index is
+    the "e-mailed at most once" guard, and the row is the record of it."""
+
+    state = models.CharField(max_length=32)  # a key of backoffice.conf.SLA_DEFAULTS
+    subject_id = models.BigIntegerField()  # the payment, refund, order or incident id
+    order_id = models.BigIntegerField(null=True, blank=True)
+    group = models.CharField(max_length=16)  # finance | oncall
+    recipients = models.TextField(blank=True, default="")
+    age_seconds = models.PositiveIntegerField()  # how long it had waited when escalated
+    status = models.CharField(
+        max_length=16, choices=EscalationStatus.choices, default=EscalationStatus.SENDING
+    )
+    error = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["state", "subject_id"], name="bo_sla_escalation_once"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.state} #{self.subject_id} → {self.group} ({self.status})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group, Permission, User
 from django.db import transaction
+from django.db.models import Q
 
 from apitokens.services import api_token_issue
 
@@ -108,3 +109,24 @@ def api_client_create(*, name: str) -> str:
     user = User.objects.create_user(username=name, password=None, is_staff=False)
     user.groups.add(groups[API_CLIENTS])
     return api_token_issue(user=user)
+
+
+def support_people() -> list[tuple[int, str]]:
+    """(id, username) of everyone incidents may be assigned to: active staff with the
+    support role, and active superusers. One query, by username."""
+    people = (
+        User.objects.filter(is_active=True)
+        .filter(Q(is_superuser=True) | Q(is_staff=True, groups__name=SUPPORT))
+        .distinct()
+        .order_by("username")
+    )
+    return list(people.values_list("id", "username"))
+
+
+def support_person_get(user_id: int) -> User | None:
+    """The support person with this id, or None (unknown, inactive, not support)."""
+    return (
+        User.objects.filter(pk=user_id, is_active=True)
+        .filter(Q(is_superuser=True) | Q(is_staff=True, groups__name=SUPPORT))
+        .first()
+    )

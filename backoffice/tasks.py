@@ -15,6 +15,8 @@ from payments.choices import RefundStatus
 from payments.selectors import refund_for_key
 from payments.services import refund_send as payment_refund_send
 
+from . import sla
+
 
 class RefundStillPending(Exception):
     """The provider did not answer for sure (timeout, 5xx, connection lost): the refund
@@ -43,3 +45,10 @@ def refund_send(payment_id: int, idempotency_key: str) -> str:
     if sent.refund is None or sent.refund.status == RefundStatus.PENDING:
         raise RefundStillPending(f"refund {refund.id}: {sent.outcome} ({sent.error})")
     return str(sent.outcome)
+
+
+@shared_task(name="backoffice.sla_escalate", ignore_result=True)
+def sla_escalate() -> dict[str, int]:
+    """Beat runs this every BACKOFFICE_SLA_ESCALATE_INTERVAL seconds: e-mail what waited
+    past its escalation limit, each item at most once (backoffice.sla)."""
+    return sla.sla_escalate()

@@ -11,6 +11,7 @@ urlpatterns = [
     path("login/verify/", staff_auth.login_verify, name="login-verify"),
     path("logout/", auth_views.LogoutView.as_view(next_page="backoffice:login"), name="logout"),
     path("", views.overview, name="overview"),
+    path("waiting/", views.waiting, name="waiting"),
     path("sagas/", views.saga_list, name="sagas"),
     path("sagas/bulk/", views.saga_bulk, name="saga-bulk"),
     path("orders/<int:order_id>/", views.order_case, name="order"),

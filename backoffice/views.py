@@ -31,7 +31,7 @@ from sagas import registry as saga_registry
 from sagas import selectors as saga_selectors
 from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 
-from . import charts, operations, services
+from . import charts, operations, roles, runbooks, services, sla
 from . import selectors as bo_selectors
 from .conf import approval_threshold
 from .models import ApprovalStatus
@@ -72,6 +72,7 @@ def overview(request: HttpRequest) -> HttpResponse:
     # the runs waiting for a person, which partial indexes serve.
     attention = saga_selectors.saga_attention_counts()
     reachable, detail = bo_selectors.provider_status()
+    sla_states, late = sla.attention_list()
     return render(
         request,
         "backoffice/overview.html",
@@ -84,8 +85,17 @@ def overview(request: HttpRequest) -> HttpResponse:
             "provider_ok": reachable,
             "provider_detail": detail,
             "pending_approvals": bo_selectors.approvals_pending_count(),
+            "sla_states": sla_states,
+            "late": late,
+            "systems": sla.systems_health(provider=(reachable, detail)),
         },
     )
+
+
+@staff_required
+def waiting(request: HttpRequest) -> HttpResponse:
+    """Every SLA state's items, oldest first, with their age (backoffice.sla)."""
+    return render(request, "backoffice/waiting.html", {"states": sla.states_waiting(limit=PAGE_SIZE)})
 
 
 # --- Stuck sagas -----------------------------------------------------------------------
@@ -248,13 +258,17 @@ def incident_detail(request: HttpRequest, incident_id: int) -> HttpResponse:
         messages.error(request, exc.message)
         return redirect("backoffice:incidents")
     offers = operations.offers_for("incident", case, request.user)
+    offered = {o.op: o for o in offers if o.op != "remediate"}
+    description = recon_selectors.detector_descriptions().get(case.incident.type, "")
     return render(
         request,
         "backoffice/incident_detail.html",
         {
             "incident": case.incident,
             "live": case.live,
-            "offered": {o.op: o for o in offers if o.op != "remediate"},
+            "explained": runbooks.incident_explained(case.incident, description=description),
+            "support_people": roles.support_people() if "assign" in offered else [],
+            "offered": offered,
             # Remediations are shown while the incident is live; reconciliation refuses them after.
             "remediations": [o for o in offers if o.op == "remediate"] if case.live else [],
             "action_key": _new_key(),

@@ -1,8 +1,9 @@
 """Celery application; every setting comes from Django settings' CELERY_* names.
 
 The signal handlers below carry the log correlation ids in task headers, count
-tasks for /metrics, keep Django's logging configuration, and start tracing and the
-worker's own metrics endpoint when configured (docs/operations.md).
+tasks for /metrics, record the worker's heartbeat (core/heartbeats.py), keep Django's
+logging configuration, and start tracing and the worker's own metrics endpoint when
+configured (docs/operations.md).
 
 Without DJANGO_SETTINGS_MODULE it loads production settings (fail closed, as wsgi.py).
 """
@@ -34,10 +35,11 @@ def _carry_correlation(headers=None, **kwargs):
 
 @signals.task_prerun.connect
 def _task_started(task_id=None, task=None, **kwargs):
-    from core import logs, metrics
+    from core import heartbeats, logs, metrics
 
     logs.task_context_bind(task, task_id)
     metrics.celery_task_started(task_id)
+    heartbeats.heartbeat_record(heartbeats.WORKER)
 
 
 @signals.task_postrun.connect

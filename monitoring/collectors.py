@@ -268,7 +268,25 @@ def _broker() -> list:
         length, oldest = pipe.execute()
         depth.add_metric([queue], length)
         age.add_metric([queue], _message_age(oldest, now))
-    return [depth, age]
+    return [depth, age, *_heartbeats(now)]
+
+
+def _heartbeats(now: float) -> list[GaugeMetricFamily]:
+    """Seconds since a worker last took a task and since beat last sent one (the
+    back office's Systems box reads the same, core/heartbeats.py); no sample (and no
+    family) for one that never did."""
+    from core.heartbeats import BEAT, WORKER, heartbeat_age
+
+    family = GaugeMetricFamily(
+        "concord_heartbeat_age_seconds",
+        "Seconds since a worker last started a task (process=worker) or beat last sent one (process=beat).",
+        labels=["process"],
+    )
+    for process in (WORKER, BEAT):
+        seen = heartbeat_age(process, now=now)
+        if seen is not None:
+            family.add_metric([process], seen)
+    return [family] if family.samples else []
 
 
 def _queues() -> list[str]:

@@ -7,11 +7,11 @@ from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models import Exists, F, OuterRef, Prefetch
 from django_fsm_log.models import StateLog
 
 from core.errors import ConcordError, NotFound
-from core.fsm import state_log_rows, state_summary
+from core.fsm import state_log_rows, state_summary, waiting_in_state
 from payments.choices import PaymentStatus
 from payments.dto import PaymentDTO
 from payments.selectors import payments_for_orders, refunds_for_payments
@@ -280,6 +280,21 @@ def orders_without_audit(*, order_ids: list[int]) -> list[int]:
         .filter(~Exists(logs.filter(transition="create")) | ~Exists(logs.filter(state=OuterRef("status"))))
         .order_by("id")
         .values_list("id", flat=True)
+    )
+
+
+def orders_waiting(
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
+    """Orders in `status` since their last change (updated_at), oldest first: the count
+    and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
+    return waiting_in_state(
+        Order.objects.filter(status=status).annotate(order_id=F("id"), amount=F("total")),
+        since="updated_at",
+        since_before=since_before,
+        exclude_ids=exclude_ids,
+        limit=limit,
+        fields=("id", "order_id", "amount", "currency"),
     )
 
 

@@ -10,7 +10,7 @@ from django.db.models.functions import Coalesce
 from django_fsm_log.models import StateLog
 
 from core.errors import NotFound
-from core.fsm import state_log_rows, state_summary
+from core.fsm import state_log_rows, state_summary, waiting_in_state
 
 from .choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus, RefundStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
@@ -304,6 +304,39 @@ def payments_without_audit(*, order_ids: list[int]) -> list[int]:
         .filter(~Exists(logs))
         .order_by("order_id")
         .values_list("order_id", flat=True)
+    )
+
+
+# --- Back-office service levels (how long rows wait in a state) --------------------------------
+
+
+def payments_waiting(
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
+    """Payments in `status` since their last change (updated_at), oldest first: the count
+    and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
+    return waiting_in_state(
+        Payment.objects.filter(status=status),
+        since="updated_at",
+        since_before=since_before,
+        exclude_ids=exclude_ids,
+        limit=limit,
+        fields=("id", "order_id", "amount", "currency"),
+    )
+
+
+def refunds_waiting(
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
+    """Refunds in `status` since they were asked for (created_at), oldest first: the
+    count and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
+    return waiting_in_state(
+        Refund.objects.filter(status=status).annotate(order_id=F("payment__order_id")),
+        since="created_at",
+        since_before=since_before,
+        exclude_ids=exclude_ids,
+        limit=limit,
+        fields=("id", "order_id", "amount", "currency"),
     )
 
 

@@ -13,9 +13,10 @@ from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django_fsm_log.models import StateLog
 
+from core.fsm import waiting_in_state
 from core.money import format_amount, is_supported_currency
 
 from .amounts import minor_to_major
@@ -458,6 +459,26 @@ def incident_behind_order_change(*, order_id: int, at: datetime) -> int | None:
         .first()
     )
     return incident
+
+
+def incidents_waiting(
+    *, states: list[str], since_before=None, exclude_ids=None, limit: int = 50
+) -> tuple[int, list[dict]]:
+    """Incidents in `states` since detected, oldest first: the count and the first
+    `limit` as (id, order_id, amount, currency, type, severity, since). Two queries."""
+    return waiting_in_state(
+        Incident.objects.filter(state__in=states).annotate(amount=F("amount_at_risk")),
+        since="detected_at",
+        since_before=since_before,
+        exclude_ids=exclude_ids,
+        limit=limit,
+        fields=("id", "order_id", "amount", "currency", "type", "severity"),
+    )
+
+
+def detector_descriptions() -> dict[str, str]:
+    """Every detector's type (enabled or not) and its one-line description."""
+    return {str(d.name): d.description for d in detectors_all(include_disabled=True)}
 
 
 # --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------

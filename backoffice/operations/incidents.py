@@ -7,6 +7,7 @@ from typing import Any
 
 from django.utils.html import format_html
 
+from core.errors import ConcordError
 from reconciliation.choices import IncidentState, RemediationState
 from reconciliation.services import (
     RemediationPreview,
@@ -20,7 +21,8 @@ from reconciliation.services import (
 )
 
 from ..models import ApprovalKind
-from .base import APPROVED_AMOUNT, IncidentCase, Offer, Operation, Outcome, Params, Preview
+from ..roles import support_person_get
+from .base import APPROVED_AMOUNT, IncidentCase, Input, Offer, Operation, Outcome, Params, Preview
 
 # The Django permissions reconciliation checks (granted to support in backoffice/roles.py).
 CHANGE_INCIDENT = "reconciliation.change_incident"
@@ -89,6 +91,50 @@ ASSIGN = _simple(
     lambda incident_id, by, reason: incident_assign(incident_id=incident_id, assignee_id=by.pk, by=by),
     states=_LIVE,
     reason_default="Taking this one.",
+)
+
+
+def _assignee(params: Params) -> Any:
+    """The person chosen in the form: a support person (backoffice.roles), else a
+    clear refusal — a forged id, a finance-only or inactive account, or an API client
+    cannot be given an incident."""
+    raw = str(params.get("assignee_id", "")).strip()
+    try:
+        assignee_id = int(raw)
+    except ValueError:
+        raise ConcordError("Choose the support person to assign.", code="assignee_invalid") from None
+    person = support_person_get(assignee_id)
+    if person is None:
+        raise ConcordError(
+            f"User #{assignee_id} is not an active support person; incidents can only be assigned to support.",
+            code="assignee_not_support",
+            details={"assignee_id": assignee_id},
+        )
+    return person
+
+
+def _assign_offers(case: IncidentCase, user: Any) -> list[Offer]:
+    return [Offer(ASSIGN_TO, "Assign to")] if case.incident.state in _LIVE else []
+
+
+def _assign_run(case: IncidentCase, params: Params, by: Any, reason: str, key: str) -> Outcome:
+    person = _assignee(params)
+    incident_assign(incident_id=case.incident.id, assignee_id=person.pk, by=by)
+    who = person.get_username()
+    return Outcome(f"Assigned to {who}.", audit=f"assigned to {who} (#{person.pk})")
+
+
+# Assignment to any support person (the one above is the shortcut for oneself).
+ASSIGN_TO = Operation(
+    name="incident_assign",
+    op="assign",
+    page="incident",
+    label="Assign to",
+    permission=CHANGE_INCIDENT,
+    offers=_assign_offers,
+    run=_assign_run,
+    inputs=(Input("assignee_id", "Support person"),),
+    reason_default="Assigned.",
 )
 ACKNOWLEDGE = _simple(
     "acknowledge",
@@ -247,6 +293,7 @@ REMEDIATE_OPERATION = Operation(
 
 INCIDENT_OPERATIONS: tuple[Operation, ...] = (
     ASSIGN,
+    ASSIGN_TO,
     ACKNOWLEDGE,
     RESOLVE,
     DISMISS,

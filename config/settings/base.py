@@ -245,6 +245,8 @@ CELERY_BEAT_SCHEDULE: dict = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Celery's default scheduler, recording each send as beat's heartbeat (core/heartbeats.py).
+CELERY_BEAT_SCHEDULER = "core.heartbeats:RecordingScheduler"
 
 # --- Payment provider --------------------------------------------------------
 
@@ -390,6 +392,32 @@ BACKOFFICE_APPROVAL_THRESHOLD = env.str("BACKOFFICE_APPROVAL_THRESHOLD", default
 # ... or when what one person moved without a second person today (UTC, per currency),
 # plus this, is above this amount.
 BACKOFFICE_APPROVAL_DAILY_LIMIT = env.str("BACKOFFICE_APPROVAL_DAILY_LIMIT", default="1000.00")
+# Service levels per waiting state (backoffice/conf.py SLA_DEFAULTS has every key and its
+# defaults; a JSON object here overrides some of them, e.g.
+# BACKOFFICE_SLA='{"refund_pending": {"attention_after": 600, "escalate_after": 1800}}').
+# Past attention_after (seconds in the state) an item climbs the overview's "needs
+# attention" list; past escalate_after it is e-mailed once to its `notify` group.
+BACKOFFICE_SLA = env.json("BACKOFFICE_SLA", default={})
+# Who the escalation e-mails go to, per group; an empty list means the active users of
+# the back-office role of that name who have an e-mail address (finance; on-call = support).
+BACKOFFICE_SLA_RECIPIENTS = {
+    "finance": env.list("BACKOFFICE_SLA_FINANCE_EMAILS", default=[]),
+    "oncall": env.list("BACKOFFICE_SLA_ONCALL_EMAILS", default=[]),
+}
+# Where staff open the back office, for the links in those e-mails (e.g.
+# https://ops.shop.example); empty: the links are paths only.
+BACKOFFICE_BASE_URL = env.str("BACKOFFICE_BASE_URL", default="")
+BACKOFFICE_SLA_ESCALATE_INTERVAL = env.float("BACKOFFICE_SLA_ESCALATE_INTERVAL", default=60.0)
+CELERY_BEAT_SCHEDULE["backoffice-sla-escalate"] = {
+    "task": "backoffice.sla_escalate",
+    "schedule": BACKOFFICE_SLA_ESCALATE_INTERVAL,
+    "options": {"expires": BACKOFFICE_SLA_ESCALATE_INTERVAL},
+}
+# The overview's "Systems": a worker that took no task, or a beat that sent none, for
+# this long is reported (beat sends sagas.sweep every SAGA_SWEEP_INTERVAL seconds, so
+# a healthy system never stays quiet this long).
+BACKOFFICE_WORKER_SILENT_AFTER = env.float("BACKOFFICE_WORKER_SILENT_AFTER", default=120.0)
+BACKOFFICE_BEAT_SILENT_AFTER = env.float("BACKOFFICE_BEAT_SILENT_AFTER", default=120.0)
 
 # --- Audit --------------------------------------------------------------------
 

@@ -174,3 +174,24 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition", on_timeo
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{on_timeout()[-3000:]}")
+
+
+def duplicate_charge_found(shop: Shop, settings) -> tuple[int, int, str, str]:
+    """A confirmed order that the customer's app paid twice (a retry with a new key),
+    found by the duplicate_charge detector: (incident id, order id, kept charge id,
+    extra charge id)."""
+    from payments.selectors import payment_for_order
+    from reconciliation.detectors import detector_get
+    from reconciliation.selectors import incidents_list
+    from reconciliation.services import reconcile_run
+
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 0}
+    order_id = shop.confirmed()
+    kept = payment_for_order(order_id=order_id).provider_charge_id
+    extra = shop.psp.client().create_charge(
+        amount=6000, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
+        idempotency_key="app-retry-with-a-new-key",
+    ).charge  # fmt: skip
+    reconcile_run(detectors=[detector_get("duplicate_charge")])
+    [incident] = incidents_list(order_id=order_id, types=["duplicate_charge"])
+    return incident.id, order_id, kept, extra.id

@@ -9,10 +9,11 @@ from django.urls import reverse
 from backoffice import services
 from backoffice.models import ApprovalRequest, StaffAction
 from core.errors import ConcordError
-from payments.selectors import payment_for_order
 from reconciliation.detectors import detector_get
-from reconciliation.selectors import incident_get, incidents_list
+from reconciliation.selectors import incident_get
 from reconciliation.services import incident_dismiss, reconcile_run
+
+from .conftest import duplicate_charge_found
 
 pytestmark = pytest.mark.django_db
 
@@ -21,16 +22,8 @@ pytestmark = pytest.mark.django_db
 def duplicate(shop, settings):
     """A confirmed order that the customer's app paid twice (a retry with a new key):
     the duplicate_charge detector opens an incident about the extra charge."""
-    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 0}
-    order_id = shop.confirmed()
-    kept = payment_for_order(order_id=order_id).provider_charge_id
-    extra = shop.psp.client().create_charge(
-        amount=6000, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
-        idempotency_key="app-retry-with-a-new-key",
-    ).charge  # fmt: skip
-    reconcile_run(detectors=[detector_get("duplicate_charge")])
-    [incident] = incidents_list(order_id=order_id, types=["duplicate_charge"])
-    return incident.id, kept, extra.id
+    incident_id, _, kept, extra = duplicate_charge_found(shop, settings)
+    return incident_id, kept, extra
 
 
 def _post(client, incident_id, **data):
