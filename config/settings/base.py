@@ -437,3 +437,17 @@ CELERY_BEAT_SCHEDULE["reconcile"] = {
     # A tick nobody picked up before the next one is worthless: do not pile them up.
     "options": {"expires": RECONCILE_INTERVAL},
 }
+
+# Back-office bulk actions (backoffice/bulk.py, docs/backoffice.md "Bulk actions"): a
+# worker works on a job for BACKOFFICE_BULK_CHUNK_SECONDS, then queues the rest (saga
+# steps and other tasks run in between); a job whose worker died is handed to another
+# by the sweeper once its lease (chunk + margin) ran out.
+BACKOFFICE_BULK_MAX_ITEMS = env.int("BACKOFFICE_BULK_MAX_ITEMS", default=20_000)
+BACKOFFICE_BULK_CHUNK_SECONDS = env.float("BACKOFFICE_BULK_CHUNK_SECONDS", default=10.0)
+BACKOFFICE_BULK_LEASE_SECONDS = env.float("BACKOFFICE_BULK_LEASE_SECONDS", default=60.0)
+BACKOFFICE_BULK_SWEEP_INTERVAL = env.float("BACKOFFICE_BULK_SWEEP_INTERVAL", default=15.0)
+CELERY_BEAT_SCHEDULE["backoffice-bulk-resume"] = {
+    "task": "backoffice.bulk_resume",
+    "schedule": BACKOFFICE_BULK_SWEEP_INTERVAL,
+    "options": {"expires": BACKOFFICE_BULK_SWEEP_INTERVAL},
+}
