@@ -83,7 +83,7 @@ def _int(value: Any) -> int | None:
 
 
 def parse_since(raw: str) -> datetime | None:
-    """"2026-11-30T14:02" (the browser's datetime-local) or "14:02" (today), in the
+    """ "2026-11-30T14:02" (the browser's datetime-local) or "14:02" (today), in the
     site's time zone. Anything else is refused with `since_invalid`."""
     raw = (raw or "").strip()
     if not raw:
@@ -178,7 +178,11 @@ class Plan:
         if self.op == "remediate":
             from .operations import remediation_label
 
-            return f"Remediate: {remediation_label(action)}" if action else "Remediate (each one's suggested fix)"
+            return (
+                f"Remediate: {remediation_label(action)}"
+                if action
+                else "Remediate (each one's suggested fix)"
+            )
         return self.operation.label
 
     @property
@@ -219,8 +223,17 @@ def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str,
         money: dict[str, Decimal] = defaultdict(Decimal)
         for total, currency in order_totals(order_ids=[o for o in orders.values() if o]).values():
             money[currency] += total
-        plan = Plan(page, op, operation, params, matched, [r.id for r in eligible_runs], orders,
-                    [(run, run.id in offered) for run in runs[:PREVIEW_ROWS]], dict(money))  # fmt: skip
+        plan = Plan(
+            page,
+            op,
+            operation,
+            params,
+            matched,
+            [r.id for r in eligible_runs],
+            orders,
+            [(run, run.id in offered) for run in runs[:PREVIEW_ROWS]],
+            dict(money),
+        )
         cases: list[tuple[int, Case]] = [(run.id, RunsCase(runs=(run,))) for run in eligible_runs[:SAMPLES]]
     else:
         matched = incidents_count(**query)
@@ -238,9 +251,17 @@ def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str,
         money = defaultdict(Decimal)
         for row in eligible_rows:
             money[row.currency] += row.amount_at_risk
-        plan = Plan(page, op, operation, params, matched, [r.id for r in eligible_rows],
-                    {r.id: r.order_id for r in eligible_rows}, [(r, ok[r.id]) for r in incidents[:PREVIEW_ROWS]],
-                    dict(money))  # fmt: skip
+        plan = Plan(
+            page,
+            op,
+            operation,
+            params,
+            matched,
+            [r.id for r in eligible_rows],
+            {r.id: r.order_id for r in eligible_rows},
+            [(r, ok[r.id]) for r in incidents[:PREVIEW_ROWS]],
+            dict(money),
+        )
         if operation.approval_kind:
             plan.over_threshold = sum(1 for r in eligible_rows if r.amount_at_risk > approval_threshold())
         cases = []
@@ -302,8 +323,12 @@ def bulk_start(
             return BulkJob.objects.get(key=action_key).pk
         BulkItem.objects.bulk_create(
             [
-                BulkItem(job=job, subject_id=target, order_id=plan.orders.get(target),
-                         action_key=f"bulk:{job.pk}:{target}")  # fmt: skip
+                BulkItem(
+                    job=job,
+                    subject_id=target,
+                    order_id=plan.orders.get(target),
+                    action_key=f"bulk:{job.pk}:{target}",
+                )
                 for target in plan.eligible
             ],
             batch_size=2000,
@@ -319,7 +344,9 @@ def bulk_stop(*, job_id: int, by: Any) -> None:
     if job is None:
         raise NotFound(f"Bulk job {job_id} does not exist.", code="bulk_job_not_found")
     if job.created_by_id != by.pk and not by.has_perm("backoffice.approve_refund"):
-        raise ConcordError("Only the person who started it (or finance) may stop it.", code="permission_denied")
+        raise ConcordError(
+            "Only the person who started it (or finance) may stop it.", code="permission_denied"
+        )
     BulkJob.objects.filter(pk=job_id, state=BulkJobState.RUNNING).update(
         state=BulkJobState.STOPPED, finished_at=timezone.now()
     )
@@ -333,7 +360,11 @@ def _take_lease(job_id: int, owner: str) -> bool:
     return bool(
         BulkJob.objects.filter(pk=job_id, state=BulkJobState.RUNNING)
         .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lt=now) | Q(lease_owner=owner))
-        .update(lease_owner=owner, lease_expires_at=now + timedelta(seconds=bulk_lease_seconds()), heartbeat_at=now)
+        .update(
+            lease_owner=owner,
+            lease_expires_at=now + timedelta(seconds=bulk_lease_seconds()),
+            heartbeat_at=now,
+        )
     )
 
 
@@ -382,7 +413,9 @@ def _run_item(job: BulkJob, operation: Operation, item_id: int) -> None:
                 item.state = BulkItemState.RUNNING
                 item.save(update_fields=["state", "updated_at"])
             state, outcome = _attempt(job, operation, item, resumed=resumed)
-            BulkItem.objects.filter(pk=item_id).update(state=state, outcome=outcome, updated_at=timezone.now())
+            BulkItem.objects.filter(pk=item_id).update(
+                state=state, outcome=outcome, updated_at=timezone.now()
+            )
             return
         with transaction.atomic():
             item = BulkItem.objects.select_for_update().get(pk=item_id)
@@ -460,7 +493,11 @@ class Progress:
 
     @property
     def processed(self) -> int:
-        return self.job.total - self.counts.get(BulkItemState.PENDING, 0) - self.counts.get(BulkItemState.RUNNING, 0)
+        return (
+            self.job.total
+            - self.counts.get(BulkItemState.PENDING, 0)
+            - self.counts.get(BulkItemState.RUNNING, 0)
+        )
 
     @property
     def percent(self) -> int:

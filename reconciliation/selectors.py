@@ -406,7 +406,9 @@ _INCIDENT_ROW = (
 )
 
 
-def incidents_list(*, sort: str = "amount", limit: int = 100, offset: int = 0, **filters: Any) -> list[IncidentRow]:
+def incidents_list(
+    *, sort: str = "amount", limit: int = 100, offset: int = 0, **filters: Any
+) -> list[IncidentRow]:
     """The staff queue, filtered and sorted in SQL: one query (assignee joined) per page.
     Default: live incidents, worst money first. Filters: see incidents_count."""
     order = {
@@ -414,7 +416,9 @@ def incidents_list(*, sort: str = "amount", limit: int = 100, offset: int = 0, *
         "oldest": ("detected_at", "id"),
         "newest": ("-detected_at", "-id"),
     }
-    qs = _incidents_filtered(**filters).order_by(*order.get(sort, order["amount"])).values_list(*_INCIDENT_ROW)
+    qs = (
+        _incidents_filtered(**filters).order_by(*order.get(sort, order["amount"])).values_list(*_INCIDENT_ROW)
+    )
     offset = max(0, offset)
     return [IncidentRow(*row) for row in qs[offset : offset + max(1, min(limit, 1000))]]
 
