@@ -48,7 +48,7 @@ from sagas.selectors import saga_runs_by_ids, saga_runs_count, saga_runs_matchin
 
 from . import services, tasks
 from .conf import approval_threshold, bulk_lease_seconds, bulk_max_items
-from .models import BulkItem, BulkItemState, BulkJob, BulkJobState
+from .models import BulkItem, BulkItemState, BulkJob, BulkJobState, StaffAction
 from .operations import Case, IncidentCase, Operation, RunsCase, needs_approval, operation_for
 from .selectors import incident_case
 
@@ -383,7 +383,7 @@ def bulk_run_chunk(*, job_id: int, owner: str, budget: float) -> bool:
     job = BulkJob.objects.select_related("created_by").get(pk=job_id)
     operation = bulk_operation(job.page, job.op)
     deadline = time.monotonic() + budget
-    while time.monotonic() < deadline:
+    while True:  # at least one batch per chunk
         batch = list(
             job.items.filter(state__in=(BulkItemState.PENDING, BulkItemState.RUNNING))
             .order_by("id")
@@ -398,6 +398,8 @@ def bulk_run_chunk(*, job_id: int, owner: str, budget: float) -> bool:
             _run_item(job, operation, item_id)
         if not _take_lease(job_id, owner):  # stopped, or the lease was lost: leave it to the holder
             return False
+        if time.monotonic() >= deadline:
+            break
     _release(job_id, owner)
     return True
 
@@ -442,18 +444,23 @@ def _case(job: BulkJob, item: BulkItem) -> Case:
 def _attempt(job: BulkJob, operation: Operation, item: BulkItem, *, resumed: bool) -> tuple[str, str]:
     by = job.created_by
     reason = f"{job.reason} (bulk job #{job.pk})"
+    claimed = StaffAction.objects.filter(key=item.action_key).exists()
     try:
         case = _case(job, item)
         params = _item_params(operation, case, job.params, item.subject_id)
+        if claimed:
+            if resumed and operation.calls_provider and operation.offer_for(case, by, params) is not None:
+                # The worker died during the provider call: the operation is once-only
+                # itself, so running it again finishes it or returns the first result.
+                outcome = operation.run(case, params, by, reason, item.action_key)
+                return (
+                    BulkItemState.FAILED if outcome.level == "error" else BulkItemState.DONE
+                ), outcome.message
+            return BulkItemState.DONE, "Done before the worker stopped; not done twice."
         submitted = services.case_operation_submit(
             operation=operation, case=case, params=params, by=by, reason=reason, action_key=item.action_key
         )
     except services.AlreadySubmitted:
-        if resumed and operation.offer_for(case, by, params) is not None:
-            # The worker died during the provider call: the operation is once-only
-            # itself, so running it again finishes it or returns the first result.
-            outcome = operation.run(case, params, by, reason, item.action_key)
-            return (BulkItemState.FAILED if outcome.level == "error" else BulkItemState.DONE), outcome.message
         return BulkItemState.DONE, "Done before the worker stopped; not done twice."
     except services.NotOffered as exc:
         return BulkItemState.SKIPPED, exc.message
