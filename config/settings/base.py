@@ -208,11 +208,18 @@ CELERY_TASK_ACKS_LATE = True
 # (relay, webhook and e-mail senders) get their own, so a backlog of saga steps never
 # delays events: the broker serves the queues in turn (docs/events.md).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = (Queue("celery", routing_key="celery"), Queue("events", routing_key="events"))
+# Back-office bulk jobs (thousands of staff actions) get a third: a job neither waits
+# behind the saga steps its retries start nor holds them up (docs/backoffice.md).
+CELERY_TASK_QUEUES = (
+    Queue("celery", routing_key="celery"),
+    Queue("events", routing_key="events"),
+    Queue("bulk", routing_key="bulk"),
+)
 CELERY_TASK_ROUTES = {
     "outbox.*": {"queue": "events"},
     "webhooks.*": {"queue": "events"},
     "notifications.*": {"queue": "events"},
+    "backoffice.bulk_*": {"queue": "bulk"},
 }
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1

@@ -1,0 +1,102 @@
+"""Issue 14, "support on a bad day", in a real browser with real worker processes:
+bulk actions by filter with a preview, run in the background, resumed after the
+worker is killed."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from backoffice.models import BulkItem, BulkJob, StaffAction
+from sagas.models import SagaAction, SagaRun
+from tests.backoffice.bulk_fixtures import failed_runs
+
+from ..conftest import wait_for
+from .conftest import shoot
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Short chunks, leases and sweeps, so the kill and the resumption take seconds.
+BULK_WORKER_ENV = {
+    "BACKOFFICE_BULK_CHUNK_SECONDS": "1",
+    "BACKOFFICE_BULK_LEASE_SECONDS": "3",
+    "BACKOFFICE_BULK_SWEEP_INTERVAL": "1",
+}
+
+
+def _number(page, selector: str) -> int:
+    return int(page.locator(selector).first.inner_text().strip())
+
+
+def test_support_retries_2000_failed_runs_in_one_bulk_action_surviving_a_killed_worker(
+    page, live_server, log_in, support_user, celery_worker_factory
+):
+    # given: 2,000 runs failed at step b with an HTTP 500 since the outage began, and
+    # runs the filter must leave alone (declined cards, failures before the outage).
+    outage = timezone.now() - timedelta(minutes=20)
+    matching = failed_runs(2000, prefix="outage")
+    declined = failed_runs(30, error="charge_payment: card declined (HTTP 402)", prefix="declined")
+    earlier = failed_runs(20, prefix="earlier", failed_at=outage - timedelta(minutes=10))
+    # A worker of the bulk queue only: what is measured is the job, not the saga steps
+    # the retries start (those wait in the default queue; the saga tests run them).
+    worker = celery_worker_factory("bulk", beat=True, env=BULK_WORKER_ENV, queues=["bulk"])
+
+    log_in(page, "sam", "support-pass-1")
+    page.get_by_role("link", name="Stuck sagas").first.click()
+    page.get_by_label("State").select_option("failed")
+    page.get_by_label("Step").fill("b")
+    page.get_by_label("Error contains").fill("HTTP 500")
+    page.get_by_label("Changed since").fill(timezone.localtime(outage).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Filter").click()
+    assert page.get_by_text("Showing 1 to 50 of 2000 saga runs").first.is_visible()
+    bulk_form = page.locator("form", has_text="Act on all 2000 matching saga runs")
+    bulk_form.get_by_label("Reason for all of them (required)").fill("provider outage 14:02, answering again")
+    bulk_form.get_by_role("button", name="Preview: retry all").click()
+
+    # the preview: how many, what each will do; nothing changed yet.
+    assert page.locator("[data-matched]").inner_text() == "2000"
+    assert page.locator("[data-eligible]").inner_text() == "2000"
+    assert page.get_by_text("runs step “b” again now").first.is_visible()
+    shoot(page, "bulk-preview")
+    assert SagaRun.objects.filter(pk__in=matching, status="failed").count() == 2000
+    page.get_by_role("button", name=re.compile(r"Confirm: Retry now 2000 items")).click()
+    assert page.get_by_text("runs in the background").is_visible()
+    job = BulkJob.objects.get()
+
+    # when: the worker is killed halfway through.
+    wait_for(
+        lambda: job.items.filter(state="done").count() >= 800, timeout=120, what="800 done",
+        on_timeout=worker.log,
+    )  # fmt: skip
+    worker.kill()
+    page.reload()
+    halfway = _number(page, "[data-processed]")
+    assert 800 <= halfway < 2000, halfway
+    assert page.locator("[data-job-state]").inner_text() == "Running"
+    shoot(page, "bulk-progress")
+
+    # then: a new worker's sweeper resumes the job; the page shows it finish.
+    resumer = celery_worker_factory("resume", beat=True, env=BULK_WORKER_ENV, queues=["bulk"])
+    wait_for(
+        lambda: BulkJob.objects.get(pk=job.pk).state == "finished", timeout=180, what="job finished",
+        on_timeout=resumer.log,
+    )  # fmt: skip
+    page.reload()
+    assert page.locator("[data-job-state]").inner_text() == "Finished"
+    assert _number(page, "[data-processed]") == 2000
+    assert page.locator('[data-count="done"]').inner_text() == "2000"
+
+    # every matching run retried exactly once, the others never; one audit row per item.
+    retries = Counter(SagaAction.objects.filter(action="retry_now").values_list("run_id", flat=True))
+    assert retries == dict.fromkeys(matching, 1)
+    assert not SagaAction.objects.filter(run_id__in=declined + earlier).exists()
+    audit = StaffAction.objects.filter(action="saga_retry_now")
+    assert sorted(audit.values_list("key", flat=True)) == sorted(f"bulk:{job.pk}:{i}" for i in matching)
+    assert set(audit.values_list("user__username", "reason")) == {
+        ("sam", f"provider outage 14:02, answering again (bulk job #{job.pk})")
+    }
+    assert BulkItem.objects.filter(job=job).exclude(state="done").count() == 0
