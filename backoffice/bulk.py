@@ -64,6 +64,7 @@ BULK_OPS: dict[str, tuple[str, ...]] = {
 _REGISTRY_PAGE = {SAGA: "order", INCIDENT: "incident"}
 SAMPLES = 3  # items whose own preview the bulk preview shows
 PREVIEW_ROWS = 50  # items listed on the preview page
+BATCH = 50  # items per transaction (database-only actions)
 
 # The filters of each list, as the forms name them.
 FILTER_FIELDS: dict[str, tuple[str, ...]] = {
@@ -387,15 +388,14 @@ def bulk_run_chunk(*, job_id: int, owner: str, budget: float) -> bool:
         batch = list(
             job.items.filter(state__in=(BulkItemState.PENDING, BulkItemState.RUNNING))
             .order_by("id")
-            .values_list("pk", flat=True)[:20]
+            .values_list("pk", flat=True)[:BATCH]
         )
         if not batch:
             BulkJob.objects.filter(pk=job_id, state=BulkJobState.RUNNING).update(
                 state=BulkJobState.FINISHED, finished_at=timezone.now(), lease_owner="", lease_expires_at=None
             )
             return False
-        for item_id in batch:
-            _run_item(job, operation, item_id)
+        _run_batch(job, operation, batch)
         if not _take_lease(job_id, owner):  # stopped, or the lease was lost: leave it to the holder
             return False
         if time.monotonic() >= deadline:
@@ -404,32 +404,58 @@ def bulk_run_chunk(*, job_id: int, owner: str, budget: float) -> bool:
     return True
 
 
-def _run_item(job: BulkJob, operation: Operation, item_id: int) -> None:
+def _run_batch(job: BulkJob, operation: Operation, batch: list[int]) -> None:
+    if operation.calls_provider:
+        for item_id in batch:
+            _run_provider_item(job, operation, item_id)
+        return
+    # Database-only actions: the batch commits once (one commit, not fifty), each item
+    # in a savepoint of its own; its action, audit row and state commit together.
+    with transaction.atomic():
+        items = list(
+            BulkItem.objects.select_for_update()
+            .filter(pk__in=batch, state=BulkItemState.PENDING)
+            .order_by("id")
+        )
+        claimed = set(
+            StaffAction.objects.filter(key__in=[i.action_key for i in items]).values_list("key", flat=True)
+        )
+        runs = (
+            {run.id: run for run in saga_runs_by_ids(run_ids=[i.subject_id for i in items])}
+            if job.page == SAGA
+            else {}
+        )
+        for item in items:
+            run = runs.get(item.subject_id)
+            try:
+                with transaction.atomic():
+                    item.state, item.outcome = _attempt(
+                        job, operation, item, resumed=False, claimed=item.action_key in claimed,
+                        case=RunsCase(runs=(run,)) if run is not None else None,
+                    )  # fmt: skip
+                    item.save(update_fields=["state", "outcome", "updated_at"])
+            except Exception as exc:  # a bug on one item must not stop the others
+                logger.exception("bulk job %s: item %s failed", job.pk, item.pk)
+                item.state, item.outcome = BulkItemState.FAILED, f"error: {type(exc).__name__}"
+                item.save(update_fields=["state", "outcome", "updated_at"])
+
+
+def _run_provider_item(job: BulkJob, operation: Operation, item_id: int) -> None:
+    """Marked started (committed) first; the call runs outside any transaction."""
     try:
-        if operation.calls_provider:
-            with transaction.atomic():
-                item = BulkItem.objects.select_for_update().get(pk=item_id)
-                resumed = item.state == BulkItemState.RUNNING
-                if item.state not in (BulkItemState.PENDING, BulkItemState.RUNNING):
-                    return
-                item.state = BulkItemState.RUNNING
-                item.save(update_fields=["state", "updated_at"])
-            state, outcome = _attempt(job, operation, item, resumed=resumed)
-            BulkItem.objects.filter(pk=item_id).update(
-                state=state, outcome=outcome, updated_at=timezone.now()
-            )
-            return
         with transaction.atomic():
             item = BulkItem.objects.select_for_update().get(pk=item_id)
-            if item.state != BulkItemState.PENDING:
+            resumed = item.state == BulkItemState.RUNNING
+            if item.state not in (BulkItemState.PENDING, BulkItemState.RUNNING):
                 return
-            item.state, item.outcome = _attempt(job, operation, item, resumed=False)
-            item.save(update_fields=["state", "outcome", "updated_at"])
+            item.state = BulkItemState.RUNNING
+            item.save(update_fields=["state", "updated_at"])
+        claimed = StaffAction.objects.filter(key=item.action_key).exists()
+        state, outcome = _attempt(job, operation, item, resumed=resumed, claimed=claimed)
     except Exception as exc:  # a bug or a lost database on one item must not stop the others
         logger.exception("bulk job %s: item %s failed", job.pk, item_id)
-        BulkItem.objects.filter(pk=item_id).update(
-            state=BulkItemState.FAILED, outcome=f"error: {type(exc).__name__}", updated_at=timezone.now()
-        )
+        state, outcome = BulkItemState.FAILED, f"error: {type(exc).__name__}"
+    BulkItem.objects.filter(pk=item_id).update(state=state, outcome=outcome, updated_at=timezone.now())
 
 
 def _case(job: BulkJob, item: BulkItem) -> Case:
@@ -441,12 +467,21 @@ def _case(job: BulkJob, item: BulkItem) -> Case:
     return incident_case(incident_id=item.subject_id)
 
 
-def _attempt(job: BulkJob, operation: Operation, item: BulkItem, *, resumed: bool) -> tuple[str, str]:
+def _attempt(
+    job: BulkJob,
+    operation: Operation,
+    item: BulkItem,
+    *,
+    resumed: bool,
+    claimed: bool,
+    case: Case | None = None,
+) -> tuple[str, str]:
+    """Run one item. `claimed`: its StaffAction key is taken, i.e. its action ran before
+    (a worker died after it); `resumed`: a provider call was started and not finished."""
     by = job.created_by
     reason = f"{job.reason} (bulk job #{job.pk})"
-    claimed = StaffAction.objects.filter(key=item.action_key).exists()
     try:
-        case = _case(job, item)
+        case = case or _case(job, item)
         params = _item_params(operation, case, job.params, item.subject_id)
         if claimed:
             if resumed and operation.calls_provider and operation.offer_for(case, by, params) is not None:
