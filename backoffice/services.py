@@ -290,7 +290,7 @@ def runs_operation_submit(
 
 def _runs_operation(op: str) -> Operation:
     operation = next((o for o in SAGA_OPERATIONS.values() if o.op == op), None)
-    if operation is None or op == "mark_resolved":
+    if operation is None or op in ("mark_resolved", "skip_step"):
         raise NotOffered("Choose retry or compensate.")
     return operation
 

@@ -172,6 +172,10 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
         return redirect("backoffice:search")
     case = case_file.case
     offers = operations.offers_for("order", case, request.user)
+    email = case.order.customer_email
+    others = [
+        o for o in order_selectors.orders_search(customer_email=email, limit=11) if o.id != case.order.id
+    ]
     return render(
         request,
         "backoffice/order_case.html",
@@ -190,6 +194,8 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
             "can_note": any(o.op == "note" for o in offers),
             "action_key": _new_key(),
             "threshold": approval_threshold(),
+            "other_orders": others[:10],
+            "other_orders_total": order_selectors.orders_search_count(customer_email=email) - 1,
         },
     )
 

@@ -23,7 +23,7 @@ from sagas import registry as saga_registry
 from sagas.choices import ManualAction, RunStatus
 from sagas.dto import SagaRunDTO
 from sagas.selectors import saga_operations_allowed
-from sagas.services import saga_compensate, saga_mark_resolved, saga_retry_now
+from sagas.services import saga_compensate, saga_mark_resolved, saga_retry_now, saga_skip_step
 from webhooks.choices import DeliveryStatus, EndpointStatus
 from webhooks.services import webhook_delivery_replay
 
@@ -82,6 +82,20 @@ def _preview_compensate(case: RunsCase, run: SagaRunDTO) -> list[str]:
     return effects
 
 
+def _preview_skip(case: RunsCase, run: SagaRunDTO) -> list[str]:
+    if run.status == RunStatus.COMPENSATION_FAILED:
+        return [
+            f"Saga #{run.id} ({run.saga_type}) skips the undo of step “{run.step}”: you assert it is "
+            "already undone (e.g. the refund was made by hand); the compensation goes on below it.",
+            "Nothing is called for the skipped step: check the provider and the stock first.",
+        ]
+    return [
+        f"Saga #{run.id} ({run.saga_type}) skips step “{run.step}”: you assert its effect is in place "
+        "(e.g. the charge exists at the provider); the run goes on with the next step now.",
+        "Nothing is called for the skipped step: check the provider and the stock first.",
+    ]
+
+
 def _preview_resolve(case: RunsCase, run: SagaRunDTO) -> list[str]:
     return [f"Saga #{run.id} leaves the stuck list as resolved; nothing else changes."]
 
@@ -137,6 +151,14 @@ SAGA_OPERATIONS: dict[str, Operation] = {
         lambda run, by, reason: saga_compensate(
             run_id=run.id, by=by, reason=reason, failure_code=FailureReason.CANCELLED_BY_STAFF
         ),
+    ),
+    # The admin's skip-step, on the case file: a repeated submit names the step the
+    # person saw, so it never skips the following one too.
+    ManualAction.SKIP_STEP: _saga_operation(
+        ManualAction.SKIP_STEP,
+        ManualAction.SKIP_STEP.label,
+        _preview_skip,
+        lambda run, by, reason: saga_skip_step(run_id=run.id, by=by, reason=reason, step=run.step),
     ),
     ManualAction.MARK_RESOLVED: _saga_operation(
         ManualAction.MARK_RESOLVED,
