@@ -100,3 +100,72 @@ def test_support_retries_2000_failed_runs_in_one_bulk_action_surviving_a_killed_
         ("sam", f"provider outage 14:02, answering again (bulk job #{job.pk})")
     }
     assert BulkItem.objects.filter(job=job).exclude(state="done").count() == 0
+
+
+OUTAGE_ORDERS = 150  # real checkouts against the sandbox (slow); the 2,000-run test above covers the scale
+
+
+def test_one_support_person_clears_an_outage_in_a_few_bulk_actions_with_previews(
+    page, live_server, log_in, shop, psp, support_user, make_incident, celery_worker_factory
+):
+    from orders.models import Order
+
+    from .test_journeys import worker_env
+
+    # given: the provider answered every charge with a 500 for a while: hundreds of
+    # checkouts failed at charge_payment, and the detectors opened incidents about them.
+    outage = timezone.now() - timedelta(minutes=1)
+    failed = [shop.failed_checkout(email=f"c{i}@example.com") for i in range(OUTAGE_ORDERS)]
+    order_ids = [order_id for order_id, _ in failed]
+    incidents = [make_incident(type="stock_drift", amount="0.00", severity="low") for _ in range(60)]
+    shop.provider_recovers()
+    worker = celery_worker_factory(env={**worker_env(psp), **BULK_WORKER_ENV})
+
+    log_in(page, "sam", "support-pass-1")
+    # 1. every checkout that failed with an HTTP 500 since the outage began: retry.
+    page.get_by_role("link", name="Stuck sagas").first.click()
+    page.get_by_label("Step").fill("charge_payment")
+    page.get_by_label("Error contains").fill("HTTP 500")
+    page.get_by_label("Changed since").fill(timezone.localtime(outage).strftime("%Y-%m-%dT%H:%M"))
+    page.get_by_role("button", name="Filter").click()
+    bulk_form = page.locator("form", has_text=f"Act on all {OUTAGE_ORDERS} matching saga runs")
+    bulk_form.get_by_label("Reason for all of them (required)").fill("provider outage over")
+    bulk_form.get_by_role("button", name="Preview: retry all").click()
+    assert page.locator("[data-eligible]").inner_text() == str(OUTAGE_ORDERS)
+    assert page.get_by_text(f"{shop.PRICE * OUTAGE_ORDERS} EUR").is_visible()  # the money at stake
+    assert page.get_by_text("runs step “charge_payment” again now").first.is_visible()
+    page.get_by_role("button", name=re.compile("Confirm: Retry now")).click()
+    wait_for(
+        lambda: Order.objects.filter(pk__in=order_ids, status="confirmed").count() == OUTAGE_ORDERS,
+        timeout=240, what="every order confirmed", on_timeout=worker.log,
+    )  # fmt: skip
+    page.reload()
+    assert page.locator("[data-job-state]").inner_text() == "Finished"
+    assert page.locator('[data-count="done"]').inner_text() == str(OUTAGE_ORDERS)
+
+    # 2. the incidents: acknowledge them all, then dismiss them all, each with a preview.
+    for op, verb in (("acknowledge", "Acknowledge"), ("dismiss", "Dismiss as false positive")):
+        page.get_by_role("link", name="Incidents").first.click()
+        page.get_by_label("Type").select_option("stock_drift")
+        page.get_by_role("button", name="Filter").click()
+        form = page.locator("form", has_text="Act on all 60 matching incidents")
+        form.get_by_label("Reason for all of them (required)").fill("caused by the provider outage")
+        form.get_by_role("button", name=re.compile(f"Preview: {op} all")).click()
+        assert page.locator("[data-eligible]").inner_text() == "60"
+        page.get_by_role("button", name=re.compile(f"Confirm: {verb}")).click()
+        wait_for(
+            lambda: BulkJob.objects.order_by("-id").first().state == "finished", timeout=60, what=f"{op} done",
+            on_timeout=worker.log,
+        )  # fmt: skip
+        page.reload()
+        assert page.locator('[data-count="done"]').inner_text() == "60"
+    shoot(page, "bulk-incidents")
+
+    # then: three bulk actions cleared it; every item has its audit row.
+    from reconciliation.selectors import incident_get
+
+    assert {incident_get(incident_id=i).state for i in incidents} == {"dismissed"}
+    page.get_by_role("link", name="Bulk jobs").click()
+    assert page.get_by_text("Showing 1 to 3 of 3 bulk jobs").first.is_visible()
+    assert StaffAction.objects.filter(action="saga_retry_now").count() == OUTAGE_ORDERS
+    assert StaffAction.objects.filter(action__in=["incident_acknowledge", "incident_dismiss"]).count() == 120
