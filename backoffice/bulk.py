@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
@@ -46,7 +47,7 @@ from reconciliation.services import remediation_actions_by_type
 from sagas.dto import SagaRunDTO
 from sagas.selectors import saga_runs_by_ids, saga_runs_count, saga_runs_matching
 
-from . import services, tasks
+from . import services
 from .conf import approval_threshold, bulk_lease_seconds, bulk_max_items
 from .models import BulkItem, BulkItemState, BulkJob, BulkJobState, StaffAction
 from .operations import Case, IncidentCase, Operation, RunsCase, needs_approval, operation_for
@@ -55,6 +56,7 @@ from .selectors import incident_case
 logger = logging.getLogger(__name__)
 
 SAGA, INCIDENT = "saga", "incident"
+BULK_RUN = "backoffice.bulk_run"  # the task (backoffice.bulk_tasks)
 # The actions that may run in bulk, per list: each is an operation of the registry
 # (the saga ones are declared on the order page, the incident ones on the incident page).
 BULK_OPS: dict[str, tuple[str, ...]] = {
@@ -335,7 +337,9 @@ def bulk_start(
             batch_size=2000,
         )
         job_id = job.pk
-        transaction.on_commit(lambda: tasks.bulk_run.delay(job_id), robust=True)
+        # By name (backoffice.bulk_tasks imports this module); robust: a broker error
+        # leaves the job to the sweeper, never breaks the request.
+        transaction.on_commit(lambda: current_app.send_task(BULK_RUN, args=[job_id]), robust=True)
     return job_id
 
 

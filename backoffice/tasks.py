@@ -43,29 +43,3 @@ def refund_send(payment_id: int, idempotency_key: str) -> str:
     if sent.refund is None or sent.refund.status == RefundStatus.PENDING:
         raise RefundStillPending(f"refund {refund.id}: {sent.outcome} ({sent.error})")
     return str(sent.outcome)
-
-
-@shared_task(name="backoffice.bulk_run", ignore_result=True)
-def bulk_run(job_id: int) -> str:
-    """Run a bulk job for a while, then queue the rest: other tasks (the saga steps a
-    retry asked for) run in between, and no task nears the time limit."""
-    import uuid
-
-    from .bulk import bulk_run_chunk
-    from .conf import bulk_chunk_seconds
-
-    if bulk_run_chunk(job_id=int(job_id), owner=uuid.uuid4().hex, budget=bulk_chunk_seconds()):
-        bulk_run.delay(job_id)
-        return "more"
-    return "done"
-
-
-@shared_task(name="backoffice.bulk_resume", ignore_result=True)
-def bulk_resume() -> int:
-    """Beat: queue every bulk job no worker holds (its worker died, or its message was lost)."""
-    from .bulk import bulk_jobs_stale
-
-    stale = bulk_jobs_stale()
-    for job_id in stale:
-        bulk_run.delay(job_id)
-    return len(stale)
