@@ -50,7 +50,16 @@ from sagas.selectors import saga_runs_by_ids, saga_runs_count, saga_runs_matchin
 from . import services
 from .conf import approval_threshold, bulk_lease_seconds, bulk_max_items
 from .models import BulkItem, BulkItemState, BulkJob, BulkJobState, StaffAction
-from .operations import Case, IncidentCase, Operation, RunsCase, needs_approval, operation_for
+from .operations import (
+    Case,
+    IncidentCase,
+    Operation,
+    RunsCase,
+    needs_approval,
+    operation_for,
+    parse_amount,
+    remediation_label,
+)
 from .selectors import incident_case
 
 logger = logging.getLogger(__name__)
@@ -121,8 +130,6 @@ def list_filters(page: str, data: Any, user: Any, *, statuses: tuple[str, ...] =
             "changed_since": since,
             "stuck_only": data.get("all") != "1",
         }
-    from .operations import parse_amount
-
     state = data.get("state")
     return {
         "types": [data["type"]] if data.get("type") else None,
@@ -179,8 +186,6 @@ class Plan:
     def label(self) -> str:
         action = self.params.get("action")
         if self.op == "remediate":
-            from .operations import remediation_label
-
             return (
                 f"Remediate: {remediation_label(action)}"
                 if action

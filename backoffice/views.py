@@ -242,7 +242,6 @@ def incident_list(request: HttpRequest) -> HttpResponse:
                     for a in acts
                 }
             ),
-            "action_key": _new_key(),
         },
     )
 
