@@ -413,6 +413,12 @@ def bulk_run_chunk(*, job_id: int, owner: str, budget: float) -> bool:
     return True
 
 
+def _claimed(job: BulkJob, operation: Operation):
+    """Audit rows of this job's items: its operation, by its starter. A row with an
+    item's key written by anything else (a forged form key) does not count as done."""
+    return StaffAction.objects.filter(user_id=job.created_by_id, action=operation.name)
+
+
 def _run_batch(job: BulkJob, operation: Operation, batch: list[int]) -> None:
     if operation.calls_provider:
         for item_id in batch:
@@ -427,7 +433,9 @@ def _run_batch(job: BulkJob, operation: Operation, batch: list[int]) -> None:
             .order_by("id")
         )
         claimed = set(
-            StaffAction.objects.filter(key__in=[i.action_key for i in items]).values_list("key", flat=True)
+            _claimed(job, operation)
+            .filter(key__in=[i.action_key for i in items])
+            .values_list("key", flat=True)
         )
         runs = (
             {run.id: run for run in saga_runs_by_ids(run_ids=[i.subject_id for i in items])}
@@ -459,7 +467,7 @@ def _run_provider_item(job: BulkJob, operation: Operation, item_id: int) -> None
                 return
             item.state = BulkItemState.RUNNING
             item.save(update_fields=["state", "updated_at"])
-        claimed = StaffAction.objects.filter(key=item.action_key).exists()
+        claimed = _claimed(job, operation).filter(key=item.action_key).exists()
         state, outcome = _attempt(job, operation, item, resumed=resumed, claimed=claimed)
     except Exception as exc:  # a bug or a lost database on one item must not stop the others
         logger.exception("bulk job %s: item %s failed", job.pk, item_id)
@@ -505,7 +513,8 @@ def _attempt(
             operation=operation, case=case, params=params, by=by, reason=reason, action_key=item.action_key
         )
     except services.AlreadySubmitted:
-        return BulkItemState.DONE, "Done before the worker stopped; not done twice."
+        # Its key was taken by something else than this job's own action (a forged form key).
+        return BulkItemState.FAILED, "Its audit key was used by another action: not run; check it by hand."
     except services.NotOffered as exc:
         return BulkItemState.SKIPPED, exc.message
     except ConcordError as exc:

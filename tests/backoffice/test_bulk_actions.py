@@ -18,6 +18,7 @@ from reconciliation.selectors import incident_get, incidents_list
 from reconciliation.services import reconcile_run
 from sagas.models import SagaAction, SagaRun
 from tests.backoffice.bulk_fixtures import HTTP_500, failed_runs
+from tests.backoffice.conftest import login
 
 pytestmark = pytest.mark.django_db
 
@@ -263,3 +264,48 @@ def test_every_list_pages_past_fifty_and_shows_its_total(support, finance, make_
     )  # fmt: skip
     approvals = finance.get(reverse("backoffice:approvals") + "?page=2").content.decode()
     assert "Showing 51 to 51 of <strong data-total>51</strong> approvals" in approvals
+
+
+def test_a_stopped_job_starts_no_more_items_and_only_its_starter_or_finance_may_stop_it(
+    support, support_user2, finance
+):
+    support2 = login(support_user2)
+    ids = failed_runs(120, prefix="stop")
+    support.post(
+        reverse("backoffice:bulk-start"),
+        {**FILTER, "op": "retry_now", "reason": "outage", "action_key": "s1"},
+    )
+    job = BulkJob.objects.get()
+    assert bulk.bulk_run_chunk(job_id=job.pk, owner="w", budget=0.0)  # one batch, then more to do
+
+    refused = support2.post(reverse("backoffice:bulk-stop", args=[job.pk]), follow=True)
+    assert "Only the person who started it" in refused.content.decode()
+    support.post(reverse("backoffice:bulk-stop", args=[job.pk]))
+    assert not bulk.bulk_run_chunk(job_id=job.pk, owner="w2", budget=5.0)
+    assert bulk.bulk_jobs_stale() == []
+
+    job.refresh_from_db()
+    done = job.items.filter(state="done").count()
+    assert job.state == BulkJobState.STOPPED
+    assert done == bulk.BATCH
+    assert SagaAction.objects.filter(run_id__in=ids, action="retry_now").count() == done
+    page = finance.get(reverse("backoffice:bulk-job", args=[job.pk])).content.decode()
+    assert "Stopped by a person" in page
+
+
+def test_an_item_key_taken_by_a_forged_form_is_not_counted_as_done(support, support_user2):
+    ids = failed_runs(2, prefix="forged")
+    support.post(
+        reverse("backoffice:bulk-start"),
+        {**FILTER, "op": "retry_now", "reason": "outage", "action_key": "f1"},
+    )
+    job = BulkJob.objects.get()
+    # Another person posts some action with the item's key before the worker gets to it.
+    StaffAction.objects.create(
+        key=f"bulk:{job.pk}:{ids[0]}", user=support_user2, action="note", reason="forged"
+    )
+    _run_to_the_end(job.pk)
+
+    states = dict(job.items.values_list("subject_id", "state"))
+    assert states == {ids[0]: "failed", ids[1]: "done"}
+    assert not SagaAction.objects.filter(run_id=ids[0]).exists()
