@@ -5,11 +5,13 @@ worker is killed."""
 from __future__ import annotations
 
 import re
+import time
 from collections import Counter
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
+from playwright.sync_api import expect
 
 from backoffice.models import BulkItem, BulkJob, StaffAction
 from sagas.models import SagaAction, SagaRun
@@ -28,8 +30,21 @@ BULK_WORKER_ENV = {
 }
 
 
-def _number(page, selector: str) -> int:
-    return int(page.locator(selector).first.inner_text().strip())
+def _text(page, selector: str) -> str:
+    """The progress page reloads itself every 2 s while the job runs: read between reloads."""
+    from playwright.sync_api import Error
+
+    for _ in range(20):
+        try:
+            return page.locator(selector).first.inner_text(timeout=5_000).strip()
+        except Error:  # the page navigated away under the read
+            time.sleep(0.2)
+    raise AssertionError(f"could not read {selector}")
+
+
+def _finished(page, timeout: float = 60_000) -> None:
+    """Wait, through the page's own reloads, until it says the job finished."""
+    expect(page.locator("[data-job-state]")).to_have_text("Finished", timeout=timeout)
 
 
 def test_support_retries_2000_failed_runs_in_one_bulk_action_surviving_a_killed_worker(
@@ -73,10 +88,10 @@ def test_support_retries_2000_failed_runs_in_one_bulk_action_surviving_a_killed_
         on_timeout=worker.log,
     )  # fmt: skip
     worker.kill()
-    page.reload()
-    halfway = _number(page, "[data-processed]")
+    time.sleep(2.5)  # the page reloads itself: what it shows now is after the kill
+    halfway = int(_text(page, "[data-processed]"))
     assert 800 <= halfway < 2000, halfway
-    assert page.locator("[data-job-state]").inner_text() == "Running"
+    assert _text(page, "[data-job-state]") == "Running"
     shoot(page, "bulk-progress")
 
     # then: a new worker's sweeper resumes the job; the page shows it finish.
@@ -85,10 +100,9 @@ def test_support_retries_2000_failed_runs_in_one_bulk_action_surviving_a_killed_
         lambda: BulkJob.objects.get(pk=job.pk).state == "finished", timeout=180, what="job finished",
         on_timeout=resumer.log,
     )  # fmt: skip
-    page.reload()
-    assert page.locator("[data-job-state]").inner_text() == "Finished"
-    assert _number(page, "[data-processed]") == 2000
-    assert page.locator('[data-count="done"]').inner_text() == "2000"
+    _finished(page)
+    assert _text(page, "[data-processed]") == "2000"
+    assert _text(page, '[data-count="done"]') == "2000"
 
     # every matching run retried exactly once, the others never; one audit row per item.
     retries = Counter(SagaAction.objects.filter(action="retry_now").values_list("run_id", flat=True))
@@ -139,9 +153,8 @@ def test_one_support_person_clears_an_outage_in_a_few_bulk_actions_with_previews
         lambda: Order.objects.filter(pk__in=order_ids, status="confirmed").count() == OUTAGE_ORDERS,
         timeout=240, what="every order confirmed", on_timeout=worker.log,
     )  # fmt: skip
-    page.reload()
-    assert page.locator("[data-job-state]").inner_text() == "Finished"
-    assert page.locator('[data-count="done"]').inner_text() == str(OUTAGE_ORDERS)
+    _finished(page)
+    assert _text(page, '[data-count="done"]') == str(OUTAGE_ORDERS)
 
     # 2. the incidents: acknowledge them all, then dismiss them all, each with a preview.
     for op, verb in (("acknowledge", "Acknowledge"), ("dismiss", "Dismiss as false positive")):
@@ -157,8 +170,8 @@ def test_one_support_person_clears_an_outage_in_a_few_bulk_actions_with_previews
             lambda: BulkJob.objects.order_by("-id").first().state == "finished", timeout=60, what=f"{op} done",
             on_timeout=worker.log,
         )  # fmt: skip
-        page.reload()
-        assert page.locator('[data-count="done"]').inner_text() == "60"
+        _finished(page)
+        assert _text(page, '[data-count="done"]') == "60"
     shoot(page, "bulk-incidents")
 
     # then: three bulk actions cleared it; every item has its audit row.
