@@ -222,6 +222,7 @@ def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str,
     query = list_filters(page, data, by, statuses=statuses)
     params = {"action": str(data.get("action") or "")} if op == "remediate" else {}
     cap = bulk_max_items()
+    over_threshold = 0
     if page == SAGA:
         matched = saga_runs_count(**query)
         runs = saga_runs_matching(cap=cap, **query)
@@ -231,17 +232,8 @@ def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str,
         money: dict[str, Decimal] = defaultdict(Decimal)
         for total, currency in order_totals(order_ids=[o for o in orders.values() if o]).values():
             money[currency] += total
-        plan = Plan(
-            page,
-            op,
-            operation,
-            params,
-            matched,
-            [r.id for r in eligible_runs],
-            orders,
-            [(run, run.id in offered) for run in runs[:PREVIEW_ROWS]],
-            dict(money),
-        )
+        eligible = [r.id for r in eligible_runs]
+        rows: list[tuple[Any, bool]] = [(run, run.id in offered) for run in runs[:PREVIEW_ROWS]]
         cases: list[tuple[int, Case]] = [(run.id, RunsCase(runs=(run,))) for run in eligible_runs[:SAMPLES]]
     else:
         matched = incidents_count(**query)
@@ -259,28 +251,22 @@ def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str,
         money = defaultdict(Decimal)
         for row in eligible_rows:
             money[row.currency] += row.amount_at_risk
-        plan = Plan(
-            page,
-            op,
-            operation,
-            params,
-            matched,
-            [r.id for r in eligible_rows],
-            {r.id: r.order_id for r in eligible_rows},
-            [(r, ok[r.id]) for r in incidents[:PREVIEW_ROWS]],
-            dict(money),
-        )
+        eligible = [r.id for r in eligible_rows]
+        orders = {r.id: r.order_id for r in eligible_rows}
+        rows = [(r, ok[r.id]) for r in incidents[:PREVIEW_ROWS]]
         if operation.approval_kind:
-            plan.over_threshold = sum(1 for r in eligible_rows if r.amount_at_risk > approval_threshold())
+            over_threshold = sum(1 for r in eligible_rows if r.amount_at_risk > approval_threshold())
         cases = []
         for row in eligible_rows[:SAMPLES]:
             try:
                 cases.append((row.id, incident_case(incident_id=row.id)))
             except NotFound:
                 continue
-    plan.capped = matched > cap
-    plan.samples = [_sample(operation, case, params, target) for target, case in cases]
-    return plan
+    return Plan(
+        page, op, operation, params, matched, eligible, orders, rows, dict(money),
+        samples=[_sample(operation, case, params, target) for target, case in cases],
+        over_threshold=over_threshold, capped=matched > cap,
+    )  # fmt: skip
 
 
 def _sample(operation: Operation, case: Case, job_params: dict[str, Any], target: int) -> Sample:
