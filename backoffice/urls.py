@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import auth_views as staff_auth
-from . import bulk_views, views
+from . import bulk_views, finance_views, views
 
 app_name = "backoffice"
 
@@ -26,7 +26,11 @@ urlpatterns = [
     path("bulk/start/", bulk_views.bulk_start, name="bulk-start"),
     path("bulk/<int:job_id>/", bulk_views.bulk_job, name="bulk-job"),
     path("bulk/<int:job_id>/stop/", bulk_views.bulk_stop, name="bulk-stop"),
-    path("finance/", views.finance, name="finance"),
-    path("finance/incidents.csv", views.finance_csv, name="finance-csv"),
+    path("finance/", finance_views.finance_page, name="finance"),
+    path("finance/finance.csv", finance_views.finance_csv, name="finance-csv"),
+    path("finance/incidents.csv", finance_views.finance_incidents_csv, name="finance-incidents-csv"),
+    path("finance/remediations.csv", finance_views.finance_remediations_csv, name="finance-remediations-csv"),
+    path("finance/trends/", finance_views.finance_trends, name="finance-trends"),
+    path("finance/ledger/", finance_views.finance_ledger, name="finance-ledger"),
     path("states/", views.state_map, name="states"),
 ]

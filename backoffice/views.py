@@ -8,16 +8,14 @@ declared in backoffice.operations. A ConcordError becomes a message, never a 500
 
 from __future__ import annotations
 
-import csv
 import uuid
-from datetime import date, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
@@ -25,6 +23,7 @@ from core.errors import ConcordError, NotFound
 from idempotency import selectors as idempotency_selectors
 from orders import selectors as order_selectors
 from payments import selectors as payment_selectors
+from readmodels import selectors as rm_selectors
 from reconciliation import selectors as recon_selectors
 from reconciliation.choices import IncidentState, IncidentType, Severity
 from reconciliation.services import remediation_actions_by_type
@@ -32,7 +31,7 @@ from sagas import registry as saga_registry
 from sagas import selectors as saga_selectors
 from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 
-from . import bulk, charts, operations, services, slo
+from . import bulk, charts, operations, services
 from . import selectors as bo_selectors
 from .conf import approval_threshold
 from .models import ApprovalStatus
@@ -396,154 +395,46 @@ def approval_decide(request: HttpRequest, approval_id: int) -> HttpResponse:
 @staff_required
 def search(request: HttpRequest) -> HttpResponse:
     """One box: an order id, a customer email, a provider charge id or an Idempotency-Key.
-    Also the filtered order list of the state map (?status=)."""
+    Also the filtered order list of the state map (?status=). Reads the search read
+    model (readmodels: eventual, its lag is on the page); an order id goes straight to
+    the case file, which reads the order itself."""
     q = (request.GET.get("q") or "").strip()
     status = request.GET.get("status") or None
-    orders: list = []
-    keys: list = []
-    kind = ""
+    if (
+        q.isdigit()
+        and int(q) < rm_selectors.MAX_ORDER_ID
+        and order_selectors.orders_search(order_ids=[int(q)])
+    ):
+        return redirect("backoffice:order", order_id=int(q))
+    kind, rows = "", []
     pager = None
     try:
-        if q.isdigit():
-            kind = "order id"
-            orders = order_selectors.orders_search(order_ids=[int(q)])
-        elif "@" in q:
-            kind = "email"
-            pager = page_of(request, order_selectors.orders_search_count(customer_email=q, status=status))
-            orders = order_selectors.orders_search(
-                customer_email=q, status=status, limit=pager.size, offset=pager.offset
-            )
-        elif q:
-            kind = "charge id or idempotency key"
-            order_ids = [p.order_id for p in payment_selectors.payments_by_charge_id(provider_charge_id=q)]
-            keys = idempotency_selectors.idempotency_records_by_key(key=q)
-            order_ids += [k.response_object_id for k in keys if k.response_object_id]
-            orders = order_selectors.orders_search(order_ids=order_ids) if order_ids else []
-        elif status:
-            kind = f"status {status}"
-            pager = page_of(request, order_selectors.orders_search_count(status=status))
-            orders = order_selectors.orders_search(status=status, limit=pager.size, offset=pager.offset)
+        pager = page_of(request, rm_selectors.order_search_count(q=q, status=status))
+        kind, rows = rm_selectors.order_search(q=q, status=status, limit=pager.size, offset=pager.offset)
     except ConcordError as exc:
         messages.error(request, exc.message)
-    if q.isdigit() and len(orders) == 1:
-        return redirect("backoffice:order", order_id=orders[0].id)
-    payments = payment_selectors.payments_for_orders(order_ids=[o.id for o in orders]) if orders else {}
-    rows = [(o, payments.get(o.id)) for o in orders]
+    keys = (
+        idempotency_selectors.idempotency_records_by_key(key=q)
+        if q and not q.isdigit() and "@" not in q
+        else []
+    )
+    (lag,) = rm_selectors.read_model_lag(names=("search",)) or [None]
     return render(
         request,
         "backoffice/search.html",
-        {"q": q, "kind": kind, "rows": rows, "keys": keys, "status": status or "", "pager": pager},
-    )
-
-
-# --- Finance ----------------------------------------------------------------------------------
-
-
-def _date_range(request: HttpRequest) -> tuple[date, date]:
-    today = timezone.now().date()
-    try:
-        end = date.fromisoformat(request.GET["end"]) if request.GET.get("end") else today
-        start = (
-            date.fromisoformat(request.GET["start"]) if request.GET.get("start") else end - timedelta(days=29)
-        )
-    except ValueError:
-        messages.error(request, "Dates are YYYY-MM-DD; showing the last 30 days.")
-        end, start = today, today - timedelta(days=29)
-    if start > end:
-        start, end = end, start
-    if (end - start).days > 366:
-        messages.warning(request, "At most one year at a time; the range was shortened.")
-        start = end - timedelta(days=366)
-    return start, end
-
-
-def _per_day(metrics: dict, start: date, end: date) -> tuple[list[str], list[dict]]:
-    days = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
-    table: dict[tuple[str, str], dict] = {}
-    for key in ("opened_per_day", "resolved_per_day"):
-        for row in metrics[key]:
-            entry = table.setdefault(
-                (row["day"], row["type"]),
-                {"day": row["day"], "type": row["type"], "opened": 0, "resolved": 0},
-            )
-            entry["opened" if key == "opened_per_day" else "resolved"] += row["count"]
-    return days, sorted(table.values(), key=lambda r: (r["day"], r["type"]))
-
-
-@finance_required
-def finance(request: HttpRequest) -> HttpResponse:
-    start, end = _date_range(request)
-    metrics = recon_selectors.finance_metrics(
-        start=start, end=end, orders_count=order_selectors.orders_count_between
-    )
-    days, rows = _per_day(metrics, start, end)
-    opened = dict.fromkeys(days, 0)
-    resolved = dict.fromkeys(days, 0)
-    for r in rows:
-        opened[r["day"]] += r["opened"]
-        resolved[r["day"]] += r["resolved"]
-    chart = charts.bar_chart(
-        labels=days,
-        series=[
-            ("opened", "opened", list(opened.values())),
-            ("resolved", "resolved", list(resolved.values())),
-        ],
-        title=f"Incidents opened and resolved per day, {start} to {end}",
-    )
-    mttr = metrics["mttr"]
-    return render(
-        request,
-        "backoffice/finance.html",
         {
-            "start": start,
-            "end": end,
-            "service_levels": slo.service_levels(start=start, end=end),
-            "m": metrics,
+            "q": q,
+            "kind": kind,
             "rows": rows,
-            "chart": chart,
-            "mttr_p50": _duration(mttr["p50_seconds"]),
-            "mttr_p90": _duration(mttr["p90_seconds"]),
+            "keys": keys,
+            "status": status or "",
+            "lag": lag,
+            "pager": pager,
         },
     )
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes = seconds / 60
-    return f"{minutes:.0f} min" if minutes < 120 else f"{minutes / 60:.1f} h"
-
-
-@finance_required
-def finance_csv(request: HttpRequest) -> HttpResponse:
-    start, end = _date_range(request)
-    metrics = recon_selectors.finance_metrics(
-        start=start, end=end, orders_count=order_selectors.orders_count_between
-    )
-    _, rows = _per_day(metrics, start, end)
-    response = HttpResponse(content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="incidents-{start}-{end}.csv"'
-    writer = csv.writer(response)
-    writer.writerow(["day", "type", "opened", "resolved"])
-    for r in rows:
-        writer.writerow([r["day"], r["type"], r["opened"], r["resolved"]])
-    writer.writerow([])
-    writer.writerow(["metric", "value"])
-    writer.writerow(["open_incidents_now", metrics["open_now"]["open"]])
-    for c in metrics["open_now"]["by_currency"]:
-        writer.writerow([f"open_money_at_risk_{c['currency']}", c["amount"]])
-    writer.writerow(["mttr_p50_seconds", metrics["mttr"]["p50_seconds"] or ""])
-    writer.writerow(["mttr_p90_seconds", metrics["mttr"]["p90_seconds"] or ""])
-    writer.writerow(["incidents_per_1000_orders", metrics["per_1000_orders"] or ""])
-    writer.writerow(["refunds_caused_count", metrics["refunds_caused"]["count"]])
-    for c in metrics["refunds_caused"]["by_currency"]:
-        writer.writerow([f"refunds_caused_amount_{c['currency']}", c["amount"]])
-    for kind, count in metrics["fixes"].items():
-        writer.writerow([f"fixes_{kind}", count])
-    for level in slo.service_levels(start=start, end=end):
-        met = "" if level.met is None else ("met" if level.met else "missed")
-        writer.writerow([f"slo_{level.key}", level.value, level.target, met])
-    return response
+# --- Finance: backoffice/finance_views.py ---------------------------------------------------
 
 
 # --- State map ----------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ class OrderListCreateApi(APIView):
                 currency=data.validated_data["currency"],
                 payment_method=data.validated_data["payment_method"],
                 lines=[(line["sku"], line["quantity"]) for line in lines],
+                # The search read model finds an order by its key (events schema 2).
+                idempotency_key=request.headers.get("Idempotency-Key"),
             )
         except ConcordError as exc:
             raise _with_line_fields(exc, lines) from exc

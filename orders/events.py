@@ -5,9 +5,11 @@ services in the transaction that makes them true:
 - order.confirmed  stock committed and payment captured
 - order.cancelled  the order ended cancelled; `failure_reason` says why
 
-Payload (schema 1): {"object": <the order as the API shows it, without its
-payment, plus "object": "order" and "client_id">}. payment.* events (payments)
-carry the money side.
+Payload (schema 2): {"object": <the order as the API shows it, without its
+payment, plus "object": "order" and "client_id">, "meta": {...}}. payment.*
+events (payments) carry the money side. Schema 2 added `meta`, internal facts
+that shops never see (webhooks publish `object` only) and the read models need:
+order.placed carries {"idempotency_key": the API request's key, or null}.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .dto import OrderDTO
 ORDER_PLACED = "order.placed"
 ORDER_CONFIRMED = "order.confirmed"
 ORDER_CANCELLED = "order.cancelled"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _DATETIME = DateTimeField()
 
@@ -56,7 +58,9 @@ def order_document(order: OrderDTO) -> dict[str, Any]:
 _BY_STATUS = {"confirmed": ORDER_CONFIRMED, "cancelled": ORDER_CANCELLED}
 
 
-def order_event_record(order: OrderDTO, *, event_type: str | None = None) -> None:
+def order_event_record(
+    order: OrderDTO, *, event_type: str | None = None, meta: dict[str, Any] | None = None
+) -> None:
     """Record the order's event in the caller's transaction (the order row is
     locked or new). Without `event_type`, the status the order just reached says
     which (confirmed, cancelled); other statuses are no fact for others."""
@@ -67,6 +71,9 @@ def order_event_record(order: OrderDTO, *, event_type: str | None = None) -> Non
         type=event_type,
         aggregate_type="order",
         aggregate_id=order.id,
-        payload={"object": {"object": "order", "client_id": order.client_id, **order_document(order)}},
+        payload={
+            "object": {"object": "order", "client_id": order.client_id, **order_document(order)},
+            "meta": meta or {},
+        },
         schema_version=SCHEMA_VERSION,
     )

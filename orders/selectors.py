@@ -298,3 +298,19 @@ def order_totals(*, order_ids: list[int]) -> dict[int, tuple[Decimal, str]]:
     """Each order's total and currency, one query: what a bulk action's preview adds up."""
     rows = Order.objects.filter(pk__in=list(order_ids)).values_list("pk", "total", "currency")
     return {pk: (total, currency) for pk, total, currency in rows}
+
+
+# --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
+
+
+def orders_read_model_rows(*, updated_before: datetime | None = None, created_before: datetime | None = None):
+    """Every order's searchable fields, as dicts, streamed (a rebuild reads them all);
+    optionally only those last changed, or created, before a moment."""
+    rows = Order.objects.order_by("id")
+    if updated_before is not None:
+        rows = rows.filter(updated_at__lt=updated_before)
+    if created_before is not None:
+        rows = rows.filter(created_at__lt=created_before)
+    return rows.values(
+        "id", "client_id", "customer_email", "currency", "total", "status", "failure_reason", "created_at"
+    ).iterator(chunk_size=2000)

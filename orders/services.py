@@ -178,7 +178,7 @@ def _order_price(
     )
 
 
-def _order_insert(priced: _PricedOrder) -> OrderDTO:
+def _order_insert(priced: _PricedOrder, *, idempotency_key: str | None = None) -> OrderDTO:
     """Four INSERTs (order, lines in bulk, audit row, the order.placed event), in
     the caller's transaction."""
     order = Order.objects.create(
@@ -203,7 +203,7 @@ def _order_insert(priced: _PricedOrder) -> OrderDTO:
         description=f"placed by API client {priced.client_id}",
     )
     placed = order_to_dto(order, lines)
-    order_event_record(placed, event_type=ORDER_PLACED)
+    order_event_record(placed, event_type=ORDER_PLACED, meta={"idempotency_key": idempotency_key})
     return placed
 
 
@@ -456,6 +456,7 @@ def order_place(
     currency: str,
     payment_method: str,
     lines: list[tuple[str, int]],
+    idempotency_key: str | None = None,
 ) -> OrderDTO:
     """Accept an order: the order and its lines (catalog prices), its pending
     payment and its checkout saga run, all in the caller's transaction — one
@@ -474,7 +475,7 @@ def order_place(
         lines=lines,
     )
     with transaction.atomic(savepoint=False):
-        order = _order_insert(priced)
+        order = _order_insert(priced, idempotency_key=idempotency_key)
         payment = payment_create(
             order_id=order.id,
             amount=order.total,

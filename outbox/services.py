@@ -19,7 +19,7 @@ import json
 import logging
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import connection, transaction
@@ -27,8 +27,10 @@ from django.utils import timezone
 
 from core.errors import ConcordError
 
+from . import registry
 from .dto import NewEvent
-from .models import Event
+from .models import ConsumerState, Event, Sequencer
+from .relay import consumer_states_ensure
 from .tasks import poke
 
 log = logging.getLogger(__name__)
@@ -129,3 +131,26 @@ def _poke_relay_on_commit() -> None:
     if any(callback is poke for _, callback, _ in connection.run_on_commit):
         return
     transaction.on_commit(poke, robust=True)
+
+
+def consumer_rebuild(*, name: str, rebuild: Callable[[], object]) -> int:
+    """Recompute a consumer's effects from the source tables (`rebuild`) and move its
+    position to the head of the sequence, in one transaction that holds the
+    consumer's row lock (dispatchers skip it meanwhile). Returns the new position.
+
+    Why this is safe: the head is read first, so every event numbered up to it has
+    committed and its state change is visible to `rebuild`'s reads (READ COMMITTED:
+    each statement sees every commit before it); events after the head are applied
+    afterwards as usual, some of them about changes `rebuild` already saw — the
+    consumer must absorb those (idempotent by its own keys, absolute values)."""
+    consumer_states_ensure([registry.get(name)])
+    with transaction.atomic():
+        state = ConsumerState.objects.select_for_update().get(pk=name)
+        head = Sequencer.objects.filter(pk=1).values_list("last_sequence", flat=True).first() or 0
+        rebuild()
+        state.position = head
+        state.last_delivered_at = timezone.now()
+        state.attempts, state.next_attempt_at, state.last_error, state.failing_since = 0, None, "", None
+        state.save()
+    log.info("outbox consumer %s rebuilt from the source tables; position %s", name, head)
+    return head

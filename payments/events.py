@@ -7,9 +7,13 @@ services in the transaction that makes them true (the payment row is locked):
                      refunded (full), object.refund is the refund that did it
 - refund.failed      the provider refused a refund (its amount is refundable again)
 
-Payload (schema 1): {"object": <the payment: "object": "payment", id, order_id,
-status, amount, currency, refunded_amount, failure_code[, refund]>}. payments
-knows an order only by its id, so the payment carries order_id.
+Payload (schema 2): {"object": <the payment: "object": "payment", id, order_id,
+status, amount, currency, refunded_amount, failure_code[, refund]>, "meta":
+{"charge_id": the provider's charge id or null, "ledger_at": when the money moved
+(the created_at of the ledger transaction posted with it; captured and refunded
+only)}}. payments knows an order only by its id, so the payment carries order_id.
+Schema 2 added `meta`: internal facts for the read models (the day money moved, the
+charge id support searches by); shops never see it (webhooks publish `object`).
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ from typing import Any
 from core.money import format_amount
 from outbox.services import event_record
 
-from .models import Payment, Refund
+from .models import LedgerTransaction, Payment, Refund
 
 PAYMENT_CAPTURED = "payment.captured"
 PAYMENT_FAILED = "payment.failed"
 PAYMENT_REFUNDED = "payment.refunded"
 REFUND_FAILED = "refund.failed"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 def refund_document(refund: Refund) -> dict[str, Any]:
@@ -51,14 +55,27 @@ def payment_document(payment: Payment) -> dict[str, Any]:
     }
 
 
-def payment_event_record(event_type: str, payment: Payment, refund: Refund | None = None) -> None:
+def payment_event_record(
+    event_type: str,
+    payment: Payment,
+    refund: Refund | None = None,
+    *,
+    ledger_transaction_id: int | None = None,
+) -> None:
     obj = payment_document(payment)
     if refund is not None:
         obj["refund"] = refund_document(refund)
+    meta: dict[str, Any] = {"charge_id": payment.provider_charge_id}
+    if ledger_transaction_id is not None:
+        # The ledger row's own timestamp, so a rebuild from the ledger puts the money
+        # on the same day as the event did (one primary-key read).
+        meta["ledger_at"] = LedgerTransaction.objects.values_list("created_at", flat=True).get(
+            pk=ledger_transaction_id
+        )
     event_record(
         type=event_type,
         aggregate_type="payment",
         aggregate_id=payment.pk,
-        payload={"object": obj},
+        payload={"object": obj, "meta": meta},
         schema_version=SCHEMA_VERSION,
     )

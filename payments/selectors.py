@@ -12,7 +12,7 @@ from django_fsm_log.models import StateLog
 from core.errors import NotFound
 from core.fsm import state_log_rows, state_summary
 
-from .choices import LedgerAccountCode, PaymentStatus, RefundStatus
+from .choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus, RefundStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, ProviderWebhookEvent, Refund
 
@@ -305,3 +305,72 @@ def payments_without_audit(*, order_ids: list[int]) -> list[int]:
         .order_by("order_id")
         .values_list("order_id", flat=True)
     )
+
+
+# --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
+
+
+def payments_read_model_rows(*, updated_before=None):
+    """Every payment's order, status and charge id, as dicts, streamed."""
+    rows = Payment.objects.order_by("id")
+    if updated_before is not None:
+        rows = rows.filter(updated_at__lt=updated_before)
+    return rows.values("id", "order_id", "status", "provider_charge_id", "updated_at").iterator(
+        chunk_size=2000
+    )
+
+
+def ledger_money_moves(*, created_before=None, created_from=None, kind: str | None = None):
+    """Captures and refunds as the ledger recorded them, as dicts, streamed: kind
+    (capture|refund), payment_id, refund_id, currency, amount (positive), at. The
+    ledger's timestamp is the day the money moved (events schema 2 carry it too)."""
+    rows = LedgerTransaction.objects.filter(
+        kind__in=[LedgerTransactionKind.CAPTURE, LedgerTransactionKind.REFUND]
+    ).order_by("id")
+    if created_before is not None:
+        rows = rows.filter(created_at__lt=created_before)
+    if created_from is not None:
+        rows = rows.filter(created_at__gte=created_from)
+    if kind is not None:
+        rows = rows.filter(kind=kind)
+    for row in rows.values(
+        "kind",
+        "payment_id",
+        "payment__order_id",
+        "refund_id",
+        "currency",
+        "payment__amount",
+        "refund__amount",
+        "created_at",
+    ).iterator(chunk_size=2000):
+        yield {
+            "kind": row["kind"],
+            "payment_id": row["payment_id"],
+            "order_id": row["payment__order_id"],
+            "refund_id": row["refund_id"],
+            "currency": row["currency"],
+            "amount": row["refund__amount"]
+            if row["kind"] == LedgerTransactionKind.REFUND
+            else row["payment__amount"],
+            "at": row["created_at"],
+        }
+
+
+def ledger_balances() -> list[dict]:
+    """Every account's balance per currency (debit positive), one grouped query."""
+    rows = (
+        LedgerEntry.objects.order_by("account__code", "currency")
+        .values("account__code", "currency")
+        .annotate(total=Sum("amount"), entries=Count("id"))
+    )
+    labels = dict(LedgerAccountCode.choices)
+    return [
+        {
+            "account": r["account__code"],
+            "label": labels.get(r["account__code"], r["account__code"]),
+            "currency": r["currency"],
+            "balance": Decimal(r["total"]),
+            "entries": r["entries"],
+        }
+        for r in rows
+    ]

@@ -41,6 +41,9 @@ class IncidentType(models.TextChoices):
     LEDGER_IMBALANCE = "ledger_imbalance", "Ledger imbalance"
     CLEARING_MISMATCH = "clearing_mismatch", "Clearing mismatch"
     STUCK_SAGA = "stuck_saga", "Stuck saga"
+    # Reported by readmodels' drift check (no detector module: a rebuild is the fix,
+    # the next check resolves it).
+    READ_MODEL_DRIFT = "read_model_drift", "Read model drift"
 
 
 class ProviderObjectKind(models.TextChoices):

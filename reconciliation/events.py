@@ -5,9 +5,13 @@ that opens or closes the incident:
 - incident.resolved   a re-check no longer finds it (automatic) or a person's
                       resolution was confirmed by the re-check (manual)
 - incident.dismissed  a person called it a false positive
+- incident.updated    a re-detection changed a live incident's money at risk
+                      (amount_at_risk or currency; schema 2)
 
-Payload (schema 1): {"object": {"object": "incident", id, type, severity, state,
-order_id, payment_id, charge_id, amount_at_risk, currency, resolution_kind}}.
+Payload (schema 2): {"object": {"object": "incident", id, type, severity, state,
+order_id, payment_id, charge_id, amount_at_risk, currency, resolution_kind,
+detected_at, resolved_at}}. Schema 2 added the two timestamps: the finance read
+model counts an incident on the day it was detected and its time to resolve.
 Incidents are internal: they are not shown to API clients (webhooks skip them).
 """
 
@@ -23,7 +27,8 @@ from outbox.services import events_record
 INCIDENT_OPENED = "incident.opened"
 INCIDENT_RESOLVED = "incident.resolved"
 INCIDENT_DISMISSED = "incident.dismissed"
-SCHEMA_VERSION = 1
+INCIDENT_UPDATED = "incident.updated"
+SCHEMA_VERSION = 2
 FIELDS = (
     "id",
     "type",
@@ -35,6 +40,8 @@ FIELDS = (
     "amount_at_risk",
     "currency",
     "resolution_kind",
+    "detected_at",
+    "resolved_at",
 )
 
 

@@ -6,7 +6,6 @@ the number of incidents in the range, never of the rows behind them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -15,14 +14,14 @@ from typing import Any
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 from django.db.models import Count, Q, Sum
-from django.db.models.functions import TruncDate
 from django_fsm_log.models import StateLog
 
 from core.money import format_amount, is_supported_currency
 
+from .amounts import minor_to_major
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
 from .detectors import detectors_all
-from .models import Incident, ReconciliationRun, Remediation
+from .models import Incident, ProviderCharge, ProviderRefund, ReconciliationRun, Remediation
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,7 @@ def reconciliation_run_latest() -> dict[str, Any] | None:
     }
 
 
-# --- Finance metrics ----------------------------------------------------------------
+# --- Incident metrics (the finance page's figures: backoffice/finance.py, readmodels) ---
 # A range is [start, end] in whole days (UTC), both inclusive.
 
 
@@ -193,31 +192,6 @@ def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
         datetime.combine(start, time.min, tzinfo=UTC),
         datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),
     )
-
-
-def incidents_opened_per_day(*, start: date, end: date) -> list[dict[str, Any]]:
-    lo, hi = _bounds(start, end)
-    rows = (
-        Incident.objects.filter(detected_at__gte=lo, detected_at__lt=hi)
-        .annotate(day=TruncDate("detected_at"))
-        .values("day", "type")
-        .annotate(count=Count("id"))
-        .order_by("day", "type")
-    )
-    return [{"day": r["day"].isoformat(), "type": r["type"], "count": r["count"]} for r in rows]
-
-
-def incidents_resolved_per_day(*, start: date, end: date) -> list[dict[str, Any]]:
-    """Resolved (auto or manual) per day and type; dismissals are counted separately."""
-    lo, hi = _bounds(start, end)
-    rows = (
-        Incident.objects.filter(state=IncidentState.RESOLVED, resolved_at__gte=lo, resolved_at__lt=hi)
-        .annotate(day=TruncDate("resolved_at"))
-        .values("day", "type")
-        .annotate(count=Count("id"))
-        .order_by("day", "type")
-    )
-    return [{"day": r["day"].isoformat(), "type": r["type"], "count": r["count"]} for r in rows]
 
 
 def incidents_open_at_risk() -> dict[str, Any]:
@@ -256,79 +230,6 @@ def incidents_mttr(*, start: date, end: date) -> dict[str, Any]:
         "count": count,
         "p50_seconds": float(p50) if p50 is not None else None,
         "p90_seconds": float(p90) if p90 is not None else None,
-    }
-
-
-OrdersCount = int | Callable[[date, date], int]
-
-
-def incidents_per_thousand_orders(*, start: date, end: date, orders_count: OrdersCount) -> str | None:
-    """Incidents detected in the range per 1,000 orders placed in it (orders from the caller:
-    an int, or a callable (start, end) -> int such as an orders selector)."""
-    orders = orders_count(start, end) if callable(orders_count) else orders_count
-    if not orders:
-        return None
-    lo, hi = _bounds(start, end)
-    incidents = Incident.objects.filter(detected_at__gte=lo, detected_at__lt=hi).count()
-    return str((Decimal(incidents) * 1000 / Decimal(orders)).quantize(Decimal("0.01")))
-
-
-def refunds_caused_by_incidents(*, start: date, end: date) -> dict[str, Any]:
-    """Money refunded by remediations (refunds of duplicate, orphan or unrefunded charges)
-    finished in the range, per currency: one row per remediation that moved money, counted
-    once however often it was applied."""
-    lo, hi = _bounds(start, end)
-    rows = (
-        Remediation.objects.filter(
-            finished_at__gte=lo,
-            finished_at__lt=hi,
-            money_moved__gt=0,
-        )
-        .values("currency")
-        .annotate(
-            count=Count("id"), amount=Sum("money_moved"), automatic=Count("id", filter=Q(automatic=True))
-        )
-        .order_by("currency")
-    )
-    by_currency = [
-        {
-            "currency": r["currency"],
-            "count": r["count"],
-            "automatic": r["automatic"],
-            "amount": _money_str(r["amount"], r["currency"]),
-        }
-        for r in rows
-    ]
-    return {"count": sum(r["count"] for r in by_currency), "by_currency": by_currency}
-
-
-def incidents_fixes_by_kind(*, start: date, end: date) -> dict[str, int]:
-    """Incidents closed in the range by how: auto (re-check), manual (a person), dismissed."""
-    lo, hi = _bounds(start, end)
-    closed = Incident.objects.filter(resolved_at__gte=lo, resolved_at__lt=hi)
-    counts = closed.aggregate(
-        auto=Count("id", filter=Q(resolution_kind=ResolutionKind.AUTO)),
-        manual=Count("id", filter=Q(resolution_kind=ResolutionKind.MANUAL)),
-        dismissed=Count("id", filter=Q(resolution_kind=ResolutionKind.DISMISSED)),
-    )
-    return {k: counts[k] for k in ("auto", "manual", "dismissed")}
-
-
-def finance_metrics(*, start: date, end: date, orders_count: OrdersCount | None = None) -> dict[str, Any]:
-    """Everything the finance page draws, JSON-ready (money as decimal strings)."""
-    return {
-        "range": {"start": start.isoformat(), "end": end.isoformat()},
-        "opened_per_day": incidents_opened_per_day(start=start, end=end),
-        "resolved_per_day": incidents_resolved_per_day(start=start, end=end),
-        "open_now": incidents_open_at_risk(),
-        "mttr": incidents_mttr(start=start, end=end),
-        "per_1000_orders": (
-            incidents_per_thousand_orders(start=start, end=end, orders_count=orders_count)
-            if orders_count is not None
-            else None
-        ),
-        "refunds_caused": refunds_caused_by_incidents(start=start, end=end),
-        "fixes": incidents_fixes_by_kind(start=start, end=end),
     }
 
 
@@ -581,3 +482,122 @@ def incident_behind_order_change(*, order_id: int, at: datetime) -> int | None:
         .first()
     )
     return incident
+
+
+# --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
+
+
+def incidents_read_model_rows(*, changed_before: datetime | None = None):
+    """Every incident's finance facts, as dicts, streamed: id, type, state, currency,
+    amount_at_risk, detected_at, resolved_at, resolution_kind. With `changed_before`,
+    the facts as they stood then: incidents detected before it, closed only if
+    closed before it."""
+    rows = Incident.objects.order_by("id")
+    if changed_before is not None:
+        rows = rows.filter(detected_at__lt=changed_before)
+    for row in rows.values(
+        "id", "type", "state", "currency", "amount_at_risk", "detected_at", "resolved_at", "resolution_kind"
+    ).iterator(chunk_size=2000):
+        if (
+            changed_before is not None
+            and row["resolved_at"] is not None
+            and row["resolved_at"] >= changed_before
+        ):
+            row = {**row, "state": IncidentState.OPEN, "resolved_at": None, "resolution_kind": ""}
+        yield row
+
+
+# --- Finance reports (backoffice/finance.py puts these together) -----------------------
+
+
+def incidents_finance_rows(*, since: datetime, until: datetime) -> list[dict[str, Any]]:
+    """Incidents live at some moment of [since, until) (detected before its end, not
+    closed before its start): what finance reports per incident."""
+    rows = (
+        Incident.objects.filter(detected_at__lt=until)
+        .filter(Q(resolved_at__isnull=True) | Q(resolved_at__gte=since))
+        .order_by("id")
+        .values(
+            "id",
+            "type",
+            "severity",
+            "state",
+            "order_id",
+            "charge_id",
+            "amount_at_risk",
+            "currency",
+            "detected_at",
+            "resolved_at",
+            "resolution_kind",
+            "resolved_by_id",
+            "customer_notified_at",
+        )
+    )
+    return [{**r, "customer_facing": r["type"] in CUSTOMER_FACING_TYPES} for r in rows]
+
+
+def incidents_about_orders(*, order_ids: list[int]) -> list[dict[str, Any]]:
+    """Every incident about these orders (any state), for linking refunds to incidents."""
+    if not order_ids:
+        return []
+    return list(
+        Incident.objects.filter(order_id__in=order_ids)
+        .order_by("detected_at")
+        .values("id", "type", "state", "order_id", "detected_at", "resolved_at")
+    )
+
+
+def remediations_rows(
+    *, incident_ids: list[int] | None = None, since=None, until=None
+) -> list[dict[str, Any]]:
+    """Remediations (one fix on one incident), oldest first: of these incidents, or
+    created in [since, until)."""
+    rows = Remediation.objects.order_by("id")
+    if incident_ids is not None:
+        rows = rows.filter(incident_id__in=incident_ids)
+    if since is not None:
+        rows = rows.filter(created_at__gte=since)
+    if until is not None:
+        rows = rows.filter(created_at__lt=until)
+    return list(
+        rows.values(
+            "id",
+            "incident_id",
+            "incident__type",
+            "incident__order_id",
+            "action",
+            "state",
+            "automatic",
+            "by_id",
+            "by__username",
+            "reason",
+            "money_moved",
+            "currency",
+            "effects",
+            "created_at",
+            "finished_at",
+        )
+    )
+
+
+def provider_net_by_currency() -> dict[str, Decimal]:
+    """The provider's own net per currency, from the synced provider records:
+    succeeded charges minus succeeded refunds (major units)."""
+    charges = (
+        ProviderCharge.objects.filter(status="succeeded")
+        .values("currency")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("currency", "total")
+    )
+    refunds = (
+        ProviderRefund.objects.filter(status="succeeded")
+        .values("currency")
+        .annotate(total=Sum("amount_minor"))
+        .values_list("currency", "total")
+    )
+    net: dict[str, Decimal] = {}
+    for currency, total in charges:
+        net[currency.upper()] = net.get(currency.upper(), Decimal(0)) + minor_to_major(total, currency)
+    for currency, total in refunds:
+        net[currency.upper()] = net.get(currency.upper(), Decimal(0)) - minor_to_major(total, currency)
+    return net

@@ -16,6 +16,7 @@ CONCORD_APPS = (
     "reconciliation",
     "webhooks",
     "notifications",
+    "readmodels",
     "backoffice",
 )
 

@@ -24,6 +24,7 @@ PUBLIC = {
     "outbox": {"services", "selectors", "dto", "registry"},
     "webhooks": {"services", "selectors", "dto", "choices"},
     "notifications": {"selectors"},
+    "readmodels": {"selectors", "services"},
 }
 
 

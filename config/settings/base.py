@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     # Concord: consumers of the outbox (the eventual side)
     "webhooks",
     "notifications",
+    "readmodels",
     "backoffice",
     "monitoring",
 ]
@@ -219,6 +220,7 @@ CELERY_TASK_ROUTES = {
     "outbox.*": {"queue": "events"},
     "webhooks.*": {"queue": "events"},
     "notifications.*": {"queue": "events"},
+    "readmodels.*": {"queue": "events"},
     "backoffice.bulk_*": {"queue": "bulk"},
 }
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -372,6 +374,18 @@ CELERY_BEAT_SCHEDULE["notifications-send"] = {
     "task": "notifications.send_pending",
     "schedule": NOTIFICATIONS_POLL_INTERVAL,
     "options": {"expires": NOTIFICATIONS_POLL_INTERVAL},
+}
+
+# Read models (readmodels/, docs/consistency.md): compared with a fresh recomputation
+# every READ_MODELS_CHECK_INTERVAL seconds; drift seen twice in a row opens an incident.
+# Facts younger than the consumer's oldest pending event minus READ_MODELS_DRIFT_GRACE
+# (seconds) are not compared yet.
+READ_MODELS_CHECK_INTERVAL = env.float("READ_MODELS_CHECK_INTERVAL", default=600)
+READ_MODELS_DRIFT_GRACE = env.float("READ_MODELS_DRIFT_GRACE", default=60)
+CELERY_BEAT_SCHEDULE["readmodels-check"] = {
+    "task": "readmodels.check",
+    "schedule": READ_MODELS_CHECK_INTERVAL,
+    "options": {"expires": READ_MODELS_CHECK_INTERVAL},
 }
 
 # --- Back office (docs/backoffice.md) -------------------------------------------

@@ -88,7 +88,7 @@ def payment_capture(*, payment_id: int, provider_charge_id: str, by: User = None
         )
     apply_transition(payment, "capture", provider_charge_id=provider_charge_id, by=by, description=reason)
     payment.save()
-    ledger_post(
+    ledger_transaction_id = ledger_post(
         kind=LedgerTransactionKind.CAPTURE,
         currency=payment.currency,
         entries=[
@@ -99,7 +99,7 @@ def payment_capture(*, payment_id: int, provider_charge_id: str, by: User = None
         payment_id=payment.pk,
         memo=f"Charge {provider_charge_id} for order {payment.order_id}",
     )
-    payment_event_record(PAYMENT_CAPTURED, payment)
+    payment_event_record(PAYMENT_CAPTURED, payment, ledger_transaction_id=ledger_transaction_id)
     return PaymentDTO.from_model(payment)
 
 

@@ -186,7 +186,7 @@ def refund_succeed(*, refund_id: int, provider_refund_id: str, by: User = None, 
     payment.refunded_amount = refunded
     refund.save()
     payment.save()
-    ledger_post(
+    ledger_transaction_id = ledger_post(
         kind=LedgerTransactionKind.REFUND,
         currency=payment.currency,
         entries=[
@@ -198,7 +198,7 @@ def refund_succeed(*, refund_id: int, provider_refund_id: str, by: User = None, 
         refund_id=refund.pk,
         memo=f"Refund {provider_refund_id} of charge {payment.provider_charge_id}",
     )
-    payment_event_record(PAYMENT_REFUNDED, payment, refund)
+    payment_event_record(PAYMENT_REFUNDED, payment, refund, ledger_transaction_id=ledger_transaction_id)
     return RefundDTO.from_model(refund)
 
 

@@ -1,5 +1,7 @@
 """reconciliation's writes. Other apps (the back office) call these, never the models."""
 
+from reconciliation.detectors.base import Finding  # the vocabulary of incidents_report
+
 from .incidents import (
     IncidentView,
     ReportedIncident,
@@ -33,6 +35,7 @@ from .remediation import (
 from .runs import ProgressEvent, RunResult, reconcile_run
 
 __all__ = [
+    "Finding",
     "IncidentView",
     "ProgressEvent",
     "RemediationPreview",

@@ -43,6 +43,7 @@ from reconciliation.events import (
     INCIDENT_DISMISSED,
     INCIDENT_OPENED,
     INCIDENT_RESOLVED,
+    INCIDENT_UPDATED,
     incident_events_record,
 )
 from reconciliation.models import Incident, IncidentNote
@@ -242,6 +243,14 @@ def _report_chunk(chunk: list[Finding], now: datetime) -> list[ReportedIncident]
         )
         rows_sql.append(row_sql)
 
+    # The money at risk of the live incidents this chunk may refresh: a change is a
+    # fact (incident.updated) the finance read model needs. One indexed query per chunk.
+    at_risk_before = {
+        fingerprint: (amount, currency)
+        for fingerprint, amount, currency in Incident.objects.filter(
+            fingerprint__in=[f.fingerprint for f in chunk], state__in=_LIVE
+        ).values_list("fingerprint", "amount_at_risk", "currency")
+    }
     live = ", ".join(f"'{s}'" for s in _LIVE)
     table = Incident._meta.db_table
     # Only module constants are interpolated; every value travels as a parameter.
@@ -255,6 +264,18 @@ def _report_chunk(chunk: list[Finding], now: datetime) -> list[ReportedIncident]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         returned = cursor.fetchall()
+    by_fingerprint = {f.fingerprint: f for f in chunk}
+    _record_events(
+        INCIDENT_UPDATED,
+        [
+            incident_id
+            for incident_id, fingerprint, created in returned
+            if not created
+            and fingerprint in at_risk_before
+            and at_risk_before[fingerprint]
+            != (by_fingerprint[fingerprint].amount_at_risk, by_fingerprint[fingerprint].currency)
+        ],
+    )
     return [ReportedIncident(incident_id=r[0], fingerprint=r[1], created=bool(r[2])) for r in returned]
 
 

@@ -139,21 +139,49 @@ def test_a_large_refund_waits_for_finance_approval_then_reaches_the_provider(
     assert [r["amount"] for r in at_provider["data"]] == [6000]
 
 
-def test_finance_opens_the_metrics_and_downloads_the_csv(
-    page, live_server, log_in, finance_user, make_incident, shop
+def test_finance_sees_the_lag_then_the_figures_the_trends_and_the_ledger(
+    page, live_server, log_in, finance_user, make_incident, shop, psp, celery_worker_factory
 ):
     make_incident(amount="40.00")
     make_incident(amount="15.00", type="charge_without_order", severity="critical")
     log_in(page, "fay", "finance-pass-1")
     page.get_by_role("link", name="Finance").click()
+    # No worker yet: the read model has not seen the two incidents, and says so.
+    assert page.locator("#lag-line").get_by_text("behind (2 events pending)").is_visible()
+
+    worker = celery_worker_factory(beat=True, env={**worker_env(psp), "OUTBOX_POLL_INTERVAL": "0.5"})
+    wait_for(
+        lambda: page.reload() or "Figures are up to date." in page.locator("#lag-line").inner_text(),
+        what="the relay to feed the finance read model",
+        on_timeout=worker.log,
+    )
     assert page.locator("svg.chart").is_visible()
-    assert page.get_by_text("55.00 EUR at risk").is_visible()
+    assert page.locator("#card-at-risk").get_by_text("55.00 EUR").first.is_visible()
+    assert page.locator("#card-impacting .stat").inner_text() == "2"
     shoot(page, "finance")
     with page.expect_download() as info:
-        page.get_by_role("link", name="Download CSV").click()
+        page.get_by_role("link", name="Per day (CSV)").click()
     rows = list(csv.reader(io.StringIO(open(info.value.path(), encoding="utf-8").read())))
-    assert rows[0] == ["day", "type", "opened", "resolved"]
-    assert {r[1] for r in rows[1:3]} == {"duplicate_charge", "charge_without_order"}
+    day = dict(zip(rows[0], rows[1], strict=True))
+    assert (day["currency"], day["incidents"], day["money_at_risk"]) == ("EUR", "2", "55.00")
+    with page.expect_download() as info:
+        page.get_by_role("link", name="Per incident (CSV)").click()
+    incidents = list(csv.DictReader(io.StringIO(open(info.value.path(), encoding="utf-8").read())))
+    assert sorted(r["type"] for r in incidents) == ["charge_without_order", "duplicate_charge"]
+
+    page.get_by_role("link", name="Trends (12 weeks)").click()
+    assert page.get_by_role("heading", name="Incident trends, last 12 weeks").is_visible()
+    assert page.locator("#lag-line").get_by_text("Figures are up to date.").is_visible()
+    trends = page.locator("#trends tbody tr")
+    assert sorted(trends.evaluate_all("rows => rows.map(r => r.dataset.type)")) == [
+        "charge_without_order",
+        "duplicate_charge",
+    ]
+    assert page.locator('#trends tr[data-type="duplicate_charge"] td').nth(4).inner_text() == "40.00"
+    shoot(page, "finance-trends")
+    page.get_by_role("link", name="Finance").first.click()
+    page.get_by_role("link", name="Ledger").click()
+    assert page.get_by_role("heading", name="Provider clearing against the provider's own net").is_visible()
     page.get_by_role("link", name="State map").click()
     shoot(page, "state-map")
 
