@@ -7,17 +7,29 @@ from decimal import Decimal, InvalidOperation
 from django.conf import settings
 
 
-def approval_threshold() -> Decimal:
-    """Refunds strictly above this amount (in the payment's currency) need a second
-    person from finance (settings.BACKOFFICE_APPROVAL_THRESHOLD, from the environment)."""
-    raw = settings.BACKOFFICE_APPROVAL_THRESHOLD
+def _amount(name: str, default: str) -> Decimal:
+    raw = getattr(settings, name, default)
     try:
         value = Decimal(str(raw))
     except InvalidOperation:
-        raise ValueError(f"BACKOFFICE_APPROVAL_THRESHOLD is not a number: {raw!r}") from None
+        raise ValueError(f"{name} is not a number: {raw!r}") from None
     if value < 0 or not value.is_finite():
-        raise ValueError("BACKOFFICE_APPROVAL_THRESHOLD must be zero or more")
+        raise ValueError(f"{name} must be zero or more")
     return value
+
+
+def approval_threshold() -> Decimal:
+    """A money-moving action whose amount, plus what was already refunded or asked for
+    the same order, is strictly above this (in the payment's currency) needs a second
+    person from finance (settings.BACKOFFICE_APPROVAL_THRESHOLD, from the environment)."""
+    return _amount("BACKOFFICE_APPROVAL_THRESHOLD", "100.00")
+
+
+def approval_daily_limit() -> Decimal:
+    """What one person may move without a second person per UTC day, per currency
+    (settings.BACKOFFICE_APPROVAL_DAILY_LIMIT): past it every money-moving action of
+    theirs waits for finance, however small (issue 13, item 2)."""
+    return _amount("BACKOFFICE_APPROVAL_DAILY_LIMIT", "1000.00")
 
 
 def provider_probe_timeout() -> float:

@@ -27,10 +27,23 @@ class StaffAction(models.Model):
     target = models.CharField(max_length=128, blank=True, default="")
     reason = models.TextField()
     outcome = models.TextField(blank=True, default="")
+    # Money the action moved on this person's word alone (no approval): what the
+    # per-person daily limit of the approval rule counts (operations.needs_approval).
+    amount = models.DecimalField(
+        max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, null=True, blank=True
+    )
+    currency = models.CharField(max_length=3, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["user", "created_at"],
+                condition=models.Q(amount__isnull=False),
+                name="bo_staff_action_money_idx",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.action} {self.target} by {self.user_id}"
@@ -48,6 +61,7 @@ class ApprovalKind(models.TextChoices):
     REFUND = "refund", "Refund"
     CANCEL = "cancel", "Cancel the order"
     REMEDIATION = "remediation", "Incident remediation"
+    DISMISSAL = "dismissal", "Dismiss an incident with money at risk"
 
 
 class ApprovalRequest(FSMModelMixin, models.Model):

@@ -156,6 +156,10 @@ def _approval_title(approval: ApprovalRequest) -> str:
         return f"Refund of {money} asked (approval #{approval.pk})"
     if approval.kind == ApprovalKind.CANCEL:
         return f"Cancellation of the order ({money} back) asked (approval #{approval.pk})"
+    if approval.kind == ApprovalKind.DISMISSAL:
+        return (
+            f"Dismissal of incident #{approval.incident_id} ({money} at risk) asked (approval #{approval.pk})"
+        )
     action = (approval.params or {}).get("action", approval.operation)
     return (
         f"Remediation {action} of incident #{approval.incident_id} ({money}) asked (approval #{approval.pk})"

@@ -37,6 +37,7 @@ from sagas.selectors import saga_runs_by_ids
 from .conf import approval_threshold
 from .models import ApprovalRequest, ApprovalStatus, StaffAction
 from .operations import (
+    APPROVED_AMOUNT,
     SAGA_OPERATIONS,
     Case,
     IncidentCase,
@@ -46,6 +47,8 @@ from .operations import (
     Outcome,
     Preview,
     RunsCase,
+    approval_decisions_serialise,
+    approval_reason,
     needs_approval,
     operation_for,
     operation_get,
@@ -54,6 +57,17 @@ from .selectors import case_get
 
 APPROVE = "backoffice.approve_refund"
 MAX_KEY = 64
+
+
+# The key an operation's run receives (a refund's key is REFUND_KEY_PREFIX + it): a
+# form's one-time key and an approval's id live in separate namespaces, so no key a
+# person can type into a form ever equals the one an approval will use (issue 13 item 4).
+def form_run_key(action_key: str) -> str:
+    return f"form:{action_key}"
+
+
+def approval_run_key(approval_id: int) -> str:
+    return f"approval:{approval_id}"
 
 
 class AlreadySubmitted(ConcordError):
@@ -77,6 +91,8 @@ def staff_action_record(
     order_id: int | None = None,
     target: str = "",
     outcome: str = "",
+    amount: Decimal | None = None,
+    currency: str = "",
 ) -> int:
     """Claim the form's one-time key and record who did what and why. Call it inside
     the action's transaction: a second submit with the same key (a double click, a
@@ -94,6 +110,8 @@ def staff_action_record(
         target=target[:128],
         reason=reason,
         outcome=outcome,
+        amount=amount,
+        currency=currency,
     )
     if not insert_unless_exists(row, conflict=["key"]):
         raise AlreadySubmitted(
@@ -133,6 +151,7 @@ class Proposed:
     preview: Preview
     needs_approval: bool
     threshold: Decimal
+    approval_reason: str = ""  # why it waits for finance (the rule's words)
 
 
 def operation_preview(
@@ -147,9 +166,8 @@ def operation_preview(
     offer = _offered(operation, case, by, params)
     check_person_and_reason(by, reason or operation.reason_default)
     preview = operation.preview(case, params) if operation.preview else Preview([], dict(params))
-    return Proposed(
-        operation, case, offer, preview, needs_approval(operation, case, preview), approval_threshold()
-    )
+    why = approval_reason(operation, case, preview, by)
+    return Proposed(operation, case, offer, preview, bool(why), approval_threshold(), why)
 
 
 @dataclass(frozen=True)
@@ -211,8 +229,16 @@ def _submit(
         "order_id": subject["order_id"],
         "target": _target(case, run_params),
     }
-    if preview is not None and needs_approval(operation, case, preview):
-        with transaction.atomic():
+    moves_money = (
+        preview is not None and bool(operation.approval_kind) and operation.moves_money and preview.money > 0
+    )
+    with transaction.atomic():
+        if preview is not None and operation.approval_kind:
+            # Concurrent requests on the same order or by the same person decide one at a
+            # time, each seeing what the other asked: two forms sent at once cannot both
+            # stay under the rule's totals.
+            approval_decisions_serialise(order_id=subject["order_id"], user=by)
+        if preview is not None and needs_approval(operation, case, preview, by):
             staff_action_record(**record, outcome="waits for approval")
             approval = ApprovalRequest.objects.create(
                 operation=operation.name,
@@ -225,28 +251,30 @@ def _submit(
                 reason=reason,
                 requested_by=by,
             )
-        return Submitted(operation, label, approval_id=approval.pk)
-    if operation.calls_provider:
-        return Submitted(
-            operation, label, outcome=_run_outside_transaction(operation, case, run_params, record)
-        )
-    with transaction.atomic():
+            return Submitted(operation, label, approval_id=approval.pk)
+        if moves_money:
+            assert preview is not None
+            # On this person's word alone: what the daily limit counts.
+            record.update(amount=preview.money, currency=preview.currency)
+        # The form's one-time key: a second submit meets it and changes nothing.
         action_id = staff_action_record(**record)
-        outcome = operation.run(case, run_params, by, reason, action_key)
-        if outcome.audit:
-            staff_action_set_outcome(action_id=action_id, outcome=outcome.audit)
-    return Submitted(operation, label, outcome=outcome)
+        if not operation.calls_provider:
+            outcome = operation.run(case, run_params, by, reason, form_run_key(action_key))
+            if outcome.audit:
+                staff_action_set_outcome(action_id=action_id, outcome=outcome.audit)
+            return Submitted(operation, label, outcome=outcome)
+    return Submitted(
+        operation, label, outcome=_run_outside_transaction(operation, case, run_params, record, action_id)
+    )
 
 
 def _run_outside_transaction(
-    operation: Operation, case: Case, params: dict[str, Any], record: dict[str, Any]
+    operation: Operation, case: Case, params: dict[str, Any], record: dict[str, Any], action_id: int
 ) -> Outcome:
-    """The key is claimed and committed first, so a second submit is refused at once;
+    """The key was claimed and committed first, so a second submit is refused at once;
     the row stays as the audit even if the action then fails (its outcome says how)."""
-    with transaction.atomic():
-        action_id = staff_action_record(**record)
     try:
-        outcome = operation.run(case, params, record["by"], record["reason"], record["key"])
+        outcome = operation.run(case, params, record["by"], record["reason"], form_run_key(record["key"]))
     except ConcordError as exc:
         staff_action_set_outcome(action_id=action_id, outcome=f"{exc.code}: {exc.message}")
         raise
@@ -290,9 +318,19 @@ def runs_operation_submit(
 
 def _runs_operation(op: str) -> Operation:
     operation = next((o for o in SAGA_OPERATIONS.values() if o.op == op), None)
-    if operation is None or op in ("mark_resolved", "skip_step"):
+    if operation is None or op not in ("retry_now", "compensate"):
         raise NotOffered("Choose retry or compensate.")
     return operation
+
+
+def saga_run_operation_submit(*, op: str, run_id: int, by: Any, reason: str, action_key: str) -> Submitted:
+    """One of the saga engine's manual operations on one run, through the flow (the
+    admin's buttons: backoffice.admin_flow)."""
+    operation = next((o for o in SAGA_OPERATIONS.values() if o.op == op), None)
+    if operation is None:
+        raise NotOffered("Unknown action.", details={"op": op})
+    case = RunsCase(runs=tuple(saga_runs_by_ids(run_ids=[run_id])))
+    return _submit(operation, case, {"run_id": run_id}, by, reason, action_key)
 
 
 # --- approvals ------------------------------------------------------------------------------
@@ -355,11 +393,52 @@ def _decision(
     return approval, False
 
 
+def _plan_grew(operation: Operation, case: Case, approval: ApprovalRequest, params: dict) -> Preview | None:
+    """The operation's plan now, if it moves more than was approved (issue 13, item 3):
+    a later reconciliation pass may have refreshed the incident, a failed refund may have
+    made more of the order refundable."""
+    if operation.preview is None:
+        return None
+    now = operation.preview(case, params)
+    grew = now.money > approval.amount or (now.money > 0 and now.currency != approval.currency)
+    return now if grew else None
+
+
+def _ask_again(approval: ApprovalRequest, operation: Operation, plan: Preview, by: Any) -> ApprovalRequest:
+    """Close the request (its plan is not what was asked) and ask for the plan as it is now."""
+    again = ApprovalRequest.objects.create(
+        operation=approval.operation,
+        params=plan.params,
+        kind=approval.kind,
+        order_id=approval.order_id,
+        incident_id=approval.incident_id,
+        amount=plan.money,
+        currency=plan.currency,
+        reason=approval.reason,
+        requested_by=approval.requested_by,
+    )
+    approval.reject(
+        by=by,
+        description=(
+            f"Not run: the plan grew from {approval.amount} {approval.currency} to {plan.money} "
+            f"{plan.currency} since it was asked; asked again as approval #{again.pk}."
+        ),
+    )
+    approval.save()
+    return again
+
+
 def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str) -> Approved:
     """Finance approves: the stored operation runs with the stored parameters, as the
     person who asked (they hold its permission; the approval names the approver), with
     its reason and the approver's — checked against the case as it is now (the order,
     the incident): an action no longer offered is refused.
+
+    An approval binds what was approved (operation, parameters, amount): if the plan now
+    moves more than the approved amount, nothing runs — the request is closed and asked
+    again with the plan as it is now, for a second person to look at. A remediation also
+    gets the approved amount as its ceiling, so a pass that refreshes the incident after
+    this check still cannot make it move more.
 
     An operation in the database runs in the approval's transaction: approved iff it
     ran. One that calls the provider runs after the approval committed, outside any
@@ -372,20 +451,30 @@ def approval_approve(*, approval_id: int, by: Any, reason: str, action_key: str)
         operation = operation_get(approval.operation)
         requester = approval.requested_by
         why = f"{approval.reason} (approved by {by.get_username()}: {reason})"
-        params = dict(approval.params)
-        key = f"approval:{approval.pk}"
-        if not operation.calls_provider:
-            if already:
-                return Approved(
-                    approval.pk, Outcome("It was approved before; nothing was done twice.", "info")
-                )
+        params = {**approval.params, APPROVED_AMOUNT: str(approval.amount)}
+        key = approval_run_key(approval.pk)
+        if already and not operation.calls_provider:
+            return Approved(approval.pk, Outcome("It was approved before; nothing was done twice.", "info"))
+        if not already:
             case = _approval_case(approval, operation)
             _offered(operation, case, requester, params)
-            outcome = operation.run(case, params, requester, why, key)
-            approval.approve(refund_id=outcome.facts.get("refund_id"), by=by, description=reason)
-            approval.save()
-            return Approved(approval.pk, outcome)
-        if not already:
+            grown = _plan_grew(operation, case, approval, params)
+            if grown is not None:
+                again = _ask_again(approval, operation, grown, by)
+                return Approved(
+                    approval.pk,
+                    Outcome(
+                        f"Not run: it would now move {grown.money} {grown.currency}, more than the "
+                        f"{approval.amount} {approval.currency} asked for. Asked again as approval "
+                        f"#{again.pk}.",
+                        "warning",
+                    ),
+                )
+            if not operation.calls_provider:
+                outcome = operation.run(case, params, requester, why, key)
+                approval.approve(refund_id=outcome.facts.get("refund_id"), by=by, description=reason)
+                approval.save()
+                return Approved(approval.pk, outcome)
             approval.approve(by=by, description=reason)
             approval.save()
     try:

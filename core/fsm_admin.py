@@ -40,7 +40,9 @@ class ReasonActionForm(ActionForm):
 
 @dataclass(frozen=True)
 class TransitionAction:
-    """`transition` names the model method; `run(obj, by, reason)` calls the service."""
+    """`transition` names the model method; `run(obj, by, reason)` calls the service.
+    A `run` that returns a string has something to say (e.g. "waits for approval"):
+    the admin shows it."""
 
     transition: str
     label: str
@@ -103,18 +105,20 @@ class FSMTransitionActionsMixin(admin.ModelAdmin):
                     request, "Give a reason: every manual change is audited.", messages.ERROR
                 )
                 return None
-            done, skipped, failed = 0, [], []
+            done, skipped, failed, said = 0, [], [], []
             for obj in queryset.order_by("pk"):
                 bound = getattr(obj, action.transition)
                 if not (can_proceed(bound) and has_transition_perm(bound, request.user)):
                     skipped.append(str(obj.pk))
                     continue
                 try:
-                    action.run(obj, request.user, reason)
+                    result = action.run(obj, request.user, reason)
                 except ConcordError as exc:
                     failed.append(f"{obj.pk}: {exc.message}")
                 else:
                     done += 1
+                    if isinstance(result, str):
+                        said.append(result)
             if done:
                 modeladmin.message_user(request, f"{action.label}: {done} done.", messages.SUCCESS)
             if skipped:
@@ -125,6 +129,8 @@ class FSMTransitionActionsMixin(admin.ModelAdmin):
                 )
             for failure in failed:
                 modeladmin.message_user(request, f"{action.label} failed for {failure}", messages.ERROR)
+            for text in said:
+                modeladmin.message_user(request, text, messages.INFO)
             return None
 
         run_transition.__name__ = f"transition_{action.transition}"

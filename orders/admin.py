@@ -8,6 +8,7 @@ from django.contrib import admin
 from django_fsm_log.admin import StateLogInline
 
 from core.fsm_admin import FSMTransitionActionsMixin, TransitionAction
+from core.staff_flow import ORDER_CANCEL, staff_flow_run
 
 from . import services
 from .choices import FailureReason
@@ -26,9 +27,17 @@ class OrderLineInline(admin.TabularInline):
 
 
 def _cancel(obj: Order, by: Any, reason: str) -> Any:
+    """A pending order: the API's recipe (stop the checkout; it compensates)."""
     return services.order_request_cancel(
         order_id=obj.pk, failure_reason=FailureReason.CANCELLED_BY_STAFF, by=by, reason=reason
     )
+
+
+def _cancel_confirmed(obj: Order, by: Any, reason: str) -> str:
+    """A confirmed order: the back office's cancel operation (core.staff_flow), with its
+    permission and its approval rule — above the threshold it waits for finance; else
+    the cancellation saga refunds, restocks and cancels (issue 13, item 5)."""
+    return staff_flow_run(ORDER_CANCEL, order_id=obj.pk, by=by, reason=reason)
 
 
 @admin.register(Order)
@@ -48,16 +57,17 @@ class OrderAdmin(FSMTransitionActionsMixin, admin.ModelAdmin):
     search_fields = ["=id", "customer_email"]
     date_hierarchy = "created_at"
     inlines = [OrderLineInline, StateLogInline]
-    # Both run the recipe the API and the back office use (order_request_cancel), never
-    # the bare transition: a pending order's checkout is stopped (stock released, a
-    # charge refunded), a confirmed one is refunded and restocked by its saga.
+    # Never the bare transition: a pending order's checkout is stopped through the API's
+    # recipe (order_request_cancel: stock released, a charge refunded); a confirmed one
+    # goes through the back office's cancel operation (same permission, approval above
+    # the threshold), whose cancellation saga refunds and restocks.
     # Confirming stays with the checkout saga and the back office's previewed action.
     transition_actions = (
         TransitionAction(transition="cancel", label="Cancel pending order", run=_cancel),
         TransitionAction(
             transition="begin_cancellation",
             label="Cancel confirmed order (refund and restock)",
-            run=_cancel,
+            run=_cancel_confirmed,
         ),
     )
 

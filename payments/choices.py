@@ -39,6 +39,7 @@ class WebhookOutcome(models.TextChoices):
     """What a provider event did (ProviderWebhookEvent.outcome, the webhook's answer)."""
 
     APPLIED = "applied", "Applied to a payment (or it matched already)"
+    NOT_CONFIRMED = "not_confirmed", "The provider's own records do not confirm it: nothing changed"
     NO_PAYMENT = "no_payment", "No payment for its reference"
     IGNORED = "ignored", "An event type that brings no payment news"
     REJECTED = "rejected", "Signed but unusable"

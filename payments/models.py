@@ -3,6 +3,8 @@ the double-entry ledger. An order is known only by its id."""
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.db.models import F, Q
@@ -26,6 +28,24 @@ RESOLVE_PAYMENT_PERM = "payments.resolve_payment"
 RESOLVE_REFUND_PERM = "payments.resolve_refund"
 
 
+def new_provider_key() -> str:
+    """The idempotency key a payment or refund sends the provider: random, fixed at
+    creation, so it is unique by construction — a database restored or recreated
+    against the same provider account can never replay another payment's charge
+    (issue 13, item 4). Rows older than migration 0006 keep the key they sent."""
+    return str(uuid.uuid4())
+
+
+def _provider_key(max_length: int = 64):
+    return models.CharField(
+        max_length=max_length,
+        unique=True,
+        default=new_provider_key,
+        editable=False,
+        help_text="Sent to the provider as Idempotency-Key on every attempt; random, fixed at creation.",
+    )
+
+
 def _money(**kwargs):
     return models.DecimalField(max_digits=MONEY_MAX_DIGITS, decimal_places=MONEY_DECIMAL_PLACES, **kwargs)
 
@@ -44,6 +64,7 @@ class Payment(FSMModelMixin, models.Model):
     failure_code = models.CharField(max_length=64, blank=True, default="")
     last_error = models.TextField(blank=True, default="")
     refunded_amount = _money(default=0)
+    provider_key = _provider_key()
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -70,8 +91,9 @@ class Payment(FSMModelMixin, models.Model):
     @property
     def charge_idempotency_key(self) -> str:
         """Fixed per payment and identical on every retry (DESIGN §3), so the provider
-        never charges twice for one payment."""
-        return f"{self.pk}:charge"
+        never charges twice for one payment; random, so no other payment (of this
+        database or an earlier one against the same provider) ever shares it."""
+        return self.provider_key
 
     @property
     def refundable_amount(self):
@@ -181,8 +203,12 @@ class Refund(FSMModelMixin, models.Model):
     currency = models.CharField(max_length=3, choices=CURRENCY_CHOICES)
     status = FSMField(default=RefundStatus.PENDING, choices=RefundStatus.choices, protected=True)
     provider_refund_id = models.CharField(max_length=255, null=True, blank=True)
-    # Sent to the provider on every retry of this refund, so it refunds once.
+    # The caller's key for this refund (a saga step, a back-office form, a
+    # remediation): asking again with it finds this row instead of a second refund.
     idempotency_key = models.CharField(max_length=255, unique=True)
+    # Sent to the provider on every retry of this refund, so it refunds once
+    # (rows older than migration 0006 kept their caller's key, up to 255 characters).
+    provider_key = _provider_key(max_length=255)
     reason = models.TextField(blank=True, default="")
     failure_code = models.CharField(max_length=64, blank=True, default="")
     requested_by = models.ForeignKey(

@@ -5,8 +5,13 @@ No API token: the provider proves itself with `PSP-Signature` (HMAC-SHA256 of
 five minutes old). The signature is checked on the raw bytes before the body is
 parsed, so nothing unsigned is ever interpreted. Answers:
 
-- 200: the event is recorded (first delivery: applied; later ones: duplicate).
+- 200: the event is recorded (first delivery: looked at; later ones: duplicate).
+  An event is a hint, never the fact: the payment or refund it names is settled
+  from the provider's own records, asked through the provider client
+  (payments/services/webhooks.py); a forged `charge.succeeded` captures nothing.
   Unknown event types are acknowledged too, so the provider stops retrying.
+- 503 `provider_unavailable`: the provider's records could not be read; nothing is
+  recorded and the provider delivers the event again later.
 - 400 `invalid_signature` / `stale_signature`: not from the provider, or replayed
   late. The provider retries non-2xx answers, so a clock skew heals itself.
 - 400 `malformed_request` / `invalid_event`: signed but unreadable.
@@ -66,7 +71,8 @@ class WebhookAckOutput(serializers.Serializer):
     duplicate = serializers.BooleanField(help_text="True when this event id was processed before.")
     outcome = serializers.ChoiceField(
         choices=WebhookOutcome.values,
-        help_text="What the event did: applied to a payment, no payment for it, an event type that "
+        help_text="What the event did: applied to a payment (from the provider's own records), not confirmed "
+        "by those records (nothing changed), no payment for it, an event type that "
         "brings no news (ignored), signed but unusable (rejected), or an earlier delivery did it (duplicate).",
     )
 
@@ -81,6 +87,7 @@ SIGNATURE_PARAMETER = OpenApiParameter(
 )
 
 WEBHOOK_ERROR_DESCRIPTIONS = {
+    503: "The provider's own records could not be read (`provider_unavailable`); deliver the event again.",
     400: "Signature missing or wrong (`invalid_signature`), timestamp older or newer than 5 minutes "
     "(`stale_signature`), body not JSON (`malformed_request`) or not an event (`invalid_event`).",
 }
@@ -122,7 +129,7 @@ class ProviderWebhookApi(APIView):
         responses={200: WebhookAckOutput},
         auth=[],
     )
-    @declares_errors(400, descriptions=WEBHOOK_ERROR_DESCRIPTIONS)
+    @declares_errors(400, 503, descriptions=WEBHOOK_ERROR_DESCRIPTIONS)
     def post(self, request: Request) -> Response:
         try:
             return self._receive(request)

@@ -37,6 +37,7 @@ class IncidentType(models.TextChoices):
     ORDER_CONFIRMED_WITHOUT_CAPTURE = "order_confirmed_without_capture", "Order confirmed without capture"
     REFUND_MISSING = "refund_missing", "Refund missing"
     REFUND_UNRECORDED = "refund_unrecorded", "Refund unrecorded"
+    REFUND_PENDING = "refund_pending", "Refund pending past its SLA"
     STOCK_DRIFT = "stock_drift", "Stock drift"
     LEDGER_IMBALANCE = "ledger_imbalance", "Ledger imbalance"
     CLEARING_MISMATCH = "clearing_mismatch", "Clearing mismatch"

@@ -19,6 +19,8 @@ DEFAULTS: dict[str, Any] = {
     # has not recorded it yet, an order confirmed while the pass ran. Detectors comparing
     # Concord with provider records ignore rows younger than this.
     "SETTLE_SECONDS": 60,
+    # refund_pending: a refund pending longer than this after it was asked for.
+    "REFUND_PENDING_SLA_SECONDS": 1800,
     # stuck_saga reads at most this many stuck runs per pass.
     "STUCK_SAGA_LIMIT": 10_000,
     # Detector names to skip (e.g. while one is being investigated).

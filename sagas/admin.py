@@ -1,10 +1,10 @@
 """Django admin for saga runs: state read-only, the step log and manual actions
-inline, and the manual operations as buttons offered only when legal. Each
-operation asks for a reason and goes through sagas.services (audited there)."""
+inline, and the manual operations as buttons offered only when legal and permitted
+(saga_operations_allowed, as in the back office). Each operation asks for a reason and
+runs through the back office's flow (core.staff_flow: the same operation, permission,
+audit row as the case file; issue 13, item 5), which calls sagas.services."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 from django import forms
 from django.contrib import admin, messages
@@ -15,23 +15,17 @@ from django.urls import path, reverse
 
 from core.errors import ConcordError
 from core.fsm_admin import ReadOnlyAdmin, ReadOnlyInline
+from core.staff_flow import SAGA_OPERATE, staff_flow_run
 
-from . import services
 from .choices import ManualAction
 from .models import SagaAction, SagaRun, SagaStepLog
 from .selectors import run_to_dto, saga_operations_allowed
 
-OPERATIONS: dict[str, Callable[..., object]] = {
-    ManualAction.RETRY_NOW: services.saga_retry_now,
-    ManualAction.COMPENSATE: services.saga_compensate,
-    ManualAction.SKIP_STEP: services.saga_skip_step,
-    ManualAction.MARK_RESOLVED: services.saga_mark_resolved,
-}
+OPERATIONS = frozenset(ManualAction.values)
 
 
 class OperationForm(forms.Form):
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
-    failure_code = forms.CharField(max_length=64, required=False, initial="cancelled_by_staff")
 
 
 class StepLogInline(ReadOnlyInline):
@@ -113,17 +107,18 @@ class SagaRunAdmin(admin.ModelAdmin):
             return redirect("admin:sagas_sagarun_change", run_id)
         form = OperationForm(request.POST or None)
         if request.method == "POST" and form.is_valid():
-            kwargs = {"run_id": run.pk, "by": request.user, "reason": form.cleaned_data["reason"]}
-            if operation == ManualAction.COMPENSATE:
-                kwargs["failure_code"] = form.cleaned_data["failure_code"] or "cancelled_by_staff"
-            if operation == ManualAction.SKIP_STEP:
-                kwargs["step"] = run.step  # a repeated submit does not skip the next step
             try:
-                OPERATIONS[operation](**kwargs)
+                said = staff_flow_run(
+                    SAGA_OPERATE,
+                    run_id=run.pk,
+                    op=operation,
+                    by=request.user,
+                    reason=form.cleaned_data["reason"],
+                )
             except ConcordError as exc:
                 messages.error(request, exc.message)
             else:
-                messages.success(request, f"{ManualAction(operation).label}: done.")
+                messages.success(request, said)
             return redirect("admin:sagas_sagarun_change", run_id)
         context = {
             **self.admin_site.each_context(request),

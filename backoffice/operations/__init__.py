@@ -14,6 +14,7 @@ from typing import Any
 from core.errors import NotFound
 
 from .base import (
+    APPROVED_AMOUNT,
     Case,
     IncidentCase,
     Input,
@@ -24,8 +25,10 @@ from .base import (
     Params,
     Preview,
     RunsCase,
+    approval_reason,
     needs_approval,
 )
+from .exposure import approval_decisions_serialise
 from .incidents import INCIDENT_OPERATIONS, remediation_label
 from .orders import ORDER_OPERATIONS, REFUND_KEY_PREFIX, SAGA_OPERATIONS, parse_amount
 
@@ -57,6 +60,7 @@ def offers_for(page: str, case: Any, user: Any) -> list[Offer]:
 
 
 __all__ = [
+    "APPROVED_AMOUNT",
     "OPERATIONS",
     "REFUND_KEY_PREFIX",
     "SAGA_OPERATIONS",
@@ -70,6 +74,8 @@ __all__ = [
     "Params",
     "Preview",
     "RunsCase",
+    "approval_decisions_serialise",
+    "approval_reason",
     "needs_approval",
     "offers_for",
     "operation_for",

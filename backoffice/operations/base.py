@@ -24,7 +24,7 @@ from typing import Any
 
 from django.utils.safestring import SafeString
 
-from backoffice.conf import approval_threshold
+from backoffice.conf import approval_daily_limit, approval_threshold
 from orders.dto import OrderDTO
 from payments.dto import PaymentDTO, RefundDTO
 from reconciliation.choices import LIVE_STATES
@@ -32,7 +32,12 @@ from reconciliation.selectors import IncidentRecord
 from sagas.dto import SagaRunDTO
 from webhooks.dto import DeliveryDTO
 
+from .exposure import order_money_asked, person_money_today
+
 Params = Mapping[str, Any]
+# Added to the stored parameters when an operation runs from an approval: the money
+# the second person approved, which the run must not exceed (issue 13, item 3).
+APPROVED_AMOUNT = "approved_amount"
 
 
 @dataclass(frozen=True)
@@ -144,6 +149,9 @@ class Operation:
     target_params: tuple[str, ...] = ()  # params that name the target: must match an offer
     inputs: tuple[Input, ...] = ()
     approval_kind: str = ""  # "" = never waits for approval; else the kind finance sees
+    # False: the preview's money is what is *at stake* (a dismissal closes an incident
+    # with money at risk), not what moves: only the threshold applies, nothing adds up.
+    moves_money: bool = True
     calls_provider: bool = False  # runs outside any transaction (the form key is claimed first)
     reason_default: str = ""  # for actions whose reason may be left empty (assign to me)
     unavailable: str = ""  # what a person is told when it is not offered now
@@ -175,10 +183,47 @@ class Operation:
         return next((o for o in self.offers(case, user) if o.target == wanted), None)
 
 
-def needs_approval(operation: Operation, case: Any, preview: Preview) -> bool:
-    """The one approval rule: a money-moving action whose preview moves more than
-    BACKOFFICE_APPROVAL_THRESHOLD waits for a second person from finance."""
-    return bool(operation.approval_kind) and preview.allowed and preview.money > approval_threshold()
+def case_order_id(case: Any) -> int | None:
+    if isinstance(case, OrderCase):
+        return case.order.id
+    if isinstance(case, IncidentCase):
+        return case.incident.order_id
+    return None
+
+
+def approval_reason(operation: Operation, case: Any, preview: Preview, by: Any) -> str:
+    """Why this action waits for a second person from finance ("" = it does not).
+
+    The one approval rule (issue 13, item 2), used by every caller — the case file,
+    bulk actions, the admin: a money-moving action waits when what it moves, plus what
+    was already refunded or asked for the same order (pending refunds, pending
+    approvals), is above BACKOFFICE_APPROVAL_THRESHOLD; or when what the person moved
+    today on their own word, plus this, is above BACKOFFICE_APPROVAL_DAILY_LIMIT."""
+    if not operation.approval_kind or not preview.allowed or preview.money <= 0:
+        return ""
+    threshold, money, currency = approval_threshold(), preview.money, preview.currency
+    if money > threshold:
+        return f"{money} {currency} is above the approval threshold of {threshold} {currency}"
+    if not operation.moves_money:
+        return ""
+    asked = order_money_asked(case_order_id(case), currency)
+    if asked + money > threshold:
+        return (
+            f"with the {asked} {currency} already refunded or asked for this order, "
+            f"{asked + money} {currency} is above the approval threshold of {threshold} {currency}"
+        )
+    today, limit = person_money_today(by, currency), approval_daily_limit()
+    if today + money > limit:
+        return (
+            f"with the {today} {currency} you moved today without approval, {today + money} {currency} "
+            f"is above the daily limit of {limit} {currency} per person"
+        )
+    return ""
+
+
+def needs_approval(operation: Operation, case: Any, preview: Preview, by: Any) -> bool:
+    """The one approval rule (see approval_reason)."""
+    return bool(approval_reason(operation, case, preview, by))
 
 
 def _int(value: Any) -> int | None:

@@ -20,7 +20,7 @@ from reconciliation.services import (
 )
 
 from ..models import ApprovalKind
-from .base import IncidentCase, Offer, Operation, Outcome, Params, Preview
+from .base import APPROVED_AMOUNT, IncidentCase, Offer, Operation, Outcome, Params, Preview
 
 # The Django permissions reconciliation checks (granted to support in backoffice/roles.py).
 CHANGE_INCIDENT = "reconciliation.change_incident"
@@ -44,7 +44,7 @@ _LIVE = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
 
 
 def _simple(op: str, label: str, service, *, states: tuple[str, ...], effects: list[str] | None = None,
-            reason_default: str = "") -> Operation:  # fmt: skip
+            reason_default: str = "", **declared: Any) -> Operation:  # fmt: skip
     """An incident action that calls one reconciliation service with (incident, person, reason)."""
 
     def offers(case: IncidentCase, user: Any) -> list[Offer]:
@@ -60,7 +60,7 @@ def _simple(op: str, label: str, service, *, states: tuple[str, ...], effects: l
             )
         return Outcome(f"{label}: done.")
 
-    preview = None
+    preview = declared.pop("preview", None)
     if effects is not None:
 
         def preview(case: IncidentCase, params: Params) -> Preview:
@@ -78,6 +78,7 @@ def _simple(op: str, label: str, service, *, states: tuple[str, ...], effects: l
         reason_default=reason_default,
         # The re-check of a resolution refreshes the provider's records over HTTP first.
         calls_provider=op == "resolve",
+        **declared,
     )
     return operation
 
@@ -102,18 +103,40 @@ RESOLVE = _simple(
     states=_LIVE,
     effects=["The detector re-checks the condition; if it persists the incident reopens at once."],
 )
-DISMISS = _simple(
-    "dismiss",
-    "Dismiss as false positive",
-    lambda incident_id, by, reason: incident_dismiss(incident_id=incident_id, by=by, reason=reason),
-    states=_LIVE,
-    effects=["The incident closes as a false positive; nothing else changes."],
-)
 NOTE = _simple(
     "note",
     "Add note",
     lambda incident_id, by, reason: incident_add_note(incident_id=incident_id, by=by, text=reason),
     states=tuple(IncidentState.values),
+)
+
+
+def _dismiss_preview(case: IncidentCase, params: Params) -> Preview:
+    """Issue 13, item 6: closing an incident with money at risk above the threshold is
+    as consequential as a refund of it (nobody will look at that money again), so the
+    same rule asks a second person from finance."""
+    incident = case.incident
+    effects: list[Any] = ["The incident closes as a false positive; nothing else changes."]
+    if incident.amount_at_risk:
+        effects.append(
+            format_html(
+                "Money at risk: <strong>{} {}</strong>; nobody will be asked to look at it again.",
+                incident.amount_at_risk,
+                incident.currency,
+            )
+        )
+    money = incident.amount_at_risk or Decimal("0")
+    return Preview(effects=effects, params={}, money=money, currency=incident.currency)
+
+
+DISMISS = _simple(
+    "dismiss",
+    "Dismiss as false positive",
+    lambda incident_id, by, reason: incident_dismiss(incident_id=incident_id, by=by, reason=reason),
+    states=_LIVE,
+    preview=_dismiss_preview,
+    approval_kind=ApprovalKind.DISMISSAL,
+    moves_money=False,
 )
 
 
@@ -175,7 +198,15 @@ def _remediate_run(case: IncidentCase, params: Params, by: Any, reason: str, key
     repeat (a second approval, a resent form with a new key) returns the first result."""
     action = params["action"]
     label = remediation_label(action)
-    result = remediation_apply(incident_id=case.incident.id, by=by, reason=reason, action=action)
+    # Run from an approval: the money approved binds (a refreshed, larger plan is refused).
+    approved = params.get(APPROVED_AMOUNT)
+    result = remediation_apply(
+        incident_id=case.incident.id,
+        by=by,
+        reason=reason,
+        action=action,
+        max_amount=Decimal(approved) if approved is not None else None,
+    )
     moved = f", {result.money_moved} {result.currency} moved" if result.money_moved else ""
     audit = f"{result.state}{moved}"
     if result.state == RemediationState.SUCCEEDED:

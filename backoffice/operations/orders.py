@@ -83,16 +83,11 @@ def _preview_compensate(case: RunsCase, run: SagaRunDTO) -> list[str]:
 
 
 def _preview_skip(case: RunsCase, run: SagaRunDTO) -> list[str]:
-    if run.status == RunStatus.COMPENSATION_FAILED:
-        return [
-            f"Saga #{run.id} ({run.saga_type}) skips the undo of step “{run.step}”: you assert it is "
-            "already undone (e.g. the refund was made by hand); the compensation goes on below it.",
-            "Nothing is called for the skipped step: check the provider and the stock first.",
-        ]
+    undo = " (its compensation)" if run.status == RunStatus.COMPENSATION_FAILED else ""
     return [
-        f"Saga #{run.id} ({run.saga_type}) skips step “{run.step}”: you assert its effect is in place "
-        "(e.g. the charge exists at the provider); the run goes on with the next step now.",
-        "Nothing is called for the skipped step: check the provider and the stock first.",
+        f"Saga #{run.id} ({run.saga_type}) moves past step “{run.step}”{undo} without running it: you "
+        "assert its effect is already in place (checked by hand, e.g. on the provider's dashboard).",
+        "Nothing is sent to the provider; the saga continues with the next step.",
     ]
 
 
@@ -152,12 +147,12 @@ SAGA_OPERATIONS: dict[str, Operation] = {
             run_id=run.id, by=by, reason=reason, failure_code=FailureReason.CANCELLED_BY_STAFF
         ),
     ),
-    # The admin's skip-step, on the case file: a repeated submit names the step the
-    # person saw, so it never skips the following one too.
+    # Offered, like in the admin, only to holders of sagas.skip_step (saga_operations_allowed).
     ManualAction.SKIP_STEP: _saga_operation(
         ManualAction.SKIP_STEP,
         ManualAction.SKIP_STEP.label,
         _preview_skip,
+        # The step the person saw: a repeated submit does not skip the next step too.
         lambda run, by, reason: saga_skip_step(run_id=run.id, by=by, reason=reason, step=run.step),
     ),
     ManualAction.MARK_RESOLVED: _saga_operation(

@@ -390,8 +390,13 @@ CELERY_BEAT_SCHEDULE["readmodels-check"] = {
 
 # --- Back office (docs/backoffice.md) -------------------------------------------
 
-# Refunds strictly above this amount need a second person from finance.
+# A refund, cancellation or remediation needs a second person from finance when what it
+# moves, plus what was already refunded or asked for the same order (pending refunds,
+# pending approvals), is strictly above this amount (docs/security.md, item 2).
 BACKOFFICE_APPROVAL_THRESHOLD = env.str("BACKOFFICE_APPROVAL_THRESHOLD", default="100.00")
+# ... or when what one person moved without a second person today (UTC, per currency),
+# plus this, is above this amount.
+BACKOFFICE_APPROVAL_DAILY_LIMIT = env.str("BACKOFFICE_APPROVAL_DAILY_LIMIT", default="1000.00")
 
 # --- Audit --------------------------------------------------------------------
 
@@ -441,6 +446,9 @@ RECONCILIATION = {
     "PENDING_ORDER_SLA_SECONDS": env.int("PENDING_ORDER_SLA_SECONDS", default=900),
     # Detectors comparing Concord with the provider skip rows younger than this (in flight).
     "SETTLE_SECONDS": env.int("RECONCILE_SETTLE_SECONDS", default=60),
+    # A refund still pending this long after it was asked for opens a refund_pending
+    # incident (the sweeper below has been resending it all along; docs/reconciliation.md).
+    "REFUND_PENDING_SLA_SECONDS": env.int("REFUND_PENDING_SLA_SECONDS", default=1800),
     "DISABLED_DETECTORS": env.list("RECONCILE_DISABLED_DETECTORS", default=[]),
     # Which remediations may run without a person, up to what amount (in the incident's
     # currency). Money-moving automation is off by default: enable per type, deliberately.
@@ -451,6 +459,16 @@ RECONCILIATION = {
         "stock_drift": {"enabled": False},  # release stale reservations (moves no money)
         # stuck_saga has no automatic fix: the saga engine's manual operations need a person.
     },
+}
+# Every refund Concord asked for is a durable intent (a pending Refund row with its
+# provider key): the sweeper sends those still pending after PAYMENTS_REFUND_RESUME_AFTER
+# seconds again — a lost after-commit message, a killed worker, retries that ran out.
+PAYMENTS_REFUND_RESUME_AFTER = env.int("PAYMENTS_REFUND_RESUME_AFTER", default=120)
+PAYMENTS_REFUND_SWEEP_INTERVAL = env.int("PAYMENTS_REFUND_SWEEP_INTERVAL", default=60)
+CELERY_BEAT_SCHEDULE["payments-refunds-resume"] = {
+    "task": "payments.refunds_resume",
+    "schedule": PAYMENTS_REFUND_SWEEP_INTERVAL,
+    "options": {"expires": PAYMENTS_REFUND_SWEEP_INTERVAL},
 }
 CELERY_BEAT_SCHEDULE["reconcile"] = {
     "task": "reconciliation.reconcile",

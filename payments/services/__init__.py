@@ -7,7 +7,7 @@ reach the provider. Split by concern:
 - client: the one provider client and the record of every call (provider_attempt_record);
 - provider_flows: asking the provider, each flow split into a call (HTTP, no
   transaction) and a record (one transaction): charges, lookups, refunds;
-- webhooks: the provider's events, recorded and applied once.
+- webhooks: the provider's events, a hint to look at the provider's records; recorded once.
 
 Each state change has exactly one service (payment_capture, payment_fail, refund_succeed,
 ...), the single place where that state changes. A move the state machine does not allow
@@ -39,6 +39,7 @@ from .provider_flows import (
     ChargeRefundOutcome,
     RefundCall,
     RefundOutcome,
+    ResumedRefund,
     charge_refund,
     payment_charge,
     payment_charge_call,
@@ -48,9 +49,10 @@ from .provider_flows import (
     refund_call,
     refund_record,
     refund_send,
+    refunds_resume,
 )
 from .refunds import refund_create, refund_fail, refund_open, refund_succeed
-from .webhooks import WebhookReceipt, payment_apply_provider_event, webhook_event_receive
+from .webhooks import ProviderUnreachable, WebhookReceipt, webhook_event_receive
 
 __all__ = [
     "CARD_DECLINE_CODES",
@@ -63,12 +65,13 @@ __all__ = [
     "ProviderError",
     "ProviderRefund",
     "ProviderUnavailable",
+    "ProviderUnreachable",
     "RefundCall",
     "RefundOutcome",
+    "ResumedRefund",
     "WebhookReceipt",
     "charge_refund",
     "ledger_post",
-    "payment_apply_provider_event",
     "payment_capture",
     "payment_charge",
     "payment_charge_call",
@@ -88,5 +91,6 @@ __all__ = [
     "refund_record",
     "refund_send",
     "refund_succeed",
+    "refunds_resume",
     "webhook_event_receive",
 ]

@@ -8,13 +8,16 @@ provider is being asked: a slow provider must not block the rows other requests 
 the saga checkpoints need. The call halves refuse to run inside a transaction.
 
 Retry safety: a charge always carries payment.charge_idempotency_key and a refund its
-Refund row's fixed key, so calling again (after a timeout, a crash, a lost lease, a
+Refund row's fixed provider_key (both random, stored at creation: unique by
+construction, even across a recreated database), so calling again (after a timeout, a crash, a lost lease, a
 record that never committed) repeats the same request and the provider replays its
 first answer instead of moving money twice.
 """
 
 from __future__ import annotations
 
+import datetime
+import logging
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,7 +31,7 @@ from core.money import to_minor_units
 
 from ..choices import PaymentStatus, ProviderAttemptKind, ProviderAttemptOutcome, RefundStatus
 from ..dto import PaymentDTO, RefundDTO
-from ..models import Payment
+from ..models import Payment, Refund
 from ..provider import (
     ChargeResult,
     Outcome,
@@ -45,11 +48,15 @@ from ._common import (
     User,
     get_payment,
     get_refund,
+    lock_payment,
+    lock_refund_and_payment,
     refuse_open_transaction,
 )
 from .client import charge_matches, provider_attempt_record, provider_client
 from .payments import payment_capture, payment_fail, payment_mark_unknown_if_pending
 from .refunds import refund_fail, refund_open, refund_succeed
+
+logger = logging.getLogger(__name__)
 
 # Provider failure codes that mean "the customer's card said no" (the order fails
 # with payment_declined); any other permanent refusal is our problem or the
@@ -185,6 +192,10 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
     )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
+            # The payment's row lock before the attempt's insert (whose foreign key takes a
+            # share lock on it): a webhook's lookup settling the same payment at the same
+            # moment waits instead of deadlocking with this (both share, both want update).
+            lock_payment(payment.pk)
             record(outcome=str(outcome), error=error)
             if outcome is Outcome.SUCCEEDED:
                 assert charge is not None
@@ -284,6 +295,7 @@ def payment_resolve_by_lookup(
     error = "" if ours else f"no charge with reference {payment.order_id}"
     try:
         with transaction.atomic():  # the attempt and what it settles commit together
+            lock_payment(payment.pk)  # before the attempt's insert: see payment_charge_record
             record(outcome=outcome, error=error)
             return _settle_from_lookup(payment, succeeded, ours, not_found_means_failed)
     except ConcordError as exc:
@@ -342,14 +354,14 @@ def refund_call(*, refund_id: int, timeout: float | None = None) -> RefundCall:
     payment = get_payment(refund.payment_id)
     charge_id = payment.provider_charge_id or ""
     if refund.status != RefundStatus.PENDING:
-        return RefundCall(refund.pk, payment.pk, charge_id, refund.idempotency_key, None)
+        return RefundCall(refund.pk, payment.pk, charge_id, refund.provider_key, None)
     with provider_client(timeout) as client:
         result = client.create_refund(
             charge_id=charge_id,
             amount=to_minor_units(refund.amount, refund.currency),
-            idempotency_key=refund.idempotency_key,
+            idempotency_key=refund.provider_key,
         )
-    return RefundCall(refund.pk, payment.pk, charge_id, refund.idempotency_key, result)
+    return RefundCall(refund.pk, payment.pk, charge_id, refund.provider_key, result)
 
 
 def _settled_refund(refund_id: int) -> RefundOutcome:
@@ -396,6 +408,9 @@ def refund_record(*, call: RefundCall, by: User = None, reason: str = "") -> Ref
     )
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
+            # Locks before the attempt's insert (see payment_charge_record): the sweeper, a
+            # webhook and the task may record the same refund at once.
+            lock_refund_and_payment(call.refund_id)
             record(outcome=str(outcome), error=error)
             if outcome is Outcome.SUCCEEDED:
                 assert result.refund is not None
@@ -520,3 +535,52 @@ def charge_refund(
         failure_code=result.failure_code or "",
         error=result.error or result.failure_code or "",
     )
+
+
+# --- the sweeper: every pending refund is resumed ------------------------------------
+
+
+@dataclass(frozen=True)
+class ResumedRefund:
+    refund_id: int
+    outcome: str
+    status: str  # the refund's status after sending it again
+    error: str = ""
+
+
+def refunds_resume(*, older_than: float | None = None, limit: int = 200) -> list[ResumedRefund]:
+    """Send again every refund still pending `older_than` seconds after it was asked
+    for (default settings.PAYMENTS_REFUND_RESUME_AFTER), oldest first, with its own
+    provider key: the provider refunds it once, or replays the answer it gave.
+
+    This is what makes a refund a durable intent, whoever asked for it (a back-office
+    task whose message was lost or whose retries ran out, a worker killed mid-send, a
+    saga compensation, a remediation): it ends succeeded or failed, or — while the
+    provider cannot answer — stays pending and is sent again next time, until
+    reconciliation's refund_pending detector opens an incident past its SLA. The grace
+    period leaves fresh refunds to the task that was asked to send them."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    refuse_open_transaction("refunds_resume")
+    if older_than is None:
+        older_than = float(settings.PAYMENTS_REFUND_RESUME_AFTER)
+    cutoff = timezone.now() - datetime.timedelta(seconds=older_than)
+    pending = list(
+        Refund.objects.filter(status=RefundStatus.PENDING, created_at__lte=cutoff)
+        .order_by("created_at", "id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    resumed = []
+    for refund_id in pending:
+        try:
+            sent = refund_send(refund_id=refund_id, reason="pending refund resumed by the sweeper")
+        except ConcordError as exc:
+            logger.warning("refund %s could not be resumed: %s", refund_id, exc)
+            resumed.append(ResumedRefund(refund_id, "error", RefundStatus.PENDING, f"{exc.code}: {exc}"))
+            continue
+        status = sent.refund.status if sent.refund is not None else RefundStatus.PENDING
+        log = logger.info if status != RefundStatus.PENDING else logger.warning
+        log("pending refund %s resumed: %s -> %s %s", refund_id, sent.outcome, status, sent.error)
+        resumed.append(ResumedRefund(refund_id, str(sent.outcome), str(status), sent.error))
+    return resumed

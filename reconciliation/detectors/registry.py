@@ -16,6 +16,7 @@ MODULES = (
     "reconciliation.detectors.order_confirmed_without_capture",
     "reconciliation.detectors.refund_missing",
     "reconciliation.detectors.refund_unrecorded",
+    "reconciliation.detectors.refund_pending",
     "reconciliation.detectors.clearing_mismatch",
     "reconciliation.detectors.ledger_imbalance",
     "reconciliation.detectors.stock_drift",

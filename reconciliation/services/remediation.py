@@ -167,8 +167,14 @@ def remediation_apply(
     reason: str,
     action: str | None = None,
     client: ProviderClientLike | None = None,
+    max_amount: Decimal | None = None,
 ) -> RemediationResult:
     """Apply one remediation for a person. See the module docstring for the guarantees.
+
+    `max_amount`: the money a second person approved (issue 13, item 3). The plan is
+    made again when the remediation runs; if a later pass refreshed the incident and the
+    plan now moves more, it is refused (remediation_not_allowed, why_not "plan_grew")
+    and nothing moves: the larger plan must be approved again.
 
     Raises: permission_denied (403), reason_required, incident_not_found,
     incident_closed, remediation_not_allowed (409, with the preview's why_not),
@@ -178,7 +184,9 @@ def remediation_apply(
     action = _action_for(incident, action)
     _require_permissions(by, action)
     reason = check_reason(reason, required=True)
-    return _apply(incident, action, by=by, reason=reason, automatic=False, client=client)
+    return _apply(
+        incident, action, by=by, reason=reason, automatic=False, client=client, max_amount=max_amount
+    )
 
 
 def remediations_auto_apply(*, client: ProviderClientLike | None = None) -> list[RemediationResult]:
@@ -450,6 +458,7 @@ def _apply(
     reason: str,
     automatic: bool,
     client: ProviderClientLike | None,
+    max_amount: Decimal | None = None,
 ) -> RemediationResult:
     if in_open_transaction():
         # Refunds call the provider: their effect would survive a caller's rollback.
@@ -468,6 +477,12 @@ def _apply(
         if not plan.allowed:
             raise RemediationNotAllowed(
                 f"Cannot {action}: {plan.why_not}.", details={"why_not": plan.why_not}
+            )
+        if max_amount is not None and plan.moves_money and plan.money_moved > max_amount:
+            raise RemediationNotAllowed(
+                f"Cannot {action}: it would now move {plan.money_moved} {plan.currency}, more than the "
+                f"{max_amount} {plan.currency} approved; ask for approval again.",
+                details={"why_not": "plan_grew", "approved": str(max_amount), "plan": str(plan.money_moved)},
             )
         state, effects, money, error = _execute(incident, action, plan, remediation=remediation, by=by,
                                                 reason=reason, client=client)  # fmt: skip

@@ -43,13 +43,42 @@ def charge_event(
     }
 
 
-def deliver(event, *, secret=SECRET, timestamp=None, header=None, raw=None):
+def deliver(event, *, secret=None, timestamp=None, header=None, raw=None):
+    """POST the event signed with `secret` (default: the secret Concord is configured with)."""
+    from django.conf import settings
+
+    secret = settings.PSP_WEBHOOK_SECRET if secret is None else secret
     body = raw if raw is not None else json.dumps(event).encode()
     if header is None:
         header = sign_payload(body, secret, int(time.time()) if timestamp is None else timestamp)
     return APIClient().generic(
         "POST", URL, body, content_type="application/json", headers={"PSP-Signature": header}
     )
+
+
+def provider_charge(psp, order, *, payment_method="pm_card_ok", amount=2500):
+    """A real charge at the sandbox for the order (as the provider's API shows it)."""
+    import dataclasses
+
+    result = psp.client().create_charge(
+        amount=amount,
+        currency="EUR",
+        payment_method=payment_method,
+        reference=str(order.id),
+        idempotency_key=f"test-charge-{order.id}-{payment_method}-{amount}",
+    )
+    assert result.charge is not None, result
+    return {"object": "charge", "payment_method": payment_method, **dataclasses.asdict(result.charge)}
+
+
+def event_about(obj, *, event_type, event_id=None):
+    return {
+        "id": event_id or f"evt_{next(_events)}",
+        "object": "event",
+        "type": event_type,
+        "created": int(time.time()),
+        "data": {"object": obj},
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -26,7 +26,7 @@ def test_skip_step_is_offered_previewed_and_recorded_on_the_case_file(support, s
     preview = _post(
         support, order_id, op="skip_step", run_id=run_id, reason="charged by hand", action_key="s1"
     )
-    assert "skips step “charge_payment”" in preview.content.decode()
+    assert "moves past step “charge_payment”" in preview.content.decode()
     assert saga_run_get(run_id=run_id).status == "failed"  # a preview changes nothing
 
     data = {

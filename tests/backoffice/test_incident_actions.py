@@ -60,3 +60,33 @@ def test_finance_cannot_act_on_incidents(finance, make_incident):
         reverse("backoffice:incident-action", args=[incident_id]), {"op": "acknowledge", "reason": "x"}
     )
     assert response.status_code == 403
+
+
+def test_dismissing_an_incident_with_money_at_risk_above_the_threshold_needs_finance(
+    settings, support, support_user, finance_user, make_incident
+):
+    """Issue 13, item 6: a false-positive dismissal closes the incident and nobody looks at
+    that money again — above the threshold, like a refund, a second person from finance."""
+    from backoffice import services
+    from backoffice.models import ApprovalRequest
+    from core.errors import ConcordError
+
+    settings.BACKOFFICE_APPROVAL_THRESHOLD = "100.00"
+    small, big = make_incident(amount="40.00"), make_incident(amount="500.00")
+
+    preview = _act(support, big, op="dismiss", reason="looks like a test charge", action_key="d1")
+    assert "500.00 EUR" in preview and "waits for a second person from finance" in preview
+    page = _act(support, big, op="dismiss", reason="looks like a test charge", action_key="d1", confirm="1")
+    assert "waits for finance approval" in page
+    assert incident_get(incident_id=big).state == "open"
+    approval = ApprovalRequest.objects.get(incident_id=big)
+    assert (approval.kind, approval.amount) == ("dismissal", 500)
+    with pytest.raises(ConcordError):  # not by the person who asked
+        services.approval_approve(approval_id=approval.pk, by=support_user, reason="me", action_key="d2")
+
+    services.approval_approve(approval_id=approval.pk, by=finance_user, reason="verified", action_key="d3")
+
+    assert incident_get(incident_id=big).state == "dismissed"
+    # Under the threshold, support dismisses at once.
+    _act(support, small, op="dismiss", reason="test charge", action_key="d4", confirm="1")
+    assert incident_get(incident_id=small).state == "dismissed"

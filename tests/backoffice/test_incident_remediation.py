@@ -146,3 +146,62 @@ def test_a_remediation_above_the_threshold_waits_for_finance_then_runs_once(
     assert [r["amount"] for r in refunds_at_provider(shop.psp, extra)] == [6000]
     notes = [n.text for n in incident_get(incident_id=incident_id).notes]
     assert any("by sam: succeeded" in n and "approved by fay: photos checked" in n for n in notes)
+
+
+def test_an_approval_binds_the_amount_approved_a_grown_plan_is_asked_again(
+    support_user, finance_user, shop, duplicate, settings
+):
+    """Issue 13, item 3: approved for 60.00, then a pass refreshed the incident with a
+    third charge; approving must not refund 130.00 on the strength of the 60.00 asked."""
+    settings.BACKOFFICE_APPROVAL_THRESHOLD = "50.00"
+    incident_id, _, extra = duplicate
+    asked = services.operation_submit(
+        page="incident", subject_id=incident_id, op="remediate", data={"action": "refund_extra_charges"},
+        by=support_user, reason="charged twice", action_key="bind-1",
+    )  # fmt: skip
+    first = ApprovalRequest.objects.get(pk=asked.approval_id)
+    assert first.amount == Decimal("60.00")
+    order_id = incident_get(incident_id=incident_id).order_id
+    third = shop.psp.client().create_charge(
+        amount=7000, currency="EUR", payment_method="pm_card_ok", reference=str(order_id),
+        idempotency_key="app-retry-again",
+    ).charge  # fmt: skip
+    reconcile_run(detectors=[detector_get("duplicate_charge")])
+    assert Decimal(incident_get(incident_id=incident_id).amount_at_risk) == Decimal("130.00")
+
+    decided = services.approval_approve(
+        approval_id=first.pk, by=finance_user, reason="checked", action_key="bind-a1"
+    )
+
+    assert decided.outcome.level == "warning" and "Asked again" in decided.outcome.message
+    assert refunds_at_provider(shop.psp, extra) == refunds_at_provider(shop.psp, third.id) == []
+    first.refresh_from_db()
+    again = ApprovalRequest.objects.exclude(pk=first.pk).get()
+    assert first.status == "rejected" and "plan grew" in first.decision_reason
+    assert (again.status, again.amount, again.requested_by_id) == (
+        "pending",
+        Decimal("130.00"),
+        support_user.pk,
+    )
+
+    services.approval_approve(approval_id=again.pk, by=finance_user, reason="both", action_key="bind-a2")
+
+    assert [r["amount"] for r in refunds_at_provider(shop.psp, extra)] == [6000]
+    assert [r["amount"] for r in refunds_at_provider(shop.psp, third.id)] == [7000]
+
+
+def test_a_remediation_run_with_an_approved_ceiling_refuses_a_larger_plan(support_user, shop, duplicate):
+    """The ceiling also holds inside reconciliation, for a pass that lands between the
+    approval's check and the run."""
+    from reconciliation.services import remediation_apply
+
+    incident_id, _, extra = duplicate
+
+    with pytest.raises(ConcordError) as refused:
+        remediation_apply(
+            incident_id=incident_id, by=support_user, reason="approved earlier", action="refund_extra_charges",
+            max_amount=Decimal("50.00"),
+        )  # fmt: skip
+
+    assert refused.value.details["why_not"] == "plan_grew"
+    assert refunds_at_provider(shop.psp, extra) == []

@@ -128,3 +128,34 @@ def test_bad_amounts_are_messages_not_errors(support, shop):
     for amount in ["abc", "-1", "0", "1.234", "999.00"]:
         page = _refund(support, order_id, amount, f"bad-{amount}", confirm=False)
         assert 'class="msg error"' in page, amount
+
+
+def _next_id(model):
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [model._meta.db_table])
+        (sequence,) = cursor.fetchone()
+        cursor.execute(f"SELECT last_value, is_called FROM {sequence}")
+        last, called = cursor.fetchone()
+    return last + 1 if called else last
+
+
+def test_a_staff_chosen_form_key_cannot_pre_empt_an_approvals_refund(support, finance, shop):
+    """Form keys and approval keys live in separate namespaces (issue 13, item 4): a
+    small refund submitted with the form key "approval:<id>" used to take the refund key
+    the approval <id> would use, so approving it found that refund and moved nothing more."""
+    order_id = shop.confirmed(quantity=2)
+    payment_id = payment_for_order(order_id=order_id).id
+    next_approval = _next_id(ApprovalRequest)
+    _refund(support, order_id, "10.00", f"approval:{next_approval}")
+    _refund(support, order_id, "60.00", "big-one")
+    approval = ApprovalRequest.objects.get()
+    assert approval.pk == next_approval
+
+    data = {"decision": "approve", "reason": "checked", "action_key": new_key()}
+    finance.post(reverse("backoffice:approval-decide", args=[approval.pk]), data)
+
+    refunds = refunds_for_payment(payment_id=payment_id)
+    assert sorted(r.amount for r in refunds) == [Decimal("10.00"), Decimal("60.00")]
+    assert len({r.idempotency_key for r in refunds}) == 2

@@ -28,7 +28,7 @@ def test_happy_checkout_confirms_commits_stock_captures_and_posts_the_ledger(psp
     ]
     attempts = provider_attempts_for_payment(payment_id=payment.id)
     assert [(a.kind, a.outcome, a.idempotency_key) for a in attempts] == [
-        ("charge", "succeeded", f"{payment.id}:charge")
+        ("charge", "succeeded", payment.charge_idempotency_key)
     ]
     assert clearing_balance() == Decimal("45.00")
     assert run_of(order_id).context["provider_charge_id"] == payment.provider_charge_id

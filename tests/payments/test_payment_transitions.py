@@ -1,5 +1,6 @@
 """Every legal and illegal Payment transition, and the audit row of each legal one."""
 
+import uuid
 from decimal import Decimal
 
 import pytest
@@ -202,4 +203,6 @@ def test_charge_idempotency_key_is_fixed_per_payment():
         currency=payment.currency,
         payment_method=payment.payment_method,
     )
-    assert payment.charge_idempotency_key == dto.charge_idempotency_key == f"{payment.pk}:charge"
+    assert payment.charge_idempotency_key == dto.charge_idempotency_key
+    assert uuid.UUID(payment.charge_idempotency_key)  # random, not derived from the id
+    assert payment_in_state(S.PENDING).charge_idempotency_key != payment.charge_idempotency_key

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('backoffice', '0003_approval_operation_and_params'),
+        ('backoffice', '0004_approval_limits_and_dismissal'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
