@@ -264,12 +264,12 @@ def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str,
                 continue
     return Plan(
         page, op, operation, params, matched, eligible, orders, rows, dict(money),
-        samples=[_sample(operation, case, params, target) for target, case in cases],
+        samples=[_sample(operation, case, params, target, by) for target, case in cases],
         over_threshold=over_threshold, capped=matched > cap,
     )  # fmt: skip
 
 
-def _sample(operation: Operation, case: Case, job_params: dict[str, Any], target: int) -> Sample:
+def _sample(operation: Operation, case: Case, job_params: dict[str, Any], target: int, by: Any) -> Sample:
     title = f"Saga run #{target}" if isinstance(case, RunsCase) else f"Incident #{target}"
     if operation.preview is None:
         return Sample(title, [f"{operation.label}."])
@@ -278,7 +278,7 @@ def _sample(operation: Operation, case: Case, job_params: dict[str, Any], target
     except ConcordError as exc:
         return Sample(title, [f"Not possible: {exc.message}"])
     effects = list(preview.effects) if preview.allowed else [f"Not possible: {preview.why_not}"]
-    return Sample(title, effects, needs_approval(operation, case, preview))
+    return Sample(title, effects, needs_approval(operation, case, preview, by))
 
 
 # --- start ----------------------------------------------------------------------------------------------
