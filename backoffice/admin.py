@@ -2,7 +2,7 @@ from django.contrib import admin
 
 from core.fsm_admin import ReadOnlyAdmin
 
-from .models import ApprovalRequest, SlaEscalation, StaffAction
+from .models import ApprovalRequest, BulkItem, BulkJob, SlaEscalation, StaffAction
 
 
 @admin.register(StaffAction)
@@ -52,3 +52,22 @@ class SlaEscalationAdmin(ReadOnlyAdmin):
     )
     list_filter = ("state", "group", "status")
     search_fields = ("recipients", "error")
+
+
+@admin.register(BulkJob)
+class BulkJobAdmin(ReadOnlyAdmin):
+    """Bulk actions by filter; started, followed and stopped on the back office's pages."""
+
+    list_display = ("id", "label", "state", "total", "created_by", "created_at", "finished_at")
+    list_filter = ("state", "page", "op")
+    search_fields = ("reason", "key")
+    list_select_related = ("created_by",)
+
+
+@admin.register(BulkItem)
+class BulkItemAdmin(ReadOnlyAdmin):
+    """One target of a bulk job, its state and outcome (its audit row: the StaffAction of its key)."""
+
+    list_display = ("id", "job", "subject_id", "order_id", "state", "updated_at")
+    list_filter = ("state",)
+    search_fields = ("action_key", "outcome")

@@ -119,3 +119,18 @@ def silent_after() -> dict[str, float]:
         "worker": float(settings.BACKOFFICE_WORKER_SILENT_AFTER),
         "beat": float(settings.BACKOFFICE_BEAT_SILENT_AFTER),
     }
+
+
+def bulk_max_items() -> int:
+    """At most this many saga runs or incidents in one bulk action."""
+    return int(getattr(settings, "BACKOFFICE_BULK_MAX_ITEMS", 20_000))
+
+
+def bulk_chunk_seconds() -> float:
+    """How long one task works on a bulk job before it queues the rest."""
+    return float(getattr(settings, "BACKOFFICE_BULK_CHUNK_SECONDS", 10.0))
+
+
+def bulk_lease_seconds() -> float:
+    """How long a job is a worker's after its last progress: then the sweeper resumes it."""
+    return float(getattr(settings, "BACKOFFICE_BULK_LEASE_SECONDS", 60.0))

@@ -161,3 +161,73 @@ class SlaEscalation(models.Model):
 
     def __str__(self) -> str:
         return f"{self.state} #{self.subject_id} → {self.group} ({self.status})"
+
+
+class BulkJobState(models.TextChoices):
+    RUNNING = "running", "Running"
+    FINISHED = "finished", "Finished"
+    STOPPED = "stopped", "Stopped by a person"
+
+
+class BulkItemState(models.TextChoices):
+    PENDING = "pending", "Waiting"
+    RUNNING = "running", "Started (calls the provider)"
+    DONE = "done", "Done"
+    APPROVAL = "approval", "Waits for approval"
+    SKIPPED = "skipped", "Not possible now"
+    FAILED = "failed", "Failed"
+
+
+class BulkJob(models.Model):
+    """One staff action over every saga run or incident a filter matched (backoffice.bulk).
+
+    Durable: the items are rows, each with its own state, so a worker that dies
+    loses nothing; the job's lease says a worker is on it, and the sweeper
+    (backoffice.bulk_resume) hands a job whose lease ran out to another worker."""
+
+    key = models.CharField(max_length=64, unique=True)  # the confirm form's one-time key
+    page = models.CharField(max_length=16)  # "saga" | "incident": what the items are
+    op = models.CharField(max_length=48)  # the operation's form value on its page
+    label = models.CharField(max_length=128)
+    params = models.JSONField(default=dict, blank=True)  # e.g. the remediation to run
+    filters = models.JSONField(default=dict, blank=True)  # as the person chose them, for the page
+    money = models.JSONField(default=dict, blank=True)  # {currency: amount} the preview showed
+    reason = models.TextField()
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    state = models.CharField(max_length=16, choices=BulkJobState.choices, default=BulkJobState.RUNNING)
+    total = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Which task runs it now, until when; heartbeat_at: when it last made progress.
+    lease_owner = models.CharField(max_length=64, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            models.Index(
+                fields=["lease_expires_at"], name="bo_bulkjob_running", condition=models.Q(state="running")
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Bulk job {self.pk}: {self.label} ({self.state})"
+
+
+class BulkItem(models.Model):
+    job = models.ForeignKey(BulkJob, on_delete=models.CASCADE, related_name="items")
+    subject_id = models.BigIntegerField()  # the saga run or incident
+    order_id = models.BigIntegerField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=BulkItemState.choices, default=BulkItemState.PENDING)
+    outcome = models.TextField(blank=True, default="")
+    action_key = models.CharField(max_length=64, blank=True, default="")  # its StaffAction's key
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [models.UniqueConstraint(fields=["job", "subject_id"], name="bo_bulkitem_once_per_job")]
+        indexes = [models.Index(fields=["job", "state", "id"], name="bo_bulkitem_job_state")]
+
+    def __str__(self) -> str:
+        return f"Bulk item {self.pk} ({self.state})"

@@ -52,12 +52,20 @@ def provider_status() -> tuple[bool, str]:
     return result
 
 
-def approvals_list(*, status: str | None = ApprovalStatus.PENDING, limit: int = 100) -> list[ApprovalRequest]:
+def approvals_list(
+    *, status: str | None = ApprovalStatus.PENDING, limit: int = 100, offset: int = 0
+) -> list[ApprovalRequest]:
     """One query (requester and decider joined). Returned rows are read-only for templates."""
     qs = ApprovalRequest.objects.select_related("requested_by", "decided_by").order_by("-requested_at", "-id")
     if status:
         qs = qs.filter(status=status)
-    return list(qs[:limit])
+    offset = max(0, offset)
+    return list(qs[offset : offset + limit])
+
+
+def approvals_count(*, status: str | None = ApprovalStatus.PENDING) -> int:
+    qs = ApprovalRequest.objects.all()
+    return (qs.filter(status=status) if status else qs).count()
 
 
 def approvals_pending_count() -> int:

@@ -190,6 +190,14 @@ def operation_submit(
     return _submit(operation, case, operation.params_from(data), by, reason, action_key)
 
 
+def case_operation_submit(
+    *, operation: Operation, case: Case, params: Mapping[str, Any], by: Any, reason: str, action_key: str
+) -> Submitted:
+    """The same flow on a case the caller assembled: one item of a bulk job
+    (backoffice.bulk), checked, recorded and approved like a single action."""
+    return _submit(operation, case, dict(params), by, reason, action_key)
+
+
 def _subject(case: Case) -> dict[str, Any]:
     if isinstance(case, IncidentCase):
         return {"order_id": case.incident.order_id, "incident_id": case.incident.id}

@@ -2,7 +2,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from . import auth_views as staff_auth
-from . import finance_views, views
+from . import bulk_views, finance_views, views
 
 app_name = "backoffice"
 
@@ -22,6 +22,11 @@ urlpatterns = [
     path("approvals/", views.approval_list, name="approvals"),
     path("approvals/<int:approval_id>/decide/", views.approval_decide, name="approval-decide"),
     path("search/", views.search, name="search"),
+    path("bulk/", bulk_views.bulk_jobs, name="bulk-jobs"),
+    path("bulk/preview/", bulk_views.bulk_preview, name="bulk-preview"),
+    path("bulk/start/", bulk_views.bulk_start, name="bulk-start"),
+    path("bulk/<int:job_id>/", bulk_views.bulk_job, name="bulk-job"),
+    path("bulk/<int:job_id>/stop/", bulk_views.bulk_stop, name="bulk-stop"),
     path("finance/", finance_views.finance_page, name="finance"),
     path("finance/finance.csv", finance_views.finance_csv, name="finance-csv"),
     path("finance/incidents.csv", finance_views.finance_incidents_csv, name="finance-incidents-csv"),

@@ -9,14 +9,13 @@ declared in backoffice.operations. A ConcordError becomes a message, never a 500
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
@@ -27,17 +26,18 @@ from payments import selectors as payment_selectors
 from readmodels import selectors as rm_selectors
 from reconciliation import selectors as recon_selectors
 from reconciliation.choices import IncidentState, IncidentType, Severity
+from reconciliation.services import remediation_actions_by_type
 from sagas import registry as saga_registry
 from sagas import selectors as saga_selectors
 from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 
-from . import charts, operations, roles, runbooks, services, sla
+from . import bulk, charts, operations, roles, runbooks, services, sla
 from . import selectors as bo_selectors
 from .conf import approval_threshold
 from .models import ApprovalStatus
+from .paging import PAGE_SIZE, page_of
 from .permissions import finance_required, is_support, staff_required, support_required
 
-PAGE_SIZE = 50
 # The saga list's state filter, those waiting for a person first.
 SAGA_STATUSES = (
     *ATTENTION_STATUSES,
@@ -104,25 +104,23 @@ def waiting(request: HttpRequest) -> HttpResponse:
 @staff_required
 def saga_list(request: HttpRequest) -> HttpResponse:
     q = request.GET
-    status = q.get("status") or ""
-    older = _int(q.get("older_than_minutes"))
-    show_all = q.get("all") == "1"
+    try:
+        filters = bulk.list_filters(bulk.SAGA, q, request.user, statuses=SAGA_STATUSES)
+    except ConcordError as exc:
+        messages.error(request, exc.message)
+        filters = bulk.list_filters(bulk.SAGA, {}, request.user, statuses=SAGA_STATUSES)
+    pager = page_of(request, saga_selectors.saga_runs_count(**filters))
     runs = saga_selectors.saga_runs_list(
-        statuses=[status] if status in SAGA_STATUSES else None,
-        saga_type=q.get("saga_type") or None,
-        step=q.get("step") or None,
-        error_contains=q.get("error") or None,
-        created_before=timezone.now() - timedelta(minutes=older) if older else None,
-        stuck_only=not show_all,
-        sort=q.get("sort") or "oldest",
-        limit=PAGE_SIZE,
+        **filters, sort=q.get("sort") or "oldest", limit=pager.size, offset=pager.offset
     )
     return render(
         request,
         "backoffice/saga_list.html",
         {
             "runs": runs,
+            "pager": pager,
             "filters": q,
+            "filter_values": bulk.filter_values(bulk.SAGA, q),
             "statuses": SAGA_STATUSES,
             "saga_types": saga_registry.names(),
             "can_act": is_support(request.user),
@@ -183,6 +181,10 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
         return redirect("backoffice:search")
     case = case_file.case
     offers = operations.offers_for("order", case, request.user)
+    email = case.order.customer_email
+    others = [
+        o for o in order_selectors.orders_search(customer_email=email, limit=11) if o.id != case.order.id
+    ]
     return render(
         request,
         "backoffice/order_case.html",
@@ -201,6 +203,8 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
             "can_note": any(o.op == "note" for o in offers),
             "action_key": _new_key(),
             "threshold": approval_threshold(),
+            "other_orders": others[:10],
+            "other_orders_total": order_selectors.orders_search_count(customer_email=email) - 1,
         },
     )
 
@@ -219,33 +223,34 @@ def order_action(request: HttpRequest, order_id: int) -> HttpResponse:
 @staff_required
 def incident_list(request: HttpRequest) -> HttpResponse:
     q = request.GET
-    older = _int(q.get("older_than_minutes"))
-    min_amount = None
-    if q.get("min_amount"):
-        try:
-            min_amount = operations.parse_amount(q["min_amount"])
-        except ConcordError as exc:
-            messages.error(request, exc.message)
-    states = [q["state"]] if q.get("state") in IncidentState.values else None
+    try:
+        filters = bulk.list_filters(bulk.INCIDENT, q, request.user)
+    except ConcordError as exc:
+        messages.error(request, exc.message)
+        filters = bulk.list_filters(bulk.INCIDENT, {}, request.user)
+    pager = page_of(request, recon_selectors.incidents_count(**filters))
     rows = recon_selectors.incidents_list(
-        types=[q["type"]] if q.get("type") else None,
-        severities=[q["severity"]] if q.get("severity") else None,
-        states=states,
-        detected_before=timezone.now() - timedelta(minutes=older) if older else None,
-        min_amount=min_amount,
-        assigned_to_id=request.user.pk if q.get("mine") == "1" else None,
-        sort=q.get("sort") or "amount",
-        limit=PAGE_SIZE,
+        **filters, sort=q.get("sort") or "amount", limit=pager.size, offset=pager.offset
     )
     return render(
         request,
         "backoffice/incident_list.html",
         {
             "rows": rows,
+            "pager": pager,
             "filters": q,
+            "filter_values": bulk.filter_values(bulk.INCIDENT, q),
             "types": IncidentType.choices,
             "severities": Severity.choices,
             "states": IncidentState.choices,
+            "can_act": is_support(request.user),
+            "remediations": sorted(
+                {
+                    (a, operations.remediation_label(a))
+                    for acts in remediation_actions_by_type().values()
+                    for a in acts
+                }
+            ),
         },
     )
 
@@ -353,11 +358,15 @@ def _say(request: HttpRequest, level: str, text: str) -> None:
 @finance_required
 def approval_list(request: HttpRequest) -> HttpResponse:
     status = request.GET.get("status", ApprovalStatus.PENDING)
+    pager = page_of(request, bo_selectors.approvals_count(status=status or None))
     return render(
         request,
         "backoffice/approval_list.html",
         {
-            "approvals": bo_selectors.approvals_list(status=status or None, limit=PAGE_SIZE),
+            "approvals": bo_selectors.approvals_list(
+                status=status or None, limit=pager.size, offset=pager.offset
+            ),
+            "pager": pager,
             "status": status,
             "action_key": _new_key(),
             "threshold": approval_threshold(),
@@ -412,8 +421,10 @@ def search(request: HttpRequest) -> HttpResponse:
     ):
         return redirect("backoffice:order", order_id=int(q))
     kind, rows = "", []
+    pager = None
     try:
-        kind, rows = rm_selectors.order_search(q=q, status=status, limit=PAGE_SIZE)
+        pager = page_of(request, rm_selectors.order_search_count(q=q, status=status))
+        kind, rows = rm_selectors.order_search(q=q, status=status, limit=pager.size, offset=pager.offset)
     except ConcordError as exc:
         messages.error(request, exc.message)
     keys = (
@@ -425,7 +436,15 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "backoffice/search.html",
-        {"q": q, "kind": kind, "rows": rows, "keys": keys, "status": status or "", "lag": lag},
+        {
+            "q": q,
+            "kind": kind,
+            "rows": rows,
+            "keys": keys,
+            "status": status or "",
+            "lag": lag,
+            "pager": pager,
+        },
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from typing import Any
 
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Exists, F, OuterRef, Prefetch
@@ -183,25 +184,35 @@ def order_confirm_paid_refusal(
 # --- Back-office reads ----------------------------------------------------------------
 
 
-def orders_search(
-    *,
-    order_ids: list[int] | None = None,
-    customer_email: str | None = None,
-    status: str | None = None,
-    limit: int = 50,
-) -> list[OrderDTO]:
-    """Staff search and filtered lists: newest first, two queries whatever the page size.
-    An email matches case-insensitively and exactly (an index-friendly lookup)."""
+def _orders_filtered(
+    *, order_ids: list[int] | None = None, customer_email: str | None = None, status: str | None = None
+):
     if status is not None and status not in OrderStatus.values:
         raise ConcordError(f"Unknown status {status!r}", code="invalid_status")
-    orders = _orders_with_lines().order_by("-id")
+    orders = Order.objects.all()
     if order_ids is not None:
         orders = orders.filter(pk__in=list(order_ids))
     if customer_email:
         orders = orders.filter(customer_email__iexact=customer_email.strip())
     if status is not None:
         orders = orders.filter(status=status)
-    return [order_to_dto(o) for o in orders[: max(1, min(limit, 500))]]
+    return orders
+
+
+def orders_search(*, limit: int = 50, offset: int = 0, **filters: Any) -> list[OrderDTO]:
+    """Staff search and filtered lists: newest first, two queries whatever the page size.
+    An email matches case-insensitively and exactly (an index-friendly lookup).
+    Filters: order_ids, customer_email, status (see orders_search_count)."""
+    orders = _orders_filtered(**filters).prefetch_related(
+        Prefetch("lines", queryset=OrderLine.objects.order_by("id"))
+    )
+    offset = max(0, offset)
+    return [order_to_dto(o) for o in orders.order_by("-id")[offset : offset + max(1, min(limit, 500))]]
+
+
+def orders_search_count(**filters: Any) -> int:
+    """How many orders orders_search's filters match (its page total)."""
+    return _orders_filtered(**filters).count()
 
 
 def orders_count_between(start: date, end: date) -> int:
@@ -296,6 +307,12 @@ def orders_waiting(
         limit=limit,
         fields=("id", "order_id", "amount", "currency"),
     )
+
+
+def order_totals(*, order_ids: list[int]) -> dict[int, tuple[Decimal, str]]:
+    """Each order's total and currency, one query: what a bulk action's preview adds up."""
+    rows = Order.objects.filter(pk__in=list(order_ids)).values_list("pk", "total", "currency")
+    return {pk: (total, currency) for pk, total, currency in rows}
 
 
 # --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------

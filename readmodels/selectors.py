@@ -188,10 +188,7 @@ MAX_ORDER_ID = 2**63  # a bigint: a longer number names no order
 # --- Search -----------------------------------------------------------------------------
 
 
-def order_search(*, q: str = "", status: str | None = None, limit: int = 50) -> tuple[str, list[OrderSearch]]:
-    """One box: an order id, a customer e-mail (exact, any case), a provider charge id
-    or an Idempotency-Key; optionally one status. Returns (what q was taken for, rows),
-    newest first."""
+def _order_search_rows(q: str, status: str | None) -> tuple[str, Any]:
     q = (q or "").strip()
     if status and status not in OrderStatus.values:
         raise ConcordError(f"Unknown status {status!r}", code="invalid_status")
@@ -206,6 +203,23 @@ def order_search(*, q: str = "", status: str | None = None, limit: int = 50) -> 
     if status:
         kind = f"{kind}, status {status}" if kind else f"status {status}"
         rows = rows.filter(status=status)
+    return kind, rows
+
+
+def order_search(
+    *, q: str = "", status: str | None = None, limit: int = 50, offset: int = 0
+) -> tuple[str, list[OrderSearch]]:
+    """One box: an order id, a customer e-mail (exact, any case), a provider charge id
+    or an Idempotency-Key; optionally one status. Returns (what q was taken for, rows),
+    newest first, `offset` rows skipped (a page)."""
+    kind, rows = _order_search_rows(q, status)
     if not kind:
         return "", []
-    return kind, list(rows.order_by("-order_id")[:limit])
+    offset = max(0, offset)
+    return kind, list(rows.order_by("-order_id")[offset : offset + limit])
+
+
+def order_search_count(*, q: str = "", status: str | None = None) -> int:
+    """How many rows order_search finds in all (its page total)."""
+    kind, rows = _order_search_rows(q, status)
+    return rows.count() if kind else 0

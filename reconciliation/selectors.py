@@ -260,20 +260,17 @@ class IncidentRow:
 _SEVERITY_RANK = {"critical": 0, "high": 1, "medium": 2, "low": 3}
 
 
-def incidents_list(
+def _incidents_filtered(
     *,
     types: list[str] | None = None,
     severities: list[str] | None = None,
     states: list[str] | None = None,
     detected_before: datetime | None = None,
+    detected_since: datetime | None = None,
     min_amount: Decimal | None = None,
     order_id: int | None = None,
     assigned_to_id: int | None = None,
-    sort: str = "amount",
-    limit: int = 100,
-) -> list[IncidentRow]:
-    """The staff queue, filtered and sorted in SQL: one query (assignee joined) per page.
-    Default: live incidents, worst money first."""
+):
     qs = Incident.objects.all()
     qs = qs.filter(state__in=states) if states else qs.filter(state__in=LIVE_STATES)
     if types:
@@ -282,34 +279,61 @@ def incidents_list(
         qs = qs.filter(severity__in=severities)
     if detected_before is not None:
         qs = qs.filter(detected_at__lte=detected_before)
+    if detected_since is not None:
+        qs = qs.filter(detected_at__gte=detected_since)
     if min_amount is not None:
         qs = qs.filter(amount_at_risk__gte=min_amount)
     if order_id is not None:
         qs = qs.filter(order_id=order_id)
     if assigned_to_id is not None:
         qs = qs.filter(assigned_to_id=assigned_to_id)
+    return qs
+
+
+_INCIDENT_ROW = (
+    "id",
+    "type",
+    "severity",
+    "state",
+    "order_id",
+    "charge_id",
+    "saga_run_id",
+    "amount_at_risk",
+    "currency",
+    "detected_at",
+    "last_seen_at",
+    "assigned_to_id",
+    "assigned_to__username",
+    "resolution_kind",
+)
+
+
+def incidents_list(
+    *, sort: str = "amount", limit: int = 100, offset: int = 0, **filters: Any
+) -> list[IncidentRow]:
+    """The staff queue, filtered and sorted in SQL: one query (assignee joined) per page.
+    Default: live incidents, worst money first. Filters: see incidents_count."""
     order = {
         "amount": ("-amount_at_risk", "detected_at", "id"),
         "oldest": ("detected_at", "id"),
         "newest": ("-detected_at", "-id"),
     }
-    qs = qs.order_by(*order.get(sort, order["amount"])).values_list(
-        "id",
-        "type",
-        "severity",
-        "state",
-        "order_id",
-        "charge_id",
-        "saga_run_id",
-        "amount_at_risk",
-        "currency",
-        "detected_at",
-        "last_seen_at",
-        "assigned_to_id",
-        "assigned_to__username",
-        "resolution_kind",
+    qs = (
+        _incidents_filtered(**filters).order_by(*order.get(sort, order["amount"])).values_list(*_INCIDENT_ROW)
     )
-    return [IncidentRow(*row) for row in qs[: max(1, min(limit, 1000))]]
+    offset = max(0, offset)
+    return [IncidentRow(*row) for row in qs[offset : offset + max(1, min(limit, 1000))]]
+
+
+def incidents_count(**filters: Any) -> int:
+    """How many incidents incidents_list's filters match (its page total)."""
+    return _incidents_filtered(**filters).count()
+
+
+def incidents_matching(*, cap: int, **filters: Any) -> list[IncidentRow]:
+    """Every incident the filters match, oldest first, at most `cap` (a bulk action's items)."""
+    qs = _incidents_filtered(**filters).order_by("id").values_list(*_INCIDENT_ROW)
+    return [IncidentRow(*row) for row in qs[:cap]]
 
 
 def incidents_live_by_severity() -> list[dict[str, Any]]:

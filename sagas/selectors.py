@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import connection
@@ -153,21 +154,17 @@ def saga_operations_allowed(*, run: SagaRunDTO, user) -> list[str]:
 SAGA_LIST_SORTS = ("oldest", "newest", "attempts")
 
 
-def saga_runs_list(
+def _runs_filtered(
     *,
     statuses: list[str] | None = None,
     saga_type: str | None = None,
     step: str | None = None,
     error_contains: str | None = None,
     created_before: datetime | None = None,
+    changed_since: datetime | None = None,
     stuck_only: bool = True,
-    sort: str = "oldest",
-    limit: int = 100,
     now: datetime | None = None,
-) -> list[SagaRunDTO]:
-    """Runs for the staff queue, filtered in SQL: one query whatever the page size.
-    `stuck_only` keeps what saga_runs_stuck would return (attention states, or
-    active past the SLA); `created_before` is the age filter."""
+):
     now = now or timezone.now()
     qs = SagaRun.objects.all()
     if stuck_only:
@@ -182,13 +179,38 @@ def saga_runs_list(
         qs = qs.filter(last_error__icontains=error_contains)
     if created_before is not None:
         qs = qs.filter(created_at__lte=created_before)
+    if changed_since is not None:
+        # "failed since 14:02": a run's last change is when it reached its state.
+        qs = qs.filter(updated_at__gte=changed_since)
+    return qs
+
+
+def saga_runs_list(
+    *, sort: str = "oldest", limit: int = 100, offset: int = 0, **filters: Any
+) -> list[SagaRunDTO]:
+    """Runs for the staff queue, filtered in SQL: one query whatever the page size.
+    `stuck_only` keeps what saga_runs_stuck would return (attention states, or
+    active past the SLA); `created_before` is the age filter, `changed_since` when
+    the run last changed (e.g. failed). Filters: see saga_runs_count."""
     order = {
         "oldest": ("created_at", "pk"),
         "newest": ("-created_at", "-pk"),
         "attempts": ("-attempts", "pk"),
     }
-    qs = qs.order_by(*order.get(sort, order["oldest"]))
-    return [run_to_dto(run) for run in qs[: max(1, min(limit, 1000))]]
+    qs = _runs_filtered(**filters).order_by(*order.get(sort, order["oldest"]))
+    offset = max(0, offset)
+    return [run_to_dto(run) for run in qs[offset : offset + max(1, min(limit, 1000))]]
+
+
+def saga_runs_count(**filters: Any) -> int:
+    """How many runs saga_runs_list's filters match (its page total)."""
+    return _runs_filtered(**filters).count()
+
+
+def saga_runs_matching(*, cap: int, **filters: Any) -> list[SagaRunDTO]:
+    """Every run the filters match, oldest first, at most `cap` (a bulk action's items)."""
+    qs = _runs_filtered(**filters).order_by("pk")
+    return [run_to_dto(run) for run in qs[:cap]]
 
 
 def saga_runs_by_ids(*, run_ids: list[int]) -> list[SagaRunDTO]:

@@ -209,12 +209,19 @@ CELERY_TASK_ACKS_LATE = True
 # (relay, webhook and e-mail senders) get their own, so a backlog of saga steps never
 # delays events: the broker serves the queues in turn (docs/events.md).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_QUEUES = (Queue("celery", routing_key="celery"), Queue("events", routing_key="events"))
+# Back-office bulk jobs (thousands of staff actions) get a third: a job neither waits
+# behind the saga steps its retries start nor holds them up (docs/backoffice.md).
+CELERY_TASK_QUEUES = (
+    Queue("celery", routing_key="celery"),
+    Queue("events", routing_key="events"),
+    Queue("bulk", routing_key="bulk"),
+)
 CELERY_TASK_ROUTES = {
     "outbox.*": {"queue": "events"},
     "webhooks.*": {"queue": "events"},
     "notifications.*": {"queue": "events"},
     "readmodels.*": {"queue": "events"},
+    "backoffice.bulk_*": {"queue": "bulk"},
 }
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -496,4 +503,19 @@ CELERY_BEAT_SCHEDULE["reconcile"] = {
     "schedule": RECONCILE_INTERVAL,
     # A tick nobody picked up before the next one is worthless: do not pile them up.
     "options": {"expires": RECONCILE_INTERVAL},
+}
+
+# Back-office bulk actions (backoffice/bulk.py, docs/backoffice.md "Bulk actions"): a
+# worker works on a job for BACKOFFICE_BULK_CHUNK_SECONDS, then queues the rest (saga
+# steps and other tasks run in between); a job whose worker died is handed to another
+# by the sweeper once its lease (chunk + margin) ran out.
+BACKOFFICE_BULK_MAX_ITEMS = env.int("BACKOFFICE_BULK_MAX_ITEMS", default=20_000)
+BACKOFFICE_BULK_CHUNK_SECONDS = env.float("BACKOFFICE_BULK_CHUNK_SECONDS", default=10.0)
+BACKOFFICE_BULK_LEASE_SECONDS = env.float("BACKOFFICE_BULK_LEASE_SECONDS", default=60.0)
+BACKOFFICE_BULK_SWEEP_INTERVAL = env.float("BACKOFFICE_BULK_SWEEP_INTERVAL", default=15.0)
+CELERY_IMPORTS = ("backoffice.bulk_tasks",)
+CELERY_BEAT_SCHEDULE["backoffice-bulk-resume"] = {
+    "task": "backoffice.bulk_resume",
+    "schedule": BACKOFFICE_BULK_SWEEP_INTERVAL,
+    "options": {"expires": BACKOFFICE_BULK_SWEEP_INTERVAL},
 }

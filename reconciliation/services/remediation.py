@@ -132,6 +132,12 @@ class RemediationResult:
     error: str = ""
 
 
+def remediation_actions_by_type() -> dict[str, tuple[str, ...]]:
+    """Each incident type's remediations (first = default), without reading incidents:
+    what a bulk action's preview over thousands of incidents decides eligibility on."""
+    return dict(ACTIONS)
+
+
 def remediation_actions(*, incident_id: int) -> list[str]:
     """The actions an incident's type offers (first = default)."""
     return list(ACTIONS.get(_incident(incident_id).type, ()))

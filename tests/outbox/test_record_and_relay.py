@@ -259,10 +259,14 @@ def test_the_eventual_side_has_its_own_queue_and_nothing_is_delivered_twice():
     from config.celery_app import app
 
     queues = {q.name: q.routing_key for q in app.amqp.queues.values()}
-    assert queues == {"celery": "celery", "events": "events"}  # one binding each: no message in both
+    # one binding each: no message in both
+    assert queues == {"celery": "celery", "events": "events", "bulk": "bulk"}
     for task in ("outbox.relay", "webhooks.deliver", "notifications.send_pending"):
         assert app.amqp.router.route({}, task)["queue"].name == "events"
     assert app.amqp.router.route({}, "sagas.advance")["queue"].name == "celery"
+    for task in ("backoffice.bulk_run", "backoffice.bulk_resume"):
+        assert app.amqp.router.route({}, task)["queue"].name == "bulk"
+    assert app.amqp.router.route({}, "backoffice.refund_send")["queue"].name == "celery"
 
 
 def test_a_poke_the_broker_cannot_take_is_a_warning_and_pauses_pokes(monkeypatch, caplog):
