@@ -60,6 +60,7 @@ from .operations import (
     parse_amount,
     remediation_label,
 )
+from .roles import support_person_get
 from .selectors import incident_case
 
 logger = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ BULK_RUN = "backoffice.bulk_run"  # the task (backoffice.bulk_tasks)
 # (the saga ones are declared on the order page, the incident ones on the incident page).
 BULK_OPS: dict[str, tuple[str, ...]] = {
     SAGA: ("retry_now", "compensate"),
-    INCIDENT: ("acknowledge", "assign_me", "dismiss", "remediate"),
+    INCIDENT: ("acknowledge", "assign_me", "assign", "dismiss", "remediate"),
 }
 _REGISTRY_PAGE = {SAGA: "order", INCIDENT: "incident"}
 SAMPLES = 3  # items whose own preview the bulk preview shows
@@ -191,6 +192,9 @@ class Plan:
                 if action
                 else "Remediate (each one's suggested fix)"
             )
+        if self.op == "assign":
+            person = support_person_get(int(self.params["assignee_id"]))
+            return f"Assign to {person.get_username() if person else self.params['assignee_id']}"
         return self.operation.label
 
     @property
@@ -213,6 +217,17 @@ def _item_params(operation: Operation, case: Case, job_params: dict[str, Any], t
     return operation.params_from(job_params)
 
 
+def _job_params(operation: Operation, data: Any) -> dict[str, Any]:
+    """What every item shares: the chosen remediation, or the operation's own inputs (the
+    assignee), checked once here so a bad one is a message, not a job of failed items."""
+    if operation.op == "remediate":
+        return {"action": str(data.get("action") or "")}
+    params = {item.name: str(data.get(item.name, "")).strip() for item in operation.inputs}
+    if operation.check is not None:
+        operation.check(params)
+    return params
+
+
 def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str, ...] = ()) -> Plan:
     """Reads only. Raises NotOffered for an action that cannot run in bulk or that the
     person may not run, and the filters' ConcordErrors."""
@@ -220,7 +235,7 @@ def bulk_preview(*, page: str, op: str, data: Any, by: Any, statuses: tuple[str,
     if not operation.may(by):
         raise services.NotOffered("You may not do that.", details={"op": op})
     query = list_filters(page, data, by, statuses=statuses)
-    params = {"action": str(data.get("action") or "")} if op == "remediate" else {}
+    params = _job_params(operation, data)
     cap = bulk_max_items()
     over_threshold = 0
     if page == SAGA:

@@ -57,7 +57,6 @@ def bulk_preview(request: HttpRequest) -> HttpResponse:
             "page_kind": page,
             "reason": reason,
             "filter_values": bulk.filter_values(page, request.POST),
-            "action": plan.params.get("action", ""),
             "action_key": uuid.uuid4().hex,
             "threshold": approval_threshold(),
             "preview_rows": bulk.PREVIEW_ROWS,

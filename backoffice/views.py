@@ -244,6 +244,7 @@ def incident_list(request: HttpRequest) -> HttpResponse:
             "severities": Severity.choices,
             "states": IncidentState.choices,
             "can_act": is_support(request.user),
+            "support_people": roles.support_people() if is_support(request.user) else [],
             "remediations": sorted(
                 {
                     (a, operations.remediation_label(a))

@@ -155,6 +155,9 @@ class Operation:
     calls_provider: bool = False  # runs outside any transaction (the form key is claimed first)
     reason_default: str = ""  # for actions whose reason may be left empty (assign to me)
     unavailable: str = ""  # what a person is told when it is not offered now
+    # (params) -> None, raising ConcordError for inputs no item could run with (an
+    # unknown assignee): a bulk preview refuses them once instead of failing every item.
+    check: Callable[[Params], None] | None = None
 
     def __post_init__(self) -> None:
         if not self.unavailable:

@@ -135,6 +135,7 @@ ASSIGN_TO = Operation(
     run=_assign_run,
     inputs=(Input("assignee_id", "Support person"),),
     reason_default="Assigned.",
+    check=_assignee,
 )
 ACKNOWLEDGE = _simple(
     "acknowledge",

@@ -311,3 +311,38 @@ def test_an_item_key_taken_by_a_forged_form_is_not_counted_as_done(support, supp
     states = dict(job.items.values_list("subject_id", "state"))
     assert states == {ids[0]: "failed", ids[1]: "done"}
     assert not SagaAction.objects.filter(run_id=ids[0]).exists()
+
+
+def test_bulk_assign_to_a_colleague_runs_per_item_and_a_forged_assignee_is_refused_up_front(
+    support, support_user2, finance_user, make_incident
+):
+    incidents = [make_incident(type="stock_drift", amount="0.00", severity="low") for _ in range(4)]
+    form = {"page_kind": "incident", "type": "stock_drift", "op": "assign", "reason": "sue takes stock"}
+
+    # A forged id, a finance person, or nobody chosen: a message, and no job is created.
+    for forged in ("999999", str(finance_user.pk), "", "'; drop table"):
+        preview = support.post(
+            reverse("backoffice:bulk-preview"), {**form, "assignee_id": forged}, follow=True
+        )
+        assert preview.status_code == 200
+        assert "support person" in preview.content.decode()
+        started = support.post(
+            reverse("backoffice:bulk-start"),
+            {**form, "assignee_id": forged, "action_key": f"a-{forged}"},
+            follow=True,
+        )
+        assert "support person" in started.content.decode()
+    assert not BulkJob.objects.exists()
+
+    preview = support.post(reverse("backoffice:bulk-preview"), {**form, "assignee_id": str(support_user2.pk)})
+    body = preview.content.decode()
+    assert "Assign to sue" in body and f'name="assignee_id" value="{support_user2.pk}"' in body
+
+    support.post(
+        reverse("backoffice:bulk-start"), {**form, "assignee_id": str(support_user2.pk), "action_key": "a1"}
+    )
+    job = BulkJob.objects.get(key="a1")
+    _run_to_the_end(job.pk)
+    assert {incident_get(incident_id=i).assigned_to_id for i in incidents} == {support_user2.pk}
+    assert StaffAction.objects.filter(action="incident_assign").count() == 4
+    assert Counter(job.items.values_list("state", flat=True)) == {BulkItemState.DONE: 4}
