@@ -16,8 +16,25 @@ from .models import ApiToken
 
 log = logging.getLogger(__name__)
 
+# Digest -> (monotonic deadline, token with its user) of tokens found active, kept by
+# apitokens.authentication for API_TOKEN_CACHE_SECONDS. Revocation and rotation
+# clear it in their own process when they commit (see authentication.py for the
+# bound in the others).
+token_cache: dict[str, tuple[float, ApiToken]] = {}
+
 TOKEN_BYTES = 20  # 160 bits, written as 40 hex characters (the shape DRF's tokens had)
 PREFIX_LENGTH = 8
+
+
+def token_cache_clear() -> None:
+    token_cache.clear()
+
+
+def _token_cache_clear_now_and_on_commit() -> None:
+    """Now, so this thread's next request looks the token up; and again after the
+    commit, since another thread may have cached the old row in between."""
+    token_cache_clear()
+    transaction.on_commit(token_cache_clear)
 
 
 def token_digest(key: str) -> str:
@@ -46,6 +63,7 @@ def api_token_rotate(*, user: User, grace: timedelta = timedelta(0)) -> str:
         active.filter(expires_at__gt=until).update(expires_at=until)
     else:
         active.update(revoked_at=now)
+    _token_cache_clear_now_and_on_commit()
     return api_token_issue(user=user)
 
 
@@ -57,5 +75,6 @@ def api_token_revoke(*, user: User, prefix: str | None = None) -> int:
     if prefix:
         tokens = tokens.filter(prefix=prefix[:PREFIX_LENGTH])
     count = tokens.update(revoked_at=timezone.now())
+    _token_cache_clear_now_and_on_commit()
     log.info("%d api token(s) of %s revoked", count, user)
     return count

@@ -7,6 +7,8 @@ here; fixtures of one area live in that area's own conftest.py.
 import os
 import shutil
 
+import pytest
+
 pytest_plugins = [
     "tests.fixtures.psp",
     "tests.fixtures.worker",
@@ -17,3 +19,14 @@ def pytest_sessionfinish(session, exitstatus):
     # The metrics directory config.settings.test made for this session (not one it was given).
     if os.environ.get("CONCORD_TEST_METRICS_DIR_OWNER") == str(os.getpid()):
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _api_token_cache_cleared():
+    """Each test's rows go with it: a token an earlier test's requests cached
+    (apitokens.authentication) must not answer for the next test."""
+    from apitokens.services import token_cache_clear
+
+    token_cache_clear()
+    yield
+    token_cache_clear()

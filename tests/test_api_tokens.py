@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import time
 from datetime import timedelta
 from io import StringIO
 
@@ -12,11 +13,13 @@ import pytest
 from django.apps import apps
 from django.core.management import CommandError, call_command
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from apitokens.models import ApiToken
+from apitokens.services import token_cache, token_cache_clear
 
 pytestmark = pytest.mark.django_db
 URL = "/api/v1/products/"
@@ -74,7 +77,63 @@ def test_rotate_with_grace_keeps_the_old_token_until_the_grace_ends():
     ApiToken.objects.filter(digest=hashlib.sha256(old.encode()).hexdigest()).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )
+    # Moving expires_at by hand is not how a grace ends (the clock passes it, and
+    # the cached row's expires_at is checked on every request); start from the rows.
+    token_cache_clear()
     assert _status(old) == 401 and _status(new) == 200
+
+
+def test_a_cached_token_still_ends_with_its_grace_period(monkeypatch):
+    old = _call("create_api_client", "shop-a")
+    _call("rotate_api_token", "shop-a", grace_minutes=30)
+    assert _status(old) == 200  # cached now, with its expires_at
+
+    later = timezone.now() + timedelta(minutes=31)
+    monkeypatch.setattr("apitokens.authentication.timezone.now", lambda: later)
+
+    assert _status(old) == 401
+
+
+def test_revoking_in_this_process_stops_the_token_at_once(settings):
+    settings.API_TOKEN_CACHE_SECONDS = 3600
+    token = _call("create_api_client", "shop-a")
+    assert _status(token) == 200
+    assert token_cache  # the next request would not look it up
+
+    _call("revoke_api_token", "shop-a")
+
+    assert _status(token) == 401
+
+
+def test_a_token_revoked_elsewhere_stops_within_the_cache_bound(settings, monkeypatch):
+    """Another process (the revoke command, another web worker) cannot clear this
+    process's cache: the token keeps working for at most API_TOKEN_CACHE_SECONDS."""
+    settings.API_TOKEN_CACHE_SECONDS = 5
+    token = _call("create_api_client", "shop-a")
+    assert _status(token) == 200
+    ApiToken.objects.filter(user__username="shop-a").update(revoked_at=timezone.now())  # as another process
+
+    clock = time.monotonic()
+    monkeypatch.setattr("apitokens.authentication.time.monotonic", lambda: clock + 4.9)
+    assert _status(token) == 200  # within the bound
+    monkeypatch.setattr("apitokens.authentication.time.monotonic", lambda: clock + 5.1)
+    assert _status(token) == 401
+
+
+def test_a_cached_token_makes_no_query(settings):
+    settings.API_TOKEN_CACHE_SECONDS = 5
+    token = _call("create_api_client", "shop-a")
+
+    def queries() -> list[str]:
+        with CaptureQueriesContext(connection) as ctx:
+            assert _status(token) == 200
+        return [q["sql"] for q in ctx.captured_queries]
+
+    first, second = queries(), queries()
+
+    assert sum("apitokens_apitoken" in sql for sql in first) == 1
+    assert not any("apitokens_apitoken" in sql for sql in second)
+    assert len(second) == len(first) - 1
 
 
 def test_revoke_stops_every_token_or_the_one_named_by_its_prefix():

@@ -283,6 +283,10 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "core.api.exception_handler",
 }
 API_MAX_BODY_BYTES = env.int("API_MAX_BODY_BYTES", default=64 * 1024)  # larger bodies: 413
+# A token found active is trusted this long per web process without a query; a
+# revoked token stops working in every process at most this much later
+# (apitokens/authentication.py, docs/security.md). 0: look it up on every request.
+API_TOKEN_CACHE_SECONDS = env.float("API_TOKEN_CACHE_SECONDS", default=5.0)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Concord API",
     "DESCRIPTION": "Orders, payments and stock kept in agreement.",
