@@ -1,9 +1,13 @@
-"""Bench-only URLconf: the real API plus the floor endpoint (one INSERT).
+"""Bench-only URLconf: the real API plus two floor endpoints (one INSERT each).
 
-The floor is what any authenticated JSON POST costs on this stack (gunicorn,
-Django, DRF token auth, throttle, JSON parsing, one committed INSERT), so the
-ratio orders/s ÷ floor/s says how much placing an order costs on top of the
-unavoidable. The table is created by the bench script, not by a migration.
+- bench/floor/: what any authenticated JSON POST costs on this stack (gunicorn,
+  Django, the API's token auth, its Redis-backed throttle, JSON parsing, one
+  committed INSERT), so orders/s ÷ floor/s says how much placing an order costs
+  on top of the unavoidable.
+- bench/bare/: the same DRF view with no authentication, no permission and no
+  throttle: the JSON POST and its INSERT alone.
+
+The table is created by the bench script, not by a migration.
 """
 
 import json
@@ -28,7 +32,23 @@ class FloorApi(APIView):
         return Response({"id": row_id}, status=201)
 
 
+class BareFloorApi(APIView):
+    authentication_classes: list = []
+    permission_classes: list = []
+    throttle_classes: list = []
+
+    def post(self, request: Request) -> Response:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "INSERT INTO bench_floor_insert (client_id, body) VALUES (%s, %s::jsonb) RETURNING id",
+                [0, json.dumps(request.data)],
+            )
+            (row_id,) = cursor.fetchone()
+        return Response({"id": row_id}, status=201)
+
+
 urlpatterns = [
     path("bench/floor/", FloorApi.as_view()),
+    path("bench/bare/", BareFloorApi.as_view()),
     path("", include("config.urls")),
 ]
