@@ -12,6 +12,7 @@ Identifiers come from the models' own metadata, quoted; every value is a paramet
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,7 +35,16 @@ def column(model: type[Model], name: str) -> str:
 
 def insert_do_nothing_sql(model: type[Model], fields: Sequence[str], conflict: Sequence[str]) -> str:
     """`INSERT INTO <table> (<fields>) VALUES (%s, …) ON CONFLICT (<conflict>) DO NOTHING
-    RETURNING <pk>`: the new row's primary key, or no row when the key exists."""
+    RETURNING <pk>`: the new row's primary key, or no row when the key exists.
+
+    Built once per shape and process: each accepted order runs three of these, and
+    building them (field lookups, quoting) cost more CPU than running them
+    (bench/api_cpu.py, issue 16)."""
+    return _insert_do_nothing_sql(model, tuple(fields), tuple(conflict))
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_do_nothing_sql(model: type[Model], fields: tuple[str, ...], conflict: tuple[str, ...]) -> str:
     quote = connection.ops.quote_name
     pk = model._meta.pk
     assert pk is not None

@@ -126,7 +126,7 @@ else:
     # the throttle counts locally instead (core.api_throttling).
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "core.cache.RedisCache",  # one redis-py client per pool (core/cache.py)
             "LOCATION": CELERY_BROKER_URL,
             "KEY_PREFIX": "concord-cache",
             "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},

@@ -39,10 +39,11 @@ def test_post_orders_costs_the_same_for_1_and_50_lines(big_catalog, shop):
     # no token lookup (the warm-up's request left the client's token in the
     # process's cache, apitokens.authentication); the idempotency block (a SAVEPOINT here, inside the test's
     # transaction; BEGIN in production); the key claim (lock_timeout set, INSERT,
-    # restored: one round trip); catalog read; order, lines (one bulk INSERT),
-    # audit row, the order.placed event (outbox), payment, saga run (no
-    # savepoints, no read-backs); the stored response; RELEASE (COMMIT in production).
-    assert one == 11, one
+    # restored: one round trip); catalog read; order + lines + audit row (one
+    # statement, orders.services._order_insert), the order.placed event (outbox),
+    # payment, saga run (no savepoints, no read-backs); the stored response;
+    # RELEASE (COMMIT in production).
+    assert one == 9, one
 
 
 def test_order_list_page_costs_the_same_for_1_and_20_orders(big_catalog, shop):
