@@ -108,6 +108,7 @@ def main() -> int:
             "commits": sum(1 for s in sql if s.strip().upper().startswith("COMMIT")),
         }
         if profiler:
+            profiler.dump_stats(f"api_cpu_{name}.prof")  # for pstats / snakeviz
             stats = pstats.Stats(profiler).sort_stats("cumulative")
             stats.print_stats(
                 r"/work/|celery|kombu|redis|rest_framework/(views|request|serializers|fields)", 80
