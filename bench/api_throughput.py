@@ -301,7 +301,7 @@ def main() -> int:
         if args.client == "wrk":
             assert wrk is not None
             return run_wrk(wrk, script.name, base, ENDPOINTS[name], token, connections=args.connections,
-                           threads=args.wrk_threads, seconds=2 if short else args.seconds,
+                           threads=args.wrk_threads, seconds=5 if short else args.seconds,
                            prefix=f"{run_id}-{tag}")  # fmt: skip
         return hammer(base, ENDPOINTS[name], token, args.connections, 20 if short else args.requests)
 
@@ -317,7 +317,7 @@ def main() -> int:
             time.sleep(0.1)
         else:
             raise SystemExit("gunicorn did not come up")
-        # Warm up every endpoint (imports, connections, caches) before measuring.
+        # Warm up every endpoint (imports, connections, caches, the planner's view of the new tables) before measuring.
         for name in ENDPOINTS:
             load(name, f"warm-{name}", short=True)
         names = list(ENDPOINTS)
