@@ -337,7 +337,11 @@ def main() -> int:
             print(json.dumps({"round": n + 1, **this_round}), flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # a loaded machine: graceful shutdown took too long
+            server.kill()
+            server.wait()
         os.unlink(script.name)
 
     with psycopg.connect(f"{server_url}/{DB_NAME}") as conn:
