@@ -209,6 +209,13 @@ def psp_times(text: str) -> dict[str, float]:
     return out
 
 
+def one(conn: psycopg.Connection, sql: str, params: list) -> tuple:
+    row = conn.execute(sql, params).fetchone()
+    if row is None:
+        raise RuntimeError(f"no row for {params}: {sql}")
+    return row
+
+
 def place_one(http: httpx.Client, conn: psycopg.Connection, n: int) -> dict:
     body = {
         "customer_email": f"latency{n}@example.com",
@@ -224,7 +231,7 @@ def place_one(http: httpx.Client, conn: psycopg.Connection, n: int) -> dict:
     order_id = response.json()["id"]
     deadline = time.monotonic() + 30
     while True:
-        status = conn.execute("SELECT status FROM orders_order WHERE id = %s", [order_id]).fetchone()[0]
+        status = one(conn, "SELECT status FROM orders_order WHERE id = %s", [order_id])[0]
         if status == "confirmed":
             break
         if status == "cancelled" or time.monotonic() > deadline:
@@ -238,11 +245,12 @@ def timelines(
 ) -> list[dict]:
     out = []
     for p in placed:
-        row = conn.execute(
+        row = one(
+            conn,
             "SELECT o.created_at, r.id FROM orders_order o JOIN sagas_sagarun r "
             "ON r.saga_type = 'checkout' AND r.subject_id = o.id::text WHERE o.id = %s",
             [p["order_id"]],
-        ).fetchone()
+        )
         created, run_id = row[0].timestamp(), row[1]
         t = {**p, "created": created, "run_id": run_id}
         for step, started, ms in conn.execute(
@@ -252,11 +260,12 @@ def timelines(
             name = step.split("_")[0]
             t[f"{name}_start"] = started.timestamp()
             t[f"{name}_end"] = started.timestamp() + ms / 1000
-        attempt = conn.execute(
+        attempt = one(
+            conn,
             "SELECT a.duration_ms, a.attempt_id FROM payments_providerattempt a JOIN payments_payment p "
             "ON p.id = a.payment_id WHERE p.order_id = %s AND a.kind = 'charge' ORDER BY a.id LIMIT 1",
             [p["order_id"]],
-        ).fetchone()
+        )
         t["provider_ms"], attempt_id = attempt
         if "charge_start" in t:
             # The step's duration covers the call and its apply (record_charge, inside
