@@ -40,6 +40,9 @@ from reconciliation.conf import setting
 
 from .base import Scope
 from .sql import (
+    CHARGES,
+    REFUNDS,
+    SUCCEEDED,
     fetch,
     lines_cte,
     literal,
@@ -81,14 +84,96 @@ def shared_rows(*, now: datetime, names: Iterable[str]) -> SharedRows:
         cursor.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', %s, true)",
                        [str(setting("SHARED_JOIN_WORK_MEM"))])  # fmt: skip
         if names & {str(n) for n in MONEY}:
-            rows.update(_money(now))
+            order_ids, charge_ids = _money_candidates(now)
+            rows.update(_money(now, order_ids=order_ids, charge_ids=charge_ids))
         if str(IncidentType.STOCK_DRIFT) in names:
-            rows[str(IncidentType.STOCK_DRIFT)] = _stock(now)
+            rows[str(IncidentType.STOCK_DRIFT)] = _stock(now, order_ids=_stock_candidates())
     return SharedRows(now=now, rows={name: rows[name] for name in names})
 
 
-def _money(now: datetime) -> dict[str, list[dict[str, Any]]]:
-    head, params = with_(net_captures_cte(Scope(), alias="ncs"), orders_cte(), payments_cte())
+def _ids(sql: str, params: list[Any]) -> list[Any]:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return sorted({row[0] for row in cursor.fetchall()})
+
+
+def _money_candidates(now: datetime) -> tuple[list[int], list[str]]:
+    """A superset of the orders (and order-less charges) any money detector reports,
+    from narrow reads of every row: one join of orders with succeeded charges, the
+    orders holding more than one not-refunded succeeded charge, the orders whose charges
+    have refunds. A net capture is a succeeded charge whose own refunded total is below
+    its amount (and whose refund rows are too), so a condition on every such charge is a
+    condition on every net capture; refund rows only remove net captures, which matters
+    only to order_confirmed_without_capture (those orders are candidates)."""
+    head, params = with_(orders_cte())
+    potentially_net = f"c.status = '{SUCCEEDED}' AND c.amount_refunded_minor < c.amount_minor"
+    sql = head + (
+        # each (order, charge) pair; an order with no succeeded charge pairs with NULL. The
+        # not-refunded charges per order are counted in the charges' order-id order (their
+        # index), the order the merge with the orders' primary key reads them in.
+        "SELECT COALESCE(o.id, c.order_id) FROM o FULL JOIN ("
+        "  SELECT c.order_id, c.amount, c.currency, c.amount_minor, c.amount_refunded_minor, "
+        f"  COUNT(*) FILTER (WHERE {potentially_net}) OVER (PARTITION BY c.order_id) AS nets "
+        f"  FROM {CHARGES} c WHERE c.status = '{SUCCEEDED}' AND c.order_id IS NOT NULL) c ON c.order_id = o.id "
+        "WHERE (c.order_id IS NULL "
+        f"       AND o.status = {literal(OrderStatus.CONFIRMED)} AND o.updated_at < %s) "  # no capture
+        "   OR c.nets > 1 "  # more than one capture
+        "   OR (c.order_id IS NOT NULL AND c.amount_refunded_minor < c.amount_minor AND ("
+        f"       o.id IS NULL OR o.status IN ({literal(OrderStatus.PENDING, OrderStatus.CANCELLED)}) "
+        f"       OR (o.status IN ({literal(OrderStatus.CONFIRMED, OrderStatus.CANCELLING)}) "
+        "           AND (c.amount <> o.total OR c.currency <> o.currency)))) "
+        f"   OR (c.order_id IS NOT NULL AND c.amount_refunded_minor >= c.amount_minor "
+        f"       AND o.status = {literal(OrderStatus.CONFIRMED)}) "
+        # refunds the charge's own total may not show yet
+        f"UNION SELECT c.order_id FROM {REFUNDS} r JOIN {CHARGES} c ON c.provider_id = r.charge_provider_id "
+        f"WHERE r.status = '{SUCCEEDED}' AND c.order_id IS NOT NULL"
+    )
+    order_ids = _ids(sql, [*params, settled_before(now)])
+    # references that name no order: charge_without_order's, by charge id
+    charge_ids = _ids(
+        f"SELECT c.provider_id FROM {CHARGES} c WHERE c.order_id IS NULL AND {potentially_net}", []
+    )
+    return order_ids, charge_ids
+
+
+def _stock_candidates() -> list[int]:
+    """A superset of the orders stock_drift's per-(order, sku) checks report: every
+    (order, sku) where the line and the reservation do not pair up as committed with the
+    same quantity (a reservation of a missing order has no line: lines reference their
+    order), and orders neither confirmed nor cancelling that hold committed stock (read
+    through the orders' status index: few)."""
+    head, params = with_(lines_cte(), reservations_cte(), orders_cte())
+    committed = literal(ReservationState.COMMITTED)
+    others = literal(
+        *(s for s in OrderStatus.values if s not in (OrderStatus.CONFIRMED, OrderStatus.CANCELLING))
+    )
+    sql = head + (
+        "SELECT COALESCE(ol.order_id, rv.order_id) FROM ol FULL JOIN rv "
+        "ON rv.order_id = ol.order_id AND rv.sku = ol.sku "
+        f"WHERE ol.order_id IS NULL OR rv.order_id IS NULL OR rv.state <> {committed} "
+        "   OR rv.quantity <> ol.quantity "
+        f"UNION SELECT rv.order_id FROM o JOIN rv ON rv.order_id = o.id "
+        f"WHERE o.status IN ({others}) AND rv.state = {committed}"
+    )
+    return _ids(sql, params)
+
+
+def _money(now: datetime, *, order_ids: list[int], charge_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """The money detectors' exact conditions over the candidates: every order among them,
+    every net capture of those orders (and the order-less candidate charges), their
+    payments - for each candidate, exactly the rows the detectors' own statements join."""
+    empty: dict[str, list[dict[str, Any]]] = {str(name): [] for name in MONEY}
+    if not order_ids and not charge_ids:
+        return empty
+    head, params = with_(
+        net_captures_cte(
+            Scope(),
+            alias="ncs",
+            extra=("AND (c.order_id = ANY(%s) OR c.provider_id = ANY(%s))", [order_ids, charge_ids]),
+        ),
+        orders_cte(),
+        payments_cte(),
+    )
     # The capture count per order is taken over the net captures alone, in order-id order
     # (the charges' order_id index), before the joins: no sort of the joined million rows.
     head += ", nc AS (SELECT ncs.*, COUNT(*) OVER (PARTITION BY ncs.order_id) AS captures FROM ncs) "
@@ -120,13 +205,13 @@ def _money(now: datetime) -> dict[str, list[dict[str, Any]]]:
         # order_confirmed_without_capture
         f"COALESCE(nc.id IS NULL AND o.status = {confirmed} AND o.updated_at < %s "
         "  AND (p.status IS NULL OR p.status <> %s), FALSE) AS is_ocwc "
-        "FROM o FULL JOIN nc ON nc.order_id = o.id "
+        "FROM (SELECT * FROM o WHERE o.id = ANY(%s)) o FULL JOIN nc ON nc.order_id = o.id "
         "LEFT JOIN p ON p.order_id = COALESCE(nc.order_id, o.id)) j "
         "WHERE is_cwo OR is_dup OR is_am OR is_ocwc"
     )
     settled = settled_before(now)
     sla = pending_sla_cutoff(now)
-    rows = fetch(sql, [*params, settled, sla, sla, settled, PaymentStatus.REFUNDED])
+    rows = fetch(sql, [*params, settled, sla, sla, settled, PaymentStatus.REFUNDED, order_ids])
 
     cwo, dup, am, ocwc = [], [], [], []
     for r in rows:
@@ -209,7 +294,10 @@ def _money(now: datetime) -> dict[str, list[dict[str, Any]]]:
     }
 
 
-def _stock(now: datetime) -> list[dict[str, Any]]:
+def _stock(now: datetime, *, order_ids: list[int]) -> list[dict[str, Any]]:
+    """stock_drift's exact per-(order, sku) conditions over the candidate orders."""
+    if not order_ids:
+        return []
     head, params = with_(lines_cte(), reservations_cte(), orders_cte())
     committed = literal(ReservationState.COMMITTED)
     held = literal(ReservationState.HELD)
@@ -226,13 +314,15 @@ def _stock(now: datetime) -> list[dict[str, Any]]:
         f"COALESCE(ol.order_id IS NOT NULL AND o.status = {literal(OrderStatus.CONFIRMED)} "
         f"  AND o.updated_at < %s AND (rv.id IS NULL OR rv.state <> {committed} "
         "  OR rv.quantity <> ol.quantity), FALSE) AS is_uncommitted "
-        "FROM ol FULL JOIN rv ON rv.order_id = ol.order_id AND rv.sku = ol.sku "
+        "FROM (SELECT * FROM ol WHERE ol.order_id = ANY(%s)) ol "
+        "FULL JOIN (SELECT * FROM rv WHERE rv.order_id = ANY(%s)) rv "
+        "ON rv.order_id = ol.order_id AND rv.sku = ol.sku "
         "LEFT JOIN o ON o.id = COALESCE(rv.order_id, ol.order_id)) j "
         "WHERE is_committed OR is_held OR is_uncommitted"
     )
     settled = settled_before(now)
     out: list[dict[str, Any]] = []
-    for r in fetch(sql, [*params, settled, settled]):
+    for r in fetch(sql, [*params, settled, settled, order_ids, order_ids]):
         for kind, flag, prefix in (
             ("committed_without_confirmed_order", "is_committed", "rv"),
             ("held_for_finished_order", "is_held", "rv"),

@@ -110,6 +110,11 @@ def test_the_shared_join_reports_what_each_detector_does(every_shape):
         assert _as_dicts(from_shared) == _as_dicts(own), name
         # duplicate_charge keeps the first capture: the order of rows matters there too
         assert [f.fingerprint for f in from_shared] == [f.fingerprint for f in own], name
+    # the fixture reaches every shape the detectors tell apart
+    kinds = {f.details["kind"] for f in detector_get("stock_drift").find(ctx)}
+    assert kinds >= {"committed_without_confirmed_order", "held_for_finished_order", "confirmed_without_commit"}
+    reasons = {f.details["reason"] for f in detector_get("charge_without_order").find(ctx)}
+    assert reasons == {"order_missing", "order_pending_past_sla", "order_cancelled_unrefunded"}
 
 
 def test_a_full_pass_uses_the_shared_join_and_a_second_one_changes_nothing(every_shape):
