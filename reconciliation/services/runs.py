@@ -175,11 +175,11 @@ def _find(
     ctx: DetectionContext,
     changes: ChangeSet | None,
     shared: SharedRows | None = None,
-    live: set[str] | None = None,
+    live_before_shared: set[str] | None = None,
 ):
     """(findings, evaluated live fingerprints or None for everything)."""
     if shared is not None and detector.name in shared.rows:
-        return list(detector.findings_from(shared.rows[detector.name])), live
+        return list(detector.findings_from(shared.rows[detector.name])), live_before_shared
     if changes is None:
         return list(detector.find(ctx)), None
     live = list(
@@ -257,7 +257,11 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
             with transaction.atomic():
                 from_shared = shared is not None and detector.name in shared.rows
                 # From the shared join: evaluated at its instant (the checkpoint says so).
-                ctx = DetectionContext(now=shared.now) if from_shared else DetectionContext.full()
+                ctx = (
+                    DetectionContext(now=shared.now)
+                    if shared is not None and from_shared
+                    else DetectionContext.full()
+                )
                 findings, evaluated = _find(
                     detector,
                     ctx,
