@@ -59,7 +59,9 @@ class ChargeWithoutOrder(Detector):
             "      OR p.provider_charge_id <> nc.provider_id))"
             ") ORDER BY nc.created, nc.id"
         )
-        yield from self.findings_from(fetch(sql, [*params, settled_before(ctx.now), pending_sla_cutoff(ctx.now)]))
+        yield from self.findings_from(
+            fetch(sql, [*params, settled_before(ctx.now), pending_sla_cutoff(ctx.now)])
+        )
 
     def findings_from(self, rows: Iterable[dict]) -> Iterator[Finding]:
         """Findings from rows in the shape and order of find's statement."""

@@ -18,7 +18,16 @@ from reconciliation.services import reconcile_run
 pytestmark = pytest.mark.django_db
 
 STATUSES = ("pending", "pending_old", "confirmed", "cancelling", "cancelled")
-CAPTURES = ("none", "recorded", "unrecorded", "two", "wrong_amount", "wrong_currency", "refunded", "partly_refunded")
+CAPTURES = (
+    "none",
+    "recorded",
+    "unrecorded",
+    "two",
+    "wrong_amount",
+    "wrong_currency",
+    "refunded",
+    "partly_refunded",
+)
 PAYMENTS = ("none", "captured", "refunded")
 STOCK = ("committed", "held", "none", "short", "released")
 
@@ -112,7 +121,11 @@ def test_the_shared_join_reports_what_each_detector_does(every_shape):
         assert [f.fingerprint for f in from_shared] == [f.fingerprint for f in own], name
     # the fixture reaches every shape the detectors tell apart
     kinds = {f.details["kind"] for f in detector_get("stock_drift").find(ctx)}
-    assert kinds >= {"committed_without_confirmed_order", "held_for_finished_order", "confirmed_without_commit"}
+    assert kinds >= {
+        "committed_without_confirmed_order",
+        "held_for_finished_order",
+        "confirmed_without_commit",
+    }
     reasons = {f.details["reason"] for f in detector_get("charge_without_order").find(ctx)}
     assert reasons == {"order_missing", "order_pending_past_sla", "order_cancelled_unrefunded"}
 
