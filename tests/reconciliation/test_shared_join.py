@@ -32,10 +32,6 @@ PAYMENTS = ("none", "captured", "refunded")
 STOCK = ("committed", "held", "none", "short", "released")
 
 
-def _key(finding):
-    return finding.fingerprint
-
-
 def _as_dicts(findings):
     return sorted(
         (
