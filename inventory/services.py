@@ -195,13 +195,14 @@ def stock_reserve(
     reason = check_reason(reason, by=by)
     wanted = _merge_lines(lines)
     skus = sorted(wanted)
-    free = dict(
+    locked = (
         StockLevel.objects.select_for_update()
         .filter(product_id__in=skus)
         .order_by("product_id")
         .annotate(free=F("on_hand") - F("reserved"))
         .values_list("product_id", "free")
     )
+    free = {str(sku): int(n) for sku, n in locked}
     repeated = _existing_reservation_outcome(order_id, wanted)
     if repeated is not None:
         return repeated
