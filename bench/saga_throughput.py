@@ -159,6 +159,9 @@ def main() -> None:
         "CELERY_BROKER_URL": broker,
         "PSP_BASE_URL": f"http://127.0.0.1:{psp_port}",
         "PSP_API_KEY": PSP_KEY,
+        # Persistent database connections, as in production (docs/deployment.md) and
+        # as DBOS keeps its pool: the default 0 reconnects for every Celery task.
+        "CONN_MAX_AGE": "60",
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(env)
@@ -238,12 +241,16 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
         layout = [(args.concurrency, "bench-0")]
     else:
         layout = [(1, f"bench-{i}") for i in range(args.concurrency)]
+    # Whose CPU time counts for each system: the worker's session (its prefork
+    # children included) or the peer's DBOS processes.
+    sessions: dict[str, list[int]] = {"concord": [worker.pid], "chain": [worker.pid]}
     for peer in (name for name in systems_measured if name in DBOS_APPS):
         script = DBOS_APPS[peer][0]
         for i, (threads, executor_id) in enumerate(layout):
             dbos_proc, dbos_log = procs.start(
                 f"{peer}-{i}", [str(PY), script, sys_db_url, str(threads), f"{peer}-{executor_id}"], env
             )
+            sessions.setdefault(peer, []).append(dbos_proc.pid)
             wait_for_log(dbos_proc, dbos_log, "dbos ready")
     time.sleep(1.0)  # the worker and the provider finish starting meanwhile
     if worker.poll() is not None or psp.poll() is not None:
@@ -300,6 +307,7 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
 
     def measure(name: str, n: int) -> dict:
         place = systems[name]
+        cpu_before = session_cpu_seconds(sessions[name])
         ids = [place() for _ in range(n)]
         deadline = time.monotonic() + max(120.0, n * 0.5)
         while Order.objects.filter(pk__in=ids, status="confirmed").count() < n:
@@ -307,6 +315,7 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 stuck = Order.objects.filter(pk__in=ids).exclude(status="confirmed").count()
                 raise RuntimeError(f"{name}: {stuck} of {n} orders not confirmed; logs in {procs.logdir}")
             time.sleep(0.05)
+        cpu = session_cpu_seconds(sessions[name]) - cpu_before
         rows = list(Order.objects.filter(pk__in=ids).values_list("created_at", "updated_at"))
         latencies = [(u - c).total_seconds() for c, u in rows]
         span = (max(u for _, u in rows) - min(c for c, _ in rows)).total_seconds()
@@ -317,6 +326,9 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
             "p50_ms": percentile(latencies, 0.50) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000,
             "load1": os.getloadavg()[0],
+            # CPU (user + system) of the system's own processes per saga: the
+            # Python work a pool can spread over cores (prefork) or not (threads).
+            "cpu_ms_per_saga": cpu * 1000 / n,
         }
 
     for name in systems:  # warm-up: imports, connection pools, JIT-less caches
@@ -328,18 +340,23 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
             results[name].append(result)
             print(
                 f"round {round_no + 1} {name:12s} {result['sagas_per_s']:7.1f} sagas/s"
-                f"  p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  load {result['load1']:.1f}",
+                f"  p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  cpu {result['cpu_ms_per_saga']:5.1f} ms/saga  load {result['load1']:.1f}",
                 flush=True,
             )
     summary = {
-        name: {key: statistics.median(r[key] for r in rs) for key in ("sagas_per_s", "p50_ms", "p99_ms")}
+        name: {
+            key: statistics.median(r[key] for r in rs)
+            for key in ("sagas_per_s", "p50_ms", "p99_ms", "cpu_ms_per_saga")
+        }
         for name, rs in results.items()
     }
     captured = Order.objects.filter(status="confirmed").count()
     print()
-    print(f"{'system':10s} {'sagas/s':>9s} {'p50 ms':>9s} {'p99 ms':>9s}")
+    print(f"{'system':13s} {'sagas/s':>9s} {'p50 ms':>9s} {'p99 ms':>9s} {'cpu ms':>9s}")
     for name, s in summary.items():
-        print(f"{name:10s} {s['sagas_per_s']:9.1f} {s['p50_ms']:9.1f} {s['p99_ms']:9.1f}")
+        print(
+            f"{name:13s} {s['sagas_per_s']:9.1f} {s['p50_ms']:9.1f} {s['p99_ms']:9.1f} {s['cpu_ms_per_saga']:9.1f}"
+        )
     ratios = {}
     for name in summary:
         if name == "concord":
@@ -370,6 +387,25 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
             }
         )
     )
+
+
+def session_cpu_seconds(leaders: list[int]) -> float:
+    """User + system CPU seconds of every live process in the sessions led by
+    `leaders` (each started with start_new_session), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state ppid pgrp session ... utime(12) stime(13).
+        if int(fields[3]) in leaders:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def procfile_worker(pool: str, concurrency: int) -> list[str]:
