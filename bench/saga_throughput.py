@@ -144,6 +144,12 @@ def main() -> None:
         default="services",
         help="services: concord, dbos (Concord's services), chain; by_hand: concord, dbos_by_hand",
     )
+    parser.add_argument(
+        "--saga-queue-only",
+        action="store_true",
+        help="the worker serves only the saga queue (-Q celery), not the events queue: "
+        "what the outbox relay and its consumers cost the Procfile worker",
+    )
     args = parser.parse_args()
 
     server = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
@@ -226,6 +232,8 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
     systems_measured = COMPARISONS[args.compare]
     if args.compare == "by_hand":
         worker_args = procfile_worker(args.pool, args.concurrency)
+        if args.saga_queue_only:
+            worker_args += ["-Q", "celery"]
     else:
         worker_args = [
             str(CELERY), "-A", "config", "worker", "--loglevel", "WARNING", "--pool", args.pool,
@@ -378,6 +386,7 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 "orders": args.orders,
                 "concurrency": args.concurrency,
                 "pool": args.pool,
+                "saga_queue_only": args.saga_queue_only,
                 "rounds": args.rounds,
                 "confirmed_total": captured,
                 "summary": summary,
