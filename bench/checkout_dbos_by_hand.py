@@ -147,7 +147,8 @@ def main() -> None:
     DBOS(config=config)
 
     reserve_step = DBOS.step(name="reserve")(reserve)
-    charge_step = DBOS.step(name="charge")(charge)
+    # A lost answer is retried with the same Idempotency-Key (the provider replays it).
+    charge_step = DBOS.step(name="charge", retries_allowed=True, max_attempts=3)(charge)
     confirm_step = DBOS.step(name="confirm")(confirm)
 
     @DBOS.workflow(name=WORKFLOW)
