@@ -41,14 +41,17 @@ def test_a_happy_checkout_costs_40_statements_no_savepoint_and_one_audit_insert_
 
     statements = _pass(order_id)
 
-    # Per checkout (3 commits, no BEGIN/COMMIT counted): reserve 9 (claim, its
-    # statement_timeout, lines, stock lock, reservation check, 2 counter UPDATEs,
-    # reservations + audit rows), charge 14 (payment read before the call; lock,
-    # payment lock, charge-id check, payment check, attempt, payment UPDATE,
-    # ledger: reference check, accounts, transaction, entries, its timestamp,
-    # event, checkpoint + audit), confirm 17 (lock, status, run, order, lines,
-    # payment, reservations, 2 counters, reservations UPDATE, movements, order
-    # UPDATE, event, checkpoint, audit rows). Was 76 with 12 SAVEPOINT/RELEASE pairs.
+    # Per checkout (3 commits; BEGIN/COMMIT are not statements here):
+    # reserve 10 — claim, its statement_timeout, lines, stock lock, reservation
+    #   check, 2 counter UPDATEs, reservations, their audit rows, checkpoint;
+    # charge 15 — payment read before the call; run lock, payment lock, charge-id
+    #   check, payment check + attempt INSERT, payment UPDATE, ledger (reference
+    #   check, accounts, transaction, entries, its timestamp), event, checkpoint,
+    #   audit rows (capture);
+    # confirm 15 — run lock, order status, checkout run, order lock, lines,
+    #   payment, reservations lock, 2 counter UPDATEs, reservations UPDATE,
+    #   movements, order UPDATE, event, checkpoint, audit rows (2 reservations,
+    #   order, run). Was 76, with 12 SAVEPOINT/RELEASE pairs and 6 audit INSERTs.
     assert len(statements) == 40, "\n".join(statements)
     assert not [s for s in statements if "SAVEPOINT" in s]
     audit_inserts = [s for s in statements if s.startswith(f'INSERT INTO "{StateLog._meta.db_table}"')]
