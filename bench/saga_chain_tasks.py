@@ -13,7 +13,10 @@ def chain_reserve(order_id: int) -> None:
     saga_steps.reserve(order_id)
 
 
-@shared_task(name="bench.chain_charge", ignore_result=True)
+# A lost answer (a keep-alive connection closed under the call) is retried with the
+# payment's same idempotency key, or one order of a round never confirms and the
+# round fails; the floor gets this much help, nothing more.
+@shared_task(name="bench.chain_charge", ignore_result=True, autoretry_for=(RuntimeError,), max_retries=3)
 def chain_charge(payment_id: int) -> None:
     saga_steps.charge(payment_id)
 

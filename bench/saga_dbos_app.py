@@ -47,7 +47,7 @@ def main() -> None:
     def reserve(order_id: int) -> None:
         saga_steps.reserve(order_id)
 
-    @DBOS.step(name="charge")
+    @DBOS.step(name="charge", retries_allowed=True, max_attempts=3)  # same key: replayed
     def charge(payment_id: int) -> str:
         return saga_steps.charge(payment_id)
 

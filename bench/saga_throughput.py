@@ -2,7 +2,13 @@
 plain Celery chain doing the same three steps, in one run.
 
     .venv/bin/python bench/saga_throughput.py [--orders 200] [--concurrency 4]
-        [--pool threads|prefork] [--rounds 1]
+        [--pool threads|prefork] [--rounds 1] [--compare services|by_hand]
+
+The issue #16 comparisons, one command each (docs/benchmarks.md, "Saga throughput"):
+
+    --compare by_hand --pool prefork --concurrency 2   # (a) target concord/dbos_by_hand >= 1.0
+    --compare by_hand --pool threads --concurrency 4   # (b) target >= 1.0
+    --compare services --pool threads|prefork          # (c) target concord/dbos >= 1.2
 
 Sets up a dedicated database (concord_bench_saga, dropped and recreated; DBOS's
 system tables go in the same database, schema "dbos") and the sandbox provider
@@ -17,6 +23,11 @@ until all of them are confirmed:
   `--pool threads`, one DBOS process with `--concurrency` workflow threads; with
   `--pool prefork`, `--concurrency` DBOS processes with one each — the same
   parallelism the Celery worker gets.
+- dbos_by_hand (`--compare by_hand`): the same order + payment commit and enqueue,
+  served by bench/checkout_dbos_by_hand.py: the three steps hand-written in raw SQL
+  and one HTTP call, no domain services, no audit rows (the issue's DBOS peer).
+  With `--compare by_hand` the Celery worker is the Procfile's (log level INFO,
+  gossip, mingle and heartbeat on), with `--pool`/`--concurrency` as given.
 - chain: order_create + payment_create (one commit), then on commit a Celery chain
   reserve -> charge -> confirm (bench/saga_chain_tasks.py) on the same worker:
   no durability beyond Celery's own (the floor).
@@ -56,6 +67,12 @@ DB_NAME = os.environ.get("BENCH_SAGA_DB", "concord_bench_saga")
 PSP_DB_NAME = f"{DB_NAME}_psp"
 PSP_KEY = "sk_test_bench"
 SKUS = ["BENCH-MUG", "BENCH-TEE"]
+# Systems measured per comparison, and the target of concord / each peer.
+COMPARISONS = {"services": ("concord", "dbos", "chain"), "by_hand": ("concord", "dbos_by_hand")}
+TARGETS = {"dbos": 1.2, "dbos_by_hand": 1.0}
+# The DBOS process of each peer, and its queue/workflow name.
+DBOS_APPS = {"dbos": ("bench/saga_dbos_app.py", "bench_checkout"),
+             "dbos_by_hand": ("bench/checkout_dbos_by_hand.py", "bench_checkout_by_hand")}  # fmt: skip
 
 
 def free_port() -> int:
@@ -121,6 +138,18 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--pool", choices=["threads", "prefork"], default="threads")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--compare",
+        choices=sorted(COMPARISONS),
+        default="services",
+        help="services: concord, dbos (Concord's services), chain; by_hand: concord, dbos_by_hand",
+    )
+    parser.add_argument(
+        "--saga-queue-only",
+        action="store_true",
+        help="the worker serves only the saga queue (-Q celery), not the events queue: "
+        "what the outbox relay and its consumers cost the Procfile worker",
+    )
     args = parser.parse_args()
 
     server = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
@@ -136,6 +165,9 @@ def main() -> None:
         "CELERY_BROKER_URL": broker,
         "PSP_BASE_URL": f"http://127.0.0.1:{psp_port}",
         "PSP_API_KEY": PSP_KEY,
+        # Persistent database connections, as in production (docs/deployment.md) and
+        # as DBOS keeps its pool: the default 0 reconnects for every Celery task.
+        "CONN_MAX_AGE": "60",
         "PYTHONUNBUFFERED": "1",
     }
     os.environ.update(env)
@@ -197,15 +229,18 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
         ],
         psp_env,
     )  # fmt: skip
-    worker, worker_log = procs.start(
-        "worker",
-        [
+    systems_measured = COMPARISONS[args.compare]
+    if args.compare == "by_hand":
+        worker_args = procfile_worker(args.pool, args.concurrency)
+        if args.saga_queue_only:
+            worker_args += ["-Q", "celery"]
+    else:
+        worker_args = [
             str(CELERY), "-A", "config", "worker", "--loglevel", "WARNING", "--pool", args.pool,
             "--concurrency", str(args.concurrency), "--without-gossip", "--without-mingle",
             "--without-heartbeat", "-I", "bench.saga_chain_tasks",
-        ],
-        env,
-    )  # fmt: skip
+        ]  # fmt: skip
+    worker, worker_log = procs.start("worker", worker_args, env)
     sys_db_url = database_url.replace("postgres://", "postgresql://", 1)
     # Same parallelism for DBOS: threads mode = one process with `concurrency`
     # workflow threads (like the threads worker); prefork mode = `concurrency`
@@ -214,11 +249,17 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
         layout = [(args.concurrency, "bench-0")]
     else:
         layout = [(1, f"bench-{i}") for i in range(args.concurrency)]
-    for i, (threads, executor_id) in enumerate(layout):
-        dbos_proc, dbos_log = procs.start(
-            f"dbos-{i}", [str(PY), "bench/saga_dbos_app.py", sys_db_url, str(threads), executor_id], env
-        )
-        wait_for_log(dbos_proc, dbos_log, "dbos ready")
+    # Whose CPU time counts for each system: the worker's session (its prefork
+    # children included) or the peer's DBOS processes.
+    sessions: dict[str, list[int]] = {"concord": [worker.pid], "chain": [worker.pid]}
+    for peer in (name for name in systems_measured if name in DBOS_APPS):
+        script = DBOS_APPS[peer][0]
+        for i, (threads, executor_id) in enumerate(layout):
+            dbos_proc, dbos_log = procs.start(
+                f"{peer}-{i}", [str(PY), script, sys_db_url, str(threads), f"{peer}-{executor_id}"], env
+            )
+            sessions.setdefault(peer, []).append(dbos_proc.pid)
+            wait_for_log(dbos_proc, dbos_log, "dbos ready")
     time.sleep(1.0)  # the worker and the provider finish starting meanwhile
     if worker.poll() is not None or psp.poll() is not None:
         raise RuntimeError(
@@ -240,15 +281,14 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
         with transaction.atomic():
             return order_place(lines=lines, **common).id
 
-    def place_dbos() -> int:
+    def place_dbos(peer: str = "dbos") -> int:
         with transaction.atomic():
             order = order_create(lines=lines, **common)
             payment = payment_create(
                 order_id=order.id, amount=order.total, currency="EUR", payment_method="pm_card_ok"
             )
-        dbos_client.enqueue(
-            {"workflow_name": "bench_checkout", "queue_name": "bench_checkout"}, order.id, payment.id
-        )
+        name = DBOS_APPS[peer][1]
+        dbos_client.enqueue({"workflow_name": name, "queue_name": name}, order.id, payment.id)
         return order.id
 
     def place_chain() -> int:
@@ -265,10 +305,17 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
             transaction.on_commit(flow.delay)
         return order.id
 
-    systems = {"concord": place_concord, "dbos": place_dbos, "chain": place_chain}
+    places = {
+        "concord": place_concord,
+        "dbos": place_dbos,
+        "dbos_by_hand": lambda: place_dbos("dbos_by_hand"),
+        "chain": place_chain,
+    }
+    systems = {name: places[name] for name in systems_measured}
 
     def measure(name: str, n: int) -> dict:
         place = systems[name]
+        cpu_before = session_cpu_seconds(sessions[name])
         ids = [place() for _ in range(n)]
         deadline = time.monotonic() + max(120.0, n * 0.5)
         while Order.objects.filter(pk__in=ids, status="confirmed").count() < n:
@@ -276,6 +323,7 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 stuck = Order.objects.filter(pk__in=ids).exclude(status="confirmed").count()
                 raise RuntimeError(f"{name}: {stuck} of {n} orders not confirmed; logs in {procs.logdir}")
             time.sleep(0.05)
+        cpu = session_cpu_seconds(sessions[name]) - cpu_before
         rows = list(Order.objects.filter(pk__in=ids).values_list("created_at", "updated_at"))
         latencies = [(u - c).total_seconds() for c, u in rows]
         span = (max(u for _, u in rows) - min(c for c, _ in rows)).total_seconds()
@@ -285,6 +333,10 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
             "sagas_per_s": n / span,
             "p50_ms": percentile(latencies, 0.50) * 1000,
             "p99_ms": percentile(latencies, 0.99) * 1000,
+            "load1": os.getloadavg()[0],
+            # CPU (user + system) of the system's own processes per saga: the
+            # Python work a pool can spread over cores (prefork) or not (threads).
+            "cpu_ms_per_saga": cpu * 1000 / n,
         }
 
     for name in systems:  # warm-up: imports, connection pools, JIT-less caches
@@ -295,41 +347,92 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
             result = measure(name, args.orders)
             results[name].append(result)
             print(
-                f"round {round_no + 1} {name:8s} {result['sagas_per_s']:7.1f} sagas/s"
-                f"  p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms",
+                f"round {round_no + 1} {name:12s} {result['sagas_per_s']:7.1f} sagas/s"
+                f"  p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  cpu {result['cpu_ms_per_saga']:5.1f} ms/saga  load {result['load1']:.1f}",
                 flush=True,
             )
     summary = {
-        name: {key: statistics.median(r[key] for r in rs) for key in ("sagas_per_s", "p50_ms", "p99_ms")}
+        name: {
+            key: statistics.median(r[key] for r in rs)
+            for key in ("sagas_per_s", "p50_ms", "p99_ms", "cpu_ms_per_saga")
+        }
         for name, rs in results.items()
     }
     captured = Order.objects.filter(status="confirmed").count()
     print()
-    print(f"{'system':10s} {'sagas/s':>9s} {'p50 ms':>9s} {'p99 ms':>9s}")
+    print(f"{'system':13s} {'sagas/s':>9s} {'p50 ms':>9s} {'p99 ms':>9s} {'cpu ms':>9s}")
     for name, s in summary.items():
-        print(f"{name:10s} {s['sagas_per_s']:9.1f} {s['p50_ms']:9.1f} {s['p99_ms']:9.1f}")
-    ratio_dbos = summary["concord"]["sagas_per_s"] / summary["dbos"]["sagas_per_s"]
-    ratio_chain = summary["concord"]["sagas_per_s"] / summary["chain"]["sagas_per_s"]
-    print(
-        f"\nconcord/dbos  throughput ratio: {ratio_dbos:.2f} (target >= 1.0: {'met' if ratio_dbos >= 1 else 'NOT met'})"
-    )
-    print(f"concord/chain throughput ratio: {ratio_chain:.2f} (the chain has no durability: the floor)")
+        print(
+            f"{name:13s} {s['sagas_per_s']:9.1f} {s['p50_ms']:9.1f} {s['p99_ms']:9.1f} {s['cpu_ms_per_saga']:9.1f}"
+        )
+    ratios = {}
+    for name in summary:
+        if name == "concord":
+            continue
+        ratio = summary["concord"]["sagas_per_s"] / summary[name]["sagas_per_s"]
+        ratios[f"concord/{name}"] = ratio
+        target = TARGETS.get(name)
+        verdict = (
+            f"target >= {target}: {'met' if ratio >= target else 'NOT met'}"
+            if target
+            else "no durability: the floor"
+        )
+        print(f"concord/{name:13s} throughput ratio: {ratio:.2f} ({verdict})")
     print(
         json.dumps(
             {
                 "bench": "saga_throughput",
+                "compare": args.compare,
                 "orders": args.orders,
                 "concurrency": args.concurrency,
                 "pool": args.pool,
+                "saga_queue_only": args.saga_queue_only,
                 "rounds": args.rounds,
                 "confirmed_total": captured,
                 "summary": summary,
-                "ratio_concord_dbos": ratio_dbos,
-                "ratio_concord_chain": ratio_chain,
+                "rounds_detail": results,
+                "ratios": ratios,
                 "loadavg": os.getloadavg(),
             }
         )
     )
+
+
+def session_cpu_seconds(leaders: list[int]) -> float:
+    """User + system CPU seconds of every live process in the sessions led by
+    `leaders` (each started with start_new_session), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state ppid pgrp session ... utime(12) stime(13).
+        if int(fields[3]) in leaders:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def procfile_worker(pool: str, concurrency: int) -> list[str]:
+    """The Procfile's worker command, with the bench's pool and concurrency (and no
+    pidfile: a real worker of this checkout may own it)."""
+    line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("worker:"))
+    words = line.split(":", 1)[1].split()
+    out: list[str] = []
+    skip = False
+    for word in words:
+        if skip:
+            skip = False
+            continue
+        if word in ("--pidfile", "--concurrency", "--pool"):
+            skip = True
+            continue
+        out.append(str(ROOT / word) if word.startswith(".venv/") else word)
+    return [*out, "--pool", pool, "--concurrency", str(concurrency)]
 
 
 if __name__ == "__main__":

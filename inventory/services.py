@@ -14,14 +14,16 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Now
+from django.utils import timezone
 from django_fsm_log.models import StateLog
 
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import is_supported_currency, quantize
+from core.transactions import joins_caller
 
 from .choices import MovementKind, ReservationState
 from .dto import ProductDTO, ReservationDTO, StockLevelDTO
@@ -173,84 +175,76 @@ def _existing_reservation_outcome(order_id: int, wanted: dict[str, int]) -> list
     return [_reservation_dto(r) for r in existing]
 
 
-def _shortage_error(short: list[str], wanted: dict[str, int]) -> ConcordError:
-    levels = {
-        str(row["product_id"]): row["on_hand"] - row["reserved"]
-        for row in StockLevel.objects.filter(product_id__in=short).values("product_id", "on_hand", "reserved")
-    }
-    unknown = sorted(sku for sku in short if sku not in levels)
-    if unknown:
-        return UnknownSku(f"Unknown sku(s): {', '.join(unknown)}", details={"skus": unknown})
-    return OutOfStock(
-        f"Not enough stock for: {', '.join(short)}",
-        details={
-            "skus": short,
-            "requested": {sku: wanted[sku] for sku in short},
-            "available": {sku: levels[sku] for sku in short},
-        },
-    )
-
-
-@transaction.atomic
+@joins_caller
 def stock_reserve(
     *, order_id: int, lines: list[tuple[str, int]], by=None, reason: str = ""
 ) -> list[ReservationDTO]:
     """Hold stock for every line of an order, or for none of them.
 
-    Each sku is taken with one conditional UPDATE (reserved += q only where
-    on_hand - reserved >= q), so two concurrent reservations can never both take
-    the last units: the second one re-checks the condition after the first commits.
-    Repeating the call for an order that already holds this stock is a no-op.
+    Checks, then writes (core.transactions: no savepoint inside a caller's
+    transaction). The stock levels of the order's skus are locked first, in sku
+    order, so two concurrent reservations of the same units (or two deliveries of
+    the same order) queue on those locks: the second re-reads the order's
+    reservations and the levels after the first commits, and either finds its
+    repeat (a no-op) or refuses with OutOfStock — before it writes anything. Each
+    counter then moves by a conditional UPDATE (reserved += q only where
+    on_hand - reserved >= q), which the CHECK constraints back.
     """
     if not _is_count(order_id):
         raise ConcordError("order_id must be an integer", code="invalid_order_id")
     reason = check_reason(reason, by=by)
     wanted = _merge_lines(lines)
-
+    skus = sorted(wanted)
+    locked = (
+        StockLevel.objects.select_for_update()
+        .filter(product_id__in=skus)
+        .order_by("product_id")
+        .annotate(free=F("on_hand") - F("reserved"))
+        .values_list("product_id", "free")
+    )
+    free = {str(sku): int(n) for sku, n in locked}
     repeated = _existing_reservation_outcome(order_id, wanted)
     if repeated is not None:
         return repeated
-
-    try:
-        # A savepoint: if a concurrent call for the same order wins the unique key,
-        # our counter updates are undone together with our inserts.
-        with transaction.atomic():
-            short = []
-            for sku in sorted(wanted):
-                taken = StockLevel.objects.filter(
-                    product_id=sku, on_hand__gte=F("reserved") + wanted[sku]
-                ).update(reserved=F("reserved") + wanted[sku], updated_at=Now())
-                if not taken:
-                    short.append(sku)
-            if short:
-                raise _shortage_error(short, wanted)
-            created = Reservation.objects.bulk_create(
-                [
-                    Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku])
-                    for sku in sorted(wanted)
-                ]
-            )
-            # Creation is not a transition, but it is a state change worth an audit row.
-            content_type = ContentType.objects.get_for_model(Reservation)
-            StateLog.objects.bulk_create(
-                [
-                    StateLog(
-                        content_type=content_type,
-                        object_id=r.pk,
-                        source_state=None,
-                        state=ReservationState.HELD,
-                        transition="reserve",
-                        by_id=_user_id(by),
-                        description=reason or None,
-                    )
-                    for r in created
-                ]
-            )
-    except IntegrityError:
-        repeated = _existing_reservation_outcome(order_id, wanted)
-        if repeated is None:
-            raise
-        return repeated
+    short = [sku for sku in skus if free.get(sku, 0) < wanted[sku]]
+    if short:
+        unknown = [sku for sku in short if sku not in free]
+        if unknown:
+            raise UnknownSku(f"Unknown sku(s): {', '.join(unknown)}", details={"skus": unknown})
+        raise OutOfStock(
+            f"Not enough stock for: {', '.join(short)}",
+            details={
+                "skus": short,
+                "requested": {sku: wanted[sku] for sku in short},
+                "available": {sku: free[sku] for sku in short},
+            },
+        )
+    with transaction.atomic(savepoint=False):
+        for sku in skus:
+            taken = StockLevel.objects.filter(
+                product_id=sku, on_hand__gte=F("reserved") + wanted[sku]
+            ).update(reserved=F("reserved") + wanted[sku], updated_at=Now())
+            if not taken:  # cannot happen under the lock; never hold less than asked
+                raise ConcordError(f"stock of {sku} changed under its lock", code="stock_changed")
+        created = Reservation.objects.bulk_create(
+            [Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku]) for sku in skus]
+        )
+        # Creation is not a transition, but it is a state change worth an audit row.
+        content_type = ContentType.objects.get_for_model(Reservation)
+        StateLog.objects.bulk_create(
+            [
+                StateLog(
+                    content_type=content_type,
+                    object_id=r.pk,
+                    source_state=None,
+                    state=ReservationState.HELD,
+                    transition="reserve",
+                    by_id=_user_id(by),
+                    description=reason or None,
+                )
+                for r in created
+            ]
+        )
     return [_reservation_dto(r) for r in created]
 
 
@@ -268,34 +262,44 @@ def _refuse(order_id: int, action: str, reservations: list[Reservation], bad: se
         )
 
 
-@transaction.atomic
+@joins_caller
 def stock_commit(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]:
-    """The order is confirmed: held units leave the shelf (on_hand and reserved drop)."""
+    """The order is confirmed: held units leave the shelf (on_hand and reserved drop).
+    Checks before it writes (core.transactions: no savepoint in a caller's transaction)."""
     reason = check_reason(reason, by=by)
     reservations = _lock_order_reservations(order_id)
     if not reservations:
         raise NotFound(f"Order {order_id} holds no stock", code="reservations_not_found")
     _refuse(order_id, "commit", reservations, {ReservationState.RELEASED})
+    # Already committed (or later returned): a repeat changes nothing.
+    held = [r for r in reservations if r.state == ReservationState.HELD]
+    if not held:
+        return [_reservation_dto(r) for r in reservations]
     movements = []
-    for r in reservations:
-        if r.state != ReservationState.HELD:
-            continue  # already committed (or later returned): a repeat changes nothing
-        StockLevel.objects.filter(product_id=r.product_id).update(
-            on_hand=F("on_hand") - r.quantity, reserved=F("reserved") - r.quantity, updated_at=Now()
-        )
-        r.commit(by=by, description=reason)
-        r.save(update_fields=["state", "updated_at"])
-        movements.append(
-            StockMovement(
-                product_id=r.product_id,
-                delta=-r.quantity,
-                kind=MovementKind.SALE,
-                order_id=order_id,
-                by=by,
-                reason=reason,
+    with transaction.atomic(savepoint=False):
+        now = timezone.now()
+        for r in held:
+            # One UPDATE per sku, in sku order (the order stock_reserve locks them in).
+            StockLevel.objects.filter(product_id=r.product_id).update(
+                on_hand=F("on_hand") - r.quantity, reserved=F("reserved") - r.quantity, updated_at=Now()
             )
+            r.commit(by=by, description=reason)  # the audit row
+            r.updated_at = now
+            movements.append(
+                StockMovement(
+                    product_id=r.product_id,
+                    delta=-r.quantity,
+                    kind=MovementKind.SALE,
+                    order_id=order_id,
+                    by=by,
+                    reason=reason,
+                )
+            )
+        # The transitions above changed the objects only: one UPDATE for all rows.
+        Reservation.objects.filter(pk__in=[r.pk for r in held]).update(
+            state=ReservationState.COMMITTED, updated_at=now
         )
-    StockMovement.objects.bulk_create(movements)
+        StockMovement.objects.bulk_create(movements)
     return [_reservation_dto(r) for r in reservations]
 
 

@@ -61,8 +61,7 @@ from sagas import registry
 from sagas.definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult, done, fail, retry
 
 from .choices import CHECKOUT, ORDER_CANCELLATION, FailureReason, OrderStatus
-from .models import OrderLine
-from .selectors import order_get
+from .models import Order, OrderLine
 from .services import order_cancel_after_checkout, order_confirm_paid, order_finish_cancellation
 
 __all__ = ["CHECKOUT", "ORDER_CANCELLATION", "register_order_sagas"]
@@ -174,15 +173,16 @@ def confirm_order(ctx: StepContext) -> StepResult:
     """Local: order_confirm_paid — stock leaves the shelf and the order is confirmed
     in one commit (the payment was captured by charge_payment)."""
     order_id = _order_id(ctx)
-    try:
-        order = order_get(order_id=order_id)
-    except NotFound:
+    # The status alone (order_confirm_paid reads the order and its lines under lock).
+    found = Order.objects.filter(pk=order_id).values_list("status", "failure_reason").first()
+    if found is None:
         return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
-    if order.status in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
+    status, failure_reason = found
+    if status in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
         # A client was told the order is cancelling (or it was cancelled behind the
         # saga's back): never confirm it; compensating refunds the charge and the
         # hook finishes the cancellation.
-        return fail(f"the order is {order.status}", order.failure_reason or FailureReason.CANCELLED_BY_STAFF)
+        return fail(f"the order is {status}", failure_reason or FailureReason.CANCELLED_BY_STAFF)
     try:
         order_confirm_paid(
             order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"), during_checkout=True

@@ -34,6 +34,7 @@ from core import logs, metrics
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
+from core.transactions import joins_caller
 from inventory.selectors import products_by_sku
 from inventory.services import stock_commit, stock_reserve
 from payments.choices import PaymentStatus
@@ -320,12 +321,12 @@ def _check_failure_reason(failure_reason: str, allowed) -> str:
     return str(failure_reason)
 
 
-def _saved(order: Order) -> OrderDTO:
+def _saved(order: Order, lines: list[OrderLine] | None = None) -> OrderDTO:
     """Save a transition and record its event (confirmed, cancelled) in the same
     transaction: every order transition service ends here."""
     order.save(update_fields=["status", "failure_reason", "updated_at"])
     metrics.on_commit(_observe_state, order.pk, str(order.status), order.failure_reason, order.created_at)
-    moved = order_to_dto(order)
+    moved = order_to_dto(order, lines)
     order_event_record(moved)
     return moved
 
@@ -335,17 +336,36 @@ def _move(
 ) -> OrderDTO:
     """Lock the order and run one transition. An order already in `done_in` is a
     repeat and comes back unchanged; any other illegal move is a Conflict."""
-    order = _lock(order_id)
+    return _move_locked(
+        _lock(order_id), transition, done_in=done_in, action=action, by=by, reason=reason, **kwargs
+    )
+
+
+def _move_locked(
+    order: Order,
+    transition: str,
+    *,
+    done_in: tuple,
+    action: str,
+    by,
+    reason: str,
+    lines: list[OrderLine] | None = None,
+    **kwargs,
+) -> OrderDTO:
+    """_move for an order the caller locked (and whose lines it may have read)."""
     if order.status in done_in:
-        return order_to_dto(order)
+        return order_to_dto(order, lines)
     move = getattr(order, transition)
     if not can_proceed(move):
         raise _illegal(order, action)
-    move(by=by, description=reason, **kwargs)
-    return _saved(order)
+    # Checked above, before any write: joined to a caller's transaction without a
+    # savepoint (core.transactions), an error from here on marks it for rollback.
+    with transaction.atomic(savepoint=False):
+        move(by=by, description=reason, **kwargs)
+        return _saved(order, lines)
 
 
-@transaction.atomic
+@joins_caller
 def order_confirm(*, order_id: int, by=None, reason: str) -> OrderDTO:
     """pending -> confirmed: the transition alone, the last step of order_confirm_paid
     (which makes sure the payment is captured and the stock committed first)."""
@@ -355,7 +375,7 @@ def order_confirm(*, order_id: int, by=None, reason: str) -> OrderDTO:
     )
 
 
-@transaction.atomic
+@joins_caller
 def order_confirm_paid(
     *,
     order_id: int,
@@ -381,12 +401,23 @@ def order_confirm_paid(
       order order_request_cancel locks them in).
 
     Idempotent: a confirmed order comes back unchanged. Otherwise refused (Conflict)
-    exactly when selectors.order_confirm_paid_refusal says why."""
+    exactly when selectors.order_confirm_paid_refusal says why — before any write,
+    so it joins a caller's transaction without a savepoint (core.transactions);
+    except when it marks a run resolved first: then the rest runs in a savepoint,
+    so a refusal undoes the mark."""
     reason = check_reason(reason, by=by)
     run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
     if run is not None and run.status in ATTENTION_STATUSES:
-        saga_mark_resolved(run_id=run.id, by=by, reason=f"the order was confirmed by hand: {reason}")
-        run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
+        with transaction.atomic():
+            saga_mark_resolved(run_id=run.id, by=by, reason=f"the order was confirmed by hand: {reason}")
+            run = saga_run_for_subject(saga_type=CHECKOUT, subject_id=str(order_id))
+            return _confirm_paid(order_id, run, provider_charge_id, by, reason, during_checkout)
+    return _confirm_paid(order_id, run, provider_charge_id, by, reason, during_checkout)
+
+
+def _confirm_paid(
+    order_id: int, run, provider_charge_id: str | None, by, reason: str, during_checkout: bool
+) -> OrderDTO:
     order = _lock(order_id)
     lines = list(order.lines.order_by("id"))
     if order.status == OrderStatus.CONFIRMED:
@@ -402,11 +433,47 @@ def order_confirm_paid(
     if refusal is not None:
         raise Conflict(refusal.message, code=refusal.code, details={"order_id": order_id})
     assert payment is not None
+    lines_wanted = [(ln.sku, ln.quantity) for ln in lines]
     if provider_charge_id and payment.status != PaymentStatus.CAPTURED:
-        payment_capture(payment_id=payment.id, provider_charge_id=provider_charge_id, by=by, reason=reason)
-    stock_reserve(order_id=order_id, lines=[(ln.sku, ln.quantity) for ln in lines], by=by, reason=reason)
-    stock_commit(order_id=order_id, by=by, reason=reason)
-    return order_confirm(order_id=order_id, by=by, reason=reason)
+        # Rare (reconciliation found the charge): a savepoint, so a refusal of the
+        # stock below undoes the capture and leaves a caller's transaction usable.
+        with transaction.atomic():
+            payment_capture(
+                payment_id=payment.id, provider_charge_id=provider_charge_id, by=by, reason=reason
+            )
+            stock_reserve(order_id=order_id, lines=lines_wanted, by=by, reason=reason)
+            stock_commit(order_id=order_id, by=by, reason=reason)
+            return order_confirm(order_id=order_id, by=by, reason=reason)
+    # The services check before they write (core.transactions): a refusal before
+    # any write leaves a caller's transaction usable; after one, any error marks it
+    # for rollback, so stock, payment and order still agree or nothing happens.
+    try:
+        # The checkout's held reservation leaves the shelf (a repeat changes nothing).
+        committed = stock_commit(order_id=order_id, by=by, reason=reason)
+    except NotFound:
+        # Never reserved (a checkout that failed before its reservation): reserve
+        # first — refused before any write when the stock is not there.
+        stock_reserve(order_id=order_id, lines=lines_wanted, by=by, reason=reason)
+        committed = stock_commit(order_id=order_id, by=by, reason=reason)
+    with transaction.atomic(savepoint=False):
+        wanted: dict[str, int] = {}
+        for sku, quantity in lines_wanted:
+            wanted[sku] = wanted.get(sku, 0) + quantity
+        if {r.sku: r.quantity for r in committed} != wanted:
+            raise Conflict(
+                f"Order {order_id} holds different stock than its lines",
+                code="reservation_mismatch",
+                details={"order_id": order_id},
+            )
+        return _move_locked(
+            order,
+            "confirm",
+            done_in=(OrderStatus.CONFIRMED,),
+            action="confirm",
+            by=by,
+            reason=reason,
+            lines=lines,
+        )
 
 
 @transaction.atomic

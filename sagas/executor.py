@@ -14,6 +14,12 @@ each one. Commit budget (see docs/saga-engine.md):
 So a three-step run of local steps costs 3 commits; local, external, local
 (the checkout) costs 3; a pass that starts at an external step costs steps + 1.
 
+Round trips: a step runs with no savepoint of its own (a result other than done
+rolls the whole transaction back and the attempt is checkpointed in a fresh one),
+and the domain services it calls join its transaction (core.transactions); the
+audit rows (django-fsm-log) of a checkpoint are one multi-row INSERT
+(core.audit_batch). tests/checkout/test_statement_budget.py pins the count.
+
 Concurrency: claiming uses SELECT … FOR UPDATE SKIP LOCKED on a run that is due
 and whose lease is free or expired; once claimed, every later checkpoint
 re-locks the row and checks `lease_owner` is still this pass (fencing): a pass
@@ -44,6 +50,7 @@ from django.db.models import CharField, Func, Q, Value
 from django.utils import timezone
 
 from core import logs, metrics
+from core.audit_batch import audit_batch
 from core.sql import concrete_field
 
 from . import registry
@@ -79,8 +86,19 @@ def default_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-class _Rollback(Exception):
-    """Raised inside a local step's savepoint to undo its writes (non-done result)."""
+class _Undo(Exception):
+    """Raised out of a checkpoint's transaction to roll all of it back: a local step
+    (or an external step's apply) did not end done. The step runs without a
+    savepoint of its own (two round trips saved per step on the happy path), so
+    undoing its writes means undoing the transaction; the attempt is then
+    checkpointed in a fresh one (_checkpoint_undone)."""
+
+    def __init__(self, attempt: _Attempt, step: Step, run: SagaRun) -> None:
+        super().__init__(attempt.error)
+        self.attempt = attempt
+        self.step = step
+        # Where the run stood when the step was attempted.
+        self.position = (run.step_index, run.direction)
 
 
 @dataclass
@@ -95,6 +113,8 @@ class _Attempt:
     call: object = None
     ctx: StepContext | None = None
     to_apply: bool = False
+    # The external step's apply raised: its writes must be rolled back.
+    raised: bool = False
 
 
 def advance_run(
@@ -149,10 +169,16 @@ class _Pass:
 
     def execute(self) -> str:
         while True:
-            if self._next_is_unlocked_external():
-                status = self._external_step()
-            else:
-                status = self._locked_unit()
+            holding = self.holding
+            try:
+                if self._next_is_unlocked_external():
+                    status = self._external_step()
+                else:
+                    status = self._locked_unit()
+            except _Undo as undo:
+                # The transaction rolled back, the lease taken in it too.
+                self.holding = holding
+                status = self._checkpoint_undone(undo)
             if status != _CONTINUE:
                 return status
 
@@ -185,7 +211,7 @@ class _Pass:
         self._just_checkpointed = False
         self._timeout_ms = 0
         self._pending_logs = []
-        with transaction.atomic():
+        with transaction.atomic(), audit_batch():
             run = self._lock(self._expected_local_timeout())
             if run is None:
                 return self._lease_lost() if self.holding else NOT_CLAIMED
@@ -207,6 +233,8 @@ class _Pass:
             assert step is not None  # _settle returned False
             if step.transactional:
                 attempt = self._attempt_local(run, step)
+                if attempt.outcome != StepOutcome.DONE:
+                    raise _Undo(attempt, step, run)
                 return self._checkpoint(run, definition, step, attempt)
             # External step next: commit the lease first (no transaction may be
             # open during the call).
@@ -226,7 +254,7 @@ class _Pass:
         self._just_checkpointed = False
         self._timeout_ms = 0
         self._pending_logs = []
-        with transaction.atomic():
+        with transaction.atomic(), audit_batch():
             locked = self._lock()
             if locked is None or (locked.step_index, locked.direction) != (run.step_index, run.direction):
                 # Nothing of the call is recorded: the pass that holds the run now
@@ -235,7 +263,40 @@ class _Pass:
                 return self._lease_lost()
             if attempt.to_apply:
                 attempt = self._apply(step, attempt)
+                if attempt.raised:
+                    # Its writes go with the transaction; the error is checkpointed.
+                    raise _Undo(attempt, step, locked)
             return self._checkpoint(locked, definition, step, attempt)
+
+    def _checkpoint_undone(self, undo: _Undo) -> str:
+        """Checkpoint an attempt whose transaction was rolled back (its writes are
+        undone), in a fresh transaction: re-lock (or re-claim) the run and log the
+        attempt — if the run is still at that step. Otherwise another pass moved
+        it meanwhile, and the undone attempt changed nothing worth a record."""
+        self._just_checkpointed = False
+        self._timeout_ms = 0
+        self._pending_logs = []
+        with transaction.atomic(), audit_batch():
+            run = self._lock()
+            if run is None:
+                return self._lease_lost() if self.holding else NOT_CLAIMED
+            definition = registry.get(run.saga_type)
+            self.definition = definition
+            now = timezone.now()
+            if not self.holding:
+                self.holding = True
+                if run.lease_owner and run.lease_owner != self.owner:
+                    self._note_abandoned(run, definition, now)
+            if run.status in ACTIVE_STATUSES and (run.step_index, run.direction) != undo.position:
+                # The rolled-back transaction may have turned the run to compensate
+                # (an abort) or skipped steps before the attempt: the same again.
+                self._apply_abort(run, definition, now)
+                if self._settle(run, definition, now):
+                    return self._save(run, definition, now)
+            if run.status not in ACTIVE_STATUSES or (run.step_index, run.direction) != undo.position:
+                return self._save(run, definition, now)
+            run.step = undo.step.name
+            return self._checkpoint(run, definition, undo.step, undo.attempt)
 
     def _lease_lost(self) -> str:
         metrics.saga_lease_lost(saga=self.run.saga_type if self.run is not None else "")
@@ -300,10 +361,11 @@ class _Pass:
         return step.action if run.direction == Direction.FORWARD else step.compensation
 
     def _attempt_local(self, run: SagaRun, step: Step) -> _Attempt:
-        """Run a local step in a savepoint of the checkpoint's transaction. Its
-        timeout is enforced twice: PostgreSQL's statement_timeout stops a runaway
-        query, and a clock check after the action turns an overrun into a
-        retryable timeout (its writes roll back)."""
+        """Run a local step in the checkpoint's transaction, with no savepoint: a
+        result other than done makes the caller roll the whole transaction back
+        (_Undo). Its timeout is enforced twice: PostgreSQL's statement_timeout
+        stops a runaway query, and a clock check after the action turns an overrun
+        into a retryable timeout (its writes roll back)."""
         ctx = self._context(run, step.name, step.timeout)
         started_at, t0 = timezone.now(), time.monotonic()
         result: StepResult | None = None
@@ -317,13 +379,11 @@ class _Pass:
                 cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(timeout_ms)])
             self._timeout_ms = timeout_ms
         try:
-            with transaction.atomic():
-                result = self._fn(run, step)(ctx)
-                outcome, error = _classify(result, time.monotonic() - t0, step.timeout)
-                if outcome != StepOutcome.DONE:
-                    raise _Rollback
-        except _Rollback:
-            pass
+            result = self._fn(run, step)(ctx)
+            outcome, error = _classify(result, time.monotonic() - t0, step.timeout)
+            if outcome == StepOutcome.DONE and connection.needs_rollback:
+                # A service inside caught an error that poisoned the transaction.
+                outcome, error = StepOutcome.ERROR, "the step left its transaction marked for rollback"
         except Exception as exc:
             outcome, error = _classify_exception(exc)
             log.warning("saga run %s step %s raised", run.pk, step.name, exc_info=True)
@@ -353,20 +413,23 @@ class _Pass:
 
     def _apply(self, step: Step, attempt: _Attempt) -> _Attempt:
         """Record what the external call established, in the checkpoint's
-        transaction (savepoint: an exception undoes only the apply's writes). The
-        call's own duration decides a timeout, as for any external step; the
+        transaction, with no savepoint: if apply raises, the caller rolls the
+        whole transaction back and checkpoints the error in a fresh one (_Undo).
+        The call's own duration decides a timeout, as for any external step; the
         facts are recorded either way, and a retry finds them."""
         assert step.apply is not None and attempt.ctx is not None
         t0 = time.monotonic()
         result: StepResult | None = None
         try:
-            with transaction.atomic():
-                result = step.apply(attempt.ctx, attempt.call)
+            result = step.apply(attempt.ctx, attempt.call)
+            if connection.needs_rollback:
+                raise RuntimeError("apply left its transaction marked for rollback")
             outcome, error = _classify(result, attempt.duration_ms / 1000, step.timeout)
         except Exception as exc:
-            result = None
             outcome, error = _classify_exception(exc)
             log.warning("saga run %s step %s: apply raised", attempt.ctx.run_id, step.name, exc_info=True)
+            duration = attempt.duration_ms + _ms(t0)
+            return _Attempt(outcome, None, error, attempt.started_at, duration, raised=True)
         return _Attempt(outcome, result, error, attempt.started_at, attempt.duration_ms + _ms(t0))
 
     # --- state changes (all inside the caller's transaction) -----------------

@@ -436,6 +436,10 @@ BACKOFFICE_BEAT_SILENT_AFTER = env.float("BACKOFFICE_BEAT_SILENT_AFTER", default
 # --- Audit --------------------------------------------------------------------
 
 DJANGO_FSM_LOG_IGNORED_MODELS: tuple = ()
+# Like django-fsm-log's SimpleBackend (a row per transition, at once), except
+# inside core.audit_batch.audit_batch(): one multi-row INSERT per block (a saga
+# checkpoint).
+DJANGO_FSM_LOG_STORAGE_METHOD = "core.audit_batch.BatchingBackend"
 
 # --- Logging, metrics, tracing (docs/operations.md) ------------------------------------
 

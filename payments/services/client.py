@@ -13,10 +13,10 @@ from __future__ import annotations
 import threading
 
 from django.conf import settings
-from django.db import transaction
 
 from core.errors import ConcordError, NotFound
 from core.money import to_minor_units
+from core.transactions import joins_caller
 
 from ..choices import ProviderAttemptKind, ProviderAttemptOutcome
 from ..dto import PaymentDTO, ProviderAttemptDTO
@@ -72,7 +72,7 @@ def charge_matches(payment: Payment | PaymentDTO, charge: ProviderCharge) -> boo
     )
 
 
-@transaction.atomic
+@joins_caller
 def provider_attempt_record(
     *,
     payment_id: int | None,
@@ -107,6 +107,7 @@ def provider_attempt_record(
         payment_id is None or not Refund.objects.filter(pk=refund_id, payment_id=payment_id).exists()
     ):
         raise NotFound(f"Refund {refund_id} of payment {payment_id} does not exist.", code="refund_not_found")
+    # Checked above, before any write: the caller's transaction is joined, no savepoint.
     attempt = ProviderAttempt.objects.create(
         payment_id=payment_id,
         refund_id=refund_id,

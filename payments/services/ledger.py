@@ -14,13 +14,14 @@ from django.db import transaction
 
 from core.errors import ConcordError, Conflict
 from core.money import quantize
+from core.transactions import joins_caller
 
 from ..choices import LedgerAccountCode, LedgerTransactionKind
 from ..models import LedgerAccount, LedgerEntry, LedgerTransaction
 from ._common import require_currency, require_text
 
 
-@transaction.atomic
+@joins_caller
 def ledger_post(
     *,
     kind: str,
@@ -94,21 +95,27 @@ def ledger_post(
             )
         return existing.pk
 
-    accounts = {
-        code: LedgerAccount.objects.get_or_create(code=code, currency=currency)[0]
-        for code in sorted({code for code, _ in wanted})
-    }
-    txn = LedgerTransaction.objects.create(
-        kind=kind,
-        currency=currency,
-        reference=reference,
-        memo=memo,
-        payment_id=payment_id,
-        refund_id=refund_id,
-    )
-    LedgerEntry.objects.bulk_create(
-        LedgerEntry(transaction=txn, account=accounts[code], amount=amount, currency=currency)
-        for (code, amount), n in wanted.items()
-        for _ in range(n)
-    )
+    codes = sorted({code for code, _ in wanted})
+    # Every check above raised before a write: joined to a caller's transaction
+    # with no savepoint (core.transactions), an error from here on marks it for
+    # rollback. The accounts in one read; a missing one (first posting in a
+    # currency) is created.
+    with transaction.atomic(savepoint=False):
+        accounts = {a.code: a for a in LedgerAccount.objects.filter(code__in=codes, currency=currency)}
+        for code in codes:
+            if code not in accounts:
+                accounts[code] = LedgerAccount.objects.get_or_create(code=code, currency=currency)[0]
+        txn = LedgerTransaction.objects.create(
+            kind=kind,
+            currency=currency,
+            reference=reference,
+            memo=memo,
+            payment_id=payment_id,
+            refund_id=refund_id,
+        )
+        LedgerEntry.objects.bulk_create(
+            LedgerEntry(transaction=txn, account=accounts[code], amount=amount, currency=currency)
+            for (code, amount), n in wanted.items()
+            for _ in range(n)
+        )
     return txn.pk

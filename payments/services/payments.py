@@ -12,9 +12,11 @@ from __future__ import annotations
 from decimal import Decimal
 
 from django.db import transaction
+from django_fsm import can_proceed
 
 from core.errors import ConcordError, Conflict
 from core.sql import insert_unless_exists
+from core.transactions import joins_caller
 
 from ..choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus
 from ..dto import PaymentDTO
@@ -65,41 +67,67 @@ def payment_create(*, order_id: int, amount: Decimal, currency: str, payment_met
     return PaymentDTO.from_model(payment)
 
 
-@transaction.atomic
+@joins_caller
 def payment_capture(*, payment_id: int, provider_charge_id: str, by: User = None, reason: str) -> PaymentDTO:
     """The provider captured the charge: pending|unknown -> captured, and the money
     enters the ledger (Dr provider_clearing / Cr customer_funds). The one place a
-    payment becomes captured."""
+    payment becomes captured. Checks before it writes, so it joins a caller's
+    transaction without a savepoint (core.transactions)."""
     require_text(provider_charge_id, field="provider_charge_id", code="provider_charge_id_invalid")
     payment = lock_payment(payment_id)
+    refusal = capture_refusal(payment, provider_charge_id)
+    if refusal is not None:
+        raise refusal
+    return capture_locked(payment, provider_charge_id=provider_charge_id, by=by, reason=reason)
+
+
+def capture_refusal(payment: Payment, provider_charge_id: str) -> ConcordError | None:
+    """Why `payment` (locked) cannot be captured by `provider_charge_id`; None when
+    it can (or is already, by that charge: a repeat). Writes nothing, so a caller
+    can ask before writing and keep its transaction usable."""
     if payment.status in SETTLED_CAPTURE_STATES:
         if payment.provider_charge_id != provider_charge_id:
-            raise Conflict(
-                f"Payment {payment_id} was captured by charge {payment.provider_charge_id}.",
+            return Conflict(
+                f"Payment {payment.pk} was captured by charge {payment.provider_charge_id}.",
                 code="provider_charge_id_mismatch",
-                details={"payment_id": payment_id, "provider_charge_id": payment.provider_charge_id},
+                details={"payment_id": payment.pk, "provider_charge_id": payment.provider_charge_id},
             )
-        return PaymentDTO.from_model(payment)  # already captured: no-op
-    if Payment.objects.filter(provider_charge_id=provider_charge_id).exclude(pk=payment_id).exists():
-        raise Conflict(
+        return None
+    if not can_proceed(payment.capture):
+        return Conflict(
+            f"Payment {payment.pk} cannot capture from {payment.status}.",
+            code="illegal_transition",
+            details={"id": payment.pk, "status": payment.status, "transition": "capture"},
+        )
+    if Payment.objects.filter(provider_charge_id=provider_charge_id).exclude(pk=payment.pk).exists():
+        return Conflict(
             f"Charge {provider_charge_id} already belongs to another payment.",
             code="provider_charge_id_taken",
             details={"provider_charge_id": provider_charge_id},
         )
-    apply_transition(payment, "capture", provider_charge_id=provider_charge_id, by=by, description=reason)
-    payment.save()
-    ledger_transaction_id = ledger_post(
-        kind=LedgerTransactionKind.CAPTURE,
-        currency=payment.currency,
-        entries=[
-            (LedgerAccountCode.PROVIDER_CLEARING, payment.amount),
-            (LedgerAccountCode.CUSTOMER_FUNDS, -payment.amount),
-        ],
-        reference=f"payment:{payment.pk}:capture",
-        payment_id=payment.pk,
-        memo=f"Charge {provider_charge_id} for order {payment.order_id}",
-    )
-    payment_event_record(PAYMENT_CAPTURED, payment, ledger_transaction_id=ledger_transaction_id)
+    return None
+
+
+def capture_locked(payment: Payment, *, provider_charge_id: str, by: User = None, reason: str) -> PaymentDTO:
+    """payment_capture's writes, for a payment locked by the caller and checked with
+    capture_refusal (in the caller's transaction)."""
+    if payment.status in SETTLED_CAPTURE_STATES:
+        return PaymentDTO.from_model(payment)  # already captured: no-op
+    with transaction.atomic(savepoint=False):
+        apply_transition(payment, "capture", provider_charge_id=provider_charge_id, by=by, description=reason)
+        payment.save(update_fields=["status", "provider_charge_id", "failure_code", "updated_at"])
+        ledger_transaction_id = ledger_post(
+            kind=LedgerTransactionKind.CAPTURE,
+            currency=payment.currency,
+            entries=[
+                (LedgerAccountCode.PROVIDER_CLEARING, payment.amount),
+                (LedgerAccountCode.CUSTOMER_FUNDS, -payment.amount),
+            ],
+            reference=f"payment:{payment.pk}:capture",
+            payment_id=payment.pk,
+            memo=f"Charge {provider_charge_id} for order {payment.order_id}",
+        )
+        payment_event_record(PAYMENT_CAPTURED, payment, ledger_transaction_id=ledger_transaction_id)
     return PaymentDTO.from_model(payment)
 
 

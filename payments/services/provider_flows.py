@@ -53,7 +53,13 @@ from ._common import (
     refuse_open_transaction,
 )
 from .client import charge_matches, provider_attempt_record, provider_client
-from .payments import payment_capture, payment_fail, payment_mark_unknown_if_pending
+from .payments import (
+    capture_locked,
+    capture_refusal,
+    payment_capture,
+    payment_fail,
+    payment_mark_unknown_if_pending,
+)
 from .refunds import refund_fail, refund_open, refund_succeed
 
 logger = logging.getLogger(__name__)
@@ -170,7 +176,10 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
     if call.result is None:
         return _settled_charge(get_payment(call.payment_id))
     result = call.result
-    payment = get_payment(call.payment_id)
+    # The payment's row lock before the attempt's insert (whose foreign key takes a
+    # share lock on it): a webhook's lookup settling the same payment at the same
+    # moment waits instead of deadlocking with this (both share, both want update).
+    payment = lock_payment(call.payment_id)
     outcome, error = result.outcome, result.error or ""
     failure_code = result.failure_code or ""
     charge = result.charge
@@ -190,12 +199,18 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
         duration_ms=result.duration_ms,
         attempt_id=result.attempt_id,
     )
+    if outcome is Outcome.SUCCEEDED:
+        assert charge is not None
+        refusal = capture_refusal(payment, charge.id)
+        if refusal is None:
+            # The usual case, checked before writing: no savepoint (two round trips).
+            record(outcome=str(outcome), error=error)
+            dto = capture_locked(
+                payment, provider_charge_id=charge.id, reason=f"provider charge {charge.id} succeeded"
+            )
+            return ChargeOutcome(str(outcome), dto, failure_code=failure_code, error=error)
     try:
         with transaction.atomic():  # a savepoint: a refusal undoes only this
-            # The payment's row lock before the attempt's insert (whose foreign key takes a
-            # share lock on it): a webhook's lookup settling the same payment at the same
-            # moment waits instead of deadlocking with this (both share, both want update).
-            lock_payment(payment.pk)
             record(outcome=str(outcome), error=error)
             if outcome is Outcome.SUCCEEDED:
                 assert charge is not None

@@ -1,0 +1,72 @@
+"""The statement budget of one happy checkout (docs/benchmarks.md, "Saga throughput"):
+every statement the pass sends, counted in-process, so a regression fails."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django_fsm_log.models import StateLog
+
+from orders.models import Order
+from sagas.executor import advance_run
+from sagas.models import SagaRun
+
+from .conftest import run_of
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def __call__(self, execute, sql, params, many, context):
+        self.statements.append(sql)
+        return execute(sql, params, many, context)
+
+
+def _pass(order_id: int) -> list[str]:
+    run_id = run_of(order_id).id
+    recorder = _Recorder()
+    with connection.execute_wrapper(recorder):
+        assert advance_run(run_id, worker_id="test") == "completed"
+    return recorder.statements
+
+
+def test_a_happy_checkout_costs_40_statements_no_savepoint_and_one_audit_insert_per_checkpoint(
+    psp, shop, place
+):
+    _pass(place(lines=[("MUG", 1)]))  # warm-up: content types, the provider connection
+    order_id = place(lines=[("MUG", 2), ("TEE", 1)])
+
+    statements = _pass(order_id)
+
+    # Per checkout (3 commits; BEGIN/COMMIT are not statements here):
+    # reserve 10 — claim, its statement_timeout, lines, stock lock, reservation
+    #   check, 2 counter UPDATEs, reservations, their audit rows, checkpoint;
+    # charge 15 — payment read before the call; run lock, payment lock, charge-id
+    #   check, payment check + attempt INSERT, payment UPDATE, ledger (reference
+    #   check, accounts, transaction, entries, its timestamp), event, checkpoint,
+    #   audit rows (capture);
+    # confirm 15 — run lock, order status, checkout run, order lock, lines,
+    #   payment, reservations lock, 2 counter UPDATEs, reservations UPDATE,
+    #   movements, order UPDATE, event, checkpoint, audit rows (2 reservations,
+    #   order, run). Was 76, with 12 SAVEPOINT/RELEASE pairs and 6 audit INSERTs.
+    assert len(statements) == 40, "\n".join(statements)
+    assert not [s for s in statements if "SAVEPOINT" in s]
+    audit_inserts = [s for s in statements if s.startswith(f'INSERT INTO "{StateLog._meta.db_table}"')]
+    assert len(audit_inserts) == 3  # one per checkpoint
+    # ... and the audit trail is complete: 2 reservations held and committed, the
+    # payment captured, the order confirmed, the run completed.
+    order = Order.objects.get(pk=order_id)
+    assert order.status == "confirmed"
+    run = SagaRun.objects.get(pk=run_of(order_id).id)
+    assert StateLog.objects.for_(run).filter(state="completed").count() == 1
+    assert StateLog.objects.for_(order).filter(state="confirmed").count() == 1
+    transitions = sorted(
+        StateLog.objects.filter(transition__in=["reserve", "commit", "capture"]).values_list(
+            "transition", flat=True
+        )
+    )
+    assert transitions.count("reserve") == 3 and transitions.count("commit") == 3  # with the warm-up's
+    assert transitions.count("capture") == 2
