@@ -1,5 +1,11 @@
 """Numbered pages for the back-office lists: every list says how many rows match and
-pages through all of them (nothing stops silently at one page)."""
+pages through them (nothing stops silently at one page).
+
+Counting every match of a broad filter over millions of rows (every saga run, every
+confirmed order) costs as much as reading them, on every page view. So the big lists
+count at most COUNT_CAP + 1 rows (the selectors' `cap`): past COUNT_CAP the page says
+"10,000+" — never a made-up exact number — and pages through the first COUNT_CAP; a
+narrower filter gives the exact count again."""
 
 from __future__ import annotations
 
@@ -7,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PAGE_SIZE = 50
+COUNT_CAP = 10_000  # rows a list counts exactly; past it, "10,000+"
 
 
 @dataclass(frozen=True)
@@ -15,6 +22,12 @@ class Page:
     size: int
     total: int
     query: str  # the other parameters of the request, url-encoded
+    capped: bool = False  # more than `total` match (the count stopped at the cap)
+
+    @property
+    def total_text(self) -> str:
+        """The total as the page says it: "10,000+" when the count was capped."""
+        return f"{self.total:,}+" if self.capped else str(self.total)
 
     @property
     def offset(self) -> int:
@@ -61,8 +74,12 @@ class Page:
         return self.url(self.pages)
 
 
-def page_of(request: Any, total: int, size: int = PAGE_SIZE) -> Page:
-    """The page the request asks for (?page=N), within 1..pages; a bad value is page 1."""
+def page_of(request: Any, total: int, size: int = PAGE_SIZE, *, cap: int | None = None) -> Page:
+    """The page the request asks for (?page=N), within 1..pages; a bad value is page 1.
+    With `cap`, a `total` above it (a capped count: cap + 1) means "more than cap"."""
+    capped = cap is not None and total > cap
+    if capped:
+        total = cap
     params = request.GET.copy()
     raw = params.pop("page", ["1"])[-1]
     try:
@@ -70,4 +87,4 @@ def page_of(request: Any, total: int, size: int = PAGE_SIZE) -> Page:
     except (TypeError, ValueError):
         number = 1
     pages = max(1, -(-total // size))
-    return Page(min(max(1, number), pages), size, total, params.urlencode())
+    return Page(min(max(1, number), pages), size, total, params.urlencode(), capped)

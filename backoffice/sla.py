@@ -39,6 +39,7 @@ from payments.choices import PaymentStatus, RefundStatus
 from reconciliation import selectors as recon_selectors
 from reconciliation.choices import LIVE_STATES, IncidentState
 
+from . import probes
 from .conf import FINANCE_GROUP, ONCALL_GROUP, StateSla, silent_after, sla_limits
 from .models import EscalationStatus, SlaEscalation
 from .roles import FINANCE, SUPPORT
@@ -339,8 +340,9 @@ def systems_health(*, provider: tuple[bool, str]) -> list[Pulse]:
     limits = silent_after()
     reachable, detail = provider
     return [
-        _heartbeat_pulse(heartbeats.WORKER, limits["worker"]),
-        _heartbeat_pulse(heartbeats.BEAT, limits["beat"]),
+        # Kept a few seconds (backoffice.probes): a heartbeat is a Redis round trip each.
+        probes.kept("pulse:worker", lambda: _heartbeat_pulse(heartbeats.WORKER, limits["worker"])),
+        probes.kept("pulse:beat", lambda: _heartbeat_pulse(heartbeats.BEAT, limits["beat"])),
         Pulse(
             "provider",
             reachable,

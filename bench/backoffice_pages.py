@@ -34,12 +34,13 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
-DB_NAME = "concord_bench_bo"
+DB_NAME = os.environ.get("BENCH_DATABASE", "concord_bench_bo")
 BUDGET_MS = 100.0
 
 SEED_SQL = [
@@ -47,11 +48,12 @@ SEED_SQL = [
     """
     INSERT INTO orders_order (client_id, customer_email, currency, total, payment_method,
                               status, failure_reason, created_at, updated_at)
-    SELECT 1 + g % 50, 'c' || g || '@example.com', 'EUR', 10 + (g % 90), 'pm_card_ok',
-           CASE WHEN g % 100 < 94 THEN 'confirmed' WHEN g % 100 < 98 THEN 'cancelled' ELSE 'pending' END,
-           CASE WHEN g % 100 BETWEEN 94 AND 97 THEN 'payment_declined' END,
-           now() - (__ORDERS__ - g) * interval '7776 milliseconds' * 1000000 / __ORDERS__,
-           now() - (__ORDERS__ - g) * interval '7776 milliseconds' * 1000000 / __ORDERS__ + interval '2 seconds'
+    SELECT 1 + g % 50, 'c' || (g % __CUSTOMERS__) || '@example.com', 'EUR', 10 + (g % 90), 'pm_card_ok',
+           CASE WHEN g % 100000 = 99 THEN 'cancelling'
+                WHEN g % 100 < 94 THEN 'confirmed' WHEN g % 100 < 98 THEN 'cancelled' ELSE 'pending' END,
+           CASE WHEN g % 100 BETWEEN 94 AND 97 OR g % 100000 = 99 THEN 'payment_declined' END,
+           now() - interval '90 days' * ((__ORDERS__ - g)::float8 / __ORDERS__),
+           now() - interval '90 days' * ((__ORDERS__ - g)::float8 / __ORDERS__) + interval '2 seconds'
     FROM generate_series(1, __ORDERS__) AS g
     """,
     # One checkout run for every tenth order (subject = order id).
@@ -94,10 +96,10 @@ SEED_SQL = [
            CASE WHEN g % 100 < 4 THEN 'open' WHEN g % 100 < 5 THEN 'acknowledged'
                 WHEN g % 100 < 90 THEN 'resolved' ELSE 'dismissed' END,
            'bench:' || g, g * 37, NULL, 'ch_bench_' || g, NULL, NULL, (g % 500) + 0.5, 'EUR', '{}'::jsonb,
-           now() - (__INCIDENTS__ - g) * interval '388 seconds' * 20000 / __INCIDENTS__,
-           now() - (__INCIDENTS__ - g) * interval '388 seconds' * 20000 / __INCIDENTS__,
+           now() - interval '90 days' * ((__INCIDENTS__ - g)::float8 / __INCIDENTS__),
+           now() - interval '90 days' * ((__INCIDENTS__ - g)::float8 / __INCIDENTS__),
            NULL,
-           CASE WHEN g % 100 >= 5 THEN now() - (__INCIDENTS__ - g) * interval '388 seconds' * 20000 / __INCIDENTS__
+           CASE WHEN g % 100 >= 5 THEN now() - interval '90 days' * ((__INCIDENTS__ - g)::float8 / __INCIDENTS__)
                 + interval '40 minutes' END,
            CASE WHEN g % 100 >= 90 THEN 'dismissed' WHEN g % 100 >= 5 THEN 'auto' ELSE '' END,
            CASE WHEN g % 100 >= 5 THEN 'bench' ELSE '' END, 0
@@ -110,19 +112,98 @@ SEED_SQL = [
            'succeeded', 1000000, 3, 1, 1, '[]'::jsonb, '[]'::jsonb
     FROM generate_series(1, 2000) AS g
     """,
+    # A payment for every tenth order (those with a checkout run); 1 in 10,000 unknown.
+    """
+    INSERT INTO payments_payment (order_id, amount, currency, payment_method, status, provider_charge_id,
+                                  failure_code, last_error, refunded_amount, created_at, updated_at, provider_key)
+    SELECT o.id, o.total, 'EUR', 'pm_card_ok',
+           CASE WHEN o.id % 100000 = 10 THEN 'unknown' WHEN o.status = 'cancelled' THEN 'failed' ELSE 'captured' END,
+           CASE WHEN o.status = 'confirmed' THEN 'ch_bench_' || o.id END,
+           '', '', 0, o.created_at, o.updated_at, 'pay_bench_' || o.id
+    FROM orders_order o WHERE o.id % 10 = 0 AND o.id <= __RUNS__ * 10
+    """,
+    # The search read model: one row per order, as the consumer keeps it.
+    """
+    INSERT INTO readmodels_ordersearch (order_id, client_id, customer_email, currency, total, status,
+        failure_reason, payment_id, payment_status, charge_id, idempotency_key, created_at)
+    SELECT o.id, o.client_id, o.customer_email, o.currency, o.total, o.status, coalesce(o.failure_reason, ''),
+           p.id, coalesce(p.status, ''), p.provider_charge_id, 'idem-' || o.id, o.created_at
+    FROM orders_order o LEFT JOIN payments_payment p ON p.order_id = o.id
+    """,
+    # The finance read model: one row per day (EUR) over the 90 days.
+    """
+    INSERT INTO readmodels_financeday (day, currency, orders, captures, revenue, refunds, refunded, incidents,
+        money_at_risk, dismissed, dismissed_at_risk, resolved, resolve_seconds)
+    SELECT (now() - d * interval '1 day')::date, 'EUR', __ORDERS__ / 90, __ORDERS__ / 95, __ORDERS__ / 90 * 55,
+           __ORDERS__ / 9000, __ORDERS__ / 9000 * 55, __INCIDENTS__ / 90, __INCIDENTS__ / 90 * 250,
+           __INCIDENTS__ / 900, __INCIDENTS__ / 900 * 250, __INCIDENTS__ / 95, __INCIDENTS__ / 95 * 2400.0
+    FROM generate_series(0, 89) AS d
+    """,
+    # The outbox: 50,000 sequenced events kept, the newest 20 not yet applied by any consumer.
+    """
+    INSERT INTO outbox_event (id, type, aggregatetype, aggregateid, payload, schema_version, created_at,
+                              sequence, sequenced_at)
+    SELECT gen_random_uuid(), 'order.placed', 'order', g::text, '{}'::jsonb, 1,
+           now() - (50000 - g) * interval '100 milliseconds', g, now() - (50000 - g) * interval '100 milliseconds'
+    FROM generate_series(1, 50000) AS g
+    """,
+    """
+    INSERT INTO outbox_consumerstate (name, position, last_delivered_at, last_event_id, attempts,
+        next_attempt_at, last_error, failing_since, created_at, updated_at)
+    SELECT name, 49980, now() - interval '3 seconds', NULL, 0, NULL, '', NULL, now(), now()
+    FROM unnest(ARRAY[__CONSUMERS__]) AS name
+    """,
 ]
 
+# (label, url, role): what a support person and a finance person open. "__ORDER__" is
+# replaced by an order that has a payment, a checkout run and incidents; "__EMAIL__" and
+# "__CHARGE__" by its customer's e-mail and its charge id.
+SEEDED_TABLES = (
+    "orders_order",
+    "payments_payment",
+    "sagas_sagarun",
+    "reconciliation_incident",
+    "readmodels_ordersearch",
+    "outbox_event",
+)
+
 PAGES = [
-    ("floor: search page, no query", "/backoffice/search/"),
-    ("overview", "/backoffice/"),
-    ("stuck sagas (default: oldest first)", "/backoffice/sagas/"),
+    ("floor: search page, no query", "/backoffice/search/", "support"),
+    ("overview", "/backoffice/", "support"),
+    ("waiting by state (SLA)", "/backoffice/waiting/", "support"),
+    ("stuck sagas (default: oldest first)", "/backoffice/sagas/", "support"),
     (
         "stuck sagas ?status=failed&step=charge_payment",
         "/backoffice/sagas/?status=failed&step=charge_payment",
+        "support",
     ),
-    ("stuck sagas ?error=HTTP 500&sort=attempts", "/backoffice/sagas/?error=HTTP+500&sort=attempts"),
-    ("incidents (default: live, worst money first)", "/backoffice/incidents/"),
-    ("incidents ?state=resolved&sort=newest", "/backoffice/incidents/?state=resolved&sort=newest"),
+    (
+        "stuck sagas ?error=HTTP 500&sort=attempts",
+        "/backoffice/sagas/?error=HTTP+500&sort=attempts",
+        "support",
+    ),
+    ("all sagas ?all=1 (every run)", "/backoffice/sagas/?all=1", "support"),
+    (
+        "all sagas ?all=1&status=completed&page=100",
+        "/backoffice/sagas/?all=1&status=completed&page=100",
+        "support",
+    ),
+    ("incidents (default: live, worst money first)", "/backoffice/incidents/", "support"),
+    ("incidents ?state=resolved&sort=newest", "/backoffice/incidents/?state=resolved&sort=newest", "support"),
+    (
+        "incidents ?type=duplicate_charge&severity=high",
+        "/backoffice/incidents/?type=duplicate_charge&severity=high",
+        "support",
+    ),
+    ("search ?q=<customer e-mail>", "/backoffice/search/?q=__EMAIL__", "support"),
+    ("search ?q=<charge id>", "/backoffice/search/?q=__CHARGE__", "support"),
+    ("search ?status=confirmed (state map link)", "/backoffice/search/?status=confirmed", "support"),
+    ("order case file", "/backoffice/orders/__ORDER__/", "support"),
+    ("finance (last 30 days)", "/backoffice/finance/", "finance"),
+    # The same pages with what they keep a while thrown away before every request: what
+    # the first person after the interval waits (probes: 5 s; finance figures: 60 s).
+    ("overview, cold (probes not kept)", "/backoffice/", "support", "cold"),
+    ("finance, cold (figures recomputed)", "/backoffice/finance/", "finance", "cold"),
 ]
 
 
@@ -146,7 +227,11 @@ def prepare_database(server_url: str, *, reuse: bool) -> bool:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,
-        env={**os.environ, "DATABASE_URL": database_url(server_url)},
+        env={
+            **os.environ,
+            "DATABASE_URL": database_url(server_url),
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        },
         check=True,
     )
     return True
@@ -155,15 +240,40 @@ def prepare_database(server_url: str, *, reuse: bool) -> bool:
 def seed(server_url: str, *, orders: int, runs: int, incidents: int) -> dict[str, float]:
     if runs * 10 > orders:
         raise SystemExit("--runs may be at most --orders / 10 (one run per tenth order)")
+    from outbox import registry  # after django_setup: the registered consumers
+
     timings = {}
-    sizes = {"__ORDERS__": orders, "__RUNS__": runs, "__INCIDENTS__": incidents}
+    sizes = {
+        "__ORDERS__": orders,
+        "__RUNS__": runs,
+        "__INCIDENTS__": incidents,
+        "__CUSTOMERS__": max(1, orders // 5),  # five orders per customer
+    }
+    consumers = ", ".join(f"'{name}'" for name in registry.names())
     with psycopg.connect(database_url(server_url), autocommit=True) as conn:
+        # Secondary indexes are dropped during the load and built after it (a sorted
+        # build is several times faster than 10M inserts into each); the primary keys
+        # and the constraints' own indexes stay.
+        indexes = conn.execute(
+            "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indrelid WHERE c.relname = ANY(%s) AND NOT i.indisprimary "
+            "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)",
+            [list(SEEDED_TABLES)],
+        ).fetchall()
+        for name, _ in indexes:
+            conn.execute(f"DROP INDEX {name}")
         for sql in SEED_SQL:
             for token, value in sizes.items():
                 sql = sql.replace(token, str(int(value)))
+            sql = sql.replace("__CONSUMERS__", consumers)
             started = time.perf_counter()
             conn.execute(sql)  # no parameters: psycopg sends the text as is (% is modulo)
             timings[sql.split("INTO", 1)[1].split("(", 1)[0].strip()] = time.perf_counter() - started
+        started = time.perf_counter()
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        for _, definition in indexes:
+            conn.execute(definition)
+        timings["secondary indexes"] = time.perf_counter() - started
         started = time.perf_counter()
         conn.execute("VACUUM ANALYZE")
         timings["vacuum analyze"] = time.perf_counter() - started
@@ -181,37 +291,88 @@ def django_setup(server_url: str) -> None:
     django.setup()
 
 
+def _case_order() -> tuple[int, str, str]:
+    """An order with a payment, a checkout run and an incident (the case file's worst
+    ordinary case), its customer's e-mail and its charge id."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT o.id, o.customer_email, p.provider_charge_id FROM orders_order o "
+            "JOIN payments_payment p ON p.order_id = o.id "
+            "JOIN reconciliation_incident i ON i.order_id = o.id "
+            "WHERE p.provider_charge_id IS NOT NULL ORDER BY o.id LIMIT 1"
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise SystemExit("no order with a payment and an incident: seed with more incidents")
+    return row
+
+
 def measure(requests: int) -> list[dict]:
+    from urllib.parse import quote
+
     from django.conf import settings
+    from django.contrib.auth.models import User
     from django.core.signals import request_started
     from django.db import connection, reset_queries
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
-    from backoffice.roles import SUPPORT, staff_create
+    from backoffice.roles import FINANCE, SUPPORT, staff_create
 
     settings.ALLOWED_HOSTS = ["*"]
-    from django.contrib.auth.models import User
+    clients = {}
+    for role, name in ((SUPPORT, "bench-support"), (FINANCE, "bench-finance")):
+        user = User.objects.filter(username=name).first() or staff_create(
+            username=name, role=role, password="bench-pass-1"
+        )
+        clients[role] = Client()
+        clients[role].force_login(user)
+    order_id, email, charge = _case_order()
+    pages = [
+        (
+            label,
+            url.replace("__ORDER__", str(order_id))
+            .replace("__EMAIL__", quote(email))
+            .replace("__CHARGE__", quote(charge)),
+            role,
+            cold,
+        )
+        for label, url, role, *cold in PAGES
+    ]
+    # Production's defaults (the test settings read every probe afresh).
+    settings.BACKOFFICE_PROBE_SECONDS = 5.0
+    settings.BACKOFFICE_FINANCE_FIGURES_SECONDS = 60.0
+    from django.core.cache import cache
+    from django.utils import timezone
 
-    user = User.objects.filter(username="bench-support").first() or staff_create(
-        username="bench-support", role=SUPPORT, password="bench-pass-1"
-    )
-    client = Client()
-    client.force_login(user)
+    from backoffice import finance, probes
+
+    def throw_away() -> None:
+        probes.forget()
+        today = timezone.now().date()
+        cache.delete(finance.figures_key(today - timedelta(days=29), today))
+
     results = []
-    for label, url in PAGES:
+    for label, url, role, cold in pages:
+        client = clients[role]
+        before = throw_away if cold else (lambda: None)
         for _ in range(10):  # warm-up: connection, template cache, plan cache
             assert client.get(url).status_code == 200, url
         # Django empties connection.queries when a request starts; unhook that while counting.
         request_started.disconnect(reset_queries)
         try:
+            before()
             with CaptureQueriesContext(connection) as captured:
                 client.get(url)
             query_count = len(captured)  # now: later requests empty connection.queries again
         finally:
             request_started.connect(reset_queries)
         samples = []
-        for _ in range(requests):
+        load = os.getloadavg()[0]
+        for _ in range(max(10, requests // 10) if cold else requests):
+            before()
             started = time.perf_counter()
             response = client.get(url)
             samples.append((time.perf_counter() - started) * 1000)
@@ -225,6 +386,7 @@ def measure(requests: int) -> list[dict]:
                 "p50_ms": round(statistics.median(samples), 2),
                 "p95_ms": round(samples[int(len(samples) * 0.95) - 1], 2),
                 "max_ms": round(samples[-1], 2),
+                "load": round((load + os.getloadavg()[0]) / 2, 2),
             }
         )
     floor = results[0]["p50_ms"]
@@ -261,9 +423,9 @@ def explain() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--orders", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=100_000)
-    parser.add_argument("--incidents", type=int, default=20_000)
+    parser.add_argument("--orders", type=int, default=10_000_000)
+    parser.add_argument("--runs", type=int, default=1_000_000)
+    parser.add_argument("--incidents", type=int, default=200_000)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--reuse", action="store_true", help="keep an already seeded database")
     parser.add_argument("--keep", action="store_true", help="do not drop the database at the end")
@@ -272,20 +434,20 @@ def main() -> None:
     server_url = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
 
     must_seed = prepare_database(server_url, reuse=args.reuse)
+    django_setup(server_url)
     if must_seed:
         print(f"seeding {args.orders:,} orders, {args.runs:,} saga runs, {args.incidents:,} incidents …")
         for table, seconds in seed(
             server_url, orders=args.orders, runs=args.runs, incidents=args.incidents
         ).items():
             print(f"  {table}: {seconds:.1f} s")
-    django_setup(server_url)
     results = measure(args.requests)
-    print(f"\n{'page':<50} {'SQL':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'x floor':>8}")
+    print(f"\n{'page':<50} {'SQL':>4} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'x floor':>8} {'load':>5}")
     for r in results:
         flag = "" if r["p95_ms"] < BUDGET_MS else "  OVER BUDGET"
         print(
             f"{r['page']:<50} {r['queries']:>4} {r['p50_ms']:>8.2f} {r['p95_ms']:>8.2f} {r['max_ms']:>8.2f} "
-            f"{r['ratio_p50_to_floor']:>8.2f}{flag}"
+            f"{r['ratio_p50_to_floor']:>8.2f} {r['load']:>5.1f}{flag}"
         )
     if args.explain:
         explain()

@@ -325,9 +325,11 @@ def incidents_list(
     return [IncidentRow(*row) for row in qs[offset : offset + max(1, min(limit, 1000))]]
 
 
-def incidents_count(**filters: Any) -> int:
-    """How many incidents incidents_list's filters match (its page total)."""
-    return _incidents_filtered(**filters).count()
+def incidents_count(*, cap: int | None = None, **filters: Any) -> int:
+    """How many incidents incidents_list's filters match (its page total); with `cap`,
+    at most cap + 1 (counting stops there: "more than cap")."""
+    qs = _incidents_filtered(**filters)
+    return qs[: cap + 1].count() if cap is not None else qs.count()
 
 
 def incidents_matching(*, cap: int, **filters: Any) -> list[IncidentRow]:

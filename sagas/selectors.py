@@ -202,9 +202,11 @@ def saga_runs_list(
     return [run_to_dto(run) for run in qs[offset : offset + max(1, min(limit, 1000))]]
 
 
-def saga_runs_count(**filters: Any) -> int:
-    """How many runs saga_runs_list's filters match (its page total)."""
-    return _runs_filtered(**filters).count()
+def saga_runs_count(*, cap: int | None = None, **filters: Any) -> int:
+    """How many runs saga_runs_list's filters match (its page total); with `cap`, at
+    most cap + 1 (counting stops there: "more than cap", for a page over every run)."""
+    qs = _runs_filtered(**filters)
+    return qs[: cap + 1].count() if cap is not None else qs.count()
 
 
 def saga_runs_matching(*, cap: int, **filters: Any) -> list[SagaRunDTO]:
