@@ -2,10 +2,11 @@
 pages through them (nothing stops silently at one page).
 
 Counting every match of a broad filter over millions of rows (every saga run, every
-confirmed order) costs as much as reading them, on every page view. So the big lists
-count at most COUNT_CAP + 1 rows (the selectors' `cap`): past COUNT_CAP the page says
-"10,000+" — never a made-up exact number — and pages through the first COUNT_CAP; a
-narrower filter gives the exact count again."""
+confirmed order) costs as much as reading them, on every page view: about 0.6 µs per
+row even as an index-only scan, so 10,000 rows would cost twice the whole floor page.
+So the big lists count at most COUNT_CAP + 1 rows (the selectors' `cap`): past
+COUNT_CAP the page says "1,000+" — never a made-up exact number — and pages through
+the first COUNT_CAP; a narrower filter gives the exact count again."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PAGE_SIZE = 50
-COUNT_CAP = 10_000  # rows a list counts exactly; past it, "10,000+"
+COUNT_CAP = 1_000  # rows a list counts exactly; past it, "1,000+"
 
 
 @dataclass(frozen=True)

@@ -189,7 +189,9 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
     found_total = 0
     if "@" in email:
         _, found = rm_selectors.order_search(q=email, limit=11)
-        found_total = rm_selectors.order_search_count(q=email, cap=COUNT_CAP)
+        found_total = (  # fewer than asked for: that is all of them, no count needed
+            rm_selectors.order_search_count(q=email, cap=COUNT_CAP) if len(found) == 11 else len(found)
+        )
     others = [o for o in found if o.order_id != case.order.id]
     # This order is one of the customer's (unless the model has not applied it yet).
     others_total = found_total - (1 if len(others) < len(found) or found_total > len(found) else 0)

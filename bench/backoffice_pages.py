@@ -74,15 +74,16 @@ SEED_SQL = [
            CASE WHEN s.status LIKE 'compensat%' THEN 'payment_declined' ELSE '' END,
            '{}'::jsonb, false,
            -- half of the running runs are past their SLA (stuck), half are fresh
-           CASE WHEN s.status = 'running' AND o.id % 2 = 0 THEN now() + interval '30 minutes'
+           CASE WHEN s.status = 'running' AND (o.id / 10) % 2 = 0 THEN now() + interval '30 minutes'
                 ELSE o.created_at + interval '30 minutes' END,
            NULL, o.created_at, o.updated_at
     FROM orders_order o
+    -- by the run's number (o.id / 10): o.id itself is a multiple of ten here
     CROSS JOIN LATERAL (SELECT CASE
-        WHEN o.id % 1000 < 20 THEN 'failed'
-        WHEN o.id % 1000 < 23 THEN 'compensation_failed'
-        WHEN o.id % 1000 < 28 THEN 'running'
-        WHEN o.id % 1000 < 58 THEN 'compensated'
+        WHEN (o.id / 10) % 1000 < 20 THEN 'failed'
+        WHEN (o.id / 10) % 1000 < 23 THEN 'compensation_failed'
+        WHEN (o.id / 10) % 1000 < 28 THEN 'running'
+        WHEN (o.id / 10) % 1000 < 58 THEN 'compensated'
         ELSE 'completed' END AS status) s
     WHERE o.id % 10 = 0 AND o.id <= __RUNS__ * 10
     """,
@@ -184,8 +185,8 @@ PAGES = [
     ),
     ("all sagas ?all=1 (every run)", "/backoffice/sagas/?all=1", "support"),
     (
-        "all sagas ?all=1&status=completed&page=100",
-        "/backoffice/sagas/?all=1&status=completed&page=100",
+        "all sagas ?all=1&status=completed&page=20",
+        "/backoffice/sagas/?all=1&status=completed&page=20",
         "support",
     ),
     ("incidents (default: live, worst money first)", "/backoffice/incidents/", "support"),
@@ -211,19 +212,7 @@ def database_url(server_url: str) -> str:
     return f"{server_url}/{DB_NAME}"
 
 
-def prepare_database(server_url: str, *, reuse: bool) -> bool:
-    """(Re)create and migrate the bench database; True if it must be seeded."""
-    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
-        if exists and reuse:
-            with psycopg.connect(database_url(server_url)) as db:
-                try:
-                    if db.execute("SELECT count(*) FROM orders_order").fetchone()[0] > 0:
-                        return False
-                except psycopg.Error:
-                    pass
-        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+def _migrate(server_url: str) -> None:
     subprocess.run(
         [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
         cwd=ROOT,
@@ -234,6 +223,25 @@ def prepare_database(server_url: str, *, reuse: bool) -> bool:
         },
         check=True,
     )
+
+
+def prepare_database(server_url: str, *, reuse: bool) -> bool:
+    """(Re)create and migrate the bench database; True if it must be seeded. A reused
+    database is migrated too (a new index is built on the seeded rows)."""
+    with psycopg.connect(f"{server_url}/postgres", autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
+        if exists and reuse:
+            with psycopg.connect(database_url(server_url)) as db:
+                try:
+                    seeded = db.execute("SELECT count(*) FROM orders_order").fetchone()[0] > 0
+                except psycopg.Error:
+                    seeded = False
+            if seeded:
+                _migrate(server_url)
+                return False
+        conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+    _migrate(server_url)
     return True
 
 
@@ -409,6 +417,25 @@ def explain() -> None:
                 "stuck sagas, oldest first",
                 "SELECT id FROM sagas_sagarun WHERE (status IN ('failed','compensation_failed') OR "
                 "(status IN ('running','compensating') AND sla_at <= now())) ORDER BY created_at, id LIMIT 50",
+            ),
+            (
+                "every saga run, capped count (?all=1)",
+                "SELECT count(*) FROM (SELECT 1 FROM sagas_sagarun LIMIT 10001) t",
+            ),
+            (
+                "confirmed orders in the search model, capped count (?status=confirmed)",
+                "SELECT count(*) FROM (SELECT 1 FROM readmodels_ordersearch WHERE status = 'confirmed' "
+                "LIMIT 10001) t",
+            ),
+            (
+                "search by e-mail (lower() = the index)",
+                "SELECT order_id FROM readmodels_ordersearch WHERE lower(customer_email) = 'c370@example.com' "
+                "ORDER BY order_id DESC LIMIT 50",
+            ),
+            (
+                "unacknowledged incidents past 15 min (overview, waiting)",
+                "SELECT count(*) FROM reconciliation_incident WHERE state = 'open' "
+                "AND detected_at < now() - interval '15 minutes'",
             ),
             (
                 "live incidents, worst money first",

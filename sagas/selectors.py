@@ -168,8 +168,20 @@ def _runs_filtered(
     now = now or timezone.now()
     qs = SagaRun.objects.all()
     if stuck_only:
-        qs = qs.filter(Q(status__in=ATTENTION_STATUSES) | Q(status__in=ACTIVE_STATUSES, sla_at__lte=now))
-    if statuses:
+        # Stuck: an attention status, or active past the SLA — within `statuses` when
+        # given. The plain `status IN (...)` lets the planner use the partial index
+        # sagas_run_stuck_oldest_bo (created_at order, status and sla_at included): the
+        # oldest page is read in order and the capped count is an index-only scan.
+        wanted = {str(s) for s in statuses} if statuses else None
+        attention = [s for s in ATTENTION_STATUSES if wanted is None or s in wanted]
+        active = [s for s in ACTIVE_STATUSES if wanted is None or s in wanted]
+        if not attention and not active:
+            return qs.none()
+        qs = qs.filter(status__in=[*attention, *active])
+        if active:
+            overdue = Q(status__in=active, sla_at__lte=now)
+            qs = qs.filter(Q(status__in=attention) | overdue) if attention else qs.filter(overdue)
+    elif statuses:
         qs = qs.filter(status__in=statuses)
     if saga_type:
         qs = qs.filter(saga_type=saga_type)
