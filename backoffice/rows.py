@@ -140,3 +140,30 @@ def waiting_rows(items: Iterable[Any]) -> SafeString:
             f"<td>{status}</td></tr>\n"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
+
+
+def attention_rows(items: Iterable[Any]) -> SafeString:
+    """The overview's "Needs attention" rows (backoffice.sla.attention_list)."""
+    out = []
+    for i in items:
+        subject = escape(i.subject)
+        href = i.href
+        subject_cell = f'<a href="{href}">{subject}</a>' if href else subject
+        detail = f' <span class="muted">{escape(i.detail)}</span>' if i.detail else ""
+        money = f"{escape(i.amount)} {escape(i.currency)}" if i.amount is not None else DASH
+        level = i.level
+        notify = escape(i.sla.notify)
+        if i.escalated:
+            tone = "failed" if i.escalated == "sent" else "pending"
+            escalation = f'<span class="badge {tone}">e-mailed to {notify}: {escape(i.escalated)}</span>'
+        elif level == "escalate":
+            escalation = f'<span class="badge pending">due to {notify}</span>'
+        else:
+            escalation = f'<span class="muted">e-mail to {notify} in {escape(i.escalate_in)}</span>'
+        out.append(
+            f'<tr class="{level}"><td>{subject_cell}{detail}</td>'
+            f'<td>{escape(i.sla.label)}</td><td class="num">{money}</td>'
+            f"<td>{age(i.since)}</td><td>{escape(i.late_text)}</td>"
+            f"<td>{escalation}</td></tr>\n"
+        )
+    return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped

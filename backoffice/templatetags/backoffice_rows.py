@@ -9,7 +9,8 @@ a page (backoffice.rows, backoffice.links):
 - {{ moment|stamp }} / {{ moment|stamp:"minutes" }} / {{ moment|stamp:"ms" }}: the
   moment in the current time zone, with strftime instead of the localised `date`;
 - {% saga_rows runs selectable %}, {% incident_rows rows %}, {% search_rows rows %},
-  {% waiting_rows items %}: a long table's rows, written in Python.
+  {% waiting_rows items %}, {% attention_rows items %}: a long table's rows, written
+  in Python.
 
 A row filter costs a few µs; `{% url %}`, `timesince` and `date` cost 50 to 200 µs each.
 """
@@ -29,3 +30,4 @@ register.simple_tag(rows.saga_rows, name="saga_rows")
 register.simple_tag(rows.incident_rows, name="incident_rows")
 register.simple_tag(rows.search_rows, name="search_rows")
 register.simple_tag(rows.waiting_rows, name="waiting_rows")
+register.simple_tag(rows.attention_rows, name="attention_rows")
