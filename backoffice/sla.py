@@ -334,6 +334,20 @@ def _heartbeat_pulse(kind: str, limit: float) -> Pulse:
     return Pulse(kind, True, f"beat last ran {duration(age)} ago")
 
 
+def silent_processes() -> dict[str, str] | None:
+    """/readyz's detail (core.health.register_detail): the worker or beat that has gone
+    silent, in the overview's words; None while both are alive. A silent worker does not
+    make web unready (web still accepts orders, the sweeper catches up), but a probe or an
+    operator reading /readyz should learn it without opening the overview."""
+    limits = silent_after()
+    silent = {
+        pulse.name: pulse.text
+        for pulse in (_heartbeat_pulse(kind, limits[kind]) for kind in (heartbeats.WORKER, heartbeats.BEAT))
+        if pulse.ok is not True
+    }
+    return silent or None
+
+
 def systems_health(*, provider: tuple[bool, str]) -> list[Pulse]:
     """Worker, beat and provider, each with what a person needs to read."""
     limits = silent_after()

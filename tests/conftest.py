@@ -6,6 +6,9 @@ here; fixtures of one area live in that area's own conftest.py.
 
 import os
 import shutil
+import time
+
+import pytest
 
 pytest_plugins = [
     "tests.fixtures.psp",
@@ -17,3 +20,15 @@ def pytest_sessionfinish(session, exitstatus):
     # The metrics directory config.settings.test made for this session (not one it was given).
     if os.environ.get("CONCORD_TEST_METRICS_DIR_OWNER") == str(os.getpid()):
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
+
+@pytest.fixture
+def processes_alive():
+    """A worker took a task and beat sent one just now (heartbeats live in the suite's Redis),
+    so /readyz has no silent process to name."""
+    from django.core.cache import cache
+
+    from core.heartbeats import BEAT, KEYS, WORKER
+
+    now = time.time()
+    cache.set_many({KEYS[WORKER]: now, KEYS[BEAT]: now}, timeout=None)

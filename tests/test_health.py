@@ -1,3 +1,5 @@
+import time
+
 import pytest
 from django.test import override_settings
 
@@ -23,7 +25,7 @@ def broker_down():
 
 
 @pytest.mark.django_db
-def test_readyz_reports_database_and_broker_to_a_token_holder(client, settings):
+def test_readyz_reports_database_and_broker_to_a_token_holder(client, settings, processes_alive):
     settings.READYZ_TOKEN = READYZ_TOKEN
     response = client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"})
     assert response.status_code == 200, response.content
@@ -56,7 +58,9 @@ def test_readyz_tells_anonymous_callers_the_status_only(client, settings, broker
 
 
 @pytest.mark.django_db
-def test_readyz_without_a_configured_token_gives_no_details_to_an_empty_bearer(client, settings):
+def test_readyz_without_a_configured_token_gives_no_details_to_an_empty_bearer(
+    client, settings, processes_alive
+):
     settings.READYZ_TOKEN = ""
     response = client.get("/readyz", headers={"Authorization": "Bearer "})
     assert response.json() == {"status": "ok"}
@@ -79,3 +83,30 @@ def test_unknown_api_url_gets_the_error_envelope(client):
         response = client.get("/api/v1/no/such/thing")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_readyz_names_a_silent_worker_but_stays_ready(client, settings):
+    from django.core.cache import cache
+
+    from core.heartbeats import BEAT, KEYS, WORKER
+
+    settings.READYZ_TOKEN = READYZ_TOKEN
+    settings.BACKOFFICE_WORKER_SILENT_AFTER = 60
+    now = time.time()
+    cache.set_many({KEYS[WORKER]: now - 600, KEYS[BEAT]: now}, timeout=None)
+
+    assert client.get("/readyz").json() == {"status": "degraded"}  # which process: details only
+    response = client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"})
+    assert response.status_code == 200  # web still accepts orders; the sweeper catches up
+    body = response.json()
+    assert body["status"] == "degraded"
+    assert body["details"]["processes"] == {"worker": "no worker has taken a task for 10 min"}
+
+    cache.delete(KEYS[BEAT])  # beat never sent anything: named too
+    details = client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"}).json()["details"]
+    assert set(details["processes"]) == {"worker", "beat"}
+
+    cache.set(KEYS[WORKER], time.time(), timeout=None)
+    cache.set(KEYS[BEAT], time.time(), timeout=None)
+    assert "details" not in client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"}).json()

@@ -25,7 +25,7 @@ def an_incident() -> None:
         )
 
 
-def test_readyz_and_metrics_name_a_lagging_read_model(client, settings):
+def test_readyz_and_metrics_name_a_lagging_read_model(client, settings, processes_alive):
     settings.OUTBOX_LAG_READY_SECONDS = 30
     settings.READYZ_TOKEN = "readyz-secret"
     an_incident()
