@@ -78,9 +78,9 @@ class Page:
 def page_of(request: Any, total: int, size: int = PAGE_SIZE, *, cap: int | None = None) -> Page:
     """The page the request asks for (?page=N), within 1..pages; a bad value is page 1.
     With `cap`, a `total` above it (a capped count: cap + 1) means "more than cap"."""
-    capped = cap is not None and total > cap
-    if capped:
-        total = cap
+    capped = False
+    if cap is not None and total > cap:
+        capped, total = True, cap
     params = request.GET.copy()
     raw = params.pop("page", ["1"])[-1]
     try:

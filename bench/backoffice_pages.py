@@ -366,7 +366,7 @@ def measure(requests: int) -> list[dict]:
     for label, url, role, cold in pages:
         client = clients[role]
         before = throw_away if cold else (lambda: None)
-        for _ in range(10):  # warm-up: connection, template cache, plan cache
+        for _ in range(1 if cold else 10):  # warm-up: connection, template cache, plan cache
             assert client.get(url).status_code == 200, url
         # Django empties connection.queries when a request starts; unhook that while counting.
         request_started.disconnect(reset_queries)
@@ -379,7 +379,7 @@ def measure(requests: int) -> list[dict]:
             request_started.connect(reset_queries)
         samples = []
         load = os.getloadavg()[0]
-        for _ in range(max(10, requests // 10) if cold else requests):
+        for _ in range(3 if cold else requests):  # cold: seconds each (the finance figures)
             before()
             started = time.perf_counter()
             response = client.get(url)
