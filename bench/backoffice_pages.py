@@ -1,28 +1,35 @@
-"""Back-office pages at scale (issue 7): server time of the overview, stuck-saga and
-incident pages with 1,000,000 orders and 100,000 saga runs, against a floor page.
+"""Back-office pages at scale (issues 7 and 16): server time of every page a support
+person and a finance person open, at 10,000,000 orders and 1,000,000 saga runs, against
+a floor page measured in the same run.
 
-    .venv/bin/python bench/backoffice_pages.py [--orders 1000000] [--runs 100000]
-        [--incidents 20000] [--requests 200] [--reuse] [--keep]
+    BENCH_DATABASE=concord_bench_bo .venv/bin/python bench/backoffice_pages.py \
+        [--orders 10000000] [--runs 1000000] [--incidents 200000] [--requests 200] \
+        [--reuse] [--keep] [--explain]
 
-Seeds a dedicated database (concord_bench_bo: dropped, recreated and migrated; never a
-test database) with INSERT … SELECT generate_series — orders over 90 days (94 %
-confirmed, 4 % cancelled, 2 % pending), checkout saga runs for every tenth order
-(2 % failed, 0.3 % compensation_failed, 0.5 % running of which half past their SLA,
-3 % compensated, the rest completed), incidents (5 % live) and reconciliation runs —
-then ANALYZEs. Then, in this process, Django's test Client (the whole request: URL
-routing, session and auth middleware, the role check, the selectors' SQL, template
-rendering; no network) GETs each page `--requests` times after a warm-up, as a
-logged-in support user, and prints p50/p95/max and the ratio to the floor: the
-search page with an empty query (same middleware, login and role check, base
-template, no domain query). Budget: p95 < 100 ms.
+Seeds a dedicated database (BENCH_DATABASE, default concord_bench_bo: dropped,
+recreated and migrated; never a test database) with INSERT … SELECT generate_series,
+the secondary indexes dropped during the load and built after it, then VACUUM ANALYZE:
+orders over 90 days (94 % confirmed, 4 % cancelled, 2 % pending, a few cancelling; five
+per customer e-mail), a payment and a checkout run for every tenth order (runs: 2 %
+failed, 0.3 % compensation_failed, 0.5 % running, 3 % compensated), incidents (5 %
+live), reconciliation runs, the search and finance read models, outbox events with
+every consumer a little behind (docs/benchmarks.md, "Back office pages").
 
-The overview probes the provider's /healthz; here PSP_BASE_URL points at a closed
-local port, so the probe is a refused connection (well under a millisecond). With a
-real provider the overview adds that round trip (at most
-BACKOFFICE_PROVIDER_PROBE_TIMEOUT, 0.5 s).
+Then, in this process, Django's test Client (the whole request: URL routing, session
+and auth middleware, the role check, the selectors' SQL, template rendering; no
+network) GETs each page `--requests` times after a warm-up, as a logged-in support
+user (finance for the finance page), with production's keeping of probes (5 s) and
+finance figures (60 s); the "cold" pages throw those away before each request. Prints
+p50/p95/max, SQL queries, the ratio to the floor (the search page with an empty
+query: same middleware, login and role check, base template, no domain query), the
+load average and a JSON line. Budget: p95 < 100 ms; target: p50 ≤ 3× the floor.
+
+PSP_BASE_URL points at a closed local port, so the provider probe is a refused
+connection (with a real provider, one health-check round trip per 5 s per process).
 
 Environment: POSTGRES_URL (server, default postgres://postgres@127.0.0.1:5432).
-`--reuse` keeps an already seeded database (skips the seed); `--keep` leaves it.
+`--reuse` keeps an already seeded database (migrates it, skips the seed); `--keep`
+leaves it at the end.
 """
 
 from __future__ import annotations
