@@ -22,7 +22,7 @@ user (finance for the finance page), with production's keeping of probes (5 s) a
 finance figures (60 s); the "cold" pages throw those away before each request. Prints
 p50/p95/max, SQL queries, the ratio to the floor (the search page with an empty
 query: same middleware, login and role check, base template, no domain query), the
-load average and a JSON line. Budget: p95 < 100 ms; target: p50 ≤ 3× the floor.
+load average and a JSON line. Budget: p95 < 100 ms; target: p50 at most 3 times the floor.
 
 PSP_BASE_URL points at a closed local port, so the provider probe is a refused
 connection (with a real provider, one health-check round trip per 5 s per process).
