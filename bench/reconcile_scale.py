@@ -26,6 +26,7 @@ every charge, on every pass).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import sys
@@ -69,9 +70,13 @@ TABLES = (
 
 
 def _load(n: int) -> None:
+    """The same rows the apps and the sync would write, generated server-side
+    (INSERT ... SELECT generate_series: seconds at 1M, where COPY from Python took minutes)."""
     from django.db import connection
 
     old = datetime(2026, 1, 1, tzinfo=UTC)
+    created = old + timedelta(seconds=1)
+    every = n // SEEDED
     with connection.cursor() as cur:
         cur.execute(
             "TRUNCATE " + ", ".join(t.lower() for t in TABLES if _exists(cur, t.lower())) + " CASCADE"
@@ -85,78 +90,56 @@ def _load(n: int) -> None:
             "INSERT INTO inventory_stocklevel (sku, on_hand, reserved, updated_at) VALUES ('BENCH', 0, 0, %s)",
             [old],
         )
-        raw = cur.cursor
-        with raw.copy(
-            "COPY orders_order (id, client_id, customer_email, currency, total, payment_method, status, "
-            "created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(1, n + SEEDED + 1):  # the last SEEDED: confirmed, never charged
-                copy.write_row((i, 1, "c@example.com", "EUR", "25.00", "pm_card_ok", "confirmed", old, old))
-        with raw.copy(
-            "COPY orders_orderline (order_id, sku, quantity, unit_price, line_total) FROM STDIN"
-        ) as copy:
-            for i in range(1, n + SEEDED + 1):
-                copy.write_row((i, "BENCH", 1, "25.00", "25.00"))
-        with raw.copy(
-            "COPY inventory_reservation (order_id, sku, quantity, state, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(1, n + SEEDED + 1):
-                copy.write_row((i, "BENCH", 1, "committed", old, old))
-        with raw.copy(
-            "COPY payments_payment (order_id, amount, currency, payment_method, status, provider_charge_id, "
-            "failure_code, last_error, refunded_amount, created_at, updated_at) FROM STDIN"
-        ) as copy:
-            for i in range(1, n + SEEDED + 1):
-                copy.write_row(
-                    (i, "25.00", "EUR", "pm_card_ok", "captured", f"ch_{i}", "", "", "0", old, old)
-                )
-        with raw.copy(
-            "COPY reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, currency, "
-            "status, amount_refunded_minor, amount_refunded, created, first_seen_at, last_synced_at) FROM STDIN"
-        ) as copy:
-            created = old + timedelta(seconds=1)
-            for i in range(1, n + 1):
-                amount = 2600 if i % (n // SEEDED) == 7 else 2500  # seeded: wrong amount
-                copy.write_row(
-                    (
-                        f"ch_{i}",
-                        str(i),
-                        i,
-                        amount,
-                        f"{amount / 100:.2f}",
-                        "EUR",
-                        "succeeded",
-                        0,
-                        "0",
-                        created,
-                        old,
-                        old,
-                    )
-                )
-            for k in range(SEEDED):  # seeded: a second charge for a confirmed order
-                i = 1 + k * (n // SEEDED)
-                copy.write_row(
-                    (f"ch_dup_{i}", str(i), i, 2500, "25.00", "EUR", "succeeded", 0, "0", created, old, old)
-                )
-            for k in range(SEEDED):  # seeded: a charge for an order that does not exist
-                ref = 10 * n + k
-                copy.write_row(
-                    (
-                        f"ch_orphan_{k}",
-                        str(ref),
-                        ref,
-                        2500,
-                        "25.00",
-                        "EUR",
-                        "succeeded",
-                        0,
-                        "0",
-                        created,
-                        old,
-                        old,
-                    )
-                )
-        cur.execute("ANALYZE")
+        total = n + SEEDED  # the last SEEDED: confirmed, never charged
+        cur.execute(
+            "INSERT INTO orders_order (id, client_id, customer_email, currency, total, payment_method, status, "
+            "created_at, updated_at) SELECT i, 1, 'c@example.com', 'EUR', 25.00, 'pm_card_ok', 'confirmed', %s, %s "
+            "FROM generate_series(1, %s) i",
+            [old, old, total],
+        )
+        cur.execute(
+            "INSERT INTO orders_orderline (order_id, sku, quantity, unit_price, line_total) "
+            "SELECT i, 'BENCH', 1, 25.00, 25.00 FROM generate_series(1, %s) i",
+            [total],
+        )
+        cur.execute(
+            "INSERT INTO inventory_reservation (order_id, sku, quantity, state, created_at, updated_at) "
+            "SELECT i, 'BENCH', 1, 'committed', %s, %s FROM generate_series(1, %s) i",
+            [old, old, total],
+        )
+        cur.execute(
+            "INSERT INTO payments_payment (order_id, amount, currency, payment_method, status, provider_charge_id, "
+            "failure_code, last_error, refunded_amount, created_at, updated_at, provider_key) "
+            "SELECT i, 25.00, 'EUR', 'pm_card_ok', 'captured', 'ch_' || i, '', '', 0, %s, %s, 'pk_' || i "
+            "FROM generate_series(1, %s) i",
+            [old, old, total],
+        )
+        charge = (
+            "INSERT INTO reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, "
+            "currency, status, amount_refunded_minor, amount_refunded, created, first_seen_at, last_synced_at) "
+        )
+        # seeded: a wrong amount for one order in every `every`
+        cur.execute(
+            charge + "SELECT 'ch_' || i, i::text, i, a, a / 100.0, 'EUR', 'succeeded', 0, 0, %s, %s, %s "
+            "FROM (SELECT i, CASE WHEN i %% %s = 7 THEN 2600 ELSE 2500 END AS a "
+            "      FROM generate_series(1, %s) i) g",
+            [created, old, old, every, n],
+        )
+        # seeded: a second charge for a confirmed order
+        cur.execute(
+            charge + "SELECT 'ch_dup_' || i, i::text, i, 2500, 25.00, 'EUR', 'succeeded', 0, 0, %s, %s, %s "
+            "FROM (SELECT 1 + k * %s AS i FROM generate_series(0, %s) k) g",
+            [created, old, old, every, SEEDED - 1],
+        )
+        # seeded: a charge for an order that does not exist
+        cur.execute(
+            charge
+            + "SELECT 'ch_orphan_' || k, (%s + k)::text, %s + k, 2500, 25.00, 'EUR', 'succeeded', 0, 0, "
+            "%s, %s, %s FROM generate_series(0, %s) k",
+            [10 * n, 10 * n, created, old, old, SEEDED - 1],
+        )
+        # As autovacuum leaves a table at rest: statistics, hint bits and visibility map set.
+        cur.execute("VACUUM ANALYZE")
 
 
 def _change(n: int, k: int) -> None:
@@ -193,13 +176,26 @@ def _change(n: int, k: int) -> None:
                 copy.write_row((i, "BENCH", 1, "committed", written, written))
         with raw.copy(
             "COPY payments_payment (order_id, amount, currency, payment_method, status, provider_charge_id, "
-            "failure_code, last_error, refunded_amount, created_at, updated_at) FROM STDIN"
+            "failure_code, last_error, refunded_amount, created_at, updated_at, provider_key) FROM STDIN"
         ) as copy:
             for i in ids:
                 charge = None if i in uncharged else f"ch_{i}"
                 status = "pending" if i in uncharged else "captured"
                 copy.write_row(
-                    (i, "25.00", "EUR", "pm_card_ok", status, charge, "", "", "0", written, written)
+                    (
+                        i,
+                        "25.00",
+                        "EUR",
+                        "pm_card_ok",
+                        status,
+                        charge,
+                        "",
+                        "",
+                        "0",
+                        written,
+                        written,
+                        f"pk_{i}",
+                    )
                 )
         with raw.copy(
             "COPY reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, currency, "
@@ -285,37 +281,66 @@ def main() -> None:
         _load(n)
         load = time.perf_counter() - t0
         _bare()  # warm the cache once, then measure on warm data
-        orphans, bare_s, bare_peak = _measure(_bare)
+        load_before = os.getloadavg()
+        # Floor and pass alternate: each pass's ratio is to the mean of the floor measured
+        # right before and right after it (the machine is shared; its load drifts).
+        orphans, bare_s, _ = _measure(_bare)
         full, full_s, full_peak = _measure(_full)
+        _, bare_after_full_s, _ = _measure(_bare)
         _change(n, args.change)
         bare2, bare2_s, _ = _measure(_bare)  # the floor again, on the changed data
         inc, inc_s, inc_peak = _measure(_scheduled)
+        _, bare2_after_s, _ = _measure(_bare)
         live_after_inc = Incident.objects.filter(state__in=["open", "acknowledged"]).count()
         check, check_s, _ = _measure(_full)
+        _, bare3_s, _ = _measure(_bare)
+        load_after = os.getloadavg()
+        full_ratio = full_s / ((bare_s + bare_after_full_s) / 2)
+        check_ratio = check_s / ((bare2_after_s + bare3_s) / 2)
+        inc_ratio = inc_s / ((bare2_s + bare2_after_s) / 2)
         detail = ReconciliationRun.objects.get(pk=inc.run_id).detectors
+        full_detail = ReconciliationRun.objects.get(pk=full.run_id).detectors
         modes = sorted({d.get("mode") for name, d in detail.items() if "mode" in d})
         by_type = dict(sorted(
             {t: Incident.objects.filter(type=t).count() for t in Incident.objects.values_list("type", flat=True).distinct()}.items()
         ))  # fmt: skip
-        print(f"rows={n} load={load:.1f}s")
-        print(f"  bare anti-join        {bare_s:7.2f} s  peak {mb(bare_peak)}  orphans={orphans}")
+        check_ok = check.opened == 0 and check.auto_resolved == 0 and check.found == live_after_inc
+        print(f"rows={n} load={load:.1f}s  loadavg {load_before[0]:.2f} -> {load_after[0]:.2f}")
         print(
-            f"  full pass             {full_s:7.2f} s  peak {mb(full_peak)}  ratio {full_s / bare_s:5.2f}x  found={full.found}"
+            f"  bare anti-join        {bare_s:7.2f} s  (after the full pass {bare_after_full_s:.2f} s)  orphans={orphans}"
         )
-        print(f"  + {args.change} orders; bare again {bare2_s:7.2f} s  orphans={bare2}")
         print(
-            f"  scheduled pass        {inc_s:7.2f} s  peak {mb(inc_peak)}  ratio {inc_s / bare2_s:5.2f}x  found={inc.found} "
+            f"  full pass             {full_s:7.2f} s  peak {mb(full_peak)}  RATIO full / bare {full_ratio:5.2f}x  found={full.found}"
+        )
+        print(
+            f"  + {args.change} orders; bare again {bare2_s:7.2f} s (after the scheduled pass {bare2_after_s:.2f} s)  orphans={bare2}"
+        )
+        print(
+            f"  scheduled pass        {inc_s:7.2f} s  peak {mb(inc_peak)}  RATIO scheduled / bare {inc_ratio:5.2f}x  found={inc.found} "
             f"opened={inc.opened} resolved={inc.auto_resolved} modes={modes} changes={detail.get('changes')}"
         )
         print(
-            f"  check: full pass      {check_s:7.2f} s  found={check.found} opened={check.opened} "
-            f"resolved={check.auto_resolved} (live after the scheduled pass: {live_after_inc})"
+            f"  check: full pass      {check_s:7.2f} s  RATIO {check_ratio:5.2f}x (bare after {bare3_s:.2f} s)  found={check.found} "
+            f"opened={check.opened} resolved={check.auto_resolved} (live after the scheduled pass: {live_after_inc}) "
+            f"{'OK' if check_ok else 'FAILED'}"
         )
         print("  per detector (scheduled): " + ", ".join(
             f"{k} {v['seconds']}" for k, v in detail.items() if "seconds" in v))  # fmt: skip
         print("  per detector (full): " + ", ".join(
-            f"{k} {v['seconds']}" for k, v in ReconciliationRun.objects.get(pk=full.run_id).detectors.items() if "seconds" in v))  # fmt: skip
+            f"{k} {v['seconds']}" for k, v in full_detail.items() if "seconds" in v))  # fmt: skip
         print(f"  incidents by type: {by_type}")
+        print(json.dumps({
+            "bench": "reconcile_scale", "rows": n, "change": args.change,
+            "loadavg_before": [round(x, 2) for x in load_before], "loadavg_after": [round(x, 2) for x in load_after],
+            "bare_s": [round(x, 3) for x in (bare_s, bare_after_full_s, bare2_s, bare2_after_s, bare3_s)],
+            "full_s": [round(full_s, 3), round(check_s, 3)],
+            "full_ratio": [round(full_ratio, 2), round(check_ratio, 2)],
+            "scheduled_s": round(inc_s, 3), "scheduled_ratio": round(inc_ratio, 2),
+            "found": {"full": full.found, "scheduled": inc.found, "check": check.found},
+            "check_ok": check_ok,
+            "full_per_detector_s": {k: v["seconds"] for k, v in full_detail.items() if "seconds" in v},
+            "scheduled_per_detector_s": {k: v["seconds"] for k, v in detail.items() if "seconds" in v},
+        }))  # fmt: skip
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"max RSS of the process (loading included): {rss:.0f} MB")
 

@@ -38,7 +38,7 @@ def _task_started(task_id=None, task=None, **kwargs):
     from core import heartbeats, logs, metrics
 
     logs.task_context_bind(task, task_id)
-    metrics.celery_task_started(task_id)
+    metrics.celery_task_started(task_id, getattr(task, "name", "unknown"), logs.task_queued_seconds(task))
     heartbeats.heartbeat_record(heartbeats.WORKER)
 
 

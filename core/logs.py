@@ -140,6 +140,20 @@ def task_context_bind(task: Any, task_id: str | None) -> None:
     if isinstance(carried, dict):
         bind(**{name: value for name, value in carried.items() if name in CORRELATION_KEYS})
     bind(task_id=task_id, task=getattr(task, "name", None))
+    queued = task_queued_seconds(task)
+    if queued is not None:
+        # Publish -> start (broker hop, worker wake-up, pool hand-off) on every line
+        # the task logs, so a slow step and a slow delivery are told apart.
+        bind(task_queued_ms=round(queued * 1000, 1), task_sent_at=getattr(task.request, SENT_AT_HEADER))
+
+
+def task_queued_seconds(task: Any) -> float | None:
+    """Seconds from the publish (SENT_AT_HEADER, the publisher's clock) to now, or
+    None when the message carries no publish time."""
+    sent_at = getattr(getattr(task, "request", None), SENT_AT_HEADER, None)
+    if not isinstance(sent_at, int | float):
+        return None
+    return max(0.0, time.time() - float(sent_at))
 
 
 # --- formatting --------------------------------------------------------------------

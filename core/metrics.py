@@ -156,6 +156,13 @@ CELERY_TASKS = Counter(
     "Celery tasks run by the workers, by task name and state (success, failure, retry).",
     ["task", "state"],
 )
+CELERY_TASK_QUEUED = Histogram(
+    "concord_celery_task_queued_seconds",
+    "Publish to start of one Celery task (broker hop, worker wake-up, waiting for a free "
+    "slot), by task name. Publisher and worker clocks must agree.",
+    ["task"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30),
+)
 CELERY_TASK_DURATION = Histogram(
     "concord_celery_task_duration_seconds",
     "Run time of one Celery task, by task name.",
@@ -246,9 +253,11 @@ def incidents_reported(*, incident_type: str, opened: int, auto_resolved: int) -
 _task_started: dict[str, float] = {}
 
 
-def celery_task_started(task_id: str | None) -> None:
+def celery_task_started(task_id: str | None, task_name: str = "unknown", queued: float | None = None) -> None:
     if task_id:
         _task_started[task_id] = time.monotonic()
+    if queued is not None:
+        CELERY_TASK_QUEUED.labels(task_name).observe(queued)
 
 
 def celery_task_finished(task_id: str | None, task_name: str, state: str | None) -> None:

@@ -35,6 +35,10 @@ DEFAULTS: dict[str, Any] = {
     # threshold (SETTLE_SECONDS, PENDING_ORDER_SLA_SECONDS: rows that crossed one since)
     # minus this margin (transactions that committed late, clock skew between hosts).
     "CHANGE_OVERLAP_SECONDS": 300,
+    # The full pass's shared join (detectors/shared.py) hashes a million-row table per
+    # join: with PostgreSQL's default work_mem (4MB) each hash spills to 16 batches on
+    # disk. One pass runs at a time (advisory lock), so this much is asked for once.
+    "SHARED_JOIN_WORK_MEM": "256MB",
     # Per incident type: may a remediation run without a person, and up to what amount?
     # Money-moving automation is off unless a type says otherwise.
     "AUTO_REMEDIATION": {},

@@ -126,6 +126,20 @@ def test_production_turns_on_https_hardening_and_a_csp():
     )
 
 
+def test_production_keeps_database_connections_between_requests_and_tasks():
+    code = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "d = s.DATABASES['default']; print(d['CONN_MAX_AGE'], d['CONN_HEALTH_CHECKS'])"
+    )
+    kept = _run([sys.executable, "-c", code], "config.settings.production", **PRODUCTION_ENV)
+    assert kept.returncode == 0, kept.stderr
+    assert kept.stdout.strip() == "60 True"
+    fresh = _run(
+        [sys.executable, "-c", code], "config.settings.production", **PRODUCTION_ENV, CONN_MAX_AGE="0"
+    )
+    assert fresh.stdout.strip() == "0 True"
+
+
 @pytest.mark.parametrize(
     "entry",
     [

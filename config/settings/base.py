@@ -204,6 +204,9 @@ READYZ_TOKEN = env.str("READYZ_TOKEN", default="")
 # The visibility timeout must stay above the longest task's hard time limit, or Redis
 # redelivers a message whose task is still running (DESIGN §3).
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 3600}
+if CELERY_BROKER_URL.startswith("redis://"):
+    # kombu's Redis transport, keeping its publishing client (config/broker.py).
+    CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 CELERY_TASK_ACKS_LATE = True
 # Two queues, both consumed by every worker (no -Q needed): the eventual side's tasks
 # (relay, webhook and e-mail senders) get their own, so a backlog of saga steps never

@@ -12,6 +12,7 @@ from core.logs import logging_config
 
 from .base import *  # noqa: F403
 from .base import (
+    DATABASES,
     DEFAULT_PSP_API_KEY,
     DEFAULT_PSP_WEBHOOK_SECRET,
     DEFAULT_SECRET_KEY,
@@ -90,6 +91,16 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 # --- Staff sign-in -------------------------------------------------------------------
 
 BACKOFFICE_FINANCE_OTP_REQUIRED = env.bool("BACKOFFICE_FINANCE_OTP_REQUIRED", default=True)
+
+# --- Database connections -------------------------------------------------------------
+
+# Kept between requests and tasks (docs/deployment.md sizes them: one per web thread and
+# per worker process). base.py's 0 opens a new PostgreSQL connection for every request
+# and every Celery task, twice on the way from an order to its confirmation
+# (docs/benchmarks.md, "Place -> confirmed latency"). A connection the server dropped
+# is found by the health check before use, not by the request that needs it.
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 
 # --- Logs and metrics (docs/operations.md) ---------------------------------------------
 

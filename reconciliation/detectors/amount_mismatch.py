@@ -8,7 +8,7 @@ the money at risk is the difference (the whole capture when the currencies diffe
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from orders.choices import OrderStatus
 from reconciliation.choices import IncidentType, Severity
@@ -37,7 +37,11 @@ class AmountMismatch(Detector):
             "AND (nc.amount <> o.total OR nc.currency <> o.currency) "
             "ORDER BY nc.order_id, nc.id"
         )
-        for row in fetch(sql, params):
+        yield from self.findings_from(fetch(sql, params))
+
+    def findings_from(self, rows: Iterable[dict]) -> Iterator[Finding]:
+        """Findings from rows in the shape and order of find's statement."""
+        for row in rows:
             same_currency = row["currency"] == row["order_currency"]
             at_risk = abs(row["amount"] - row["total"]) if same_currency else row["amount"]
             yield self.finding(

@@ -106,6 +106,12 @@ class Detector:
         one, charge_id) is in `changes` is found again here if its condition holds."""
         return self.find(replace(ctx, scope=Scope(order_ids=changes.order_ids)))
 
+    def findings_from(self, rows: Iterable[dict[str, Any]]) -> Iterable[Finding]:
+        """A full evaluation from the shared join's rows for this detector (shared.py):
+        the same findings as find() over everything. Only the detectors shared.SHARED
+        names implement it."""
+        raise NotImplementedError
+
     def scope_for(self, subject: IncidentSubject) -> Scope:
         """The smallest scope whose findings decide whether `subject` still holds."""
         if subject.order_id is not None:

@@ -13,7 +13,7 @@ One incident per charge; charges younger than SETTLE_SECONDS are left to their s
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from orders.choices import OrderStatus
@@ -59,7 +59,13 @@ class ChargeWithoutOrder(Detector):
             "      OR p.provider_charge_id <> nc.provider_id))"
             ") ORDER BY nc.created, nc.id"
         )
-        for row in fetch(sql, [*params, settled_before(ctx.now), pending_sla_cutoff(ctx.now)]):
+        yield from self.findings_from(
+            fetch(sql, [*params, settled_before(ctx.now), pending_sla_cutoff(ctx.now)])
+        )
+
+    def findings_from(self, rows: Iterable[dict]) -> Iterator[Finding]:
+        """Findings from rows in the shape and order of find's statement."""
+        for row in rows:
             yield self.finding(
                 fingerprint_parts=[row["provider_id"]],
                 order_id=row["order_id"] if row["order_status"] is not None else None,

@@ -14,7 +14,7 @@ captures is an orphan there, so the same money is never counted by both detector
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from orders.choices import OrderStatus
 from reconciliation.amounts import minor_to_major
@@ -49,8 +49,12 @@ class DuplicateCharge(Detector):
             # provider's own (created, id) order.
             "ORDER BY nc.order_id, recorded DESC, nc.created, nc.id"
         )
+        yield from self.findings_from(fetch(sql, [*params, pending_sla_cutoff(ctx.now)]))
+
+    def findings_from(self, rows: Iterable[dict]) -> Iterator[Finding]:
+        """Findings from rows in the shape and order of find's statement."""
         by_order: dict[int, list[dict]] = defaultdict(list)
-        for row in fetch(sql, [*params, pending_sla_cutoff(ctx.now)]):
+        for row in rows:
             by_order[row["order_id"]].append(row)
         for charges in by_order.values():
             yield self._finding(charges)

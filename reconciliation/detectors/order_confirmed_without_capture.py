@@ -11,7 +11,7 @@ synced yet. The money at risk is the order's total.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from orders.choices import OrderStatus
 from payments.choices import PaymentStatus
@@ -55,7 +55,13 @@ class OrderConfirmedWithoutCapture(Detector):
             "AND NOT EXISTS (SELECT 1 FROM nc WHERE nc.order_id = o.id) "
             "ORDER BY o.id"
         )
-        for row in fetch(sql, [*params, settled_before(ctx.now), *scope_params, PaymentStatus.REFUNDED]):
+        yield from self.findings_from(
+            fetch(sql, [*params, settled_before(ctx.now), *scope_params, PaymentStatus.REFUNDED])
+        )
+
+    def findings_from(self, rows: Iterable[dict]) -> Iterator[Finding]:
+        """Findings from rows in the shape and order of find's statement."""
+        for row in rows:
             yield self.finding(
                 fingerprint_parts=[row["id"]],
                 order_id=row["id"],

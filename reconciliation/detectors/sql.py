@@ -66,10 +66,15 @@ def lines_cte() -> tuple[str, list[Any]]:
     return cte("ol", order_lines_reconciliation_values(), LINE_COLUMNS)
 
 
-def net_captures_cte(scope: Scope, *, alias: str = "nc") -> tuple[str, list[Any]]:
+def net_captures_cte(
+    scope: Scope, *, alias: str = "nc", extra: tuple[str, list[Any]] | None = None
+) -> tuple[str, list[Any]]:
     """Succeeded provider charges that still hold money: refunded = the larger of the
-    charge's own total (last sync) and the sum of its synced succeeded refunds."""
+    charge's own total (last sync) and the sum of its synced succeeded refunds.
+    `extra`: one more condition on the charges `c` (starting with AND) and its parameters."""
     where, params = charge_scope_sql(scope, "c")
+    if extra is not None:
+        where, params = f"{where} {extra[0]}", [*params, *extra[1]]
     sql = (
         f"{alias} AS (SELECT * FROM (SELECT c.id, c.provider_id, c.reference, c.order_id, "
         "c.amount_minor, c.amount, c.currency, c.created, "

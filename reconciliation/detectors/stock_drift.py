@@ -14,7 +14,7 @@ Stock drift moves no money directly; amount_at_risk stays 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from inventory.choices import ReservationState
@@ -88,7 +88,16 @@ class StockDrift(Detector):
             "ORDER BY 2, 3, 1"
         )
         all_params = [*params, *rv_params, settled, *rv_params, settled, *ol_params]
-        for row in fetch(sql, all_params):
+        yield from self._reservation_findings(fetch(sql, all_params))
+
+    def findings_from(self, rows: Iterable[dict]) -> Iterator[Finding]:
+        """A full evaluation from the shared join's per-(order, sku) rows (in the shape and
+        order of _reservations' statement) plus the per-sku conservation check."""
+        yield from self._conservation()
+        yield from self._reservation_findings(rows)
+
+    def _reservation_findings(self, rows: Iterable[dict]) -> Iterator[Finding]:
+        for row in rows:
             yield self.finding(
                 fingerprint_parts=[row["kind"], row["order_id"], row["sku"]],
                 order_id=row["order_id"],

@@ -30,6 +30,7 @@ from reconciliation.choices import LIVE_STATES, RunStatus
 from reconciliation.conf import setting
 from reconciliation.detectors import ChangeSet, DetectionContext, Detector, detectors_all
 from reconciliation.detectors.changes import changes_since
+from reconciliation.detectors.shared import SHARED, SharedRows, shared_rows
 from reconciliation.errors import ReconcileBusy
 from reconciliation.models import DetectorCheckpoint, Incident, ReconciliationRun
 
@@ -135,8 +136,50 @@ def _checkpoint(name: str, *, checked_at: datetime, full: bool) -> None:
     DetectorCheckpoint.objects.update_or_create(detector=name, defaults=defaults)
 
 
-def _find(detector: Detector, ctx: DetectionContext, changes: ChangeSet | None):
+def _live_fingerprints(names: set[str]) -> dict[str, set[str]]:
+    live: dict[str, set[str]] = {name: set() for name in names}
+    for incident_type, fingerprint in Incident.objects.filter(
+        type__in=names, state__in=[str(s) for s in LIVE_STATES]
+    ).values_list("type", "fingerprint"):
+        live[incident_type].add(fingerprint)
+    return live
+
+
+def _shared(detectors: list[Detector], since: dict[str, datetime], errors: list[str], per_detector: dict):
+    """One shared join for the detectors evaluated in full this pass (detectors/shared.py),
+    and per detector the live fingerprints read just before it: only those may be
+    auto-resolved from it (an incident a person's re-check opens after the join's snapshot
+    was not evaluated). None when fewer than two detectors share it, or when it fails
+    (then each detector runs its own statement)."""
+    names = {d.name for d in detectors if d.name in SHARED and d.name not in since}
+    if len(names) < 2:
+        return None, {}
+    started = time.monotonic()
+    try:
+        live = _live_fingerprints(names)
+        rows = shared_rows(now=timezone.now(), names=names)
+    except Exception as exc:
+        logger.exception("reconciliation: the shared join failed; each detector runs its own")
+        errors.append(f"shared_join: {type(exc).__name__}: {exc}")
+        return None, {}
+    per_detector["shared_join"] = {
+        "detectors": sorted(names),
+        "rows": sum(len(r) for r in rows.rows.values()),
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    return rows, live
+
+
+def _find(
+    detector: Detector,
+    ctx: DetectionContext,
+    changes: ChangeSet | None,
+    shared: SharedRows | None = None,
+    live_before_shared: set[str] | None = None,
+):
     """(findings, evaluated live fingerprints or None for everything)."""
+    if shared is not None and detector.name in shared.rows:
+        return list(detector.findings_from(shared.rows[detector.name])), live_before_shared
     if changes is None:
         return list(detector.find(ctx)), None
     live = list(
@@ -204,13 +247,28 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
             "seconds": round(time.monotonic() - started, 3),
         }
 
+    # The per-order detectors evaluated in full share one join (detectors/shared.py).
+    shared, live_before_shared = _shared(detectors, since, errors, per_detector)
+
     for index, detector in enumerate(detectors, start=2):
         started = time.monotonic()
         incremental = changes is not None and detector.name in since
         try:
             with transaction.atomic():
-                ctx = DetectionContext.full()
-                findings, evaluated = _find(detector, ctx, changes if incremental else None)
+                from_shared = shared is not None and detector.name in shared.rows
+                # From the shared join: evaluated at its instant (the checkpoint says so).
+                ctx = (
+                    DetectionContext(now=shared.now)
+                    if shared is not None and from_shared
+                    else DetectionContext.full()
+                )
+                findings, evaluated = _find(
+                    detector,
+                    ctx,
+                    changes if incremental else None,
+                    shared,
+                    live_before_shared.get(detector.name),
+                )
                 reported = incidents_report(findings=findings, now=ctx.now)
                 auto_resolved: list[int] = []
                 if sync_ok or not detector.uses_provider_records:
@@ -241,6 +299,8 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
                 "seconds": round(time.monotonic() - started, 3),
                 "mode": "incremental" if incremental else "full",
             }
+            if from_shared:
+                per_detector[detector.name]["shared_join"] = True
         emit(detector.name, index)
 
     # The settings-driven auto-remediation policy (off unless a type is enabled). Its fixes
@@ -259,7 +319,9 @@ def _run(*, progress, client, detectors, sync, full) -> RunResult:
     if not errors:
         status = RunStatus.SUCCEEDED
     elif per_detector and all(
-        "error" in d for name, d in per_detector.items() if name not in ("auto_remediation", "changes")
+        "error" in d
+        for name, d in per_detector.items()
+        if name not in ("auto_remediation", "changes", "shared_join")
     ):
         status = RunStatus.FAILED
     else:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
@@ -40,6 +41,10 @@ def _json_lines(text: str) -> list[dict]:
             except ValueError:
                 pass
     return lines
+
+
+def logged_at(line: dict) -> float:
+    return datetime.fromisoformat(line["timestamp"].replace("Z", "+00:00")).timestamp()
 
 
 def _hex(value: str) -> str:
@@ -118,6 +123,12 @@ def test_one_checkout_carries_its_ids_from_the_api_through_the_worker_to_the_pro
         assert line["request_id"] == REQUEST_ID, line
         assert line["idempotency_key"] == KEY, line
         assert line["saga_run_id"] == run.id, line
+    # ...and how long the poke waited before a worker took it (publish -> task start):
+    # published on commit, before the request's own line, and before the step ran
+    for line in steps:
+        assert 0 <= line["task_queued_ms"] < 60_000, line
+        assert line["task_sent_at"] <= logged_at(request_line), line
+        assert line["task_sent_at"] <= logged_at(line), line
 
     # the provider client, inside the worker: its attempt id is the one the timeline stores
     (charge_line,) = [line for line in about_order if line["event"].startswith("provider charge")]

@@ -56,6 +56,7 @@ PROCESS_FAMILIES = {
     "concord_incidents_auto_resolved_total",
     "concord_celery_tasks_total",
     "concord_celery_task_duration_seconds_bucket",
+    "concord_celery_task_queued_seconds_bucket",
 }
 STATE_FAMILIES = {
     "concord_incidents_open",
@@ -242,6 +243,7 @@ def test_after_a_checkout_every_family_is_exposed_and_the_counts_moved(psp, cele
     # Celery task metrics from the worker process
     assert moved("concord_celery_tasks_total", task="sagas.advance", state="success") >= 2
     assert moved("concord_celery_task_duration_seconds_count", task="sagas.advance") >= 2
+    assert moved("concord_celery_task_queued_seconds_count", task="sagas.advance") >= 2
 
     # state: incidents open and money at risk while the duplicate was live, none after
     assert during.total("concord_incidents_open", type="duplicate_charge") == 1
