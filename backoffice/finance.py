@@ -196,6 +196,50 @@ def finance_summary(*, start: date, end: date) -> dict[str, Any]:
     }
 
 
+def figures_key(start: date, end: date) -> str:
+    return f"backoffice:finance-figures:{start.isoformat()}:{end.isoformat()}"
+
+
+def history_figures(*, start: date, end: date) -> dict[str, Any]:
+    """The finance page's history figures — how incidents closed, refunds caused,
+    customer impact (finance_summary) and the service levels (backoffice.slo) — kept
+    BACKOFFICE_FINANCE_FIGURES_SECONDS (default 60) in the cache shared by every web
+    process, per date range, with when they were computed (the page says so).
+
+    They read the whole range's history (every incident live in it, the orders and
+    saga runs started in it: millions of rows on a month of a busy shop); finance
+    refreshing the page must not recompute them each time. The CSV exports always
+    compute them afresh."""
+    from django.conf import settings
+    from django.core.cache import cache
+
+    from . import slo
+
+    def compute() -> dict[str, Any]:
+        return {
+            "history": finance_summary(start=start, end=end),
+            "service_levels": slo.service_levels(start=start, end=end),
+            "figures_at": timezone.now(),
+        }
+
+    seconds = float(getattr(settings, "BACKOFFICE_FINANCE_FIGURES_SECONDS", 60.0))
+    if seconds <= 0:
+        return compute()
+    key = figures_key(start, end)
+    try:
+        kept = cache.get(key)
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: compute, do not fail the page
+        return compute()
+    if kept is not None:
+        return kept
+    figures = compute()
+    try:
+        cache.set(key, figures, timeout=seconds)
+    except Exception:  # noqa: BLE001, S110 - not kept this time: the next view computes again
+        pass
+    return figures
+
+
 def incident_trends(*, weeks: int = 12, today: date | None = None) -> dict[str, Any]:
     """Per week (Monday) of the last `weeks` and incident type: incidents and money at
     risk (finance read model), cost — refunds caused, staff actions — from the history.

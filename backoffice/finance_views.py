@@ -17,7 +17,7 @@ from django.utils import timezone
 from readmodels import selectors as rm_selectors
 from reconciliation import selectors as recon_selectors
 
-from . import charts, finance, slo
+from . import charts, finance, probes, slo
 from .permissions import finance_required
 
 
@@ -47,7 +47,7 @@ def _duration(seconds: float | None) -> str:
 
 
 def _lag_line() -> str:
-    (lag,) = rm_selectors.read_model_lag(names=("finance",)) or [None]
+    lag = probes.read_model_lag("finance")
     if lag is None:
         return "The finance read model is not running."
     if lag.failing or lag.pending:
@@ -79,9 +79,8 @@ def finance_page(request: HttpRequest) -> HttpResponse:
             "days": days,
             "totals": totals,
             "mttr": _duration(totals["mttr_seconds"]),
-            "history": finance.finance_summary(start=start, end=end),
+            **finance.history_figures(start=start, end=end),
             "open_now": recon_selectors.incidents_open_at_risk(),
-            "service_levels": slo.service_levels(start=start, end=end),
             "chart": chart,
         },
     )

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -28,28 +27,24 @@ from sagas import selectors as saga_selectors
 from sagas.choices import StepOutcome
 from webhooks import selectors as webhook_selectors
 
+from . import probes
 from .conf import provider_probe_timeout
 from .models import ApprovalKind, ApprovalRequest, ApprovalStatus, StaffAction
 from .operations.base import Case, IncidentCase, OrderCase
 
 NOTE = "note"  # the StaffAction.action of a note on an order's case file
-PROBE_CACHE_SECONDS = 5.0
-_probe_cache: dict[str, tuple[float, tuple[bool, str]]] = {}
 
 
 def provider_status() -> tuple[bool, str]:
-    """Whether the provider answers its health check, kept a few seconds so staff
-    refreshing the overview never queue behind a slow provider more than once per
-    interval (payments' kept client reuses its connection)."""
-    url = settings.PSP_BASE_URL
-    now = time.monotonic()
-    cached = _probe_cache.get(url)
-    if cached is not None and cached[0] > now:
-        return cached[1]
-    with provider_client() as client:
-        result = client.health(timeout=provider_probe_timeout())
-    _probe_cache[url] = (now + PROBE_CACHE_SECONDS, result)
-    return result
+    """Whether the provider answers its health check, kept a few seconds
+    (backoffice.probes) so staff refreshing the overview never queue behind a slow
+    provider more than once per interval (payments' kept client reuses its connection)."""
+
+    def probe() -> tuple[bool, str]:
+        with provider_client() as client:
+            return client.health(timeout=provider_probe_timeout())
+
+    return probes.kept(f"provider:{settings.PSP_BASE_URL}", probe)
 
 
 def approvals_list(

@@ -28,7 +28,6 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
 from django.db import IntegrityError, transaction
-from django.urls import reverse
 from django.utils import timezone
 
 from core import heartbeats
@@ -39,6 +38,7 @@ from payments.choices import PaymentStatus, RefundStatus
 from reconciliation import selectors as recon_selectors
 from reconciliation.choices import LIVE_STATES, IncidentState
 
+from . import links, probes
 from .conf import FINANCE_GROUP, ONCALL_GROUP, StateSla, silent_after, sla_limits
 from .models import EscalationStatus, SlaEscalation
 from .roles import FINANCE, SUPPORT
@@ -120,8 +120,8 @@ class Waiting:
     @property
     def href(self) -> str:
         if SOURCES[self.sla.key][2] == "incident":
-            return reverse("backoffice:incident", args=[self.subject_id])
-        return reverse("backoffice:order", args=[self.order_id]) if self.order_id else ""
+            return links.incident_href(self.subject_id)
+        return links.order_href(self.order_id) if self.order_id else ""
 
 
 @dataclass(frozen=True)
@@ -353,8 +353,9 @@ def systems_health(*, provider: tuple[bool, str]) -> list[Pulse]:
     limits = silent_after()
     reachable, detail = provider
     return [
-        _heartbeat_pulse(heartbeats.WORKER, limits["worker"]),
-        _heartbeat_pulse(heartbeats.BEAT, limits["beat"]),
+        # Kept a few seconds (backoffice.probes): a heartbeat is a Redis round trip each.
+        probes.kept("pulse:worker", lambda: _heartbeat_pulse(heartbeats.WORKER, limits["worker"])),
+        probes.kept("pulse:beat", lambda: _heartbeat_pulse(heartbeats.BEAT, limits["beat"])),
         Pulse(
             "provider",
             reachable,

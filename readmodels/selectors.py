@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Q, Sum
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from core.errors import ConcordError
@@ -197,7 +198,9 @@ def _order_search_rows(q: str, status: str | None) -> tuple[str, Any]:
     if q.isdigit():
         kind, rows = "order id", rows.filter(order_id=int(q)) if int(q) < MAX_ORDER_ID else rows.none()
     elif "@" in q:
-        kind, rows = "email", rows.filter(customer_email__iexact=q)
+        # lower(customer_email) = lower(q): what the index readmodels_search_email holds
+        # (`__iexact` compiles to UPPER(...) on PostgreSQL, which no index serves).
+        kind, rows = "email", rows.alias(email_lower=Lower("customer_email")).filter(email_lower=q.lower())
     elif q:
         kind, rows = "charge id or idempotency key", rows.filter(Q(charge_id=q) | Q(idempotency_key=q))
     if status:
@@ -219,7 +222,10 @@ def order_search(
     return kind, list(rows.order_by("-order_id")[offset : offset + limit])
 
 
-def order_search_count(*, q: str = "", status: str | None = None) -> int:
-    """How many rows order_search finds in all (its page total)."""
+def order_search_count(*, q: str = "", status: str | None = None, cap: int | None = None) -> int:
+    """How many rows order_search finds in all (its page total); with `cap`, at most
+    cap + 1 (counting stops there: "more than cap", e.g. every confirmed order)."""
     kind, rows = _order_search_rows(q, status)
-    return rows.count() if kind else 0
+    if not kind:
+        return 0
+    return rows[: cap + 1].count() if cap is not None else rows.count()

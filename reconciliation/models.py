@@ -184,6 +184,20 @@ class Incident(models.Model):
             models.Index(fields=["detected_at"], name="recon_incident_detected"),
             models.Index(fields=["resolved_at"], name="recon_incident_resolved"),
             models.Index(fields=["fingerprint"], name="recon_incident_fingerprint"),
+            # The back office's live incidents (overview, "Needs attention", waiting page,
+            # the queue): counts and sums by state, severity and currency are index-only
+            # scans of the live set; the queue, worst money first, is read in order.
+            models.Index(
+                fields=["detected_at"],
+                name="recon_incident_live_bo",
+                include=["state", "severity", "currency", "amount_at_risk"],
+                condition=Q(state__in=LIVE_STATES),
+            ),
+            models.Index(
+                fields=["-amount_at_risk", "detected_at", "id"],
+                name="recon_incident_live_money_bo",
+                condition=Q(state__in=LIVE_STATES),
+            ),
         ]
         permissions = [
             ("remediate_incident", "Can run an incident's remediation (stock, saga, order)"),

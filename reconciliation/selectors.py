@@ -196,11 +196,12 @@ def _bounds(start: date, end: date) -> tuple[datetime, datetime]:
 
 
 def incidents_open_at_risk() -> dict[str, Any]:
-    """Now: how many live incidents, and the money they put at risk per currency."""
+    """Now: how many live incidents, and the money they put at risk per currency.
+    (COUNT(*) here and below: an index-only scan of recon_incident_live_bo.)"""
     rows = (
         Incident.objects.filter(state__in=LIVE_STATES)
         .values("currency")
-        .annotate(count=Count("id"), amount=Sum("amount_at_risk"))
+        .annotate(count=Count("*"), amount=Sum("amount_at_risk"))
         .order_by("currency")
     )
     by_currency = [
@@ -325,9 +326,11 @@ def incidents_list(
     return [IncidentRow(*row) for row in qs[offset : offset + max(1, min(limit, 1000))]]
 
 
-def incidents_count(**filters: Any) -> int:
-    """How many incidents incidents_list's filters match (its page total)."""
-    return _incidents_filtered(**filters).count()
+def incidents_count(*, cap: int | None = None, **filters: Any) -> int:
+    """How many incidents incidents_list's filters match (its page total); with `cap`,
+    at most cap + 1 (counting stops there: "more than cap")."""
+    qs = _incidents_filtered(**filters)
+    return qs[: cap + 1].count() if cap is not None else qs.count()
 
 
 def incidents_matching(*, cap: int, **filters: Any) -> list[IncidentRow]:
@@ -341,7 +344,7 @@ def incidents_live_by_severity() -> list[dict[str, Any]]:
     rows = (
         Incident.objects.filter(state__in=LIVE_STATES)
         .values("severity", "currency")
-        .annotate(count=Count("id"), amount=Sum("amount_at_risk"))
+        .annotate(count=Count("*"), amount=Sum("amount_at_risk"))
         .order_by("severity", "currency")
     )
     out: dict[str, dict[str, Any]] = {}
@@ -420,7 +423,7 @@ def money_at_risk_overdue(*, overdue_before: datetime) -> list[dict[str, Any]]:
         Incident.objects.filter(state__in=LIVE_STATES, detected_at__lt=overdue_before)
         .order_by("currency")
         .values("currency")
-        .annotate(count=Count("id"), amount=Sum("amount_at_risk"))
+        .annotate(count=Count("*"), amount=Sum("amount_at_risk"))
     )
     return [
         {

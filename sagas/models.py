@@ -13,7 +13,7 @@ from django.db.models import Q
 from django_fsm import FSMField, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 
-from .choices import ACTIVE_STATUSES, Direction, ManualAction, RunStatus, StepOutcome
+from .choices import ACTIVE_STATUSES, ATTENTION_STATUSES, Direction, ManualAction, RunStatus, StepOutcome
 
 S = RunStatus
 
@@ -65,6 +65,20 @@ class SagaRun(models.Model):
                 name="sagas_run_attention",
                 condition=Q(status__in=[S.FAILED, S.COMPENSATION_FAILED]),
             ),
+            # The back office's stuck list, oldest first, and its capped count (an
+            # index-only scan: status and sla_at are in the index). _runs_filtered says
+            # status IN (...) so the planner can use it.
+            models.Index(
+                fields=["created_at", "id"],
+                name="sagas_run_stuck_oldest_bo",
+                include=["status", "sla_at"],
+                condition=Q(status__in=[*ATTENTION_STATUSES, *ACTIVE_STATUSES]),
+            ),
+            # The back office's list of every run (?all=1), oldest first.
+            models.Index(fields=["created_at", "id"], name="sagas_run_created_bo"),
+            # The back office's case file: every run about one order (saga_runs_for_subject).
+            # The unique (saga_type, subject_id) cannot serve a lookup by subject alone.
+            models.Index(fields=["subject_id"], name="sagas_run_subject_bo"),
         ]
         permissions = [
             ("retry_run", "Can retry a saga run now"),

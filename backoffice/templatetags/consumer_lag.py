@@ -1,11 +1,12 @@
 """{% consumer_lag_panel %}: every outbox consumer's lag, for the overview (so the
-overview's view and its other panels stay as they are)."""
+overview's view and its other panels stay as they are); kept a few seconds
+(backoffice.probes)."""
 
 from __future__ import annotations
 
 from django import template
 
-from readmodels.selectors import consumers_lag
+from backoffice.probes import consumers_lag
 
 register = template.Library()
 

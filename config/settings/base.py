@@ -421,6 +421,12 @@ BACKOFFICE_SLA_RECIPIENTS = {
 # Where staff open the back office, for the links in those e-mails (e.g.
 # https://ops.shop.example); empty: the links are paths only.
 BACKOFFICE_BASE_URL = env.str("BACKOFFICE_BASE_URL", default="")
+# How long a back-office page keeps a probe's answer (the provider's health check, the
+# outbox consumers' lag, the worker and beat heartbeats), per process: backoffice/probes.py.
+BACKOFFICE_PROBE_SECONDS = env.float("BACKOFFICE_PROBE_SECONDS", default=5.0)
+# How long the finance page keeps its history figures and service levels (they read a
+# whole range's incidents, orders and saga runs), in the shared cache: backoffice/finance.py.
+BACKOFFICE_FINANCE_FIGURES_SECONDS = env.float("BACKOFFICE_FINANCE_FIGURES_SECONDS", default=60.0)
 BACKOFFICE_SLA_ESCALATE_INTERVAL = env.float("BACKOFFICE_SLA_ESCALATE_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE["backoffice-sla-escalate"] = {
     "task": "backoffice.sla_escalate",

@@ -9,6 +9,7 @@ from django.urls import reverse
 
 from backoffice.models import ApprovalRequest, StaffAction
 from backoffice.roles import SUPPORT
+from outbox.relay import relay_pass
 from sagas.selectors import saga_action_log, saga_run_get
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +73,8 @@ def test_the_case_file_links_the_customers_other_orders_and_names_approvals_by_k
         operation="order_cancel", kind="cancel", order_id=mine[0], amount="60.00", currency="EUR",
         reason="customer asked", requested_by=support_user,
     )  # fmt: skip
+
+    relay_pass(budget=5)  # the other orders come from the search read model
 
     page = support.get(reverse("backoffice:order", args=[mine[0]])).content.decode()
 

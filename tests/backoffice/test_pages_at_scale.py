@@ -1,0 +1,146 @@
+"""What keeps the back-office pages fast at 10M orders (bench/backoffice_pages.py,
+docs/benchmarks.md "Back office pages"): capped counts said honestly, probes kept a
+few seconds, the finance figures kept a minute, the e-mail search on its index, and
+each page's SQL pinned (a new query per page is a decision, not an accident)."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from backoffice import probes
+from backoffice.paging import Page, page_of
+from outbox import registry
+from outbox.relay import relay_pass
+from readmodels import selectors as rm_selectors
+
+pytestmark = pytest.mark.django_db
+
+
+def _queries(client, url) -> tuple[int, str]:
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(url)
+    assert response.status_code == 200, url
+    return len(ctx.captured_queries), response.content.decode()
+
+
+@pytest.fixture
+def kept_probes(settings):
+    """Production's keeping (the test settings read every probe afresh)."""
+    settings.BACKOFFICE_PROBE_SECONDS = 5.0
+    probes.forget()
+    yield
+    probes.forget()
+
+
+def test_a_capped_count_says_more_than_the_cap_and_offers_no_last_page(rf):
+    request = rf.get("/x/?status=failed&page=3")
+    page = page_of(request, 10_001, cap=10_000)
+    assert page.capped and page.total == 10_000 and page.total_text == "10,000+"
+    assert page.pages == 200 and page.number == 3
+    exact = page_of(rf.get("/x/"), 10_000, cap=10_000)
+    assert not exact.capped and exact.total_text == "10000"
+    assert Page(1, 50, 7, "").total_text == "7"
+
+
+def test_the_incident_list_counts_up_to_the_cap(support, make_incident, monkeypatch):
+    monkeypatch.setattr("backoffice.views.COUNT_CAP", 3)
+    for _ in range(5):
+        make_incident()
+    page = support.get(reverse("backoffice:incidents")).content.decode()
+    assert "of <strong data-total>3+</strong> incidents (counting stops there;" in page
+    assert ">Last<" not in page
+    # A filter narrow enough is counted exactly again.
+    make_incident(type="stock_drift")
+    narrow = support.get(reverse("backoffice:incidents") + "?type=stock_drift").content.decode()
+    assert "<strong data-total>1</strong> incidents" in narrow
+
+
+def test_the_selectors_count_at_most_cap_plus_one(make_incident, shop):
+    from reconciliation.selectors import incidents_count
+
+    for _ in range(4):
+        make_incident()
+    assert incidents_count() == 4
+    assert incidents_count(cap=2) == 3
+    assert incidents_count(cap=10) == 4
+
+
+def test_probes_are_kept_a_few_seconds_then_read_again(support, kept_probes):
+    url = reverse("backoffice:overview")
+    support.get(url)  # warm: content types, permissions
+    probes.forget()
+    cold, _ = _queries(support, url)
+    warm, page = _queries(support, url)
+    # The consumers' lag is one query for their positions and one per consumer.
+    assert cold - warm == 1 + len(registry.names())
+    assert 'id="consumer-lag"' in page
+    probes.forget()
+    again, _ = _queries(support, url)
+    assert again == cold
+
+
+def test_the_search_by_email_reads_the_lower_case_index(support, shop):
+    shop.order(email="Mixed.Case@Example.com")
+    relay_pass(budget=5)
+    with CaptureQueriesContext(connection) as ctx:
+        kind, rows = rm_selectors.order_search(q="mixed.case@EXAMPLE.com")
+    assert kind == "email" and len(rows) == 1
+    # readmodels_search_email is on lower(customer_email): the query must say LOWER too
+    # (`__iexact` says UPPER, which no index serves: a scan of every order).
+    assert 'LOWER("readmodels_ordersearch"."customer_email")' in ctx.captured_queries[0]["sql"]
+
+
+def test_the_finance_figures_are_kept_and_say_when_they_were_computed(finance, settings):
+    settings.BACKOFFICE_FINANCE_FIGURES_SECONDS = 60.0
+    from django.core.cache import cache
+    from django.utils import timezone
+
+    from backoffice.finance import figures_key
+
+    today = timezone.now().date()
+    from datetime import timedelta
+
+    cache.delete(figures_key(today - timedelta(days=29), today))
+    url = reverse("backoffice:finance")
+    cold, page = _queries(finance, url)
+    warm, again = _queries(finance, url)
+    assert warm < cold
+    assert 'id="figures-at"' in page
+    at = page.split('id="figures-at"', 1)[1].split("computed at ", 1)[1][:8]
+    assert at in again  # the same figures, as of the same moment
+    cache.delete(figures_key(today - timedelta(days=29), today))
+
+
+# Each page's SQL with the probes kept (as in production). Login and role: 3 queries
+# (session, user, groups); the rest is the page's own. Change a number only with a
+# reason (and the bench re-run).
+PAGE_QUERIES = {
+    "search": 3,
+    "overview": 15,
+    "waiting": 11,
+    "sagas": 5,
+    "incidents": 6,
+    "search_email": 5,
+}
+
+
+def test_each_page_runs_its_pinned_number_of_queries(support, shop, make_incident, kept_probes):
+    order_id, _ = shop.failed_checkout(email="pinned@example.com")
+    make_incident(order_id=order_id)
+    relay_pass(budget=5)
+    urls = {
+        "search": reverse("backoffice:search"),
+        "overview": reverse("backoffice:overview"),
+        "waiting": reverse("backoffice:waiting"),
+        "sagas": reverse("backoffice:sagas"),
+        "incidents": reverse("backoffice:incidents"),
+        "search_email": reverse("backoffice:search") + "?q=pinned@example.com",
+    }
+    counted = {}
+    for name, url in urls.items():
+        support.get(url)  # warm: probes kept, content types
+        counted[name], _ = _queries(support, url)
+    assert counted == PAGE_QUERIES
