@@ -118,15 +118,22 @@ def search_rows(rows: Iterable[Any]) -> SafeString:
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
 
 
+def _item_subject(i: Any) -> str:
+    """A waiting item's subject (linked when it has a page) and its muted detail."""
+    subject = escape(i.subject)
+    cell = f'<a href="{i.href}">{subject}</a>' if i.href else subject
+    return cell + (f' <span class="muted">{escape(i.detail)}</span>' if i.detail else "")
+
+
+def _item_money(i: Any) -> str:
+    return f"{escape(i.amount)} {escape(i.currency)}" if i.amount is not None else DASH
+
+
 def waiting_rows(items: Iterable[Any]) -> SafeString:
     out = []
     for i in items:
-        subject = escape(i.subject)
-        href = i.href
-        subject_cell = f'<a href="{href}">{subject}</a>' if href else subject
-        detail = f' <span class="muted">{escape(i.detail)}</span>' if i.detail else ""
+        subject_cell, money = _item_subject(i), _item_money(i)
         order = f'<a href="{order_href(i.order_id)}">{int(i.order_id)}</a>' if i.order_id else DASH
-        money = f"{escape(i.amount)} {escape(i.currency)}" if i.amount is not None else DASH
         level = i.level
         if level == "ok":
             status = '<span class="badge completed">within limits</span>'
@@ -135,7 +142,7 @@ def waiting_rows(items: Iterable[Any]) -> SafeString:
         else:
             status = f'<span class="badge failed">escalation {escape(i.escalated) if i.escalated else "due"}</span>'
         out.append(
-            f"<tr><td>{subject_cell}{detail}</td><td>{order}</td>"
+            f"<tr><td>{subject_cell}</td><td>{order}</td>"
             f'<td class="num">{money}</td><td>{stamp(i.since)}</td><td>{age(i.since)}</td>'
             f"<td>{status}</td></tr>\n"
         )
@@ -146,11 +153,7 @@ def attention_rows(items: Iterable[Any]) -> SafeString:
     """The overview's "Needs attention" rows (backoffice.sla.attention_list)."""
     out = []
     for i in items:
-        subject = escape(i.subject)
-        href = i.href
-        subject_cell = f'<a href="{href}">{subject}</a>' if href else subject
-        detail = f' <span class="muted">{escape(i.detail)}</span>' if i.detail else ""
-        money = f"{escape(i.amount)} {escape(i.currency)}" if i.amount is not None else DASH
+        subject_cell, money = _item_subject(i), _item_money(i)
         level = i.level
         notify = escape(i.sla.notify)
         if i.escalated:
@@ -161,7 +164,7 @@ def attention_rows(items: Iterable[Any]) -> SafeString:
         else:
             escalation = f'<span class="muted">e-mail to {notify} in {escape(i.escalate_in)}</span>'
         out.append(
-            f'<tr class="{level}"><td>{subject_cell}{detail}</td>'
+            f'<tr class="{level}"><td>{subject_cell}</td>'
             f'<td>{escape(i.sla.label)}</td><td class="num">{money}</td>'
             f"<td>{age(i.since)}</td><td>{escape(i.late_text)}</td>"
             f"<td>{escalation}</td></tr>\n"

@@ -1,0 +1,63 @@
+"""The long lists' rows are written in Python (backoffice/rows.py, for speed at 10M
+orders), not by the template engine: every text that can come from outside — a
+provider's error text in a run's last_error, a customer's e-mail, a detail — must
+still be escaped, so a hostile value shows as text and never runs as markup."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from types import SimpleNamespace
+
+from django.utils import timezone
+
+from backoffice import rows
+
+EVIL = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+
+
+def _assert_inert(html: str) -> None:
+    assert "<script" not in html and "<img" not in html, html
+    assert "&lt;script&gt;" in html
+
+
+def test_every_list_escapes_what_comes_from_outside():
+    now = timezone.now()
+    _assert_inert(
+        rows.saga_rows(
+            [
+                SimpleNamespace(
+                    id=7, subject_id=EVIL, saga_type=EVIL, status=EVIL, direction="forward", step=EVIL,
+                    attempts=3, last_error=EVIL, next_attempt_at=None, created_at=now - timedelta(minutes=5),
+                )
+            ],
+            selectable=True,
+        )
+    )  # fmt: skip
+    _assert_inert(
+        rows.incident_rows(
+            [
+                SimpleNamespace(
+                    id=3, order_id=12, type=EVIL, severity=EVIL, state=EVIL, charge_id=EVIL,
+                    amount_at_risk=Decimal("1.00"), currency=EVIL, detected_at=now, assigned_to_username=EVIL,
+                )
+            ]
+        )
+    )  # fmt: skip
+    _assert_inert(
+        rows.search_rows(
+            [
+                SimpleNamespace(
+                    order_id=12, status=EVIL, payment_status=EVIL, customer_email=EVIL, total=Decimal("9.50"),
+                    currency=EVIL, charge_id=EVIL, created_at=now,
+                )
+            ]
+        )
+    )  # fmt: skip
+    item = SimpleNamespace(
+        subject=EVIL, href="/backoffice/orders/12/", detail=EVIL, order_id=12, amount=Decimal("5.00"),
+        currency=EVIL, level="escalate", escalated=EVIL, since=now - timedelta(hours=2),
+        sla=SimpleNamespace(notify=EVIL, label=EVIL), late_text=EVIL, escalate_in=EVIL,
+    )  # fmt: skip
+    _assert_inert(rows.waiting_rows([item]))
+    _assert_inert(rows.attention_rows([item]))
