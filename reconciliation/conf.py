@@ -39,6 +39,13 @@ DEFAULTS: dict[str, Any] = {
     # join: with PostgreSQL's default work_mem (4MB) each hash spills to 16 batches on
     # disk. One pass runs at a time (advisory lock), so this much is asked for once.
     "SHARED_JOIN_WORK_MEM": "256MB",
+    # Its candidate statements walk the tables' indexes side by side (merge joins: no hash
+    # table, no sort) instead of the hash joins the planner prefers: 1.5-4x faster at 1M
+    # rows here. False leaves the plan to the planner.
+    "SHARED_JOIN_MERGE_PLANS": True,
+    # Its two candidate statements (orders x charges; lines x reservations) run side by
+    # side on two connections (the second one for the seconds the statement takes).
+    "SHARED_JOIN_CONCURRENT": True,
     # Per incident type: may a remediation run without a person, and up to what amount?
     # Money-moving automation is off unless a type says otherwise.
     "AUTO_REMEDIATION": {},

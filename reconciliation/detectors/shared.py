@@ -27,7 +27,9 @@ of a missing order has no line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -79,18 +81,84 @@ class SharedRows:
 def shared_rows(*, now: datetime, names: Iterable[str]) -> SharedRows:
     names = set(names) & SHARED
     rows: dict[str, list[dict[str, Any]]] = {}
+    money = bool(names & {str(n) for n in MONEY})
+    stock = str(IncidentType.STOCK_DRIFT) in names
+    # The two candidate statements read different tables (orders and charges; lines and
+    # reservations): on a second connection the stock one runs while the money one does.
+    # Only outside a caller's transaction: another connection sees committed rows only
+    # (and each statement reads its own snapshot anyway, read committed, one after the
+    # other or side by side).
+    concurrent = (
+        money and stock and bool(setting("SHARED_JOIN_CONCURRENT")) and not connection.in_atomic_block
+    )
+    with ThreadPoolExecutor(max_workers=1) if concurrent else nullcontext() as pool:
+        stock_candidates = pool.submit(_on_own_connection, _stock_candidates) if pool is not None else None
+        with _join_transaction() as cursor:
+            with _merge_plans(cursor):
+                order_ids, charge_ids = _money_candidates(now) if money else ([], [])
+                if stock_candidates is not None:
+                    stock_ids = stock_candidates.result()
+                else:
+                    stock_ids = _stock_candidates() if stock else []
+            if money:
+                rows.update(_money(now, order_ids=order_ids, charge_ids=charge_ids))
+            if stock:
+                rows[str(IncidentType.STOCK_DRIFT)] = _stock(now, order_ids=stock_ids)
+    return SharedRows(now=now, rows={name: rows[name] for name in names})
+
+
+@contextmanager
+def _join_transaction() -> Iterator[Any]:
+    """A transaction (and its cursor) with the shared join's settings, SET LOCAL: JIT
+    compilation (on by default above a cost threshold these statements exceed) took 1.4 s
+    of a 1M-row statement and saved less; work_mem lets a hash table of the exact
+    evaluation (or the planner's hash plan) fit in memory instead of spilling."""
     with transaction.atomic(), connection.cursor() as cursor:
-        # Two statements over every row: JIT compilation (on by default above a cost
-        # threshold these exceed) took 1.4 s of a 1M-row statement and saved less; the
-        # hash tables fit in memory instead of spilling. SET LOCAL: this transaction only.
         cursor.execute("SELECT set_config('jit', 'off', true), set_config('work_mem', %s, true)",
                        [str(setting("SHARED_JOIN_WORK_MEM"))])  # fmt: skip
-        if names & {str(n) for n in MONEY}:
-            order_ids, charge_ids = _money_candidates(now)
-            rows.update(_money(now, order_ids=order_ids, charge_ids=charge_ids))
-        if str(IncidentType.STOCK_DRIFT) in names:
-            rows[str(IncidentType.STOCK_DRIFT)] = _stock(now, order_ids=_stock_candidates())
-    return SharedRows(now=now, rows={name: rows[name] for name in names})
+        yield cursor
+
+
+def _on_own_connection(fn: Callable[[], list[int]]) -> list[int]:
+    """`fn` on this thread's own connection (Django's connections are per thread), in a
+    transaction with the join's settings and merge plans; the connection is closed after."""
+    try:
+        with _join_transaction() as cursor, _merge_plans(cursor):
+            return fn()
+    finally:
+        connection.close()
+
+
+# The planner settings a merge plan needs (see _merge_plans), in this transaction only.
+MERGE_PLAN_SETTINGS = ("enable_hashjoin", "enable_hashagg", "enable_sort")
+
+
+@contextmanager
+def _merge_plans(cursor) -> Iterator[None]:
+    """The candidate statements read every row of two tables that both have an index in
+    the join's order (orders' primary key and the charges' order_id index; the unique
+    (order_id, sku) indexes of lines and reservations). Walked side by side (a merge full
+    join), they need no hash table of a million rows and no sort; the window counting
+    captures per order reads the charges in that order anyway. The planner prices those
+    index scans as random I/O and picks hash joins, which measured 1.5-4x slower at 1M
+    rows (docs/benchmarks.md, "Reconciliation"), so hash joins, hash aggregates and sorts
+    are turned off for these statements alone (SET LOCAL semantics, then restored: the
+    exact evaluation over the candidates keeps its index probes)."""
+    if not setting("SHARED_JOIN_MERGE_PLANS"):
+        yield
+        return
+    cursor.execute("SELECT " + ", ".join(f"current_setting('{name}')" for name in MERGE_PLAN_SETTINGS))
+    before = cursor.fetchone()
+    cursor.execute(
+        "SELECT " + ", ".join(f"set_config('{name}', 'off', true)" for name in MERGE_PLAN_SETTINGS)
+    )
+    try:
+        yield
+    finally:
+        cursor.execute(
+            "SELECT " + ", ".join(f"set_config('{name}', %s, true)" for name in MERGE_PLAN_SETTINGS),
+            list(before),
+        )
 
 
 def _ids(sql: str, params: list[Any]) -> list[Any]:

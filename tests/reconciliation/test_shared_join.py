@@ -143,3 +143,85 @@ def test_a_single_detector_pass_runs_its_own_statement(every_shape):
 
     assert "shared_join" not in detail
     assert result.found > 0
+
+
+def _plan_settings_per_statement():
+    """Runs shared_rows, recording for each of its statements over the data (they start
+    with WITH or read the charges) the planner settings in force when it ran."""
+    from django.db import connection
+
+    from reconciliation.detectors.shared import MERGE_PLAN_SETTINGS
+
+    seen: list[tuple[str, tuple[str, ...]]] = []
+
+    def record(execute, sql, params, many, context):
+        if sql.lstrip().startswith(("WITH", "SELECT c.provider_id")):
+            raw = context["cursor"].cursor  # psycopg's own cursor: not recorded again
+            raw.execute("SELECT " + ", ".join(f"current_setting('{n}')" for n in MERGE_PLAN_SETTINGS))
+            seen.append((sql, raw.fetchone()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        rows = shared_rows(now=timezone.now(), names=SHARED)
+    return rows, seen
+
+
+def test_the_candidate_statements_alone_run_as_merge_plans(every_shape):
+    _, seen = _plan_settings_per_statement()
+
+    candidates = [
+        values for sql, values in seen if "FULL JOIN rv" in sql or "OVER (PARTITION BY c.order_id)" in sql
+    ]
+    exact = [values for sql, values in seen if "AS is_" in sql]
+    # the money and stock candidate statements; the two exact evaluations
+    assert len(candidates) == 2 and len(exact) == 2
+    assert all(values == ("off", "off", "off") for values in candidates)
+    # the exact evaluation over the candidates keeps the planner's own choice
+    assert all(values == ("on", "on", "on") for values in exact)
+
+
+def test_merge_plans_or_the_planners_own_the_rows_are_the_same(every_shape, settings):
+    merged, _ = _plan_settings_per_statement()
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SHARED_JOIN_MERGE_PLANS": False}
+    planner, seen = _plan_settings_per_statement()
+
+    assert all(values == ("on", "on", "on") for _, values in seen)
+    rows = {name: r for name, r in merged.rows.items() if r}
+    assert set(rows) == SHARED  # every detector has rows to compare
+    for name in SHARED:
+        assert merged.rows[name] == planner.rows[name], name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_side_by_side_on_two_connections_the_rows_are_the_same(every_shape, settings):
+    """Outside a transaction (as a pass runs) the stock candidates run on a second
+    connection while the money candidates run on this one: same rows as one connection,
+    same findings as each detector's own statement."""
+    import threading
+
+    from reconciliation.detectors import shared as shared_module
+
+    threads = []
+    real = shared_module._on_own_connection
+
+    def spy(fn):
+        threads.append(threading.current_thread())
+        return real(fn)
+
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SHARED_JOIN_CONCURRENT": True}
+    ctx = DetectionContext.full()
+    shared_module._on_own_connection = spy
+    try:
+        side_by_side = shared_rows(now=ctx.now, names=SHARED)
+    finally:
+        shared_module._on_own_connection = real
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SHARED_JOIN_CONCURRENT": False}
+    one = shared_rows(now=ctx.now, names=SHARED)
+
+    assert len(threads) == 1 and threads[0] is not threading.main_thread()
+    for name in sorted(SHARED):
+        assert side_by_side.rows[name] == one.rows[name], name
+        assert side_by_side.rows[name], name
+        detector = detector_get(name)
+        from_shared = _as_dicts(detector.findings_from(side_by_side.rows[name]))
+        assert from_shared == _as_dicts(detector.find(ctx)), name
