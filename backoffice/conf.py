@@ -33,6 +33,12 @@ def approval_daily_limit() -> Decimal:
     return _amount("BACKOFFICE_APPROVAL_DAILY_LIMIT", "1000.00")
 
 
+def overview_seconds() -> float:
+    """How long the overview keeps its count panels, per process (settings.
+    BACKOFFICE_OVERVIEW_SECONDS, default 5; 0: read at every request)."""
+    return float(getattr(settings, "BACKOFFICE_OVERVIEW_SECONDS", 5.0))
+
+
 def provider_probe_timeout() -> float:
     """Seconds the overview waits for the provider's health check."""
     return float(getattr(settings, "BACKOFFICE_PROVIDER_PROBE_TIMEOUT", 0.5))
