@@ -33,7 +33,7 @@ from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 
 from . import bulk, charts, operations, probes, roles, runbooks, services, sla
 from . import selectors as bo_selectors
-from .conf import approval_threshold, overview_seconds
+from .conf import approval_threshold, counts_seconds
 from .models import ApprovalStatus
 from .paging import COUNT_CAP, PAGE_SIZE, page_of
 from .permissions import finance_required, is_support, staff_required, support_required
@@ -82,11 +82,11 @@ def _overview_counts() -> dict[str, Any]:
 
 @staff_required
 def overview(request: HttpRequest) -> HttpResponse:
-    # The count panels are kept a few seconds per process (BACKOFFICE_OVERVIEW_SECONDS)
+    # The count panels are kept a few seconds per process (BACKOFFICE_COUNTS_SECONDS)
     # and say "as of" when they were read; the lists (the items needing attention, the
     # oldest stuck sagas) are read at every request, so what a person just fixed leaves
     # them at once.
-    counts, counted_at = probes.kept_as_of("overview:counts", _overview_counts, seconds=overview_seconds())
+    counts, counted_at = probes.kept_as_of("overview:counts", _overview_counts, seconds=counts_seconds())
     reachable, detail = bo_selectors.provider_status()
     return render(
         request,
@@ -94,7 +94,7 @@ def overview(request: HttpRequest) -> HttpResponse:
         {
             **counts,
             "counted_at": counted_at,
-            "counts_seconds": overview_seconds(),
+            "counts_seconds": counts_seconds(),
             "stuck": saga_selectors.saga_runs_list(limit=5),
             "provider_ok": reachable,
             "provider_detail": detail,
@@ -106,8 +106,19 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def waiting(request: HttpRequest) -> HttpResponse:
-    """Every SLA state's items, oldest first, with their age (backoffice.sla)."""
-    return render(request, "backoffice/waiting.html", {"states": sla.states_waiting(limit=PAGE_SIZE)})
+    """Every SLA state's items, oldest first, with their age (backoffice.sla). The
+    per-state counts are kept a few seconds, as the overview's (BACKOFFICE_COUNTS_SECONDS),
+    and say "as of"; the items are read at every request."""
+    counts, counted_at = probes.kept_as_of("waiting:counts", sla.state_counts, seconds=counts_seconds())
+    return render(
+        request,
+        "backoffice/waiting.html",
+        {
+            "states": sla.states_waiting(limit=PAGE_SIZE, counts=counts),
+            "counted_at": counted_at,
+            "counts_seconds": counts_seconds(),
+        },
+    )
 
 
 # --- Stuck sagas -----------------------------------------------------------------------
