@@ -30,6 +30,8 @@ def escape(value: Any) -> str:
     without its lazy-string wrapper, which costs more than the escaping: a page of 200
     rows escapes some 3,000 values."""
     return html.escape(str(value))
+
+
 _FORMATS = {"": "%Y-%m-%d %H:%M:%S", "minutes": "%Y-%m-%d %H:%M", "ms": "%Y-%m-%d %H:%M:%S.%f"}
 
 
