@@ -74,17 +74,6 @@ class SagaRun(models.Model):
                 include=["status", "sla_at"],
                 condition=Q(status__in=[*ATTENTION_STATUSES, *ACTIVE_STATUSES]),
             ),
-            # The stuck list by most attempts first (?sort=attempts): read in order, so
-            # a filter that most stuck runs match (e.g. an error text) stops after a page.
-            models.Index(
-                fields=["-attempts", "id"],
-                name="sagas_run_stuck_attempts_bo",
-                include=["status", "sla_at"],
-                condition=Q(status__in=[*ATTENTION_STATUSES, *ACTIVE_STATUSES]),
-            ),
-            # The stuck list filtered by error text (?error=) has a trigram index too,
-            # sagas_run_stuck_error_bo, created by migration 0003 in SQL (Django 5.2
-            # writes a GIN index on an expression with an operator class as invalid SQL).
             # The back office's list of every run (?all=1), oldest first.
             models.Index(fields=["created_at", "id"], name="sagas_run_created_bo"),
             # The back office's case file: every run about one order (saga_runs_for_subject).
