@@ -186,6 +186,9 @@ PAGE_QUERIES = {
     "sagas": 5,
     "incidents": 6,
     "search_email": 5,
+    # The whole story, one query per source (docs/backoffice.md); the payment, its
+    # refunds and the refundable amount in 2 (payment_case_for_order), the webhooks in 1.
+    "case_file": 25,
 }
 
 
@@ -200,6 +203,7 @@ def test_each_page_runs_its_pinned_number_of_queries(support, shop, make_inciden
         "sagas": reverse("backoffice:sagas"),
         "incidents": reverse("backoffice:incidents"),
         "search_email": reverse("backoffice:search") + "?q=pinned@example.com",
+        "case_file": reverse("backoffice:order", args=[order_id]),
     }
     counted = {}
     for name, url in urls.items():
