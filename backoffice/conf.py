@@ -33,6 +33,13 @@ def approval_daily_limit() -> Decimal:
     return _amount("BACKOFFICE_APPROVAL_DAILY_LIMIT", "1000.00")
 
 
+def counts_seconds() -> float:
+    """How long the overview keeps its count panels and the waiting page its per-state
+    counts, per process (settings.BACKOFFICE_COUNTS_SECONDS, default 5; 0: read at
+    every request). Both pages say "as of" beside them; their lists are read live."""
+    return float(getattr(settings, "BACKOFFICE_COUNTS_SECONDS", 5.0))
+
+
 def provider_probe_timeout() -> float:
     """Seconds the overview waits for the provider's health check."""
     return float(getattr(settings, "BACKOFFICE_PROVIDER_PROBE_TIMEOUT", 0.5))

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.utils import timezone
 
 T = TypeVar("T")
 
-_kept: dict[str, tuple[float, Any]] = {}
+_kept: dict[str, tuple[float, Any, datetime]] = {}
 
 
 def probe_seconds() -> float:
@@ -28,15 +30,21 @@ def probe_seconds() -> float:
 
 def kept(key: str, compute: Callable[[], T]) -> T:
     """compute()'s answer, kept probe_seconds() under `key` in this process."""
+    return kept_as_of(key, compute, seconds=probe_seconds())[0]
+
+
+def kept_as_of(key: str, compute: Callable[[], T], *, seconds: float) -> tuple[T, datetime]:
+    """compute()'s answer and when it was computed, kept `seconds` under `key` in this
+    process (0: computed at every call): for a page that says "as of" beside it."""
     now = time.monotonic()
     hit = _kept.get(key)
     if hit is not None and hit[0] > now:
-        return hit[1]
+        return hit[1], hit[2]
+    at = timezone.now()
     value = compute()
-    seconds = probe_seconds()
     if seconds > 0:
-        _kept[key] = (now + seconds, value)
-    return value
+        _kept[key] = (now + seconds, value, at)
+    return value, at
 
 
 def forget() -> None:

@@ -11,18 +11,27 @@ templates; the HTML is the same as the templates made.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from django.utils import timezone
-from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from .links import incident_href, order_href
 from .sla import duration
 
 DASH = "—"
+
+
+def escape(value: Any) -> str:
+    """django.utils.html.escape's text (html.escape(str(value)): & < > " ' encoded)
+    without its lazy-string wrapper, which costs more than the escaping: a page of 200
+    rows escapes some 3,000 values."""
+    return html.escape(str(value))
+
+
 _FORMATS = {"": "%Y-%m-%d %H:%M:%S", "minutes": "%Y-%m-%d %H:%M", "ms": "%Y-%m-%d %H:%M:%S.%f"}
 
 
@@ -120,8 +129,8 @@ def search_rows(rows: Iterable[Any]) -> SafeString:
 
 def _item_subject(i: Any) -> str:
     """A waiting item's subject (linked when it has a page) and its muted detail."""
-    subject = escape(i.subject)
-    cell = f'<a href="{i.href}">{subject}</a>' if i.href else subject
+    subject, href = escape(i.subject), i.href
+    cell = f'<a href="{href}">{subject}</a>' if href else subject
     return cell + (f' <span class="muted">{escape(i.detail)}</span>' if i.detail else "")
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from decimal import Decimal
 
 from django.conf import settings
 
@@ -87,15 +86,13 @@ def staff_actions_for_order(*, order_id: int) -> list[StaffAction]:
 def order_case(*, order_id: int) -> OrderCase:
     """An order, its saga runs, its payment and refunds. Raises NotFound."""
     order = order_selectors.order_get(order_id=order_id)
-    payment = payment_selectors.payment_for_order(order_id=order.id)
+    paid = payment_selectors.payment_case_for_order(order_id=order.id)  # payment, refunds: 2 queries
     return OrderCase(
         runs=tuple(saga_selectors.saga_runs_for_subject(subject_id=str(order.id))),
         order=order,
-        payment=payment,
-        refunds=tuple(payment_selectors.refunds_for_payment(payment_id=payment.id)) if payment else (),
-        refundable=(
-            payment_selectors.payment_refundable_amount(payment_id=payment.id) if payment else Decimal("0")
-        ),
+        payment=paid.payment,
+        refunds=paid.refunds,
+        refundable=paid.refundable,
         deliveries=tuple(webhook_selectors.webhook_deliveries_for_order(order_id=order.id)),
     )
 
@@ -223,7 +220,9 @@ def order_case_file(*, order_id: int) -> CaseFile:
         for entry in payment_selectors.ledger_entries_for_payment(payment_id=payment.id):
             title = f"Ledger {entry['kind']}: {entry['account']} {entry['amount']} {entry['currency']}"
             add(entry["at"], "ledger", title, entry["memo"])
-        for ev in payment_selectors.webhook_events_for_payment(payment_id=payment.id):
+        for ev in payment_selectors.webhook_events_about(
+            order_id=payment.order_id, charge_id=payment.provider_charge_id
+        ):
             repeats = (
                 f"; delivered {ev['deliveries']} times, last at {ev['last_seen_at']:%H:%M:%S}"
                 if ev["deliveries"] > 1

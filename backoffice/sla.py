@@ -45,7 +45,8 @@ from .roles import FINANCE, SUPPORT
 
 log = logging.getLogger(__name__)
 
-Source = Callable[..., tuple[int, list[dict]]]  # (since_before=, limit=) -> (count, rows)
+# (since_before=, exclude_ids=, limit=, counted=) -> (count or None when not counted, rows)
+Source = Callable[..., tuple[int | None, list[dict]]]
 # state key -> (the rows' noun, where a row is read, which page shows it)
 SOURCES: dict[str, tuple[str, Source, str]] = {
     "payment_unknown": (
@@ -139,10 +140,12 @@ class StateList:
         return duration(self.sla.escalate_after)
 
 
-def _rows(sla: StateSla, *, now: datetime, past: float | None, limit: int, exclude_ids=None) -> StateList:
+def _rows(
+    sla: StateSla, *, now: datetime, past: float | None, limit: int, exclude_ids=None, counted: bool = True
+) -> StateList:
     _, source, _ = SOURCES[sla.key]
     since_before = now - timedelta(seconds=past) if past is not None else None
-    count, rows = source(since_before=since_before, exclude_ids=exclude_ids, limit=limit)
+    count, rows = source(since_before=since_before, exclude_ids=exclude_ids, limit=limit, counted=counted)
     items = [
         Waiting(
             sla=sla,
@@ -156,7 +159,7 @@ def _rows(sla: StateSla, *, now: datetime, past: float | None, limit: int, exclu
         )
         for row in rows
     ]
-    return StateList(sla, count, items)
+    return StateList(sla, count if count is not None else len(items), items)
 
 
 def _mark_escalated(items: list[Waiting]) -> list[Waiting]:
@@ -173,21 +176,47 @@ def _mark_escalated(items: list[Waiting]) -> list[Waiting]:
     return [replace(i, escalated=found.get((i.sla.key, i.subject_id), "")) for i in items]
 
 
-def states_waiting(*, limit: int = 50, now: datetime | None = None) -> list[StateList]:
-    """Every state with its items, oldest first (the "Waiting by state" page)."""
+def state_counts() -> dict[str, int]:
+    """How many items are in each state (whatever their age): one count query per
+    state. The "Waiting by state" page keeps these a few seconds (backoffice.views)."""
+    now = timezone.now()
+    return {key: _rows(sla, now=now, past=None, limit=0).count for key, sla in sla_limits().items()}
+
+
+def states_waiting(
+    *, limit: int = 50, now: datetime | None = None, counts: dict[str, int] | None = None
+) -> list[StateList]:
+    """Every state with its items, oldest first (the "Waiting by state" page). With
+    `counts` (state_counts(), read earlier) each state's count is taken from there
+    and only its items are read: one query per state instead of two."""
     now = now or timezone.now()
-    lists = [_rows(sla, now=now, past=None, limit=limit) for sla in sla_limits().values()]
+    lists = [
+        _rows(sla, now=now, past=None, limit=limit, counted=counts is None) for sla in sla_limits().values()
+    ]
+    if counts is not None:
+        lists = [StateList(lst.sla, counts.get(lst.sla.key, 0), lst.items) for lst in lists]
     marked = iter(_mark_escalated([i for lst in lists for i in lst.items]))
     return [StateList(lst.sla, lst.count, [next(marked) for _ in lst.items]) for lst in lists]
 
 
-def attention_list(*, limit: int = 20, now: datetime | None = None) -> tuple[list[StateList], list[Waiting]]:
-    """Items past their state's attention limit: per state how many (its `count`), and
-    the `limit` latest of all states together, the latest first (the overview)."""
+def attention_counts(*, now: datetime | None = None) -> list[StateList]:
+    """Per state, how many items are past its attention limit (no items): one count
+    query per state. The overview keeps these a few seconds (backoffice.overview)."""
     now = now or timezone.now()
-    lists = [_rows(sla, now=now, past=sla.attention_after, limit=limit) for sla in sla_limits().values()]
+    return [_rows(sla, now=now, past=sla.attention_after, limit=0) for sla in sla_limits().values()]
+
+
+def attention_items(*, limit: int = 20, now: datetime | None = None) -> list[Waiting]:
+    """The `limit` latest items past their state's attention limit, of all states
+    together, the latest first, with their escalation: one query per state (no
+    count) and one for the escalations. The overview's "Needs attention" rows."""
+    now = now or timezone.now()
+    lists = [
+        _rows(sla, now=now, past=sla.attention_after, limit=limit, counted=False)
+        for sla in sla_limits().values()
+    ]
     items = sorted((i for lst in lists for i in lst.items), key=lambda i: i.late, reverse=True)
-    return lists, _mark_escalated(items[:limit])
+    return _mark_escalated(items[:limit])
 
 
 # --- escalation by e-mail (the beat task backoffice.sla_escalate) ------------------------------

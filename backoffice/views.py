@@ -33,7 +33,7 @@ from sagas.choices import ACTIVE_STATUSES, ATTENTION_STATUSES, RunStatus
 
 from . import bulk, charts, operations, probes, roles, runbooks, services, sla
 from . import selectors as bo_selectors
-from .conf import approval_threshold
+from .conf import approval_threshold, counts_seconds
 from .models import ApprovalStatus
 from .paging import COUNT_CAP, PAGE_SIZE, page_of
 from .permissions import finance_required, is_support, staff_required, support_required
@@ -66,27 +66,39 @@ def _int(value: Any) -> int | None:
 # --- Overview ------------------------------------------------------------------------
 
 
+def _overview_counts() -> dict[str, Any]:
+    """The overview's count panels: numbers a person reads, not rows they click."""
+    return {
+        # Not saga_state_summary: that scans every run ever made; the overview needs
+        # only the runs waiting for a person, which partial indexes serve.
+        "attention": saga_selectors.saga_attention_counts(),
+        "severity": recon_selectors.incidents_live_by_severity(),
+        "at_risk": recon_selectors.incidents_open_at_risk(),
+        "last_run": recon_selectors.reconciliation_run_latest(),
+        "pending_approvals": bo_selectors.approvals_pending_count(),
+        "sla_states": sla.attention_counts(),
+    }
+
+
 @staff_required
 def overview(request: HttpRequest) -> HttpResponse:
-    # Not saga_state_summary: that scans every run ever made; the overview needs only
-    # the runs waiting for a person, which partial indexes serve.
-    attention = saga_selectors.saga_attention_counts()
+    # The count panels are kept a few seconds per process (BACKOFFICE_COUNTS_SECONDS)
+    # and say "as of" when they were read; the lists (the items needing attention, the
+    # oldest stuck sagas) are read at every request, so what a person just fixed leaves
+    # them at once.
+    counts, counted_at = probes.kept_as_of("overview:counts", _overview_counts, seconds=counts_seconds())
     reachable, detail = bo_selectors.provider_status()
-    sla_states, late = sla.attention_list()
     return render(
         request,
         "backoffice/overview.html",
         {
-            "attention": attention,
+            **counts,
+            "counted_at": counted_at,
+            "counts_seconds": counts_seconds(),
             "stuck": saga_selectors.saga_runs_list(limit=5),
-            "severity": recon_selectors.incidents_live_by_severity(),
-            "at_risk": recon_selectors.incidents_open_at_risk(),
-            "last_run": recon_selectors.reconciliation_run_latest(),
             "provider_ok": reachable,
             "provider_detail": detail,
-            "pending_approvals": bo_selectors.approvals_pending_count(),
-            "sla_states": sla_states,
-            "late": late,
+            "late": sla.attention_items(),
             "systems": sla.systems_health(provider=(reachable, detail)),
         },
     )
@@ -94,8 +106,19 @@ def overview(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def waiting(request: HttpRequest) -> HttpResponse:
-    """Every SLA state's items, oldest first, with their age (backoffice.sla)."""
-    return render(request, "backoffice/waiting.html", {"states": sla.states_waiting(limit=PAGE_SIZE)})
+    """Every SLA state's items, oldest first, with their age (backoffice.sla). The
+    per-state counts are kept a few seconds, as the overview's (BACKOFFICE_COUNTS_SECONDS),
+    and say "as of"; the items are read at every request."""
+    counts, counted_at = probes.kept_as_of("waiting:counts", sla.state_counts, seconds=counts_seconds())
+    return render(
+        request,
+        "backoffice/waiting.html",
+        {
+            "states": sla.states_waiting(limit=PAGE_SIZE, counts=counts),
+            "counted_at": counted_at,
+            "counts_seconds": counts_seconds(),
+        },
+    )
 
 
 # --- Stuck sagas -----------------------------------------------------------------------

@@ -18,8 +18,9 @@ every consumer a little behind (docs/benchmarks.md, "Back office pages").
 Then, in this process, Django's test Client (the whole request: URL routing, session
 and auth middleware, the role check, the selectors' SQL, template rendering; no
 network) GETs each page `--requests` times after a warm-up, as a logged-in support
-user (finance for the finance page), with production's keeping of probes (5 s) and
-finance figures (60 s); the "cold" pages throw those away before each request. Prints
+user (finance for the finance page), with production's keeping of probes (5 s), the
+overview's and waiting page's counts (5 s) and finance figures (60 s); the "cold" pages
+throw those away before each request. Prints
 p50/p95/max, SQL queries, the ratio to the floor (the search page with an empty
 query: same middleware, login and role check, base template, no domain query), the
 load average and a JSON line. Budget: p95 < 100 ms; target: p50 at most 3 times the floor.
@@ -209,8 +210,9 @@ PAGES = [
     ("order case file", "/backoffice/orders/__ORDER__/", "support"),
     ("finance (last 30 days)", "/backoffice/finance/", "finance"),
     # The same pages with what they keep a while thrown away before every request: what
-    # the first person after the interval waits (probes: 5 s; finance figures: 60 s).
+    # the first person after the interval waits (probes and counts: 5 s; finance figures: 60 s).
     ("overview, cold (probes not kept)", "/backoffice/", "support", "cold"),
+    ("waiting by state, cold (counts not kept)", "/backoffice/waiting/", "support", "cold"),
     ("finance, cold (figures recomputed)", "/backoffice/finance/", "finance", "cold"),
 ]
 
@@ -358,6 +360,7 @@ def measure(requests: int) -> list[dict]:
     ]
     # Production's defaults (the test settings read every probe afresh).
     settings.BACKOFFICE_PROBE_SECONDS = 5.0
+    settings.BACKOFFICE_COUNTS_SECONDS = 5.0  # the overview's and waiting page's counts
     settings.BACKOFFICE_FINANCE_FIGURES_SECONDS = 60.0
     from django.core.cache import cache
     from django.utils import timezone

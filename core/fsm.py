@@ -70,19 +70,21 @@ def waiting_in_state(
     exclude_ids: Any = None,
     limit: int = 50,
     fields: Iterable[str] = (),
-) -> tuple[int, list[dict[str, Any]]]:
+    counted: bool = True,
+) -> tuple[int | None, list[dict[str, Any]]]:
     """Rows (already filtered to one state) that have waited there, oldest first: how
     many in all (past `since_before` when given, without `exclude_ids` — ids or a
     one-column queryset, used as a subquery), and the first `limit` as dicts of
     `fields` plus "since" (the moment they entered the state, read from `since`).
-    Two queries whatever the count: the back office's SLA lists (docs/backoffice.md)."""
+    Two queries whatever the count: the back office's SLA lists (docs/backoffice.md);
+    one with limit=0 (the count alone) or counted=False (the rows alone, count None)."""
     if since_before is not None:
         rows = rows.filter(**{f"{since}__lt": since_before})
     if exclude_ids is not None:
         rows = rows.exclude(pk__in=exclude_ids)
-    count = rows.count()
+    count = rows.count() if counted else None
     limit = max(0, min(int(limit), 500))
-    listed = list(rows.order_by(since, "pk").values(*fields, since)[:limit]) if limit and count else []
+    listed = list(rows.order_by(since, "pk").values(*fields, since)[:limit]) if limit and count != 0 else []
     for row in listed:
         row["since"] = row.pop(since)
     return count, listed

@@ -295,8 +295,8 @@ def orders_without_audit(*, order_ids: list[int]) -> list[int]:
 
 
 def orders_waiting(
-    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
-) -> tuple[int, list[dict]]:
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50, counted: bool = True
+) -> tuple[int | None, list[dict]]:
     """Orders in `status` since their last change (updated_at), oldest first: the count
     and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
     return waiting_in_state(
@@ -305,6 +305,7 @@ def orders_waiting(
         since_before=since_before,
         exclude_ids=exclude_ids,
         limit=limit,
+        counted=counted,
         fields=("id", "order_id", "amount", "currency"),
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
@@ -44,6 +45,30 @@ def payment_refundable_amount(*, payment_id: int) -> Decimal:
         total=Coalesce(Sum("amount"), Decimal("0"))
     )["total"]
     return payment.amount - payment.refunded_amount - pending
+
+
+@dataclass(frozen=True)
+class PaymentCase:
+    """An order's payment as a case file shows it (None before the saga created it)."""
+
+    payment: PaymentDTO | None
+    refunds: tuple[RefundDTO, ...]  # oldest first
+    refundable: Decimal  # payment_refundable_amount's figure, from the same rows
+
+
+def payment_case_for_order(*, order_id: int) -> PaymentCase:
+    """An order's payment, its refunds and what can still be refunded: two queries (the
+    refundable amount is worked out from those rows, as payment_refundable_amount
+    would read it, instead of reading the payment and its pending refunds again)."""
+    payment = payment_for_order(order_id=order_id)
+    if payment is None:
+        return PaymentCase(None, (), Decimal("0"))
+    refunds = tuple(refunds_for_payment(payment_id=payment.id))
+    refundable = Decimal("0")
+    if payment.status in (PaymentStatus.CAPTURED, PaymentStatus.PARTIALLY_REFUNDED):
+        pending = sum((r.amount for r in refunds if r.status == RefundStatus.PENDING), Decimal("0"))
+        refundable = payment.amount - payment.refunded_amount - pending
+    return PaymentCase(payment, refunds, refundable)
 
 
 def refund_get(*, refund_id: int) -> RefundDTO:
@@ -241,14 +266,22 @@ def ledger_currency_imbalances() -> dict[str, Decimal]:
 def webhook_events_for_payment(*, payment_id: int, limit: int = 100) -> list[dict]:
     """The provider's webhook events about a payment (its charge, by charge id or by
     reference = order id, and refunds of that charge), oldest first, as plain dicts for
-    an order's case file. Two queries; the inbox has no index on the payload, so this
-    scans it — fine for one case file, not for lists."""
+    an order's case file. Two queries (one with webhook_events_about, when the caller
+    holds the payment already); the inbox has no index on the payload, so this scans
+    it — fine for one case file, not for lists."""
     payment = Payment.objects.filter(pk=payment_id).values("order_id", "provider_charge_id").first()
     if payment is None:
         return []
-    match = Q(payload__data__object__reference=str(payment["order_id"]))
-    if payment["provider_charge_id"]:
-        charge_id = payment["provider_charge_id"]
+    return webhook_events_about(
+        order_id=payment["order_id"], charge_id=payment["provider_charge_id"], limit=limit
+    )
+
+
+def webhook_events_about(*, order_id: int, charge_id: str | None, limit: int = 100) -> list[dict]:
+    """webhook_events_for_payment for a payment already read (its order id and charge
+    id): one query."""
+    match = Q(payload__data__object__reference=str(order_id))
+    if charge_id:
         match |= Q(payload__data__object__id=charge_id) | Q(payload__data__object__charge=charge_id)
     events = ProviderWebhookEvent.objects.filter(match).order_by("first_seen_at", "id")[:limit]
 
@@ -311,8 +344,8 @@ def payments_without_audit(*, order_ids: list[int]) -> list[int]:
 
 
 def payments_waiting(
-    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
-) -> tuple[int, list[dict]]:
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50, counted: bool = True
+) -> tuple[int | None, list[dict]]:
     """Payments in `status` since their last change (updated_at), oldest first: the count
     and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
     return waiting_in_state(
@@ -321,13 +354,14 @@ def payments_waiting(
         since_before=since_before,
         exclude_ids=exclude_ids,
         limit=limit,
+        counted=counted,
         fields=("id", "order_id", "amount", "currency"),
     )
 
 
 def refunds_waiting(
-    *, status: str, since_before=None, exclude_ids=None, limit: int = 50
-) -> tuple[int, list[dict]]:
+    *, status: str, since_before=None, exclude_ids=None, limit: int = 50, counted: bool = True
+) -> tuple[int | None, list[dict]]:
     """Refunds in `status` since they were asked for (created_at), oldest first: the
     count and the first `limit` as (id, order_id, amount, currency, since). Two queries."""
     return waiting_in_state(
@@ -336,6 +370,7 @@ def refunds_waiting(
         since_before=since_before,
         exclude_ids=exclude_ids,
         limit=limit,
+        counted=counted,
         fields=("id", "order_id", "amount", "currency"),
     )
 

@@ -198,6 +198,15 @@ class Incident(models.Model):
                 name="recon_incident_live_money_bo",
                 condition=Q(state__in=LIVE_STATES),
             ),
+            # The queue filtered by type (and severity): its capped count and its page,
+            # worst money first, read only the matching live incidents, in order (without
+            # it both read every live incident from the heap to check its type).
+            models.Index(
+                fields=["type", "severity", "-amount_at_risk", "detected_at", "id"],
+                name="recon_incident_live_type_bo",
+                include=["state"],
+                condition=Q(state__in=LIVE_STATES),
+            ),
         ]
         permissions = [
             ("remediate_incident", "Can run an incident's remediation (stock, saga, order)"),

@@ -489,8 +489,8 @@ def incident_behind_order_change(*, order_id: int, at: datetime) -> int | None:
 
 
 def incidents_waiting(
-    *, states: list[str], since_before=None, exclude_ids=None, limit: int = 50
-) -> tuple[int, list[dict]]:
+    *, states: list[str], since_before=None, exclude_ids=None, limit: int = 50, counted: bool = True
+) -> tuple[int | None, list[dict]]:
     """Incidents in `states` since detected, oldest first: the count and the first
     `limit` as (id, order_id, amount, currency, type, severity, since). Two queries."""
     return waiting_in_state(
@@ -499,6 +499,7 @@ def incidents_waiting(
         since_before=since_before,
         exclude_ids=exclude_ids,
         limit=limit,
+        counted=counted,
         fields=("id", "order_id", "amount", "currency", "type", "severity"),
     )
 

@@ -424,6 +424,11 @@ BACKOFFICE_BASE_URL = env.str("BACKOFFICE_BASE_URL", default="")
 # How long a back-office page keeps a probe's answer (the provider's health check, the
 # outbox consumers' lag, the worker and beat heartbeats), per process: backoffice/probes.py.
 BACKOFFICE_PROBE_SECONDS = env.float("BACKOFFICE_PROBE_SECONDS", default=5.0)
+# How long the overview keeps its count panels (sagas waiting for a person, incidents and
+# money at risk, per-state counts past the attention limit, last reconciliation, pending
+# approvals) and the waiting page its per-state counts, per process; the pages say "as
+# of" beside them. The lists (the items themselves) are read at every request.
+BACKOFFICE_COUNTS_SECONDS = env.float("BACKOFFICE_COUNTS_SECONDS", default=5.0)
 # How long the finance page keeps its history figures and service levels (they read a
 # whole range's incidents, orders and saga runs), in the shared cache: backoffice/finance.py.
 BACKOFFICE_FINANCE_FIGURES_SECONDS = env.float("BACKOFFICE_FINANCE_FIGURES_SECONDS", default=60.0)

@@ -19,4 +19,5 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 # Probes (provider health, consumers' lag, heartbeats) are read on every request, so a
 # test that changes what they read sees it at once; tests of the keeping set it themselves.
 BACKOFFICE_PROBE_SECONDS = 0
+BACKOFFICE_COUNTS_SECONDS = 0
 BACKOFFICE_FINANCE_FIGURES_SECONDS = 0

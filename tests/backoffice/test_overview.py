@@ -17,4 +17,6 @@ def test_overview_counts_failed_runs_and_sees_the_provider(support, shop):
     assert "2 <small>failed</small>" in page
     assert "0 <small>compensation failed</small>" in page
     assert "0 <small>running past their SLA</small>" in page
-    assert '<li data-pulse="provider"><strong>Provider:</strong> <span class="badge completed">ok</span>' in page  # the sandbox
+    assert (
+        '<li data-pulse="provider"><strong>Provider:</strong> <span class="badge completed">ok</span>' in page
+    )  # the sandbox

@@ -28,8 +28,10 @@ def _queries(client, url) -> tuple[int, str]:
 
 @pytest.fixture
 def kept_probes(settings):
-    """Production's keeping (the test settings read every probe afresh)."""
+    """Production's keeping (the test settings read every probe, and the overview's
+    counts, afresh)."""
     settings.BACKOFFICE_PROBE_SECONDS = 5.0
+    settings.BACKOFFICE_COUNTS_SECONDS = 5.0
     probes.forget()
     yield
     probes.forget()
@@ -74,12 +76,72 @@ def test_probes_are_kept_a_few_seconds_then_read_again(support, kept_probes):
     probes.forget()
     cold, _ = _queries(support, url)
     warm, page = _queries(support, url)
-    # The consumers' lag is one query for their positions and one per consumer.
-    assert cold - warm == 1 + len(registry.names())
+    # The consumers' lag is one query for their positions and one per consumer; the
+    # count panels are 11 (sagas 2, severity, at risk, last reconciliation, approvals,
+    # one per SLA state), kept too (BACKOFFICE_COUNTS_SECONDS).
+    assert cold - warm == 1 + len(registry.names()) + 11
     assert 'id="consumer-lag"' in page
     probes.forget()
     again, _ = _queries(support, url)
     assert again == cold
+
+
+def test_the_overview_counts_are_kept_five_seconds_and_say_as_of_when(
+    support, shop, make_incident, kept_probes, monkeypatch
+):
+    clock = [1000.0]
+    monkeypatch.setattr("backoffice.probes.time.monotonic", lambda: clock[0])
+    url = reverse("backoffice:overview")
+    make_incident(amount="30.00")
+    first = support.get(url).content.decode()
+    assert "1 <small>open or acknowledged</small>" in first
+    caption = first.split('id="counts-at"', 1)[1].split("</p>", 1)[0]
+    assert "Counts as of " in caption and "UTC (read at most every 5 s)" in caption
+    as_of = caption.split("Counts as of ", 1)[1][:8]  # hh:mm:ss
+    assert first.count(f"as of {as_of}") >= 4  # the count panels each say it too
+
+    # Within the 5 s the counts are the kept ones, as of the same moment, while the
+    # lists are read again: a new failed checkout shows among the stuck sagas at once.
+    order_id, _ = shop.failed_checkout(email="late@example.com")
+    make_incident(amount="40.00")
+    clock[0] += 4.9
+    kept = support.get(url).content.decode()
+    assert "1 <small>open or acknowledged</small>" in kept
+    assert "0 <small>failed</small>" in kept
+    assert f"Counts as of {as_of}" in kept
+    assert f"/backoffice/orders/{order_id}/" in kept  # "Oldest stuck sagas": live
+
+    # Past them the counts are read again.
+    clock[0] += 0.2
+    fresh = support.get(url).content.decode()
+    assert "2 <small>open or acknowledged</small>" in fresh
+    assert "1 <small>failed</small>" in fresh
+
+
+def test_the_waiting_page_keeps_its_counts_five_seconds_and_lists_items_live(
+    support, make_incident, kept_probes, monkeypatch
+):
+    clock = [1000.0]
+    monkeypatch.setattr("backoffice.probes.time.monotonic", lambda: clock[0])
+    url = reverse("backoffice:waiting")
+    first_id = make_incident()
+    first = support.get(url).content.decode()
+    section = first.split('id="incident_unacknowledged"', 1)[1].split("</section>", 1)[0]
+    assert '<small class="muted">1 <span class="as-of">(as of ' in section
+    assert f"/backoffice/incidents/{first_id}/" in section
+    as_of = first.split('id="counts-at"', 1)[1].split("Counts as of ", 1)[1][:8]
+
+    second_id = make_incident()
+    clock[0] += 4.9
+    kept = support.get(url).content.decode()
+    section = kept.split('id="incident_unacknowledged"', 1)[1].split("</section>", 1)[0]
+    assert f'<small class="muted">1 <span class="as-of">(as of {as_of})</span>' in section
+    assert f"/backoffice/incidents/{second_id}/" in section  # the items: live
+
+    clock[0] += 0.2
+    fresh = support.get(url).content.decode()
+    section = fresh.split('id="incident_unacknowledged"', 1)[1].split("</section>", 1)[0]
+    assert '<small class="muted">2 <span class="as-of">' in section
 
 
 def test_the_search_by_email_reads_the_lower_case_index(support, shop):
@@ -119,11 +181,14 @@ def test_the_finance_figures_are_kept_and_say_when_they_were_computed(finance, s
 # reason (and the bench re-run).
 PAGE_QUERIES = {
     "search": 3,
-    "overview": 15,
-    "waiting": 11,
+    "overview": 9,  # 3 + stuck sagas 1 + "Needs attention" 5 rows and 1 escalations; counts kept
+    "waiting": 9,  # 3 + each state's items 5 + escalations 1; the per-state counts kept
     "sagas": 5,
     "incidents": 6,
     "search_email": 5,
+    # The whole story, one query per source (docs/backoffice.md); the payment, its
+    # refunds and the refundable amount in 2 (payment_case_for_order), the webhooks in 1.
+    "case_file": 25,
 }
 
 
@@ -138,6 +203,7 @@ def test_each_page_runs_its_pinned_number_of_queries(support, shop, make_inciden
         "sagas": reverse("backoffice:sagas"),
         "incidents": reverse("backoffice:incidents"),
         "search_email": reverse("backoffice:search") + "?q=pinned@example.com",
+        "case_file": reverse("backoffice:order", args=[order_id]),
     }
     counted = {}
     for name, url in urls.items():

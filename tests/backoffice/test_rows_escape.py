@@ -61,3 +61,11 @@ def test_every_list_escapes_what_comes_from_outside():
     )  # fmt: skip
     _assert_inert(rows.waiting_rows([item]))
     _assert_inert(rows.attention_rows([item]))
+
+
+def test_the_rows_escape_exactly_as_django_does():
+    from django.utils.html import escape as django_escape
+    from django.utils.translation import gettext_lazy
+
+    for value in (EVIL, "a'b\"c&d", Decimal("12.50"), 7, None, "", gettext_lazy("Order")):
+        assert rows.escape(value) == django_escape(value)
