@@ -33,6 +33,16 @@ def _api_token_cache_cleared():
     token_cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _saga_start_poke_cleared():
+    """saga_start's coalesced poke flag (sagas.tasks.FRESH_POKE_KEY, in the suite's
+    Redis) set by an earlier test would swallow this test's first poke for a second."""
+    from core.pokes import poke_clear
+    from sagas.tasks import FRESH_POKE_KEY
+
+    poke_clear(FRESH_POKE_KEY)
+
+
 @pytest.fixture
 def processes_alive():
     """A worker took a task and beat sent one just now (heartbeats live in the suite's Redis),
