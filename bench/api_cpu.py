@@ -1,4 +1,4 @@
-"""Python CPU per request of the three endpoints of bench/api_throughput.py, in-process.
+"""Python CPU per request of the four endpoints of bench/api_throughput.py, in-process.
 
     .venv/bin/python bench/api_cpu.py [--requests 300] [--profile orders]
 
@@ -35,7 +35,7 @@ SERVER = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--profile", default=None, choices=["orders", "floor", "bare"])
+    parser.add_argument("--profile", default=None, choices=["orders", "floor", "bare", "guarantee"])
     parser.add_argument("--settings", default="bench.api_settings")
     args = parser.parse_args()
 
@@ -68,10 +68,13 @@ def main() -> int:
     import django
 
     django.setup()
+    from celery.signals import before_task_publish
     from django.db import connection
     from django.test import Client
     from django.test.utils import CaptureQueriesContext
 
+    published: list[str] = []
+    before_task_publish.connect(lambda sender=None, **_: published.append(str(sender)), weak=False)
     client = Client(HTTP_AUTHORIZATION=f"Token {token}")
     counter = iter(range(10**9))
 
@@ -93,6 +96,7 @@ def main() -> int:
             post(name)
         sql = [q["sql"] for q in ctx.captured_queries]
         profiler = cProfile.Profile(time.process_time) if args.profile == name else None
+        published.clear()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         if profiler:
             profiler.enable()
@@ -106,6 +110,8 @@ def main() -> int:
             "wall_ms": round(1000 * wall / args.requests, 3),
             "statements": len(sql),
             "commits": sum(1 for s in sql if s.strip().upper().startswith("COMMIT")),
+            # Celery messages sent during the measured requests (the pokes), per request.
+            "publishes": round(len(published) / args.requests, 3),
         }
         if profiler:
             profiler.dump_stats(f"api_cpu_{name}.prof")  # for pstats / snakeviz
@@ -118,11 +124,14 @@ def main() -> int:
         conn.execute(f'DROP DATABASE IF EXISTS "{DB_NAME}" WITH (FORCE)')
     for name, r in results.items():
         print(
-            f"{name:7} cpu {r['cpu_ms']:6.2f} ms/request  wall {r['wall_ms']:6.2f} ms  statements {r['statements']}"
+            f"{name:9} cpu {r['cpu_ms']:6.2f} ms/request  wall {r['wall_ms']:6.2f} ms  "
+            f"statements {r['statements']}  publishes {r['publishes']}/request"
         )
     print(
         f"cpu ratio bare/orders = {results['bare']['cpu_ms'] / results['orders']['cpu_ms']:.3f}, "
-        f"floor/orders = {results['floor']['cpu_ms'] / results['orders']['cpu_ms']:.3f}"
+        f"floor/orders = {results['floor']['cpu_ms'] / results['orders']['cpu_ms']:.3f}, "
+        f"guarantee/orders = {results['guarantee']['cpu_ms'] / results['orders']['cpu_ms']:.3f}, "
+        f"floor/guarantee = {results['floor']['cpu_ms'] / results['guarantee']['cpu_ms']:.3f}"
     )
     print(json.dumps({"bench": "api_cpu", **results, "load": os.getloadavg()[0]}))
     return 0

@@ -1,21 +1,27 @@
-"""API throughput: POST /api/v1/orders/ against two floor endpoints, in one run.
+"""API throughput: POST /api/v1/orders/ against the guarantee floor and two floor endpoints, in one run.
 
     .venv/bin/python bench/api_throughput.py [--seconds 10] [--rounds 3] [--connections 8]
 
 Starts gunicorn with the Procfile's web command (its options; `--gunicorn-args`
 overrides them to compare worker classes) on a free port against a dedicated
 database (concord_bench_api, dropped and recreated), then loads three endpoints
-in alternating rounds (the order rotates each round so drift hits all three):
+in alternating rounds (the order rotates each round so drift hits all four):
 
 - orders: POST /api/v1/orders/ with unique Idempotency-Keys (a real order: token
   auth, throttle, catalog read, order, lines, audit row, order.placed event,
   payment, saga run, idempotency record, one commit, the worker poke);
 - floor: bench/floor/ (bench/api_urls.py): a DRF view with the SAME token auth
   and Redis-backed throttle, the same JSON body, one committed INSERT;
-- bare: bench/bare/: the same view with no auth, no permission, no throttle.
+- bare: bench/bare/: the same view with no auth, no permission, no throttle;
+- guarantee: bench/guarantee/ (bench/guarantee_floor.py): the same auth and
+  throttle as the floor, and by hand, in one transaction of two statements, what
+  the guarantee demands (idempotency claim, order, lines, audit row, order.placed
+  event, payment, saga run, stored response), then the real after-commit pokes.
 
-Prints orders/s, p50/p99 per endpoint, both ratios (targets: orders/floor >= 0.7,
-orders/bare >= 0.5), the load average of every round, and a JSON line.
+Prints orders/s, p50/p99 per endpoint, the ratios (targets: orders/floor >= 0.7,
+orders/bare >= 0.5; and orders/guarantee — Concord's code against the least the
+guarantee costs — and guarantee/floor — what the guarantee itself costs), the
+load average of every round, and a JSON line.
 
 Load generator: `wrk` (C, epoll; Debian package `wrk`) with a Lua script that
 makes every request's key and body unique; it costs a fraction of the CPU of
@@ -161,7 +167,12 @@ def merge(runs: list[dict]) -> dict:
     }
 
 
-ENDPOINTS = {"orders": "/api/v1/orders/", "floor": "/bench/floor/", "bare": "/bench/bare/"}
+ENDPOINTS = {
+    "orders": "/api/v1/orders/",
+    "floor": "/bench/floor/",
+    "bare": "/bench/bare/",
+    "guarantee": "/bench/guarantee/",
+}
 
 # One request per call of request(): a key unique per run, thread and request,
 # and a body unique per request (the orders' quantities vary like order_body's).
@@ -322,7 +333,7 @@ def main() -> int:
             load(name, f"warm-{name}", short=True)
         names = list(ENDPOINTS)
         for n in range(args.rounds):
-            order = names[n % 3 :] + names[: n % 3]
+            order = names[n % len(names) :] + names[: n % len(names)]
             this_round: dict = {"order": order}
             for name in order:
                 before = loadavg()
@@ -333,6 +344,8 @@ def main() -> int:
                 this_round[f"{name}_load"] = r["load"]
             this_round["ratio_floor"] = round(this_round["orders"] / this_round["floor"], 3)
             this_round["ratio_bare"] = round(this_round["orders"] / this_round["bare"], 3)
+            this_round["ratio_guarantee"] = round(this_round["orders"] / this_round["guarantee"], 3)
+            this_round["guarantee_floor"] = round(this_round["guarantee"] / this_round["floor"], 3)
             rounds.append(this_round)
             print(json.dumps({"round": n + 1, **this_round}), flush=True)
     finally:
@@ -350,12 +363,20 @@ def main() -> int:
     merged = {name: merge(r) for name, r in runs.items()}
     ratio_floor = merged["orders"]["per_second"] / merged["floor"]["per_second"]
     ratio_bare = merged["orders"]["per_second"] / merged["bare"]["per_second"]
+    ratio_guarantee = merged["orders"]["per_second"] / merged["guarantee"]["per_second"]
+    guarantee_floor = merged["guarantee"]["per_second"] / merged["floor"]["per_second"]
     print(
         f"client={args.client} connections={args.connections} gunicorn: {' '.join(gunicorn_args)}"
-        f"  rounds={args.rounds}  orders in the database={orders_made}, floor rows={inserts_made}"
+        f"  rounds={args.rounds}  orders in the database (orders + guarantee)={orders_made}, "
+        f"floor rows={inserts_made}"
     )
-    labels = {"bare": "bare (1 INSERT)", "floor": "floor (auth+throttle)", "orders": "POST orders/"}
-    for name in ("bare", "floor", "orders"):
+    labels = {
+        "bare": "bare (1 INSERT)",
+        "floor": "floor (auth+throttle)",
+        "guarantee": "guarantee floor",
+        "orders": "POST orders/",
+    }
+    for name in ("bare", "floor", "guarantee", "orders"):
         r = merged[name]
         print(
             f"{labels[name]:22} {r['per_second']:8.1f}/s  p50 {r['p50_ms']:6.1f} ms  p99 {r['p99_ms']:6.1f} ms"
@@ -364,11 +385,17 @@ def main() -> int:
     print(f"ratio orders/floor = {ratio_floor:.3f} (target >= 0.7)")
     print(f"ratio orders/bare  = {ratio_bare:.3f} (target >= 0.5)")
     print(
+        f"ratio orders/guarantee floor = {ratio_guarantee:.3f} (Concord's code against the guarantee's minimum)"
+    )
+    print(f"ratio guarantee floor/floor  = {guarantee_floor:.3f} (what the guarantee itself costs)")
+    print(
         json.dumps(
             {
                 "bench": "api_throughput",
                 "ratio_floor": round(ratio_floor, 3),
                 "ratio_bare": round(ratio_bare, 3),
+                "ratio_guarantee": round(ratio_guarantee, 3),
+                "guarantee_floor": round(guarantee_floor, 3),
                 **merged,
                 "rounds": rounds,
                 "orders_in_database": orders_made,

@@ -6,6 +6,9 @@
   on top of the unavoidable.
 - bench/bare/: the same DRF view with no authentication, no permission and no
   throttle: the JSON POST and its INSERT alone.
+- bench/guarantee/: the guarantee floor (bench/guarantee_floor.py): the same auth
+  and throttle, and the least an accepted order must write to keep DESIGN §6's
+  guarantee, by hand, in one transaction of two statements, then the pokes.
 
 The table is created by the bench script, not by a migration.
 """
@@ -17,6 +20,8 @@ from django.urls import include, path
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
+
+from bench.guarantee_floor import GuaranteeFloorApi
 
 FLOOR_TABLE = "bench_floor_insert"
 
@@ -50,5 +55,6 @@ class BareFloorApi(APIView):
 urlpatterns = [
     path("bench/floor/", FloorApi.as_view()),
     path("bench/bare/", BareFloorApi.as_view()),
+    path("bench/guarantee/", GuaranteeFloorApi.as_view()),
     path("", include("config.urls")),
 ]

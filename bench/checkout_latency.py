@@ -177,8 +177,8 @@ def wait_http(url: str, stack: Stack, timeout: float = 90) -> None:
 
 def worker_events(text: str) -> dict[int, dict]:
     """Per saga run: the first task's publish time and queue wait, and the time the
-    run's completion was logged (after its commit), and the advance deliveries
-    that worked on it (a re-queue between steps shows up as more than one)."""
+    run's completion was logged (after its commit), and the deliveries (start_fresh
+    or advance) that worked on it (a re-queue between steps shows up as more than one)."""
     runs: dict[int, dict] = {}
     for line in text.splitlines():
         if not line.startswith("{"):
@@ -188,7 +188,9 @@ def worker_events(text: str) -> dict[int, dict]:
         except ValueError:
             continue
         run_id = event.get("saga_run_id")
-        if run_id is None or event.get("task") != "sagas.advance":
+        # A fresh run's first pass runs inside sagas.start_fresh (its burst's poke),
+        # later ones (handoffs) in sagas.advance.
+        if run_id is None or event.get("task") not in ("sagas.advance", "sagas.start_fresh"):
             continue
         info = runs.setdefault(int(run_id), {"deliveries": set()})
         info["deliveries"].add(event.get("task_id"))

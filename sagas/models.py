@@ -55,6 +55,21 @@ class SagaRun(models.Model):
                 name="sagas_run_active_due",
                 condition=Q(status__in=list(ACTIVE_STATUSES)),
             ),
+            # Fresh runs (saga_start's rows, not yet enqueued nor leased): what
+            # tasks.start_fresh claims. Tiny — a run leaves it at its claim — so the
+            # claim costs the same with a backlog of runs waiting in the queue.
+            models.Index(
+                fields=["next_attempt_at"],
+                name="sagas_run_fresh",
+                condition=Q(
+                    status=S.RUNNING,
+                    direction=Direction.FORWARD,
+                    step_index=0,
+                    attempts=0,
+                    lease_owner="",
+                    swept_at__isnull=True,
+                ),
+            ),
             models.Index(
                 fields=["sla_at"],
                 name="sagas_run_active_sla",

@@ -129,6 +129,28 @@ def saga_runs_due(now: datetime | None = None, *, limit: int | None = None) -> l
     )
 
 
+def saga_runs_fresh(now: datetime | None = None, *, limit: int = 500) -> list[int]:
+    """Ids of fresh runs, oldest first: active, forward, at the first step, never
+    attempted, never leased and never enqueued (swept_at null), and due — what
+    saga_start writes and tasks.start_fresh claims (tasks.claim_fresh_runs, the same
+    predicate as one UPDATE … RETURNING). Served by the partial index sagas_run_fresh,
+    which holds only such runs: its size is the runs waiting for their first pass."""
+    now = now or timezone.now()
+    return list(
+        SagaRun.objects.filter(
+            status=RunStatus.RUNNING,
+            direction=Direction.FORWARD,
+            step_index=0,
+            attempts=0,
+            lease_owner="",
+            swept_at__isnull=True,
+            next_attempt_at__lte=now,
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+
+
 def saga_operations_allowed(*, run: SagaRunDTO, user) -> list[str]:
     """The manual operations that are legal for this run and this person now, so
     pages offer only those (the services check again)."""

@@ -25,7 +25,7 @@ from .dto import SagaRunDTO
 from .executor import HOOK_STEP, current_step, release_lease
 from .models import SagaAction, SagaRun, SagaStepLog
 from .selectors import run_to_dto
-from .tasks import poke_on_commit
+from .tasks import poke_fresh_on_commit, poke_on_commit
 
 # The columns of the unique constraint sagas_run_one_per_subject: one run per subject
 # and type. Inserted with INSERT … ON CONFLICT DO NOTHING (core.sql): a concurrent
@@ -34,9 +34,14 @@ _ONE_RUN_PER_SUBJECT = ("saga_type", "subject_id")
 
 
 def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) -> int:
-    """Create a run for `subject_id` inside the caller's transaction and poke a
-    worker on commit. One run per (saga_type, subject_id): starting again returns
-    the existing run's id (and pokes it).
+    """Create a run for `subject_id` inside the caller's transaction; on commit a
+    worker starts it at once. One run per (saga_type, subject_id): starting again
+    returns the existing run's id (and pokes it).
+
+    A new run is started by tasks.start_fresh, poked once per burst of commits
+    (coalesced: no Celery message per run on the caller's path; its docstring says
+    why no fresh run can be missed). An existing run gets its own poke: it may be
+    past its first step, where start_fresh does not look.
 
     Every check comes before the write, and the write cannot raise an
     IntegrityError, so the block joins the caller's transaction without a
@@ -62,11 +67,12 @@ def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) 
         )
         if insert_unless_exists(run, conflict=_ONE_RUN_PER_SUBJECT):
             run_id = run.pk
+            poke_fresh_on_commit()
         else:
             run_id = SagaRun.objects.values_list("pk", flat=True).get(
                 saga_type=saga_type, subject_id=subject_id
             )
-        poke_on_commit(run_id)
+            poke_on_commit(run_id)
     return run_id
 
 

@@ -8,12 +8,15 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from celery import shared_task
-from django.db import DatabaseError, transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from core import logs
 from core.outages import database_unavailable
+from core.pokes import poke_clear, poke_coalesced
 
+from .choices import Direction, RunStatus
 from .executor import advance_run
 from .models import SagaRun
 from .selectors import saga_runs_due
@@ -41,12 +44,99 @@ def advance(run_id: int) -> str:
     hostname = getattr(advance.request, "hostname", None) or None
     # For the task's own lines too (Celery's "succeeded in ..."): the task scope ends them.
     logs.bind(saga_run_id=int(run_id))
+    return _advance(int(run_id), hostname)
+
+
+def _advance(run_id: int, hostname: str | None) -> str:
     # A pass that ran out of its budget hands the rest of the run to a fresh delivery.
     return _unless_database_down(
         f"saga run {run_id}",
-        lambda: advance_run(int(run_id), worker_id=hostname, handoff=poke_on_commit),
+        lambda: advance_run(run_id, worker_id=hostname, handoff=poke_on_commit),
         DATABASE_UNAVAILABLE,
     )
+
+
+# --- Starting fresh runs: one coalesced poke per burst, not one message per run ------
+
+FRESH_POKE_KEY = "sagas:start-fresh-poked"
+
+
+def poke_fresh() -> None:
+    """Ask for a start_fresh pass, coalesced (core.pokes): a burst of commits that
+    each started a run queues one task, not one message per run."""
+    poke_coalesced(FRESH_POKE_KEY, start_fresh.delay, seconds=FRESH_POKE_SECONDS)
+
+
+# How long the flag stays set when its task is slow to start (or lost): then the next
+# commit queues another task. Short, like the outbox's: a lost task costs at most this
+# much before a later commit asks again (and the sweeper backs it up regardless).
+FRESH_POKE_SECONDS = 1.0
+
+
+def poke_fresh_on_commit() -> None:
+    """Once per transaction: after commit, poke start_fresh (saga_start of a new run).
+    robust=True: a broker or cache that is down must not fail a request whose data
+    committed — poke_coalesced logs it, and the sweeper finds the run."""
+    if any(entry[1] is poke_fresh for entry in connection.run_on_commit):
+        return
+    transaction.on_commit(poke_fresh, robust=True)
+
+
+@shared_task(name="sagas.start_fresh", ignore_result=True)
+def start_fresh() -> int:
+    """Start every fresh run: publish `advance` for each but the oldest, then run the
+    oldest here, so one order waits for no second hop and a burst spreads over the
+    worker processes at once. Returns how many runs it started.
+
+    Why no fresh run is missed. saga_start pokes after its transaction commits, so
+    the run is visible to any read that starts after the poke's SET NX.
+    - The SET NX succeeds: this task is queued after the commit; it reads after it.
+    - The SET NX fails: the flag was set and not yet cleared, so the task that set it
+      has not started yet (it clears the flag FIRST, before it reads). Its read comes
+      after the clear, the clear after this SET NX, the SET NX after the commit: it
+      sees the run. A run committed after the clear finds no flag and pokes again.
+    - The flag expired with its task still queued: the next commit queues another;
+      either task's read comes after this commit.
+    - The task is lost (the broker dropped it, its publish failed, the cache is down,
+      pokes are backing off): every later start_fresh picks the run up too (it reads
+      every fresh run, not the ones of its burst), and the sweeper re-enqueues any run
+      due for SAGA_SWEEP_GRACE seconds (DESIGN §3) — the backstop for every poke.
+    Two passes at once claim disjoint runs (FOR UPDATE SKIP LOCKED, then swept_at set
+    in the same statement): a run is published once. An `advance` that is lost after
+    the claim is re-enqueued by the sweeper after SAGA_SWEEP_REQUEUE_AFTER seconds,
+    the same bound as for a message the sweeper itself sent."""
+    poke_clear(FRESH_POKE_KEY)
+    hostname = getattr(start_fresh.request, "hostname", None) or None
+    limit = int(getattr(settings, "SAGA_SWEEP_BATCH", 500))
+    nothing: list[int] = []
+    run_ids = _unless_database_down("start fresh runs", lambda: claim_fresh_runs(limit=limit), nothing)
+    if len(run_ids) >= limit:
+        poke_fresh()  # more are waiting: a next pass takes them
+    for run_id in run_ids[1:]:
+        poke(run_id)
+    if run_ids:
+        _advance(run_ids[0], hostname)
+    return len(run_ids)
+
+
+def claim_fresh_runs(*, limit: int) -> list[int]:
+    """Mark up to `limit` fresh runs as enqueued and return their ids, oldest first.
+    Fresh: active, forward, at its first step, never attempted, never leased, never
+    enqueued (swept_at null), due — what saga_start writes (selectors.saga_runs_fresh
+    is the same set, read only). One statement served by the partial index
+    sagas_run_fresh: the claim (swept_at) and the read are one round trip, and rows a
+    concurrent pass holds are skipped, not waited for."""
+    table = SagaRun._meta.db_table
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET swept_at = %s WHERE id IN ("  # noqa: S608 - table name from the model
+            f"SELECT id FROM {table} WHERE status = %s AND direction = %s AND step_index = 0 "
+            "AND attempts = 0 AND lease_owner = '' AND swept_at IS NULL AND next_attempt_at <= %s "
+            "ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED) RETURNING id",
+            [now, RunStatus.RUNNING.value, Direction.FORWARD.value, now, limit],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
 
 
 def poke(run_id: int) -> None:
@@ -65,7 +155,9 @@ def poke(run_id: int) -> None:
 
 
 def poke_on_commit(run_id: int) -> None:
-    """Poke a worker about the run once the current transaction commits."""
+    """Poke a worker about this run once the current transaction commits: for a run
+    that is not fresh (a handoff, a retry, an abort, a skipped step), which
+    start_fresh would not pick up."""
     transaction.on_commit(lambda: poke(run_id))
 
 

@@ -33,6 +33,18 @@ def _api_token_cache_cleared():
     token_cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _saga_start_poke_cleared(monkeypatch):
+    """saga_start's coalesced poke flag (sagas.tasks.FRESH_POKE_KEY, in the suite's
+    Redis) set by an earlier test would swallow this test's first poke for a second,
+    and so would the pause after a poke an earlier test made fail (core.pokes)."""
+    from core import pokes
+    from sagas.tasks import FRESH_POKE_KEY
+
+    monkeypatch.setattr(pokes, "_skip_until", 0.0)
+    pokes.poke_clear(FRESH_POKE_KEY)
+
+
 @pytest.fixture
 def processes_alive():
     """A worker took a task and beat sent one just now (heartbeats live in the suite's Redis),

@@ -144,6 +144,32 @@ def test_the_on_commit_poke_reaches_a_worker_which_completes_the_checkout(
     assert_invariants(psp, [order_id], shop)
 
 
+def test_a_burst_of_orders_is_checked_out_by_the_workers_without_the_sweeper(
+    psp, shop, place, celery_worker_factory
+):
+    # Two workers, no beat (no sweeper): every checkout is started by start_fresh,
+    # poked once per burst of commits, which spreads the runs over both workers.
+    celery_worker_factory("w1", env=_worker_env(psp))
+    celery_worker_factory("w2", env=_worker_env(psp))
+    order_ids = [place(lines=[("MUG" if n % 2 else "TEE", 1)]) for n in range(8)]
+
+    wait_for(
+        lambda: all(order_get(order_id=o).status == "confirmed" for o in order_ids),
+        timeout=60,
+        what="the burst",
+    )
+    for order_id in order_ids:
+        assert run_of(order_id).status == "completed"
+        assert len(provider_charges(psp, order_id)) == 1
+    workers = {
+        row.worker.split("@")[0]
+        for order_id in order_ids
+        for row in saga_step_log(run_id=run_of(order_id).id)
+    }
+    assert workers == {"w1-0", "w2-1"}
+    assert_invariants(psp, order_ids, shop)
+
+
 def test_a_lost_poke_is_found_by_the_sweeper(psp, shop, place, celery_worker_factory):
     order_id = place(lines=[("TEE", 1)])
     purge_default_queue()  # the poke is lost: no message points at the run any more

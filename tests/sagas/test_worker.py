@@ -36,7 +36,7 @@ def test_on_commit_poke_makes_the_worker_complete_the_run(celery_worker):
 
 
 def test_lost_poke_is_found_by_the_sweeper(celery_worker, monkeypatch):
-    monkeypatch.setattr(tasks.advance, "delay", lambda run_id: None)  # the poke is lost
+    monkeypatch.setattr(tasks.start_fresh, "delay", lambda: None)  # the poke is lost
     with transaction.atomic():
         run_id = saga_start(saga_type="demo.mixed", subject_id="order-2")
     time.sleep(0.5)
@@ -47,6 +47,22 @@ def test_lost_poke_is_found_by_the_sweeper(celery_worker, monkeypatch):
 
     wait_for_status(run_id, RunStatus.COMPLETED)
     assert demo.external_effects(run_id) == ["b"]
+
+
+def test_a_burst_of_runs_is_started_by_one_poke_and_spread_over_the_workers(celery_worker_factory):
+    celery_worker_factory("w1", imports=["tests.sagas.demo"])
+    celery_worker_factory("w2", imports=["tests.sagas.demo"])
+    # No beat: no sweeper, so every run is started by start_fresh's pokes.
+    run_ids = []
+    for n in range(10):
+        with transaction.atomic():
+            run_ids.append(saga_start(saga_type="demo.mixed", subject_id=f"burst-{n}"))
+
+    for run_id in run_ids:
+        wait_for_status(run_id, RunStatus.COMPLETED)
+        assert demo.external_effects(run_id) == ["b"]
+    workers = {row.worker.split("@")[0] for r in run_ids for row in saga_step_log(run_id=r)}
+    assert workers == {"w1-0", "w2-1"}
 
 
 def test_worker_killed_mid_step_another_worker_finishes_exactly_once(celery_worker_factory):
