@@ -57,6 +57,7 @@ BENCH_SAGA_DB (database name, default concord_bench_saga; the provider's gets "_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -388,7 +389,9 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 sequenced += result.sequenced
                 if not result.more and not Event.objects.filter(sequence__isnull=True).exists():
                     break
-        send_pending()
+        # The worker logs each e-mail to its log file; here it goes nowhere.
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):
+            send_pending()
         return sequenced, time.process_time() - before
 
     last_ids: dict[str, list[int]] = {}
@@ -397,6 +400,7 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
         place = systems[name]
         settle()
         cpu_before = session_cpu_seconds(sessions[name])
+        db_before = database_cpu_seconds(DB_NAME)
         ids = [place() for _ in range(n)]
         deadline = time.monotonic() + max(120.0, n * 0.5)
         while Order.objects.filter(pk__in=ids, status="confirmed").count() < n:
@@ -405,13 +409,16 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 raise RuntimeError(f"{name}: {stuck} of {n} orders not confirmed; logs in {procs.logdir}")
             time.sleep(0.05)
         cpu = session_cpu_seconds(sessions[name]) - cpu_before
+        db_cpu = database_cpu_seconds(DB_NAME) - db_before
         rows = list(Order.objects.filter(pk__in=ids).values_list("created_at", "updated_at"))
         latencies = [(u - c).total_seconds() for c, u in rows]
         span = (max(u for _, u in rows) - min(c for c, _ in rows)).total_seconds()
-        relay_ms = None
+        relay_ms = relay_db_ms = None
         if name in RECORDS_EVENTS:
+            db_before_drain = database_cpu_seconds(DB_NAME)
             _, relay_cpu = relay_drain()
             relay_ms = relay_cpu * 1000 / n
+            relay_db_ms = (database_cpu_seconds(DB_NAME) - db_before_drain) * 1000 / n
             # Every checkout recorded its order.confirmed event, and the drain (or, for
             # a few, a relay pass of Concord's worker running meanwhile) sequenced it.
             confirmed_events = Event.objects.filter(
@@ -432,9 +439,12 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
             # CPU (user + system) of the system's own processes per saga: the
             # Python work a pool can spread over cores (prefork) or not (threads).
             "cpu_ms_per_saga": cpu * 1000 / n,
+            # PostgreSQL's CPU for the bench database (its backends, placement included).
+            "db_cpu_ms_per_saga": db_cpu * 1000 / n,
             # Peers that only record events: CPU per saga of relaying them afterwards
             # (Concord's relay pass in the bench process), not in cpu_ms_per_saga.
             "relay_cpu_ms_per_saga": relay_ms,
+            "relay_db_cpu_ms_per_saga": relay_db_ms,
         }
 
     for name in systems:  # warm-up: imports, connection pools, JIT-less caches
@@ -448,23 +458,24 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 f"round {round_no + 1} {name:15s} {result['sagas_per_s']:7.1f} sagas/s"
                 f"  p50 {result['p50_ms']:7.1f} ms  p99 {result['p99_ms']:7.1f} ms  cpu {result['cpu_ms_per_saga']:5.1f} ms/saga"
                 + (
-                    f" (+ delivery {result['relay_cpu_ms_per_saga']:.1f})"
+                    f" (+ delivery {result['relay_cpu_ms_per_saga']:.1f}, db {result['relay_db_cpu_ms_per_saga']:.1f})"
                     if result["relay_cpu_ms_per_saga"]
                     else ""
                 )
-                + f"  load {result['load1']:.1f}",
+                + f"  db cpu {result['db_cpu_ms_per_saga']:5.1f} ms/saga  load {result['load1']:.1f}",
                 flush=True,
             )
     summary = {
         name: {
             key: statistics.median(r[key] for r in rs)
-            for key in ("sagas_per_s", "p50_ms", "p99_ms", "cpu_ms_per_saga")
+            for key in ("sagas_per_s", "p50_ms", "p99_ms", "cpu_ms_per_saga", "db_cpu_ms_per_saga")
         }
         for name, rs in results.items()
     }
     for name, rs in results.items():
         if name in RECORDS_EVENTS:
-            summary[name]["relay_cpu_ms_per_saga"] = statistics.median(r["relay_cpu_ms_per_saga"] for r in rs)
+            for key in ("relay_cpu_ms_per_saga", "relay_db_cpu_ms_per_saga"):
+                summary[name][key] = statistics.median(r[key] for r in rs)
     captured = Order.objects.filter(status="confirmed").count()
     inventory = {name: rows_per_checkout(ids) for name, ids in last_ids.items()}
     print("rows written per checkout (last round; placement's own rows excluded):")
@@ -473,10 +484,10 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
     for table in tables:
         print(f"  {table:28s}" + "".join(f"{inventory[name].get(table, 0):16.2f}" for name in inventory))
     print()
-    print(f"{'system':15s} {'sagas/s':>9s} {'p50 ms':>9s} {'p99 ms':>9s} {'cpu ms':>9s}")
+    print(f"{'system':15s} {'sagas/s':>9s} {'p50 ms':>9s} {'p99 ms':>9s} {'cpu ms':>9s} {'db cpu ms':>9s}")
     for name, s in summary.items():
         print(
-            f"{name:15s} {s['sagas_per_s']:9.1f} {s['p50_ms']:9.1f} {s['p99_ms']:9.1f} {s['cpu_ms_per_saga']:9.1f}"
+            f"{name:15s} {s['sagas_per_s']:9.1f} {s['p50_ms']:9.1f} {s['p99_ms']:9.1f} {s['cpu_ms_per_saga']:9.1f} {s['db_cpu_ms_per_saga']:9.1f}"
         )
     ratios = {}
     for name in summary:
@@ -574,6 +585,30 @@ def rows_per_checkout(order_ids: list[int]) -> dict[str, float]:
             cursor.execute(sql, {"o": order_ids, "s": [str(i) for i in order_ids]})
             out[table] = cursor.fetchone()[0] / n
     return out
+
+
+def database_cpu_seconds(name: str) -> float:
+    """User + system CPU seconds of the live PostgreSQL backends connected to the
+    database `name` (same machine), from /proc: the server's share of the work.
+    A backend that exits during a round takes its seconds with it (the systems keep
+    their connections: CONN_MAX_AGE, DBOS's pools)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    marker = f" {name} ".encode()
+    total = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as f:
+                cmdline = f.read()
+            if not cmdline.startswith(b"postgres: ") or marker not in cmdline:
+                continue
+            with open(f"/proc/{entry.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / tick
 
 
 def session_cpu_seconds(leaders: list[int]) -> float:
