@@ -242,8 +242,12 @@ def confirm(order_id: int) -> None:
         paid = conn.execute("SELECT status FROM payments_payment WHERE order_id = %s", [order_id]).fetchone()
         if paid is None or paid[0] != "captured":
             raise Refused(f"order {order_id}: payment not captured")
+        # The reservations and their stock levels locked in sku order (the order the
+        # reserve step locks them in: no deadlock between two checkouts).
         held = conn.execute(
-            "SELECT state FROM inventory_reservation WHERE order_id = %s ORDER BY sku FOR UPDATE", [order_id]
+            "SELECT r.state FROM inventory_reservation r JOIN inventory_stocklevel s ON s.sku = r.sku "
+            "WHERE r.order_id = %s ORDER BY r.sku FOR UPDATE",
+            [order_id],
         ).fetchall()
         if not held or any(state != "held" for (state,) in held):
             raise Refused(f"order {order_id}: reservations not held")
