@@ -53,7 +53,9 @@ def drop(server: str, name: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--orders", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
@@ -84,10 +86,20 @@ def main() -> None:
     recreate(server, psp_db)
     psp = None
     try:
-        subprocess.run([str(PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True)
-        psp_env = {**env, "PSP_DATABASE_URL": f"{server}/{psp_db}", "PSP_WEBHOOK_URL": "", "PSP_LOG_LEVEL": "WARNING"}
         subprocess.run(
-            [str(PY), "-m", "sandbox_psp", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=psp_env, check=True
+            [str(PY), "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+        )
+        psp_env = {
+            **env,
+            "PSP_DATABASE_URL": f"{server}/{psp_db}",
+            "PSP_WEBHOOK_URL": "",
+            "PSP_LOG_LEVEL": "WARNING",
+        }
+        subprocess.run(
+            [str(PY), "-m", "sandbox_psp", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=psp_env,
+            check=True,
         )
         psp = subprocess.Popen(
             [str(PY), "-m", "gunicorn", "sandbox_psp.wsgi", "--bind", f"127.0.0.1:{psp_port}",
@@ -176,8 +188,7 @@ def measure(args) -> None:
     print(
         f"{args.orders} checkouts: CPU ms/checkout p50 {statistics.median(cpu):.1f} mean {statistics.mean(cpu):.1f} "
         f"min {min(cpu):.1f}; statements/checkout {statistics.median(statements):.0f}; "
-        f"load {load:.1f} -> {os.getloadavg()[0]:.1f}"
-        + (" (under cProfile)" if profiler else "")
+        f"load {load:.1f} -> {os.getloadavg()[0]:.1f}" + (" (under cProfile)" if profiler else "")
     )
     if args.show:
         print("\n".join(f"{i + 1:2d} {sql[:220]}" for i, sql in enumerate(last)))

@@ -23,8 +23,8 @@ from django_fsm_log.models import StateLog
 
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
-from core.sql import column
 from core.money import is_supported_currency, quantize
+from core.sql import column
 from core.transactions import joins_caller
 
 from .choices import MovementKind, ReservationState

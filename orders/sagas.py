@@ -61,7 +61,7 @@ from sagas import registry
 from sagas.definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult, done, fail, retry
 
 from .choices import CHECKOUT, ORDER_CANCELLATION, FailureReason, OrderStatus
-from .models import Order, OrderLine
+from .models import OrderLine
 from .services import order_cancel_after_checkout, order_confirm_paid, order_finish_cancellation
 
 __all__ = ["CHECKOUT", "ORDER_CANCELLATION", "register_order_sagas"]
@@ -169,25 +169,33 @@ def refund_payment(ctx: StepContext) -> StepResult:
     return retry(f"refund {refunded.outcome}: {refunded.error}")
 
 
+_ORDER_NOT_FOUND = NotFound.code  # orders.services._lock's
+
+
 def confirm_order(ctx: StepContext) -> StepResult:
     """Local: order_confirm_paid — stock leaves the shelf and the order is confirmed
-    in one commit (the payment was captured by charge_payment)."""
+    in one commit (the payment was captured by charge_payment). It locks the order
+    and refuses (Conflict, before any write) one that is not pending: the status
+    it found under the lock decides here."""
     order_id = _order_id(ctx)
-    # The status alone (order_confirm_paid reads the order and its lines under lock).
-    found = Order.objects.filter(pk=order_id).values_list("status", "failure_reason").first()
-    if found is None:
-        return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
-    status, failure_reason = found
-    if status in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
-        # A client was told the order is cancelling (or it was cancelled behind the
-        # saga's back): never confirm it; compensating refunds the charge and the
-        # hook finishes the cancellation.
-        return fail(f"the order is {status}", failure_reason or FailureReason.CANCELLED_BY_STAFF)
     try:
         order_confirm_paid(
             order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"), during_checkout=True
         )
+    except NotFound as exc:
+        if exc.code != _ORDER_NOT_FOUND or exc.details.get("order_id") != order_id:
+            raise
+        return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
     except Conflict as exc:
+        status = exc.details.get("status") if exc.code == "illegal_transition" else None
+        if status in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
+            # A client was told the order is cancelling (or it was cancelled behind
+            # the saga's back): never confirm it; compensating refunds the charge
+            # and the hook finishes the cancellation.
+            return fail(
+                f"the order is {status}",
+                exc.details.get("failure_reason") or FailureReason.CANCELLED_BY_STAFF,
+            )
         # Cannot happen after charge_payment succeeded; never confirm unpaid goods.
         return retry(f"{exc.code}: {exc.message}")
     return done()

@@ -431,7 +431,13 @@ def _confirm_paid(
         during_checkout=during_checkout,
     )
     if refusal is not None:
-        raise Conflict(refusal.message, code=refusal.code, details={"order_id": order_id})
+        raise Conflict(
+            refusal.message,
+            code=refusal.code,
+            # The order as found under its lock: the checkout's confirm step decides
+            # by its status (cancelled or cancelling: never confirmed) without a read.
+            details={"order_id": order_id, "status": order.status, "failure_reason": order.failure_reason},
+        )
     assert payment is not None
     lines_wanted = [(ln.sku, ln.quantity) for ln in lines]
     if provider_charge_id and payment.status != PaymentStatus.CAPTURED:

@@ -110,11 +110,18 @@ def ledger_post_at(
     # a caller's transaction usable.
     now = timezone.now()
     with connection.cursor() as cursor:
-        cursor.execute(_transaction_insert_sql(), [kind, currency, payment_id, refund_id, reference, memo, now])
+        cursor.execute(
+            _transaction_insert_sql(), [kind, currency, payment_id, refund_id, reference, memo, now]
+        )
         row = cursor.fetchone()
     if row is None:
         return _repeat(
-            reference=reference, wanted=wanted, kind=kind, currency=currency, payment_id=payment_id, refund_id=refund_id
+            reference=reference,
+            wanted=wanted,
+            kind=kind,
+            currency=currency,
+            payment_id=payment_id,
+            refund_id=refund_id,
         )
     txn_id, created_at = row
     codes = sorted({code for code, _ in wanted})
@@ -146,7 +153,9 @@ def _repeat(
     """The reference was posted before: the same posting again is a no-op (its id
     and timestamp), other entries or another subject a Conflict."""
     existing = LedgerTransaction.objects.get(reference=reference)
-    posted = Counter((code, amount) for code, amount in existing.entries.values_list("account__code", "amount"))
+    posted = Counter(
+        (code, amount) for code, amount in existing.entries.values_list("account__code", "amount")
+    )
     same = posted == wanted and (
         existing.kind,
         existing.currency,
@@ -166,4 +175,7 @@ def _repeat(
 def _transaction_insert_sql() -> str:
     """Built once per process from the model's metadata (every value a parameter)."""
     fields = ("kind", "currency", "payment", "refund", "reference", "memo", "created_at")
-    return insert_do_nothing_sql(LedgerTransaction, fields, ["reference"]) + f", {column(LedgerTransaction, 'created_at')}"
+    return (
+        insert_do_nothing_sql(LedgerTransaction, fields, ["reference"])
+        + f", {column(LedgerTransaction, 'created_at')}"
+    )
