@@ -35,11 +35,14 @@ step (ctx.idempotency_key()), order transitions by being no-ops when repeated.
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 
 from core.errors import ConcordError, Conflict, NotFound
+from core.sql import column
 from inventory.errors import OutOfStock, UnknownSku
 from inventory.services import stock_release, stock_reserve, stock_restock
 from payments.choices import PaymentStatus
@@ -89,9 +92,24 @@ def _why(ctx: StepContext, what: str) -> str:
 # --- checkout steps ------------------------------------------------------------------
 
 
+@functools.cache
+def _lines_sql() -> str:
+    table = connection.ops.quote_name(OrderLine._meta.db_table)
+    sku, quantity, order = (column(OrderLine, name) for name in ("sku", "quantity", "order"))
+    return f"SELECT {sku}, {quantity} FROM {table} WHERE {order} = %s ORDER BY id"  # noqa: S608
+
+
+def _lines_wanted(order_id: int) -> list[tuple[str, int]]:
+    """(sku, quantity) of the order's lines, in their order: a statement built once
+    per process (the ORM compiled it for every checkout: issue 16)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_lines_sql(), [order_id])
+        return [(sku, quantity) for sku, quantity in cursor.fetchall()]
+
+
 def reserve_stock(ctx: StepContext) -> StepResult:
     order_id = _order_id(ctx)
-    lines = list(OrderLine.objects.filter(order_id=order_id).order_by("id").values_list("sku", "quantity"))
+    lines = _lines_wanted(order_id)
     try:
         stock_reserve(order_id=order_id, lines=lines, reason=_why(ctx, "reserve stock"))
     except (OutOfStock, UnknownSku) as exc:
