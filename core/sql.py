@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import connection, transaction
 from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
 
 
 def concrete_field(model: type[Model], name: str) -> Field:
@@ -92,7 +94,7 @@ def select_columns(model: type[Model]) -> str:
     return _row_reader(model)[0]
 
 
-def instance_from_row(model: type[Model], row: Sequence[Any]) -> Model:
+def instance_from_row(model: type[M], row: Sequence[Any]) -> M:
     """A model instance from a row selected with `select_columns(model)` first: the
     same converters the ORM applies (JSON, decimals…), then Model.from_db, so the
     instance is what `Model.objects.get` would have returned. For hot paths that
@@ -117,7 +119,7 @@ def _row_reader(model: type[Model]) -> tuple[str, list[str], list[tuple[int, lis
     converters = []
     for index, field in enumerate(fields):
         expression = field.get_col(table)
-        funcs = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+        funcs = connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
         if funcs:
             converters.append((index, funcs, expression))
     return columns, [f.attname for f in fields], converters

@@ -280,7 +280,7 @@ def _order_reservations(order_id: int, *, lock: bool = False) -> list[Reservatio
     """The order's reservations in sku order (FOR UPDATE with `lock`)."""
     with connection.cursor() as cursor:
         cursor.execute(_reservations_sql(lock), [order_id])
-        return [instance_from_row(Reservation, row) for row in cursor.fetchall()]  # type: ignore[misc]
+        return [instance_from_row(Reservation, row) for row in cursor.fetchall()]
 
 
 # The checkout's reads of stock levels and reservations, built once per process

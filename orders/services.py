@@ -306,14 +306,14 @@ def _lock(order_id: int) -> Order:
         row = cursor.fetchone()
     if row is None:
         raise NotFound(f"Order {order_id} not found", details={"order_id": order_id})
-    return instance_from_row(Order, row)  # type: ignore[return-value]
+    return instance_from_row(Order, row)
 
 
 def _lines(order_id: int) -> list[OrderLine]:
     """The order's lines in id order (their order on the order)."""
     with connection.cursor() as cursor:
         cursor.execute(_row_sql(OrderLine, "order_id", " ORDER BY id"), [order_id])
-        return [instance_from_row(OrderLine, row) for row in cursor.fetchall()]  # type: ignore[misc]
+        return [instance_from_row(OrderLine, row) for row in cursor.fetchall()]
 
 
 @functools.cache

@@ -14,13 +14,13 @@ from core.sql import column, instance_from_row, select_columns
 from .models import Payment
 
 
-def payment_row(key: str, value: object, *, lock: bool = False) -> Payment | None:
+def payment_row(key: str, value: int, *, lock: bool = False) -> Payment | None:
     """The payment whose `key` column (id or order_id, both unique) is `value`;
     `lock`: FOR UPDATE (inside the caller's transaction)."""
     with connection.cursor() as cursor:
         cursor.execute(_payment_sql(key, lock), [value])
         row = cursor.fetchone()
-    return None if row is None else instance_from_row(Payment, row)  # type: ignore[return-value]
+    return None if row is None else instance_from_row(Payment, row)
 
 
 @functools.cache

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -673,7 +674,7 @@ def _snapshot(run: SagaRun) -> dict[str, object]:
     return {name: getattr(run, name) for name in _MUTABLE}
 
 
-def _fetch_one(sql: str, params: list[object]) -> tuple | None:
+def _fetch_one(sql: str, params: list[Any]) -> tuple | None:
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return cursor.fetchone()

@@ -66,7 +66,7 @@ def saga_run_for_subject(*, saga_type: str, subject_id: str) -> SagaRunDTO | Non
     with connection.cursor() as cursor:
         cursor.execute(_run_for_subject_sql(), [saga_type, str(subject_id)])
         row = cursor.fetchone()
-    return run_to_dto(instance_from_row(SagaRun, row)) if row is not None else None  # type: ignore[arg-type]
+    return run_to_dto(instance_from_row(SagaRun, row)) if row is not None else None
 
 
 @functools.cache
