@@ -10,11 +10,12 @@ so a saga step may be retried after a crash or a lost acknowledgement.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 
 from django.contrib.contenttypes.models import ContentType
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -23,6 +24,7 @@ from django_fsm_log.models import StateLog
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import is_supported_currency, quantize
+from core.sql import column, instance_from_row, select_columns
 from core.transactions import joins_caller
 
 from .choices import MovementKind, ReservationState
@@ -157,7 +159,7 @@ def _merge_lines(lines: Iterable[tuple[str, int]]) -> dict[str, int]:
 
 def _existing_reservation_outcome(order_id: int, wanted: dict[str, int]) -> list[ReservationDTO] | None:
     """None when the order has no reservations yet; otherwise the no-op result of a repeat."""
-    existing = list(Reservation.objects.filter(order_id=order_id).order_by("product_id"))
+    existing = _order_reservations(order_id)
     if not existing:
         return None
     if any(r.state in (ReservationState.RELEASED, ReservationState.RETURNED) for r in existing):
@@ -195,14 +197,9 @@ def stock_reserve(
     reason = check_reason(reason, by=by)
     wanted = _merge_lines(lines)
     skus = sorted(wanted)
-    locked = (
-        StockLevel.objects.select_for_update()
-        .filter(product_id__in=skus)
-        .order_by("product_id")
-        .annotate(free=F("on_hand") - F("reserved"))
-        .values_list("product_id", "free")
-    )
-    free = {str(sku): int(n) for sku, n in locked}
+    with connection.cursor() as cursor:
+        cursor.execute(_free_sql(), [skus])
+        free = {str(sku): int(n) for sku, n in cursor.fetchall()}
     repeated = _existing_reservation_outcome(order_id, wanted)
     if repeated is not None:
         return repeated
@@ -220,12 +217,9 @@ def stock_reserve(
             },
         )
     with transaction.atomic(savepoint=False):
-        for sku in skus:
-            taken = StockLevel.objects.filter(
-                product_id=sku, on_hand__gte=F("reserved") + wanted[sku]
-            ).update(reserved=F("reserved") + wanted[sku], updated_at=Now())
-            if not taken:  # cannot happen under the lock; never hold less than asked
-                raise ConcordError(f"stock of {sku} changed under its lock", code="stock_changed")
+        taken = _move_counters(_RESERVE, skus, [wanted[sku] for sku in skus])
+        if taken != len(skus):  # cannot happen under the lock; never hold less than asked
+            raise ConcordError(f"stock of {', '.join(skus)} changed under its lock", code="stock_changed")
         created = Reservation.objects.bulk_create(
             [Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku]) for sku in skus]
         )
@@ -248,8 +242,68 @@ def stock_reserve(
     return [_reservation_dto(r) for r in created]
 
 
+# How _move_counters changes the counters of a sku by q units: reserving takes
+# free units only (the condition), committing takes held units off the shelf.
+_RESERVE = ("reserved = s.reserved + w.q", "s.on_hand >= s.reserved + w.q")
+_COMMIT = ("on_hand = s.on_hand - w.q, reserved = s.reserved - w.q", "true")
+
+
+def _move_counters(move: tuple[str, str], skus: list[str], quantities: list[int]) -> int:
+    """One UPDATE for the counters of several skus (was one per sku, each compiled
+    by the ORM: issue 16), their rows locked in sku order first, as every writer of
+    stock levels locks them. Returns the number of rows changed; a row whose
+    condition fails is left alone. The CHECK constraints still back every counter."""
+    with connection.cursor() as cursor:
+        cursor.execute(_counters_sql(move), [skus, quantities])
+        return cursor.rowcount
+
+
+@functools.cache
+def _counters_sql(move: tuple[str, str]) -> str:
+    setting, condition = move
+    table = connection.ops.quote_name(StockLevel._meta.db_table)
+    sku = column(StockLevel, "product")
+    return (
+        f"WITH w AS (SELECT s.{sku} AS sku, w.q FROM {table} s "  # noqa: S608 (identifiers from the model)
+        f"JOIN unnest(%s::varchar[], %s::integer[]) AS w(sku, q) ON s.{sku} = w.sku "
+        f"ORDER BY s.{sku} FOR UPDATE OF s) "
+        f"UPDATE {table} s SET {setting}, updated_at = STATEMENT_TIMESTAMP() "
+        f"FROM w WHERE s.{sku} = w.sku AND {condition}"
+    )
+
+
 def _lock_order_reservations(order_id: int) -> list[Reservation]:
-    return list(Reservation.objects.select_for_update().filter(order_id=order_id).order_by("product_id"))
+    return _order_reservations(order_id, lock=True)
+
+
+def _order_reservations(order_id: int, *, lock: bool = False) -> list[Reservation]:
+    """The order's reservations in sku order (FOR UPDATE with `lock`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_reservations_sql(lock), [order_id])
+        return [instance_from_row(Reservation, row) for row in cursor.fetchall()]
+
+
+# The checkout's reads of stock levels and reservations, built once per process
+# (the ORM compiled each on every call: issue 16).
+@functools.cache
+def _reservations_sql(lock: bool) -> str:
+    table = connection.ops.quote_name(Reservation._meta.db_table)
+    return (
+        f"SELECT {select_columns(Reservation)} FROM {table} "  # noqa: S608 (identifiers from the model)
+        f"WHERE {table}.{column(Reservation, 'order_id')} = %s ORDER BY {table}.{column(Reservation, 'product')}"
+        + (" FOR UPDATE" if lock else "")
+    )
+
+
+@functools.cache
+def _free_sql() -> str:
+    """Lock the stock levels of some skus, in sku order; their free units."""
+    table = connection.ops.quote_name(StockLevel._meta.db_table)
+    sku, on_hand, reserved = (column(StockLevel, name) for name in ("product", "on_hand", "reserved"))
+    return (
+        f"SELECT {sku}, {on_hand} - {reserved} FROM {table} "  # noqa: S608 (identifiers from the model)
+        f"WHERE {sku} = ANY(%s) ORDER BY {sku} FOR UPDATE"
+    )
 
 
 def _refuse(order_id: int, action: str, reservations: list[Reservation], bad: set[str]) -> None:
@@ -278,11 +332,10 @@ def stock_commit(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]
     movements = []
     with transaction.atomic(savepoint=False):
         now = timezone.now()
+        # The counters of every sku in one statement, locked in sku order (the
+        # order stock_reserve locks them in; held is in sku order).
+        _move_counters(_COMMIT, [r.product_id for r in held], [r.quantity for r in held])
         for r in held:
-            # One UPDATE per sku, in sku order (the order stock_reserve locks them in).
-            StockLevel.objects.filter(product_id=r.product_id).update(
-                on_hand=F("on_hand") - r.quantity, reserved=F("reserved") - r.quantity, updated_at=Now()
-            )
             r.commit(by=by, description=reason)  # the audit row
             r.updated_at = now
             movements.append(

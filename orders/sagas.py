@@ -35,11 +35,14 @@ step (ctx.idempotency_key()), order transitions by being no-ops when repeated.
 
 from __future__ import annotations
 
+import functools
 from datetime import timedelta
 
 from django.conf import settings
+from django.db import connection
 
 from core.errors import ConcordError, Conflict, NotFound
+from core.sql import column
 from inventory.errors import OutOfStock, UnknownSku
 from inventory.services import stock_release, stock_reserve, stock_restock
 from payments.choices import PaymentStatus
@@ -61,7 +64,7 @@ from sagas import registry
 from sagas.definition import RetryPolicy, SagaDefinition, Step, StepContext, StepResult, done, fail, retry
 
 from .choices import CHECKOUT, ORDER_CANCELLATION, FailureReason, OrderStatus
-from .models import Order, OrderLine
+from .models import OrderLine
 from .services import order_cancel_after_checkout, order_confirm_paid, order_finish_cancellation
 
 __all__ = ["CHECKOUT", "ORDER_CANCELLATION", "register_order_sagas"]
@@ -89,9 +92,24 @@ def _why(ctx: StepContext, what: str) -> str:
 # --- checkout steps ------------------------------------------------------------------
 
 
+@functools.cache
+def _lines_sql() -> str:
+    table = connection.ops.quote_name(OrderLine._meta.db_table)
+    sku, quantity, order = (column(OrderLine, name) for name in ("sku", "quantity", "order"))
+    return f"SELECT {sku}, {quantity} FROM {table} WHERE {order} = %s ORDER BY id"  # noqa: S608
+
+
+def _lines_wanted(order_id: int) -> list[tuple[str, int]]:
+    """(sku, quantity) of the order's lines, in their order: a statement built once
+    per process (the ORM compiled it for every checkout: issue 16)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_lines_sql(), [order_id])
+        return [(sku, quantity) for sku, quantity in cursor.fetchall()]
+
+
 def reserve_stock(ctx: StepContext) -> StepResult:
     order_id = _order_id(ctx)
-    lines = list(OrderLine.objects.filter(order_id=order_id).order_by("id").values_list("sku", "quantity"))
+    lines = _lines_wanted(order_id)
     try:
         stock_reserve(order_id=order_id, lines=lines, reason=_why(ctx, "reserve stock"))
     except (OutOfStock, UnknownSku) as exc:
@@ -169,25 +187,33 @@ def refund_payment(ctx: StepContext) -> StepResult:
     return retry(f"refund {refunded.outcome}: {refunded.error}")
 
 
+_ORDER_NOT_FOUND = NotFound.code  # orders.services._lock's
+
+
 def confirm_order(ctx: StepContext) -> StepResult:
     """Local: order_confirm_paid — stock leaves the shelf and the order is confirmed
-    in one commit (the payment was captured by charge_payment)."""
+    in one commit (the payment was captured by charge_payment). It locks the order
+    and refuses (Conflict, before any write) one that is not pending: the status
+    it found under the lock decides here."""
     order_id = _order_id(ctx)
-    # The status alone (order_confirm_paid reads the order and its lines under lock).
-    found = Order.objects.filter(pk=order_id).values_list("status", "failure_reason").first()
-    if found is None:
-        return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
-    status, failure_reason = found
-    if status in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
-        # A client was told the order is cancelling (or it was cancelled behind the
-        # saga's back): never confirm it; compensating refunds the charge and the
-        # hook finishes the cancellation.
-        return fail(f"the order is {status}", failure_reason or FailureReason.CANCELLED_BY_STAFF)
     try:
         order_confirm_paid(
             order_id=order_id, reason=_why(ctx, "stock reserved and payment captured"), during_checkout=True
         )
+    except NotFound as exc:
+        if exc.code != _ORDER_NOT_FOUND or exc.details.get("order_id") != order_id:
+            raise
+        return fail(f"order {order_id} is gone", FailureReason.PAYMENT_FAILED)
     except Conflict as exc:
+        status = exc.details.get("status") if exc.code == "illegal_transition" else None
+        if status in (OrderStatus.CANCELLED, OrderStatus.CANCELLING):
+            # A client was told the order is cancelling (or it was cancelled behind
+            # the saga's back): never confirm it; compensating refunds the charge
+            # and the hook finishes the cancellation.
+            return fail(
+                f"the order is {status}",
+                exc.details.get("failure_reason") or FailureReason.CANCELLED_BY_STAFF,
+            )
         # Cannot happen after charge_payment succeeded; never confirm unpaid goods.
         return retry(f"{exc.code}: {exc.message}")
     return done()

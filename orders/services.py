@@ -18,6 +18,7 @@ Accepted orders and every committed state change are logged and counted for
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -34,6 +35,7 @@ from core import logs, metrics
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
+from core.sql import column, instance_from_row, select_columns
 from core.transactions import joins_caller
 from inventory.selectors import products_by_sku
 from inventory.services import stock_commit, stock_reserve
@@ -297,10 +299,27 @@ def order_create(
 
 
 def _lock(order_id: int) -> Order:
-    order = Order.objects.select_for_update().filter(pk=order_id).first()
-    if order is None:
+    """SELECT … FOR UPDATE of the order, the statement built once per process (every
+    transition starts here; the ORM compiled it on each call: issue 16)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_row_sql(Order, "id", " FOR UPDATE"), [order_id])
+        row = cursor.fetchone()
+    if row is None:
         raise NotFound(f"Order {order_id} not found", details={"order_id": order_id})
-    return order
+    return instance_from_row(Order, row)
+
+
+def _lines(order_id: int) -> list[OrderLine]:
+    """The order's lines in id order (their order on the order)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_row_sql(OrderLine, "order_id", " ORDER BY id"), [order_id])
+        return [instance_from_row(OrderLine, row) for row in cursor.fetchall()]
+
+
+@functools.cache
+def _row_sql(model: type[Order] | type[OrderLine], key: str, tail: str) -> str:
+    table = connection.ops.quote_name(model._meta.db_table)
+    return f"SELECT {select_columns(model)} FROM {table} WHERE {table}.{column(model, key)} = %s{tail}"  # noqa: S608
 
 
 def _illegal(order: Order, action: str) -> Conflict:
@@ -419,7 +438,7 @@ def _confirm_paid(
     order_id: int, run, provider_charge_id: str | None, by, reason: str, during_checkout: bool
 ) -> OrderDTO:
     order = _lock(order_id)
-    lines = list(order.lines.order_by("id"))
+    lines = _lines(order_id)
     if order.status == OrderStatus.CONFIRMED:
         return order_to_dto(order, lines)
     payment = payment_for_order(order_id=order_id)
@@ -431,7 +450,13 @@ def _confirm_paid(
         during_checkout=during_checkout,
     )
     if refusal is not None:
-        raise Conflict(refusal.message, code=refusal.code, details={"order_id": order_id})
+        raise Conflict(
+            refusal.message,
+            code=refusal.code,
+            # The order as found under its lock: the checkout's confirm step decides
+            # by its status (cancelled or cancelling: never confirmed) without a read.
+            details={"order_id": order_id, "status": order.status, "failure_reason": order.failure_reason},
+        )
     assert payment is not None
     lines_wanted = [(ln.sku, ln.quantity) for ln in lines]
     if provider_charge_id and payment.status != PaymentStatus.CAPTURED:

@@ -18,12 +18,13 @@ charge id support searches by); shops never see it (webhooks publish `object`).
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from core.money import format_amount
 from outbox.services import event_record
 
-from .models import LedgerTransaction, Payment, Refund
+from .models import Payment, Refund
 
 PAYMENT_CAPTURED = "payment.captured"
 PAYMENT_FAILED = "payment.failed"
@@ -60,18 +61,18 @@ def payment_event_record(
     payment: Payment,
     refund: Refund | None = None,
     *,
-    ledger_transaction_id: int | None = None,
+    ledger_at: datetime | None = None,
 ) -> None:
+    """`ledger_at`: the timestamp of the ledger transaction the change posted
+    (ledger_post_at returns it with the id)."""
     obj = payment_document(payment)
     if refund is not None:
         obj["refund"] = refund_document(refund)
     meta: dict[str, Any] = {"charge_id": payment.provider_charge_id}
-    if ledger_transaction_id is not None:
+    if ledger_at is not None:
         # The ledger row's own timestamp, so a rebuild from the ledger puts the money
-        # on the same day as the event did (one primary-key read).
-        meta["ledger_at"] = LedgerTransaction.objects.values_list("created_at", flat=True).get(
-            pk=ledger_transaction_id
-        )
+        # on the same day as the event did.
+        meta["ledger_at"] = ledger_at
     event_record(
         type=event_type,
         aggregate_type="payment",

@@ -13,6 +13,7 @@ from django_fsm_log.models import StateLog
 from core.errors import NotFound
 from core.fsm import state_log_rows, state_summary, waiting_in_state
 
+from ._rows import payment_row
 from .choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus, RefundStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
 from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, ProviderWebhookEvent, Refund
@@ -31,7 +32,7 @@ def payment_get(*, payment_id: int) -> PaymentDTO:
 
 def payment_for_order(*, order_id: int) -> PaymentDTO | None:
     """The checkout payment of an order, or None if the saga has not created it yet."""
-    payment = Payment.objects.filter(order_id=order_id).first()
+    payment = payment_row("order_id", order_id)  # order_id is unique
     return None if payment is None else PaymentDTO.from_model(payment)
 
 

@@ -34,6 +34,7 @@ error class), and so are runs coming to rest and leases lost.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import socket
@@ -43,15 +44,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import MappingProxyType
+from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import CharField, Func, Q, Value
 from django.utils import timezone
 
 from core import logs, metrics
 from core.audit_batch import audit_batch
-from core.sql import concrete_field
+from core.sql import column, concrete_field, instance_from_row, select_columns
 
 from . import registry
 from .choices import ACTIVE_STATUSES, Direction, RunStatus, StepOutcome
@@ -311,35 +312,30 @@ class _Pass:
         return int(step.timeout * 1000) if step is not None and step.transactional else 0
 
     def _lock(self, timeout_ms: int = 0) -> SagaRun | None:
+        """Lock the run: re-lock it while this pass holds the lease (fencing: only
+        while the lease is still this pass's), or claim it. Hand-written statements,
+        built once per process (the ORM compiled them three times per checkout)."""
         if self.holding:
-            # Fencing: only while this pass still owns the lease.
-            locked = SagaRun.objects.select_for_update().filter(pk=self.run_id, lease_owner=self.owner)
             if timeout_ms:
                 # The next local step's statement_timeout rides in the locking
                 # statement (set_config(..., is_local=true) = SET LOCAL: it ends
                 # with the transaction, so no reset is needed).
-                locked = locked.annotate(
-                    _timeout=Func(
-                        Value("statement_timeout"),
-                        Value(str(timeout_ms)),
-                        Value(True),
-                        function="set_config",
-                        output_field=CharField(),
-                    )
-                )
-            run = locked.first()
-            if run is not None:
-                self._timeout_ms = timeout_ms
-                self._seen = _snapshot(run)
+                row = _fetch_one(_relock_sql(with_timeout=True), [str(timeout_ms), self.run_id, self.owner])
+            else:
+                row = _fetch_one(_relock_sql(with_timeout=False), [self.run_id, self.owner])
+            if row is None:
+                return None
+            run = instance_from_row(SagaRun, row)
+            self._timeout_ms = timeout_ms
+            self._seen = _snapshot(run)
             return run
         now = timezone.now()
-        claimable = SagaRun.objects.filter(
-            pk=self.run_id, status__in=ACTIVE_STATUSES, next_attempt_at__lte=now
-        ).filter(Q(lease_owner="") | Q(lease_expires_at__lte=now))
         # Another pass inside its checkpoint holds the row lock: skip, do not wait.
-        run = claimable.select_for_update(skip_locked=True).first()
-        if run is not None:
-            self._seen = _snapshot(run)
+        row = _fetch_one(_claim_sql(), [self.run_id, [str(s) for s in ACTIVE_STATUSES], now, now])
+        if row is None:
+            return None
+        run = instance_from_row(SagaRun, row)
+        self._seen = _snapshot(run)
         return run
 
     # --- attempts ----------------------------------------------------------
@@ -676,6 +672,38 @@ def _bind_log_context(run: SagaRun, definition: SagaDefinition) -> None:
 def _snapshot(run: SagaRun) -> dict[str, object]:
     # context is replaced, never mutated in place, so keeping the reference is enough.
     return {name: getattr(run, name) for name in _MUTABLE}
+
+
+def _fetch_one(sql: str, params: list[Any]) -> tuple | None:
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.fetchone()
+
+
+@functools.cache
+def _relock_sql(*, with_timeout: bool) -> str:
+    timeout = ", set_config('statement_timeout', %s, true)" if with_timeout else ""
+    return (
+        f"SELECT {select_columns(SagaRun)}{timeout} FROM {_quoted(SagaRun._meta.db_table)} "  # noqa: S608
+        f"WHERE {_col('id')} = %s AND {_col('lease_owner')} = %s FOR UPDATE"
+    )
+
+
+@functools.cache
+def _claim_sql() -> str:
+    return (
+        f"SELECT {select_columns(SagaRun)} FROM {_quoted(SagaRun._meta.db_table)} "  # noqa: S608
+        f"WHERE {_col('id')} = %s AND {_col('status')} = ANY(%s) AND {_col('next_attempt_at')} <= %s "
+        f"AND ({_col('lease_owner')} = '' OR {_col('lease_expires_at')} <= %s) FOR UPDATE SKIP LOCKED"
+    )
+
+
+def _quoted(name: str) -> str:
+    return connection.ops.quote_name(name)
+
+
+def _col(name: str) -> str:
+    return f"{_quoted(SagaRun._meta.db_table)}.{column(SagaRun, name)}"
 
 
 def _ms(t0: float) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from core.fsm import state_summary
+from core.sql import column, instance_from_row, select_columns
 
 from . import registry
 from .choices import (
@@ -59,8 +61,21 @@ def saga_run_get(*, run_id: int) -> SagaRunDTO:
 
 
 def saga_run_for_subject(*, saga_type: str, subject_id: str) -> SagaRunDTO | None:
-    run = SagaRun.objects.filter(saga_type=saga_type, subject_id=str(subject_id)).first()
-    return run_to_dto(run) if run is not None else None
+    """The run of a subject ((saga_type, subject_id) is unique). On the checkout's
+    path (order_confirm_paid): a statement built once per process (issue 16)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_run_for_subject_sql(), [saga_type, str(subject_id)])
+        row = cursor.fetchone()
+    return run_to_dto(instance_from_row(SagaRun, row)) if row is not None else None
+
+
+@functools.cache
+def _run_for_subject_sql() -> str:
+    table = connection.ops.quote_name(SagaRun._meta.db_table)
+    return (
+        f"SELECT {select_columns(SagaRun)} FROM {table} "  # noqa: S608 (identifiers from the model)
+        f"WHERE {table}.{column(SagaRun, 'saga_type')} = %s AND {table}.{column(SagaRun, 'subject_id')} = %s"
+    )
 
 
 def saga_runs_stuck(*, now: datetime | None = None, limit: int = 500) -> list[SagaRunDTO]:

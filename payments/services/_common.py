@@ -12,6 +12,7 @@ from core.errors import ConcordError, Conflict, NotFound
 from core.money import is_supported_currency, quantize
 from core.sql import in_open_transaction
 
+from .._rows import payment_row
 from ..choices import PaymentStatus
 from ..models import Payment, Refund
 
@@ -81,7 +82,7 @@ def payment_not_found(payment_id: int) -> NotFound:
 
 
 def get_payment(payment_id: int) -> Payment:
-    payment = Payment.objects.filter(pk=payment_id).first()
+    payment = payment_row("id", payment_id)
     if payment is None:
         raise payment_not_found(payment_id)
     return payment
@@ -97,10 +98,10 @@ def get_refund(refund_id: int) -> Refund:
 
 
 def lock_payment(payment_id: int) -> Payment:
-    try:
-        return Payment.objects.select_for_update().get(pk=payment_id)
-    except Payment.DoesNotExist:
-        raise payment_not_found(payment_id) from None
+    payment = payment_row("id", payment_id, lock=True)
+    if payment is None:
+        raise payment_not_found(payment_id)
+    return payment
 
 
 def lock_refund_and_payment(refund_id: int) -> tuple[Refund, Payment]:

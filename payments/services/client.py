@@ -91,10 +91,7 @@ def provider_attempt_record(
     transaction that commits (a saga checkpoint, or its own), never in one that may
     roll back, so the timeline keeps the attempts that failed. `payment_id` None only
     for a refund of a charge no payment knows (`charge_id` names it)."""
-    if kind not in ProviderAttemptKind.values:
-        raise ConcordError(f"Unknown attempt kind {kind!r}.", code="attempt_kind_invalid")
-    if outcome not in ProviderAttemptOutcome.values:
-        raise ConcordError(f"Unknown attempt outcome {outcome!r}.", code="attempt_outcome_invalid")
+    _check_attempt(kind, outcome)
     if payment_id is None:
         if kind != ProviderAttemptKind.REFUND or not charge_id:
             raise ConcordError(
@@ -108,6 +105,73 @@ def provider_attempt_record(
     ):
         raise NotFound(f"Refund {refund_id} of payment {payment_id} does not exist.", code="refund_not_found")
     # Checked above, before any write: the caller's transaction is joined, no savepoint.
+    return _attempt_insert(
+        payment_id=payment_id,
+        refund_id=refund_id,
+        charge_id=charge_id,
+        kind=kind,
+        idempotency_key=idempotency_key,
+        outcome=outcome,
+        provider_object_id=provider_object_id,
+        http_status=http_status,
+        error=error,
+        duration_ms=duration_ms,
+        attempt_id=attempt_id,
+    )
+
+
+def charge_attempt_record_locked(
+    payment: Payment,
+    *,
+    idempotency_key: str,
+    outcome: str,
+    provider_object_id: str = "",
+    http_status: int | None = None,
+    error: str = "",
+    duration_ms: int | None = None,
+    charge_id: str = "",
+    attempt_id: str = "",
+) -> ProviderAttemptDTO:
+    """provider_attempt_record of a charge, for a payment the caller has locked in
+    its transaction (payment_charge_record): the row is there, so it is not
+    looked up again. The caller's transaction is the one that must commit."""
+    _check_attempt(ProviderAttemptKind.CHARGE, outcome)
+    return _attempt_insert(
+        payment_id=payment.pk,
+        refund_id=None,
+        charge_id=charge_id,
+        kind=ProviderAttemptKind.CHARGE,
+        idempotency_key=idempotency_key,
+        outcome=outcome,
+        provider_object_id=provider_object_id,
+        http_status=http_status,
+        error=error,
+        duration_ms=duration_ms,
+        attempt_id=attempt_id,
+    )
+
+
+def _check_attempt(kind: str, outcome: str) -> None:
+    if kind not in ProviderAttemptKind.values:
+        raise ConcordError(f"Unknown attempt kind {kind!r}.", code="attempt_kind_invalid")
+    if outcome not in ProviderAttemptOutcome.values:
+        raise ConcordError(f"Unknown attempt outcome {outcome!r}.", code="attempt_outcome_invalid")
+
+
+def _attempt_insert(
+    *,
+    payment_id: int | None,
+    refund_id: int | None,
+    charge_id: str,
+    kind: str,
+    idempotency_key: str,
+    outcome: str,
+    provider_object_id: str,
+    http_status: int | None,
+    error: str,
+    duration_ms: int | None,
+    attempt_id: str,
+) -> ProviderAttemptDTO:
     attempt = ProviderAttempt.objects.create(
         payment_id=payment_id,
         refund_id=refund_id,

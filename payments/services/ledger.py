@@ -7,13 +7,17 @@ sum to zero — checked here and, at commit, by a deferred constraint trigger
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
+from datetime import datetime
 from decimal import Decimal
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
 from core.errors import ConcordError, Conflict
 from core.money import quantize
+from core.sql import column, insert_do_nothing_sql
 from core.transactions import joins_caller
 
 from ..choices import LedgerAccountCode, LedgerTransactionKind
@@ -21,7 +25,6 @@ from ..models import LedgerAccount, LedgerEntry, LedgerTransaction
 from ._common import require_currency, require_text
 
 
-@joins_caller
 def ledger_post(
     *,
     kind: str,
@@ -40,6 +43,30 @@ def ledger_post(
     reference again with the same entries returns the first transaction's id (no
     second posting); with different entries it is a Conflict.
     """
+    return ledger_post_at(
+        kind=kind,
+        currency=currency,
+        entries=entries,
+        reference=reference,
+        payment_id=payment_id,
+        refund_id=refund_id,
+        memo=memo,
+    )[0]
+
+
+@joins_caller
+def ledger_post_at(
+    *,
+    kind: str,
+    currency: str,
+    entries: list[tuple[str, Decimal]],
+    reference: str,
+    payment_id: int | None = None,
+    refund_id: int | None = None,
+    memo: str = "",
+) -> tuple[int, datetime]:
+    """ledger_post, returning the transaction's id and its stored timestamp (the
+    payment events carry it: no read-back of the row just written)."""
     if kind not in LedgerTransactionKind.values:
         raise ConcordError(f"Unknown ledger transaction kind {kind!r}.", code="ledger_kind_invalid")
     require_currency(currency)
@@ -76,28 +103,29 @@ def ledger_post(
             details={"sum": str(total), "reference": reference},
         )
 
-    existing = LedgerTransaction.objects.filter(reference=reference).first()
-    if existing is not None:
-        posted = Counter(
-            (code, amount) for code, amount in existing.entries.values_list("account__code", "amount")
+    # The transaction row first, unless its reference was posted already: one
+    # statement (INSERT … ON CONFLICT DO NOTHING RETURNING), no read before it. A
+    # concurrent poster of the same reference waits for the first to commit, then
+    # finds it here. Nothing else is written before this, so a refusal below leaves
+    # a caller's transaction usable.
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _transaction_insert_sql(), [kind, currency, payment_id, refund_id, reference, memo, now]
         )
-        same = posted == wanted and (
-            existing.kind,
-            existing.currency,
-            existing.payment_id,
-            existing.refund_id,
-        ) == (kind, currency, payment_id, refund_id)
-        if not same:
-            raise Conflict(
-                f"Ledger reference {reference!r} was already posted with other entries.",
-                code="ledger_reference_reused",
-                details={"reference": reference, "transaction_id": existing.pk},
-            )
-        return existing.pk
-
+        row = cursor.fetchone()
+    if row is None:
+        return _repeat(
+            reference=reference,
+            wanted=wanted,
+            kind=kind,
+            currency=currency,
+            payment_id=payment_id,
+            refund_id=refund_id,
+        )
+    txn_id, created_at = row
     codes = sorted({code for code, _ in wanted})
-    # Every check above raised before a write: joined to a caller's transaction
-    # with no savepoint (core.transactions), an error from here on marks it for
+    # From here on (core.transactions) an error marks a caller's transaction for
     # rollback. The accounts in one read; a missing one (first posting in a
     # currency) is created.
     with transaction.atomic(savepoint=False):
@@ -105,17 +133,49 @@ def ledger_post(
         for code in codes:
             if code not in accounts:
                 accounts[code] = LedgerAccount.objects.get_or_create(code=code, currency=currency)[0]
-        txn = LedgerTransaction.objects.create(
-            kind=kind,
-            currency=currency,
-            reference=reference,
-            memo=memo,
-            payment_id=payment_id,
-            refund_id=refund_id,
-        )
         LedgerEntry.objects.bulk_create(
-            LedgerEntry(transaction=txn, account=accounts[code], amount=amount, currency=currency)
+            LedgerEntry(transaction_id=txn_id, account=accounts[code], amount=amount, currency=currency)
             for (code, amount), n in wanted.items()
             for _ in range(n)
         )
-    return txn.pk
+    return txn_id, created_at
+
+
+def _repeat(
+    *,
+    reference: str,
+    wanted: Counter[tuple[str, Decimal]],
+    kind: str,
+    currency: str,
+    payment_id: int | None,
+    refund_id: int | None,
+) -> tuple[int, datetime]:
+    """The reference was posted before: the same posting again is a no-op (its id
+    and timestamp), other entries or another subject a Conflict."""
+    existing = LedgerTransaction.objects.get(reference=reference)
+    posted = Counter(
+        (code, amount) for code, amount in existing.entries.values_list("account__code", "amount")
+    )
+    same = posted == wanted and (
+        existing.kind,
+        existing.currency,
+        existing.payment_id,
+        existing.refund_id,
+    ) == (kind, currency, payment_id, refund_id)
+    if not same:
+        raise Conflict(
+            f"Ledger reference {reference!r} was already posted with other entries.",
+            code="ledger_reference_reused",
+            details={"reference": reference, "transaction_id": existing.pk},
+        )
+    return existing.pk, existing.created_at
+
+
+@functools.cache
+def _transaction_insert_sql() -> str:
+    """Built once per process from the model's metadata (every value a parameter)."""
+    fields = ("kind", "currency", "payment", "refund", "reference", "memo", "created_at")
+    return (
+        insert_do_nothing_sql(LedgerTransaction, fields, ["reference"])
+        + f", {column(LedgerTransaction, 'created_at')}"
+    )

@@ -31,7 +31,7 @@ from ._common import (
     require_currency,
     require_text,
 )
-from .ledger import ledger_post
+from .ledger import ledger_post_at
 
 
 def payment_create(*, order_id: int, amount: Decimal, currency: str, payment_method: str) -> PaymentDTO:
@@ -116,7 +116,7 @@ def capture_locked(payment: Payment, *, provider_charge_id: str, by: User = None
     with transaction.atomic(savepoint=False):
         apply_transition(payment, "capture", provider_charge_id=provider_charge_id, by=by, description=reason)
         payment.save(update_fields=["status", "provider_charge_id", "failure_code", "updated_at"])
-        ledger_transaction_id = ledger_post(
+        _, ledger_at = ledger_post_at(
             kind=LedgerTransactionKind.CAPTURE,
             currency=payment.currency,
             entries=[
@@ -127,7 +127,7 @@ def capture_locked(payment: Payment, *, provider_charge_id: str, by: User = None
             payment_id=payment.pk,
             memo=f"Charge {provider_charge_id} for order {payment.order_id}",
         )
-        payment_event_record(PAYMENT_CAPTURED, payment, ledger_transaction_id=ledger_transaction_id)
+        payment_event_record(PAYMENT_CAPTURED, payment, ledger_at=ledger_at)
     return PaymentDTO.from_model(payment)
 
 

@@ -52,7 +52,7 @@ from ._common import (
     lock_refund_and_payment,
     refuse_open_transaction,
 )
-from .client import charge_matches, provider_attempt_record, provider_client
+from .client import charge_attempt_record_locked, charge_matches, provider_attempt_record, provider_client
 from .payments import (
     capture_locked,
     capture_refusal,
@@ -188,10 +188,10 @@ def payment_charge_record(*, call: ChargeCall) -> ChargeOutcome:
         # it as ours. A person (and reconciliation) must look at it.
         outcome = Outcome.UNKNOWN
         error = f"charge {charge.id} is {charge.amount} {charge.currency} for {charge.reference}, not this payment"
+    # The payment is locked above: the attempt's insert needs no look-up of it.
     record = partial(
-        provider_attempt_record,
-        payment_id=payment.pk,
-        kind=ProviderAttemptKind.CHARGE,
+        charge_attempt_record_locked,
+        payment,
         idempotency_key=call.idempotency_key,
         provider_object_id=charge.id if charge is not None else "",
         charge_id=charge.id if charge is not None else "",

@@ -29,7 +29,7 @@ from ._common import (
     require_amount,
     require_text,
 )
-from .ledger import ledger_post
+from .ledger import ledger_post_at
 
 
 def _not_refundable(payment: Payment) -> Conflict:
@@ -186,7 +186,7 @@ def refund_succeed(*, refund_id: int, provider_refund_id: str, by: User = None, 
     payment.refunded_amount = refunded
     refund.save()
     payment.save()
-    ledger_transaction_id = ledger_post(
+    _, ledger_at = ledger_post_at(
         kind=LedgerTransactionKind.REFUND,
         currency=payment.currency,
         entries=[
@@ -198,7 +198,7 @@ def refund_succeed(*, refund_id: int, provider_refund_id: str, by: User = None, 
         refund_id=refund.pk,
         memo=f"Refund {provider_refund_id} of charge {payment.provider_charge_id}",
     )
-    payment_event_record(PAYMENT_REFUNDED, payment, refund, ledger_transaction_id=ledger_transaction_id)
+    payment_event_record(PAYMENT_REFUNDED, payment, refund, ledger_at=ledger_at)
     return RefundDTO.from_model(refund)
 
 
