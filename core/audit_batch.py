@@ -22,6 +22,8 @@ from typing import Any
 
 from django_fsm_log.backends import BaseBackend, _pre_transition_callback
 
+from .sql import insert_rows
+
 _local = threading.local()
 
 
@@ -75,6 +77,4 @@ def audit_batch() -> Iterator[None]:
         raise
     _local.rows = None
     if rows:
-        from django_fsm_log.models import StateLog
-
-        StateLog.objects.bulk_create(rows)
+        insert_rows(rows)

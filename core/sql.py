@@ -16,8 +16,8 @@ import functools
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from django.db import connection, transaction
-from django.db.models import Field, Model
+from django.db import DatabaseError, connection, transaction
+from django.db.models import NOT_PROVIDED, Field, Model
 
 M = TypeVar("M", bound=Model)
 
@@ -123,3 +123,76 @@ def _row_reader(model: type[Model]) -> tuple[str, list[str], list[tuple[int, lis
         if funcs:
             converters.append((index, funcs, expression))
     return columns, [f.attname for f in fields], converters
+
+
+def insert_rows(instances: Sequence[Model]) -> None:
+    """What `Model.objects.bulk_create(instances)` does for a hot path's new rows, as one
+    `INSERT … VALUES (…), (…) RETURNING <pk>` built once per model and row count: each
+    instance gets its pk and is saved (auto_now(_add) fields set, as bulk_create sets
+    them). The ORM compiling the INSERT cost more CPU than running it (issue 16).
+    Models with database defaults or generated columns are refused (bulk_create reads
+    those back; this does not)."""
+    if not instances:
+        return
+    model = type(instances[0])
+    sql, fields = _insert_rows_sql(model, len(instances))
+    values: list[Any] = []
+    for obj in instances:
+        if type(obj) is not model:
+            raise TypeError(f"insert_rows: {type(obj).__name__} among {model.__name__} rows")
+        obj._prepare_related_fields_for_save(operation_name="insert_rows")
+        values.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        rows = cursor.fetchall()
+    # PostgreSQL returns a multi-row INSERT's rows in VALUES order (bulk_create relies on it too).
+    for obj, (pk,) in zip(instances, rows, strict=True):
+        obj.pk = pk
+        obj._state.adding = False
+        obj._state.db = connection.alias
+
+
+@functools.lru_cache(maxsize=256)
+def _insert_rows_sql(model: type[Model], count: int) -> tuple[str, list[Field]]:
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    assert pk is not None
+    fields: list[Field] = []
+    for f in model._meta.concrete_fields:
+        if getattr(f, "generated", False) or f.db_default is not NOT_PROVIDED:
+            raise ValueError(f"insert_rows: {model.__name__}.{f.name} is filled by the database")
+        if f is pk and f.db_returning:
+            continue  # serial: the database numbers the rows
+        fields.append(f)
+    row = f"({', '.join(['%s'] * len(fields))})"
+    sql = (
+        f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(str(f.column)) for f in fields)}) "  # noqa: S608
+        f"VALUES {', '.join([row] * count)} RETURNING {quote(str(pk.column))}"
+    )
+    return sql, fields
+
+
+def update_fields(instance: Model, names: Sequence[str]) -> None:
+    """What `instance.save(update_fields=names)` does, as `UPDATE … SET … WHERE <pk> = %s`
+    built once per model and field list (auto_now fields set by their pre_save, as
+    save sets them; no pre_save/post_save signals: the hot path's models have no
+    receivers). Like save, it fails when no row was updated."""
+    model = type(instance)
+    sql, fields = _update_fields_sql(model, tuple(names))
+    values: list[Any] = [f.get_db_prep_save(f.pre_save(instance, add=False), connection) for f in fields]
+    values.append(instance.pk)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        if cursor.rowcount != 1:
+            raise DatabaseError("Save with update_fields did not affect any rows.")
+
+
+@functools.lru_cache(maxsize=256)
+def _update_fields_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str, list[Field]]:
+    quote = connection.ops.quote_name
+    pk = model._meta.pk
+    assert pk is not None
+    fields = [concrete_field(model, name) for name in names]
+    sets = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
+    sql = f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {quote(str(pk.column))} = %s"  # noqa: S608
+    return sql, fields

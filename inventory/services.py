@@ -24,7 +24,7 @@ from django_fsm_log.models import StateLog
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import is_supported_currency, quantize
-from core.sql import column, instance_from_row, select_columns
+from core.sql import column, insert_rows, instance_from_row, select_columns
 from core.transactions import joins_caller
 
 from .choices import MovementKind, ReservationState
@@ -220,12 +220,11 @@ def stock_reserve(
         taken = _move_counters(_RESERVE, skus, [wanted[sku] for sku in skus])
         if taken != len(skus):  # cannot happen under the lock; never hold less than asked
             raise ConcordError(f"stock of {', '.join(skus)} changed under its lock", code="stock_changed")
-        created = Reservation.objects.bulk_create(
-            [Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku]) for sku in skus]
-        )
+        created = [Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku]) for sku in skus]
+        insert_rows(created)
         # Creation is not a transition, but it is a state change worth an audit row.
         content_type = ContentType.objects.get_for_model(Reservation)
-        StateLog.objects.bulk_create(
+        insert_rows(
             [
                 StateLog(
                     content_type=content_type,
@@ -352,7 +351,7 @@ def stock_commit(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]
         Reservation.objects.filter(pk__in=[r.pk for r in held]).update(
             state=ReservationState.COMMITTED, updated_at=now
         )
-        StockMovement.objects.bulk_create(movements)
+        insert_rows(movements)
     return [_reservation_dto(r) for r in reservations]
 
 

@@ -35,7 +35,7 @@ from core import logs, metrics
 from core.audit import check_reason
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import MONEY_DECIMAL_PLACES, MONEY_MAX_DIGITS, is_supported_currency, quantize
-from core.sql import column, instance_from_row, select_columns
+from core.sql import column, instance_from_row, select_columns, update_fields
 from core.transactions import joins_caller
 from inventory.selectors import products_by_sku
 from inventory.services import stock_commit, stock_reserve
@@ -343,7 +343,7 @@ def _check_failure_reason(failure_reason: str, allowed) -> str:
 def _saved(order: Order, lines: list[OrderLine] | None = None) -> OrderDTO:
     """Save a transition and record its event (confirmed, cancelled) in the same
     transaction: every order transition service ends here."""
-    order.save(update_fields=["status", "failure_reason", "updated_at"])
+    update_fields(order, ["status", "failure_reason", "updated_at"])
     metrics.on_commit(_observe_state, order.pk, str(order.status), order.failure_reason, order.created_at)
     moved = order_to_dto(order, lines)
     order_event_record(moved)

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from core.errors import ConcordError, Conflict
 from core.money import quantize
-from core.sql import column, insert_do_nothing_sql
+from core.sql import column, insert_do_nothing_sql, insert_rows
 from core.transactions import joins_caller
 
 from ..choices import LedgerAccountCode, LedgerTransactionKind
@@ -133,10 +133,12 @@ def ledger_post_at(
         for code in codes:
             if code not in accounts:
                 accounts[code] = LedgerAccount.objects.get_or_create(code=code, currency=currency)[0]
-        LedgerEntry.objects.bulk_create(
-            LedgerEntry(transaction_id=txn_id, account=accounts[code], amount=amount, currency=currency)
-            for (code, amount), n in wanted.items()
-            for _ in range(n)
+        insert_rows(
+            [
+                LedgerEntry(transaction_id=txn_id, account=accounts[code], amount=amount, currency=currency)
+                for (code, amount), n in wanted.items()
+                for _ in range(n)
+            ]
         )
     return txn_id, created_at
 

@@ -15,7 +15,7 @@ from django.db import transaction
 from django_fsm import can_proceed
 
 from core.errors import ConcordError, Conflict
-from core.sql import insert_unless_exists
+from core.sql import insert_unless_exists, update_fields
 from core.transactions import joins_caller
 
 from ..choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus
@@ -115,7 +115,7 @@ def capture_locked(payment: Payment, *, provider_charge_id: str, by: User = None
         return PaymentDTO.from_model(payment)  # already captured: no-op
     with transaction.atomic(savepoint=False):
         apply_transition(payment, "capture", provider_charge_id=provider_charge_id, by=by, description=reason)
-        payment.save(update_fields=["status", "provider_charge_id", "failure_code", "updated_at"])
+        update_fields(payment, ["status", "provider_charge_id", "failure_code", "updated_at"])
         _, ledger_at = ledger_post_at(
             kind=LedgerTransactionKind.CAPTURE,
             currency=payment.currency,
