@@ -331,10 +331,16 @@ class _Pass:
             return run
         now = timezone.now()
         # Another pass inside its checkpoint holds the row lock: skip, do not wait.
-        row = _fetch_one(_claim_sql(), [self.run_id, [str(s) for s in ACTIVE_STATUSES], now, now])
+        # The claim also sets the statement_timeout of the local step at the run's
+        # position (the next to last column: the ms set, NULL for none), from every
+        # registered saga's local steps: one statement, not two.
+        row = _fetch_one(
+            _claim_sql(), [*_local_timeouts(), self.run_id, [str(s) for s in ACTIVE_STATUSES], now, now]
+        )
         if row is None:
             return None
         run = instance_from_row(SagaRun, row)
+        self._timeout_ms = row[-2] or 0
         self._seen = _snapshot(run)
         return run
 
@@ -691,11 +697,42 @@ def _relock_sql(*, with_timeout: bool) -> str:
 
 @functools.cache
 def _claim_sql() -> str:
+    # The local step at the run's position and its timeout come from four arrays
+    # (_local_timeouts): saga type, direction, step_index, ms. set_config(…, true) is
+    # SET LOCAL (ends with the transaction); called only when a local step is there.
+    # A skipped (locked) row may have set it too: harmless, nothing runs after.
+    table = _quoted(SagaRun._meta.db_table)
     return (
-        f"SELECT {select_columns(SagaRun)} FROM {_quoted(SagaRun._meta.db_table)} "  # noqa: S608
+        f"SELECT {select_columns(SagaRun)}, t.ms, "  # noqa: S608
+        "CASE WHEN t.ms IS NOT NULL THEN set_config('statement_timeout', t.ms::text, true) END "
+        f"FROM {table} LEFT JOIN LATERAL (SELECT u.ms FROM unnest(%s::text[], %s::text[], %s::int[], %s::int[]) "
+        f"AS u(saga, dir, idx, ms) WHERE u.saga = {_col('saga_type')} AND u.dir = {_col('direction')} "
+        f"AND u.idx = {_col('step_index')}) t ON true "
         f"WHERE {_col('id')} = %s AND {_col('status')} = ANY(%s) AND {_col('next_attempt_at')} <= %s "
-        f"AND ({_col('lease_owner')} = '' OR {_col('lease_expires_at')} <= %s) FOR UPDATE SKIP LOCKED"
+        f"AND ({_col('lease_owner')} = '' OR {_col('lease_expires_at')} <= %s) FOR UPDATE OF {table} SKIP LOCKED"
     )
+
+
+def _local_timeouts() -> list[list[Any]]:
+    """Every registered saga's local steps by position, as current_step finds them
+    (forward at step_index i: step i; compensate at i: step i - 1), with the
+    statement_timeout _attempt_local sets for them (ms): the claim's arrays. Read
+    from the registry each time (a few dozen entries), so a definition registered
+    or replaced later counts."""
+    sagas: list[str] = []
+    dirs: list[str] = []
+    idxs: list[int] = []
+    ms: list[int] = []
+    for name in registry.names():
+        for i, step in enumerate(registry.get(name).steps):
+            if not step.transactional:
+                continue
+            for direction, index in ((Direction.FORWARD, i), (Direction.COMPENSATE, i + 1)):
+                sagas.append(name)
+                dirs.append(str(direction))
+                idxs.append(index)
+                ms.append(int(step.timeout * 1000))
+    return [sagas, dirs, idxs, ms]
 
 
 def _quoted(name: str) -> str:
