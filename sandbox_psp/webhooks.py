@@ -43,10 +43,11 @@ def webhook_url() -> str | None:
     return settings.PSP_WEBHOOK_URL
 
 
-def enqueue(event_type: str, obj: dict, decision: FaultDecision) -> str | None:
-    """Call inside the transaction that wrote `obj`. Returns the event id, or None
-    when no webhook URL is configured (then nothing is sent, ever)."""
-    url = webhook_url()
+def enqueue(event_type: str, obj: dict, decision: FaultDecision, *, url: str | None = None) -> str | None:
+    """Call inside the transaction that wrote `obj` (`url`: webhook_url() as the caller
+    read it in that transaction or just before). Returns the event id, or None when
+    no webhook URL is configured (then nothing is sent, ever)."""
+    url = url or webhook_url()
     if not url:
         return None
     now = time.time()
