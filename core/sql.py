@@ -140,7 +140,7 @@ def insert_rows(instances: Sequence[Model]) -> None:
     for obj in instances:
         if type(obj) is not model:
             raise TypeError(f"insert_rows: {type(obj).__name__} among {model.__name__} rows")
-        obj._prepare_related_fields_for_save(operation_name="insert_rows")
+        obj._prepare_related_fields_for_save(operation_name="insert_rows")  # type: ignore[attr-defined]  # bulk_create calls it too
         values.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
@@ -161,7 +161,7 @@ def _insert_rows_sql(model: type[Model], count: int) -> tuple[str, list[Field]]:
     for f in model._meta.concrete_fields:
         if getattr(f, "generated", False) or f.db_default is not NOT_PROVIDED:
             raise ValueError(f"insert_rows: {model.__name__}.{f.name} is filled by the database")
-        if f is pk and f.db_returning:
+        if f is pk and getattr(f, "db_returning", False):
             continue  # serial: the database numbers the rows
         fields.append(f)
     row = f"({', '.join(['%s'] * len(fields))})"
