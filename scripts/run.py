@@ -1,4 +1,4 @@
-"""`make run`: the database and broker, then web, worker, beat and the sandbox provider.
+"""`make run`: the database and broker, then web, the two workers, beat and the sandbox provider.
 
 1. PostgreSQL and Redis: named by DATABASE_URL / CELERY_BROKER_URL, else the ones
    listening on 127.0.0.1, else servers of its own with their data under var/
@@ -8,9 +8,15 @@
    URLs, demo logins, an API token and how long start-up took.
 
 Ctrl-C (or SIGTERM) stops the processes, then the servers this run started; the next
-run reuses their data. The worker stops first, alone and warm (its running task
-finishes): honcho would signal its whole process group, pool children included, which
-kills a task mid-way. honcho then stops the others.
+run reuses their data. The saga worker (`worker`, prefork) stops first, alone and warm
+(its running tasks finish): honcho would signal its whole process group, pool children
+included, which kills a task mid-way. honcho then stops the others, the events worker
+(`events`) among them: it runs the solo pool, so its process group is the worker alone
+and honcho's SIGTERM is its warm shutdown too (its running task has honcho's 5 s to
+finish; the relay and the senders are polls beat repeats, so a batch cut short is
+picked up by the next run's). The two cannot be
+signalled at once: whichever exits first makes honcho signal the other's group, and
+that must not be the prefork worker's.
 """
 
 from __future__ import annotations
