@@ -185,6 +185,12 @@ def main() -> None:
         help="one worker serves every queue (the Procfile's worker line without its -Q and no "
         "events worker: the Procfile before 2026-11-30), for comparison with the default",
     )
+    parser.add_argument(
+        "--events-pool",
+        choices=["solo", "prefork", "threads"],
+        default=None,
+        help="the events worker's pool instead of the Procfile's (its concurrency stays 1)",
+    )
     args = parser.parse_args()
     if args.saga_queue_only and (args.single_worker or args.compare == "by_hand_guarantees"):
         # Nobody would relay Concord's events; the guarantee peer's relay drain would.
@@ -276,7 +282,13 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
         worker_args = procfile_process("worker", pool=args.pool, concurrency=args.concurrency,
                                        every_queue=args.single_worker)  # fmt: skip
         if not (args.single_worker or args.saga_queue_only):
-            events_worker, _ = procs.start("events_worker", procfile_process("events"), env)
+            events_worker, _ = procs.start(
+                "events_worker",
+                procfile_process(
+                    "events", pool=args.events_pool, concurrency=1 if args.events_pool else None
+                ),
+                env,
+            )
     else:
         worker_args = [
             str(CELERY), "-A", "config", "worker", "--loglevel", "WARNING", "--pool", args.pool,
@@ -547,6 +559,7 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 "saga_queue_only": args.saga_queue_only,
                 "workers": "single" if args.single_worker else "procfile",
                 "events_worker": events_worker is not None,
+                "events_pool": args.events_pool or "procfile",
                 "rounds": args.rounds,
                 "confirmed_total": captured,
                 "summary": summary,
