@@ -121,9 +121,11 @@ def sla_limits() -> dict[str, StateSla]:
 
 
 def silent_after() -> dict[str, float]:
-    """Seconds without a worker taking a task / beat sending one before the overview says so."""
+    """Seconds without a worker taking a task / beat sending one before the overview says so.
+    The events worker (the events and bulk queues) has the saga worker's limit."""
     return {
         "worker": float(settings.BACKOFFICE_WORKER_SILENT_AFTER),
+        "events": float(settings.BACKOFFICE_WORKER_SILENT_AFTER),
         "beat": float(settings.BACKOFFICE_BEAT_SILENT_AFTER),
     }
 

@@ -345,17 +345,25 @@ class Pulse:
     text: str
 
 
+# What each heartbeat's pulse calls its process when it is silent / alive.
+_WORKERS = {
+    heartbeats.WORKER: ("no worker has taken a task", "a worker took a task"),
+    heartbeats.EVENTS: ("no events worker has taken a task", "an events worker took a task"),
+}
+
+
 def _heartbeat_pulse(kind: str, limit: float) -> Pulse:
     try:
         age = heartbeats.heartbeat_age(kind)
     except Exception as exc:  # noqa: BLE001 - the cache (Redis) is down: say so, do not fail the page
         return Pulse(kind, None, f"unknown: the heartbeat store does not answer ({type(exc).__name__})")
-    if kind == heartbeats.WORKER:
+    if kind in _WORKERS:
+        silent, alive = _WORKERS[kind]
         if age is None:
-            return Pulse(kind, False, "no worker has taken a task yet")
+            return Pulse(kind, False, f"{silent} yet")
         if age > limit:
-            return Pulse(kind, False, f"no worker has taken a task for {duration(age)}")
-        return Pulse(kind, True, f"a worker took a task {duration(age)} ago")
+            return Pulse(kind, False, f"{silent} for {duration(age)}")
+        return Pulse(kind, True, f"{alive} {duration(age)} ago")
     if age is None:
         return Pulse(kind, False, "beat has not sent a scheduled task yet")
     if age > limit:
@@ -364,26 +372,30 @@ def _heartbeat_pulse(kind: str, limit: float) -> Pulse:
 
 
 def silent_processes() -> dict[str, str] | None:
-    """/readyz's detail (core.health.register_detail): the worker or beat that has gone
-    silent, in the overview's words; None while both are alive. A silent worker does not
+    """/readyz's detail (core.health.register_detail): the worker, events worker or beat
+    that has gone silent, in the overview's words; None while both are alive. A silent worker does not
     make web unready (web still accepts orders, the sweeper catches up), but a probe or an
     operator reading /readyz should learn it without opening the overview."""
     limits = silent_after()
     silent = {
         pulse.name: pulse.text
-        for pulse in (_heartbeat_pulse(kind, limits[kind]) for kind in (heartbeats.WORKER, heartbeats.BEAT))
+        for pulse in (
+            _heartbeat_pulse(kind, limits[kind])
+            for kind in (heartbeats.WORKER, heartbeats.EVENTS, heartbeats.BEAT)
+        )
         if pulse.ok is not True
     }
     return silent or None
 
 
 def systems_health(*, provider: tuple[bool, str]) -> list[Pulse]:
-    """Worker, beat and provider, each with what a person needs to read."""
+    """Worker, events worker, beat and provider, each with what a person needs to read."""
     limits = silent_after()
     reachable, detail = provider
     return [
         # Kept a few seconds (backoffice.probes): a heartbeat is a Redis round trip each.
         probes.kept("pulse:worker", lambda: _heartbeat_pulse(heartbeats.WORKER, limits["worker"])),
+        probes.kept("pulse:events", lambda: _heartbeat_pulse(heartbeats.EVENTS, limits["events"])),
         probes.kept("pulse:beat", lambda: _heartbeat_pulse(heartbeats.BEAT, limits["beat"])),
         Pulse(
             "provider",

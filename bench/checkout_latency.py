@@ -3,7 +3,7 @@
     .venv/bin/python bench/checkout_latency.py [--orders 60] [--gap 0.2] [--rounds 2]
 
 Starts the stack as production runs it: the Procfile's `web` (gunicorn), `worker`
-(Celery, prefork 2) and `psp` (the sandbox provider, its own process and database)
+(Celery, prefork 2, the saga queue), `events` (Celery, the events and bulk queues) and `psp` (the sandbox provider, its own process and database)
 commands, with production settings (JSON logs, PSP_ALLOW_SANDBOX, CONN_MAX_AGE=60 as
 docs/deployment.md sizes it), on dedicated databases (BENCH_LATENCY_DB, default
 concord_latency_bench, and its _psp twin; dropped and recreated) and a Redis database
@@ -373,6 +373,7 @@ def main() -> int:
         stack.start("psp", [*commands["psp"], "--access-logformat", PSP_ACCESS_FORMAT])
         # The worker's INFO lines are its saga step and run lines: the timeline.
         stack.start("worker", worker, LOG_LEVEL="INFO")
+        stack.start("events", commands["events"])
         stack.start("web", commands["web"])
         wait_http(f"http://127.0.0.1:{psp_port}/healthz", stack)
         wait_http(f"http://127.0.0.1:{web_port}/healthz", stack)

@@ -1,6 +1,7 @@
 """Drain rate of a burst of orders on `make run`: its own servers vs servers named.
 
     .venv/bin/python bench/make_run_drain.py [--orders 200] [--clients 8] [--rounds 1]
+        [--modes default,named] [--single-worker]
 
 Each round runs `make run` twice, each time in a fresh copy of the tree (the suite's
 virtualenv linked in), and sends the same burst through the API: `--orders` orders
@@ -16,6 +17,10 @@ card), then waits until every order is confirmed or cancelled.
   concord_bench_drain and its _psp twin, recreated) and Redis (BENCH_REDIS_URL,
   default redis://127.0.0.1:6379/13).
 
+`make run` runs the Procfile: the saga worker (`worker`, -Q celery) and the events
+worker (`events`, -Q events,bulk). `--single-worker` runs the copy's Procfile as it was
+before 2026-11-30 instead (its worker on every queue, no events worker), to compare.
+
 Drain rate = orders / (first POST -> last order terminal). Prints both rates, the
 ratio default/named (expected ~1: the same engines) and the load average around the
 runs, then one JSON line for the record. API_THROTTLE_RATE is raised in both modes:
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -48,7 +54,7 @@ from tests.fixtures.make_run import (  # noqa: E402
     wait_terminal,
 )
 
-DB_NAME = "concord_bench_drain"
+DB_NAME = os.environ.get("BENCH_DRAIN_DB", "concord_bench_drain")
 
 
 def recreate_databases(server_url: str) -> None:
@@ -67,6 +73,8 @@ def drop_databases(server_url: str) -> None:
 def one_run(mode: str, args: argparse.Namespace, server_url: str, redis_url: str) -> dict:
     base = make_tree("concord-bench-")
     tree = clean_copy(base / "concord", venv=ROOT / ".venv")
+    if args.single_worker:
+        single_worker_procfile(tree / "Procfile")
     env = run_env(WEB_PORT=str(free_port()), PSP_PORT=str(free_port()), API_THROTTLE_RATE="1000000/min")
     if mode == "default":
         env.update(
@@ -105,19 +113,39 @@ def one_run(mode: str, args: argparse.Namespace, server_url: str, redis_url: str
         shutil.rmtree(base, ignore_errors=True)
 
 
+def single_worker_procfile(path: Path) -> None:
+    """The Procfile before the events worker: `worker` without its --queues (every
+    queue), no `events` line."""
+    lines = [
+        re.sub(r" --queues \S+", "", line) if line.startswith("worker:") else line
+        for line in path.read_text().splitlines()
+        if not line.startswith("events:")
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=200)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--modes", default="default,named", help="which runs, comma-separated")
+    parser.add_argument(
+        "--single-worker",
+        action="store_true",
+        help="one worker on every queue (the Procfile before 2026-11-30), not the Procfile's two",
+    )
     args = parser.parse_args()
+    modes = [m for m in args.modes.split(",") if m]
+    if not set(modes) <= {"default", "named"} or not modes:
+        parser.error("--modes: default, named or both")
     server_url = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
     redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/13")
 
     runs = []
     try:
         for _ in range(args.rounds):
-            for mode in ("default", "named"):
+            for mode in modes:
                 result = one_run(mode, args, server_url, redis_url)
                 runs.append(result)
                 print(
@@ -132,15 +160,17 @@ def main() -> int:
         drop_databases(server_url)
 
     rate = {
-        mode: statistics.median(r["drain_per_second"] for r in runs if r["mode"] == mode)
-        for mode in ("default", "named")
+        mode: statistics.median(r["drain_per_second"] for r in runs if r["mode"] == mode) for mode in modes
     }
-    ratio = rate["default"] / rate["named"]
+    ratio = rate["default"] / rate["named"] if len(rate) == 2 else None
     print(
-        f"drain rate: default {rate['default']:.2f}/s, named {rate['named']:.2f}/s, ratio {ratio:.2f} (expected ~1)"
+        "drain rate: "
+        + ", ".join(f"{mode} {value:.2f}/s" for mode, value in rate.items())
+        + (f", ratio {ratio:.2f} (expected ~1)" if ratio is not None else "")
     )
     print(json.dumps({"bench": "make_run_drain", "orders": args.orders, "clients": args.clients,
-                      "ratio": round(ratio, 3), "runs": runs}))  # fmt: skip
+                      "workers": "single" if args.single_worker else "procfile",
+                      "ratio": ratio and round(ratio, 3), "runs": runs}))  # fmt: skip
     return 0
 
 

@@ -11,7 +11,8 @@ The issue #16 comparisons, one command each (docs/benchmarks.md, "Saga throughpu
     --compare services --pool threads|prefork          # (c) target concord/dbos >= 1.2
     --compare by_hand_guarantees --pool prefork --concurrency 2   # the note's measure:
         # concord, the plain by-hand peer and the guarantee peer in one run
-    --events-worker   # with by_hand[_guarantees]: the events queue on its own worker
+    --single-worker   # with by_hand[_guarantees]: one worker on every queue (before
+        # 2026-11-30 the Procfile's), instead of the Procfile's worker + events worker
 
 Sets up a dedicated database (concord_bench_saga, dropped and recreated; DBOS's
 system tables go in the same database, schema "dbos") and the sandbox provider
@@ -29,8 +30,10 @@ until all of them are confirmed:
 - dbos_by_hand (`--compare by_hand`): the same order + payment commit and enqueue,
   served by bench/checkout_dbos_by_hand.py: the three steps hand-written in raw SQL
   and one HTTP call, no domain services, no audit rows (the issue's DBOS peer).
-  With `--compare by_hand` the Celery worker is the Procfile's (log level INFO,
-  gossip, mingle and heartbeat on), with `--pool`/`--concurrency` as given.
+  With `--compare by_hand` the Celery workers are the Procfile's (log level INFO,
+  gossip, mingle and heartbeat on): `worker` on the saga queue with `--pool`/
+  `--concurrency` as given, and `events` (the events and bulk queues) as the
+  Procfile runs it; both count as Concord's CPU.
 - dbos_guarantees (`--compare by_hand_guarantees`, beside dbos_by_hand): served by
   bench/checkout_dbos_guarantees.py, the same hand-written steps also writing every
   row Concord's checkout writes for its guarantees (ledger, provider attempt, audit
@@ -177,15 +180,21 @@ def main() -> None:
         "what the outbox relay and its consumers cost the Procfile worker",
     )
     parser.add_argument(
-        "--events-worker",
+        "--single-worker",
         action="store_true",
-        help="the Procfile worker serves the saga queue only (-Q celery) and a second worker "
-        "(-Q events,bulk --concurrency 1) serves the events beside it; both count as Concord's CPU",
+        help="one worker serves every queue (the Procfile's worker line without its -Q and no "
+        "events worker: the Procfile before 2026-11-30), for comparison with the default",
+    )
+    parser.add_argument(
+        "--events-pool",
+        choices=["solo", "prefork", "threads"],
+        default=None,
+        help="the events worker's pool instead of the Procfile's (its concurrency stays 1)",
     )
     args = parser.parse_args()
-    if args.saga_queue_only and (args.events_worker or args.compare == "by_hand_guarantees"):
+    if args.saga_queue_only and (args.single_worker or args.compare == "by_hand_guarantees"):
         # Nobody would relay Concord's events; the guarantee peer's relay drain would.
-        parser.error("--saga-queue-only goes with --compare by_hand only")
+        parser.error("--saga-queue-only goes with --compare by_hand only (and not --single-worker)")
 
     server = os.environ.get("POSTGRES_URL", "postgres://postgres@127.0.0.1:5432").rstrip("/")
     broker = os.environ.get("CELERY_BROKER_URL")
@@ -267,12 +276,19 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
     systems_measured = COMPARISONS[args.compare]
     events_worker = None
     if args.compare in PROCFILE_COMPARISONS:
-        worker_args = procfile_worker(args.pool, args.concurrency)
-        if args.saga_queue_only or args.events_worker:
-            worker_args += ["-Q", "celery"]
-        if args.events_worker:
-            events_args = [*procfile_worker(None, 1, hostname="events@%h"), "-Q", "events,bulk"]
-            events_worker, _ = procs.start("events_worker", events_args, env)
+        # The Procfile's worker (saga queue), with the bench's pool and concurrency; every
+        # queue with --single-worker. Its events worker as is, unless --single-worker or
+        # --saga-queue-only (nobody relays Concord's events then).
+        worker_args = procfile_process("worker", pool=args.pool, concurrency=args.concurrency,
+                                       every_queue=args.single_worker)  # fmt: skip
+        if not (args.single_worker or args.saga_queue_only):
+            events_worker, _ = procs.start(
+                "events_worker",
+                procfile_process(
+                    "events", pool=args.events_pool, concurrency=1 if args.events_pool else None
+                ),
+                env,
+            )
     else:
         worker_args = [
             str(CELERY), "-A", "config", "worker", "--loglevel", "WARNING", "--pool", args.pool,
@@ -541,7 +557,9 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
                 "concurrency": args.concurrency,
                 "pool": args.pool,
                 "saga_queue_only": args.saga_queue_only,
-                "events_worker": args.events_worker,
+                "workers": "single" if args.single_worker else "procfile",
+                "events_worker": events_worker is not None,
+                "events_pool": args.events_pool or "procfile",
                 "rounds": args.rounds,
                 "confirmed_total": captured,
                 "summary": summary,
@@ -645,27 +663,35 @@ def session_cpu_seconds(leaders: list[int]) -> float:
     return total / tick
 
 
-def procfile_worker(pool: str | None, concurrency: int, hostname: str | None = None) -> list[str]:
-    """The Procfile's worker command, with the bench's pool (None: Celery's default)
-    and concurrency, another node name if given, and no pidfile (a real worker of
+def procfile_process(
+    name: str, *, pool: str | None = None, concurrency: int | None = None, every_queue: bool = False
+) -> list[str]:
+    """The Procfile's `name` line as a command: with the bench's pool and concurrency if
+    given, without its --queues if `every_queue`, and never its pidfile (a real worker of
     this checkout may own it)."""
-    line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith("worker:"))
+    line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith(f"{name}:"))
     words = line.split(":", 1)[1].split()
+    dropped = {"--pidfile"}
+    if pool:
+        dropped.add("--pool")
+    if concurrency:
+        dropped.add("--concurrency")
+    if every_queue:
+        dropped.update(("--queues", "-Q"))
     out: list[str] = []
     skip = False
     for word in words:
         if skip:
             skip = False
             continue
-        if word in ("--pidfile", "--concurrency", "--pool") or (hostname and word == "--hostname"):
+        if word in dropped:
             skip = True
             continue
         out.append(str(ROOT / word) if word.startswith(".venv/") else word)
-    out += ["--concurrency", str(concurrency)]
+    if concurrency:
+        out += ["--concurrency", str(concurrency)]
     if pool:
         out += ["--pool", pool]
-    if hostname:
-        out += ["--hostname", hostname]
     return out
 
 

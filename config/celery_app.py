@@ -39,7 +39,8 @@ def _task_started(task_id=None, task=None, **kwargs):
 
     logs.task_context_bind(task, task_id)
     metrics.celery_task_started(task_id, getattr(task, "name", "unknown"), logs.task_queued_seconds(task))
-    heartbeats.heartbeat_record(heartbeats.WORKER)
+    delivery = getattr(getattr(task, "request", None), "delivery_info", None) or {}
+    heartbeats.heartbeat_record(heartbeats.kind_of_queue(delivery.get("routing_key")))
 
 
 @signals.task_postrun.connect

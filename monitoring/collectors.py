@@ -275,14 +275,15 @@ def _heartbeats(now: float) -> list[GaugeMetricFamily]:
     """Seconds since a worker last took a task and since beat last sent one (the
     back office's Systems box reads the same, core/heartbeats.py); no sample (and no
     family) for one that never did."""
-    from core.heartbeats import BEAT, WORKER, heartbeat_age
+    from core.heartbeats import BEAT, EVENTS, WORKER, heartbeat_age
 
     family = GaugeMetricFamily(
         "concord_heartbeat_age_seconds",
-        "Seconds since a worker last started a task (process=worker) or beat last sent one (process=beat).",
+        "Seconds since a worker last started a task from the saga queue (process=worker) or the "
+        "events and bulk queues (process=events), or beat last sent one (process=beat).",
         labels=["process"],
     )
-    for process in (WORKER, BEAT):
+    for process in (WORKER, EVENTS, BEAT):
         seen = heartbeat_age(process, now=now)
         if seen is not None:
             family.add_metric([process], seen)

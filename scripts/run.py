@@ -1,4 +1,4 @@
-"""`make run`: the database and broker, then web, worker, beat and the sandbox provider.
+"""`make run`: the database and broker, then web, the two workers, beat and the sandbox provider.
 
 1. PostgreSQL and Redis: named by DATABASE_URL / CELERY_BROKER_URL, else the ones
    listening on 127.0.0.1, else servers of its own with their data under var/
@@ -8,9 +8,15 @@
    URLs, demo logins, an API token and how long start-up took.
 
 Ctrl-C (or SIGTERM) stops the processes, then the servers this run started; the next
-run reuses their data. The worker stops first, alone and warm (its running task
-finishes): honcho would signal its whole process group, pool children included, which
-kills a task mid-way. honcho then stops the others.
+run reuses their data. The saga worker (`worker`, prefork) stops first, alone and warm
+(its running tasks finish): honcho would signal its whole process group, pool children
+included, which kills a task mid-way. honcho then stops the others, the events worker
+(`events`) among them: it runs the solo pool (no pool child), so honcho's SIGTERM is
+its warm shutdown too. honcho runs each line under `sh -c`, and stops waiting when the
+shell dies, so this script then waits for the events worker itself (its pidfile; up
+to STOP_TIMEOUT, then SIGKILL): its running task finishes before the servers stop.
+The two workers cannot be signalled at once: whichever exits first makes honcho signal
+the other's group, and that must not be the prefork worker's.
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from scripts.engines import EngineError, engines_up  # noqa: E402
 
 BIN = ROOT / ".venv" / "bin"
 WORKER_PID_FILE = ROOT / "var" / "run" / "worker.pid"  # the Procfile's worker --pidfile
+EVENTS_PID_FILE = ROOT / "var" / "run" / "events.pid"  # the Procfile's events --pidfile
 METRICS_DIR = ROOT / "var" / "prometheus"  # emptied at every start: samples of dead processes go
 READY_TIMEOUT = 120  # seconds for the processes to answer once started
 STOP_TIMEOUT = 30  # seconds honcho gets to stop them before the group is killed
@@ -98,12 +105,50 @@ def _banner(env: dict[str, str], seed_output: str, timings: dict[str, float]) ->
 """
 
 
+def _pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _wait_gone(pid: int | None, timeout: float) -> None:
+    """Until `pid` has exited (it is not our child: poll it), SIGKILL after `timeout`."""
+    if pid is None:
+        return
+    deadline = time.monotonic() + timeout
+    stat = Path(f"/proc/{pid}/stat")
+    while True:
+        try:
+            os.kill(pid, 0)
+            if stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                return  # exited, not reaped yet (by whoever adopted it)
+        except (OSError, IndexError):
+            return
+        if time.monotonic() > deadline:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            return
+        time.sleep(0.1)
+
+
 def _stop(honcho: subprocess.Popen | None) -> None:
     """SIGTERM to the worker alone (a warm shutdown); when it exits honcho stops the
     other processes. honcho itself is told to stop if the worker is not there or takes
-    longer than STOP_TIMEOUT."""
+    longer than STOP_TIMEOUT. Then the events worker's warm shutdown is waited for
+    (honcho only waits for its shell)."""
     if honcho is None or honcho.poll() is not None:
         return
+    events = _pid(EVENTS_PID_FILE)  # read now: the worker removes it when it exits
+    try:
+        _honcho_stop(honcho)
+    finally:
+        _wait_gone(events, STOP_TIMEOUT)
+
+
+def _honcho_stop(honcho: subprocess.Popen) -> None:
     try:
         os.kill(int(WORKER_PID_FILE.read_text().strip()), signal.SIGTERM)
     except (OSError, ValueError):
@@ -152,7 +197,8 @@ def main() -> int:
 
         mark = time.monotonic()
         WORKER_PID_FILE.parent.mkdir(parents=True, exist_ok=True)
-        WORKER_PID_FILE.unlink(missing_ok=True)  # left by a killed run: never signal a stale pid
+        for pidfile in (WORKER_PID_FILE, EVENTS_PID_FILE):
+            pidfile.unlink(missing_ok=True)  # left by a killed run: never signal a stale pid
         # A session of its own: the terminal's Ctrl-C reaches this script, which stops
         # the processes in order (_stop), not honcho directly.
         honcho = subprocess.Popen(

@@ -89,12 +89,12 @@ def test_unknown_api_url_gets_the_error_envelope(client):
 def test_readyz_names_a_silent_worker_but_stays_ready(client, settings):
     from django.core.cache import cache
 
-    from core.heartbeats import BEAT, KEYS, WORKER
+    from core.heartbeats import BEAT, EVENTS, KEYS, WORKER
 
     settings.READYZ_TOKEN = READYZ_TOKEN
     settings.BACKOFFICE_WORKER_SILENT_AFTER = 60
     now = time.time()
-    cache.set_many({KEYS[WORKER]: now - 600, KEYS[BEAT]: now}, timeout=None)
+    cache.set_many({KEYS[WORKER]: now - 600, KEYS[EVENTS]: now, KEYS[BEAT]: now}, timeout=None)
 
     assert client.get("/readyz").json() == {"status": "degraded"}  # which process: details only
     response = client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"})
@@ -109,4 +109,13 @@ def test_readyz_names_a_silent_worker_but_stays_ready(client, settings):
 
     cache.set(KEYS[WORKER], time.time(), timeout=None)
     cache.set(KEYS[BEAT], time.time(), timeout=None)
+    # The saga worker alive, the events worker (events and bulk queues) silent: named alone.
+    cache.set(KEYS[EVENTS], now - 600, timeout=None)
+    response = client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"})
+    assert response.status_code == 200
+    assert response.json()["details"]["processes"] == {
+        "events": "no events worker has taken a task for 10 min"
+    }
+
+    cache.set(KEYS[EVENTS], time.time(), timeout=None)
     assert "details" not in client.get("/readyz", headers={"Authorization": f"Bearer {READYZ_TOKEN}"}).json()

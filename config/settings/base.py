@@ -208,9 +208,11 @@ if CELERY_BROKER_URL.startswith("redis://"):
     # kombu's Redis transport, keeping its publishing client (config/broker.py).
     CELERY_BROKER_TRANSPORT = "config.broker:Transport"
 CELERY_TASK_ACKS_LATE = True
-# Two queues, both consumed by every worker (no -Q needed): the eventual side's tasks
-# (relay, webhook and e-mail senders) get their own, so a backlog of saga steps never
-# delays events: the broker serves the queues in turn (docs/events.md).
+# The eventual side's tasks (relay, webhook and e-mail senders, read models) get a queue
+# of their own, so a backlog of saga steps never delays events. The Procfile gives the
+# queues separate processes: `worker` consumes celery (sagas, sweeper, reconciliation),
+# `events` consumes events and bulk; a worker started without -Q consumes every queue
+# and the broker serves them in turn (docs/events.md, docs/deployment.md).
 CELERY_TASK_DEFAULT_QUEUE = "celery"
 # Back-office bulk jobs (thousands of staff actions) get a third: a job neither waits
 # behind the saga steps its retries start nor holds them up (docs/backoffice.md).

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from backoffice.models import SlaEscalation
-from core.heartbeats import BEAT, WORKER, heartbeat_age, heartbeat_forget
+from core.heartbeats import BEAT, EVENTS, WORKER, heartbeat_age, heartbeat_forget
 from monitoring.collectors import reset_cache
 from reconciliation.models import Incident
 
@@ -27,10 +27,10 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _systems(client) -> dict[str, str]:
     page = html.unescape(client.get(reverse("backoffice:overview")).content.decode())
-    box = page.split('aria-label="Worker, beat and provider"', 1)[1].split("</ul>", 1)[0]
+    box = page.split('aria-label="Worker, events worker, beat and provider"', 1)[1].split("</ul>", 1)[0]
     return {
         name: " ".join(box.split(f'data-pulse="{name}">', 1)[1].split("</li>", 1)[0].split())
-        for name in ("worker", "beat", "provider")
+        for name in ("worker", "events", "beat", "provider")
     }
 
 
@@ -46,6 +46,7 @@ def test_the_overview_says_whether_a_worker_and_beat_run(
 ):
     systems = _systems(support)
     assert "no worker has taken a task yet" in systems["worker"] and "not ok" in systems["worker"]
+    assert "no events worker has taken a task yet" in systems["events"] and "not ok" in systems["events"]
     assert "beat has not sent a scheduled task yet" in systems["beat"]
     assert "the payment provider answers" in systems["provider"]
 
@@ -53,9 +54,11 @@ def test_the_overview_says_whether_a_worker_and_beat_run(
     incident_id = make_incident()
     Incident.objects.filter(pk=incident_id).update(detected_at=timezone.now() - timedelta(minutes=61))
 
+    # The Procfile's split: the saga worker (with beat here) on the celery queue...
     mail_dir = tmp_path / "mail"
     worker = celery_worker_factory(
         beat=True,
+        queues=["celery"],
         env={
             "PSP_BASE_URL": psp.base_url,
             "PSP_API_KEY": psp.api_key,
@@ -74,12 +77,24 @@ def test_the_overview_says_whether_a_worker_and_beat_run(
         what="the worker's and beat's heartbeats",
         on_timeout=worker.log,
     )
+    # ... beat already sent the outbox relay to the events queue, which nobody consumes:
+    # the saga worker's tasks do not pass for the events worker's.
+    assert heartbeat_age(EVENTS) is None
+    systems = _systems(support)
+    assert "no events worker has taken a task yet" in systems["events"] and "not ok" in systems["events"]
+    # ... and the events worker on the events and bulk queues.
+    events = celery_worker_factory("events", queues=["events", "bulk"])
+    wait_for(
+        lambda: heartbeat_age(EVENTS) is not None, what="the events worker's heartbeat", on_timeout=events.log
+    )
     reset_cache()
     metrics = Client().get("/metrics").content.decode()
     assert 'concord_heartbeat_age_seconds{process="worker"}' in metrics
+    assert 'concord_heartbeat_age_seconds{process="events"}' in metrics
     assert 'concord_heartbeat_age_seconds{process="beat"}' in metrics
     systems = _systems(support)
-    assert "a worker took a task" in systems["worker"] and "ok" in systems["worker"]
+    assert "a worker took a task" in systems["worker"] and "not ok" not in systems["worker"]
+    assert "an events worker took a task" in systems["events"] and "not ok" not in systems["events"]
     assert "beat last ran" in systems["beat"] and "not ok" not in systems["beat"]
 
     # The beat's escalation task e-mailed the incident to on-call, once.
@@ -94,13 +109,15 @@ def test_the_overview_says_whether_a_worker_and_beat_run(
     assert "To: oncall@shop.example" in message and f"Incident #{incident_id}" in message
     assert SlaEscalation.objects.count() == 1
 
-    # Stop the worker (and its beat): after the limit the overview says nothing runs.
+    # Stop the workers (and beat): after the limit the overview says nothing runs.
     worker.stop()
+    events.stop()
     settings.BACKOFFICE_WORKER_SILENT_AFTER = 2
     settings.BACKOFFICE_BEAT_SILENT_AFTER = 2
     time.sleep(3)
     systems = _systems(support)
     assert "not ok" in systems["worker"] and "no worker has taken a task for" in systems["worker"]
+    assert "not ok" in systems["events"] and "no events worker has taken a task for" in systems["events"]
     assert "not ok" in systems["beat"] and "beat last ran" in systems["beat"]
 
 
@@ -114,4 +131,4 @@ def test_an_unreadable_heartbeat_store_says_unknown(support, settings):
     }
     systems = _systems(support)
     assert "unknown: the heartbeat store does not answer" in systems["worker"]
-    assert "unknown" in systems["beat"]
+    assert "unknown" in systems["events"] and "unknown" in systems["beat"]

@@ -3,7 +3,9 @@ CELERY_BROKER_URL, so it starts its own PostgreSQL and Redis with their data und
 var/ (CONCORD_ENGINES=own on free ports: the machine's shared servers on 5432/6379
 stay out of it). Then 200 orders from 8 concurrent clients through the API: every
 one terminal within 60 s, each confirmed order charged exactly once, stock conserved,
-no traceback in any process's output. Ctrl-C leaves no process behind, servers
+every event (order.confirmed among them) applied by every outbox consumer — the
+Procfile's `events` worker serves that queue, `worker` the sagas —, no traceback in any
+process's output. Ctrl-C leaves no process behind, servers
 included. A second `make run` on the same var/ still has the orders.
 """
 
@@ -40,6 +42,11 @@ CONSERVATION = (
     "import json; from inventory.selectors import stock_check_conservation as c; "
     "print(json.dumps([str(p) for p in c()]))"
 )
+EVENTS_PENDING = (
+    "import json; from outbox.selectors import consumer_lag as c; "
+    "print(json.dumps({lag.name: lag.pending for lag in c()}))"
+)
+EVENTS_DEADLINE = 60.0  # seconds after the drain for every consumer to catch up
 
 
 @dataclass
@@ -55,6 +62,7 @@ class FirstRun:
     stock_after: dict[str, int]
     charges: dict[str, list[dict]]
     conservation_problems: list[str]
+    events_pending: dict[str, int]
     metrics: str
 
 
@@ -67,7 +75,7 @@ def env() -> dict[str, str]:
 
 def _stop(run: MakeRun) -> tuple[int, set[int]]:
     started = run.processes()
-    assert len(started) >= 8, f"expected make, honcho, 4 processes and 2 servers: {started}"
+    assert len(started) >= 9, f"expected make, honcho, 5 processes and 2 servers: {started}"
     exit_code = run.stop()
     return exit_code, wait_gone(started)
 
@@ -86,6 +94,7 @@ def first_run(tree: Path, env: dict[str, str], tmp_path_factory) -> FirstRun:
         drained_in = time.monotonic() - started
         time.sleep(2)  # the provider's webhooks about the last charges arrive after the answers
         problems = json.loads(run.manage("shell", "-c", CONSERVATION).strip().splitlines()[-1])
+        events_pending = _events_caught_up(run)
         record = FirstRun(
             output="",
             exit_code=-1,
@@ -98,6 +107,7 @@ def first_run(tree: Path, env: dict[str, str], tmp_path_factory) -> FirstRun:
             stock_after=available_stock(api),
             charges=charges_by_reference(run.psp_url),
             conservation_problems=problems,
+            events_pending=events_pending,
             metrics=httpx.get(f"{run.web_url}/metrics", timeout=10).text,
         )
     except BaseException:
@@ -106,6 +116,16 @@ def first_run(tree: Path, env: dict[str, str], tmp_path_factory) -> FirstRun:
     record.exit_code, record.left_behind = _stop(run)
     record.output = run.output()
     return record
+
+
+def _events_caught_up(run: MakeRun) -> dict[str, int]:
+    """Each outbox consumer's pending events, once none has any or EVENTS_DEADLINE passed."""
+    deadline = time.monotonic() + EVENTS_DEADLINE
+    while True:
+        pending = json.loads(run.manage("shell", "-c", EVENTS_PENDING).strip().splitlines()[-1])
+        if not any(pending.values()) or time.monotonic() > deadline:
+            return pending
+        time.sleep(1)
 
 
 def test_make_run_starts_its_own_postgresql_and_redis(first_run, tree):
@@ -135,6 +155,15 @@ def test_every_confirmed_order_is_charged_once_and_stock_is_conserved(first_run)
     units = sold(first_run.orders)
     assert first_run.stock_after == {sku: n - units[sku] for sku, n in first_run.stock_before.items()}
     assert first_run.conservation_problems == []
+
+
+def test_both_workers_consume_their_queues(first_run):
+    """The sagas ran (every order terminal, above) and the events went out: every consumer
+    of the outbox has applied every event, and each worker's heartbeat says it took tasks
+    from its own queues (core/heartbeats.py: keyed by the task's queue)."""
+    assert first_run.events_pending and not any(first_run.events_pending.values()), first_run.events_pending
+    for process in ("worker", "events", "beat"):
+        assert f'concord_heartbeat_age_seconds{{process="{process}"}}' in first_run.metrics, process
 
 
 def test_ctrl_c_stops_every_process_it_started_and_logs_no_traceback(first_run, tree):
