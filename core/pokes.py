@@ -84,7 +84,7 @@ def _poke_many(pokes: Sequence[tuple[str, Callable[[], object], float]]) -> None
     except Exception as exc:  # noqa: BLE001 - kombu and redis-py raise several types; none may escape
         _skip_until = time.monotonic() + BACKOFF_SECONDS
         log.warning(
-            "poke %s not sent (%s: %s); pokes paused %.0f s, the polls find the work",
+            "poke not sent: %s (%s: %s); pokes paused %.0f s, the polls find the work",
             ", ".join(key for key, _, _ in pokes),
             type(exc).__name__,
             exc,

@@ -101,7 +101,7 @@ def test_a_cache_that_is_down_is_a_warning_and_pauses_pokes(sent, monkeypatch, c
     with transaction.atomic():  # no exception reaches the committed caller
         pokes.poke_coalesced_on_commit(A, lambda: sent.append("a"), seconds=60)
         pokes.poke_coalesced_on_commit(B, lambda: sent.append("b"), seconds=60)
-    assert f"poke {A}, {B} not sent" in caplog.text and "pokes paused" in caplog.text
+    assert f"poke not sent: {A}, {B}" in caplog.text and "pokes paused" in caplog.text
     assert "Traceback" not in caplog.text and sent == []
 
     pokes.poke_coalesced_on_commit(A, lambda: sent.append("a"), seconds=60)
