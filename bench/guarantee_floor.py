@@ -17,7 +17,8 @@ bench database is migrated, so the schema cannot drift):
    claimed row updated with the rendered body the client gets).
 
 After the commit, the pokes the real path makes (outbox relay, and the saga start:
-sagas.tasks.poke_fresh — coalesced per burst, as saga_start does). What it leaves
+sagas.tasks.poke_fresh — coalesced per burst, as saga_start does), by the same
+functions: one batch, their two flags in one Redis round trip (core.pokes). What it leaves
 out is everything that is not the guarantee: DRF serializers, services and DTOs,
 the ORM, error envelopes beyond a plain 400/422, logs and metrics.
 """
@@ -37,8 +38,8 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from orders.models import Order
-from outbox.tasks import poke as outbox_poke
-from sagas.tasks import poke_fresh
+from outbox.tasks import poke_on_commit as outbox_poke_on_commit
+from sagas.tasks import poke_fresh_on_commit
 
 _CLAIM = (
     "INSERT INTO idempotency_idempotencyrecord (client_id, key, fingerprint, request_method, "
@@ -174,6 +175,6 @@ class GuaranteeFloorApi(APIView):
             if row is None:  # an unknown sku or another currency: nothing was written
                 transaction.set_rollback(True)
                 return _bad("unknown sku")
-            transaction.on_commit(outbox_poke, robust=True)
-            transaction.on_commit(poke_fresh, robust=True)
+            outbox_poke_on_commit()
+            poke_fresh_on_commit()
         return HttpResponse(bytes(row[0]), status=201, content_type="application/json")

@@ -31,7 +31,7 @@ from . import registry
 from .dto import NewEvent
 from .models import ConsumerState, Event, Sequencer
 from .relay import consumer_states_ensure
-from .tasks import poke
+from .tasks import poke_on_commit
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def events_record(events: Iterable[NewEvent]) -> list[str]:
             + ", ".join([_ROW] * len(clean)),
             params,
         )
-    _poke_relay_on_commit()
+    poke_on_commit()
     return [str(i) for i in ids]
 
 
@@ -122,15 +122,6 @@ def event_record(
     """Record one event in the caller's transaction. Returns its id (a UUID string)."""
     (event_id,) = events_record([NewEvent(type, aggregate_type, aggregate_id, payload, schema_version)])
     return event_id
-
-
-def _poke_relay_on_commit() -> None:
-    """Once per transaction: after commit, ask for a relay pass (coalesced; see
-    tasks.poke). robust=True: a broker that is down must not fail a request whose
-    data committed — the beat's poll finds the events anyway."""
-    if any(callback is poke for _, callback, _ in connection.run_on_commit):
-        return
-    transaction.on_commit(poke, robust=True)
 
 
 def consumer_rebuild(*, name: str, rebuild: Callable[[], object]) -> int:

@@ -9,7 +9,7 @@ import logging
 from celery import shared_task
 
 from core.outages import unless_database_down
-from core.pokes import poke_clear, poke_coalesced
+from core.pokes import poke_clear, poke_coalesced, poke_coalesced_on_commit
 
 from . import conf
 from .relay import relay_pass
@@ -25,6 +25,14 @@ def poke() -> None:
     The flag is cleared when a pass starts, so a commit during a pass queues the
     next one; if the queued message is lost, the flag expires and the poll runs."""
     poke_coalesced(POKE_KEY, relay.delay, seconds=conf.poke_coalesce_seconds())
+
+
+def poke_on_commit() -> None:
+    """Once per transaction: after commit, ask for a relay pass (coalesced, as poke),
+    in the transaction's batch of coalesced pokes (core.pokes: one Redis round trip
+    for all their flags). A broker that is down does not fail a request whose data
+    committed — the beat's poll finds the events anyway."""
+    poke_coalesced_on_commit(POKE_KEY, relay.delay, seconds=conf.poke_coalesce_seconds())
 
 
 @shared_task(name="outbox.relay", ignore_result=True)

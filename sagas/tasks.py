@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core import logs
 from core.outages import database_unavailable
-from core.pokes import poke_clear, poke_coalesced
+from core.pokes import poke_clear, poke_coalesced, poke_coalesced_on_commit
 
 from .choices import Direction, RunStatus
 from .executor import advance_run
@@ -74,12 +74,11 @@ FRESH_POKE_SECONDS = 1.0
 
 
 def poke_fresh_on_commit() -> None:
-    """Once per transaction: after commit, poke start_fresh (saga_start of a new run).
-    robust=True: a broker or cache that is down must not fail a request whose data
-    committed — poke_coalesced logs it, and the sweeper finds the run."""
-    if any(entry[1] is poke_fresh for entry in connection.run_on_commit):
-        return
-    transaction.on_commit(poke_fresh, robust=True)
+    """Once per transaction: after commit, poke start_fresh (saga_start of a new run),
+    in the transaction's batch of coalesced pokes (core.pokes: one Redis round trip
+    with the outbox relay's). A broker or cache that is down does not fail a request
+    whose data committed — core.pokes logs it, and the sweeper finds the run."""
+    poke_coalesced_on_commit(FRESH_POKE_KEY, start_fresh.delay, seconds=FRESH_POKE_SECONDS)
 
 
 @shared_task(name="sagas.start_fresh", ignore_result=True)

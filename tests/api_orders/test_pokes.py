@@ -61,3 +61,35 @@ def test_once_start_fresh_cleared_the_flag_the_next_order_pokes_again(catalog, s
     place(shop, order_body())
 
     assert published.count("sagas.start_fresh") == 2
+
+
+def test_an_orders_two_pokes_share_one_redis_round_trip(catalog, shop, published, monkeypatch):
+    """The outbox relay's flag and the saga start's are set in one pipeline after the
+    commit (core.pokes' batch), not by a SET NX each."""
+    import redis
+
+    from outbox import tasks as outbox_tasks
+
+    outbox_tasks.poke_clear(outbox_tasks.POKE_KEY)
+    pipelines: list[list[str]] = []
+    lone_set_nx: list[tuple] = []
+    execute, command = redis.client.Pipeline.execute, redis.Redis.execute_command
+
+    def pipeline_execute(self, *args, **kwargs):
+        pipelines.append([str(c[0][1]) for c in self.command_stack])
+        return execute(self, *args, **kwargs)
+
+    def execute_command(self, *args, **kwargs):
+        if args[0] == "SET" and "NX" in args:
+            lone_set_nx.append(args)
+        return command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline_execute)
+    monkeypatch.setattr(redis.Redis, "execute_command", execute_command)
+
+    assert place(shop, order_body()).status_code == 201
+
+    assert lone_set_nx == []
+    assert len(pipelines) == 1
+    assert [key.rsplit(":", 1)[-1] for key in pipelines[0]] == ["relay-poked", "start-fresh-poked"]
+    assert sorted(published) == ["outbox.relay", "sagas.start_fresh"]

@@ -54,6 +54,19 @@ def test_products_by_sku_in_one_query(django_assert_num_queries):
     assert products_by_sku([]) == {}
 
 
+def test_products_by_sku_reads_what_the_catalog_page_reads():
+    ProductFactory(sku="A", on_hand=5, price=Decimal("2.50"))
+    ProductFactory(sku="B", on_hand=0, active=False, price=Decimal("1999.99"))
+    services.stock_reserve(order_id=1, lines=[("A", 2)])
+    StockLevel.objects.filter(product_id="B").delete()  # no stock row: available 0
+
+    found = products_by_sku(["B", "A"])
+
+    assert found == {p.sku: p for p in product_list(after_sku=None, limit=10, include_inactive=True)}
+    assert found["A"].available == 3 and found["B"].available == 0
+    assert found["A"].price == Decimal("2.50") and str(found["B"].price) == "1999.99"
+
+
 def test_stock_level_get_unknown_sku():
     with pytest.raises(UnknownSku):
         stock_level_get("NOPE")

@@ -259,11 +259,13 @@ def test_after_a_checkout_every_family_is_exposed_and_the_counts_moved(psp, cele
     assert after.value("concord_state_up", source="broker") == 1
 
 
-def test_the_queue_gauges_follow_the_saga_table_and_the_broker(settings):
-    # given: three orders accepted while no worker runs (their one coalesced start_fresh
-    # poke waits in the broker)
+def test_the_queue_gauges_follow_the_saga_table_and_the_broker(settings, monkeypatch):
+    # given: three orders accepted while no worker runs (their poke waits in the broker:
+    # one sagas.start_fresh for the burst, coalesced by a flag that outlives it)
+    from sagas import tasks as saga_tasks
     from tests.fixtures.worker import purge_default_queue
 
+    monkeypatch.setattr(saga_tasks, "FRESH_POKE_SECONDS", 60.0)
     purge_default_queue()
     ProductFactory(sku="MUG", price=Decimal("12.50"), on_hand=10)
     ids = []
