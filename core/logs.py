@@ -68,6 +68,27 @@ def clear() -> None:
     clear_contextvars()
 
 
+# The ids that say who started something (kept on a saga run: SagaRun.origin), as
+# opposed to the ids of the work itself (run, attempt, order).
+ORIGIN_KEYS = ("request_id", "idempotency_key", "client_id", "webhook_event_id")
+
+
+def origin() -> dict[str, Any] | None:
+    """The ORIGIN_KEYS bound now, or None when there are none."""
+    bound = get_contextvars()
+    ids = {name: bound[name] for name in ORIGIN_KEYS if bound.get(name) not in (None, "")}
+    return ids or None
+
+
+def bind_missing(ids: dict[str, Any] | None) -> None:
+    """Bind those of `ids` (CORRELATION_KEYS only) that nothing has bound yet: a
+    request's or task's own ids win over stored ones."""
+    if not ids:
+        return
+    bound = get_contextvars()
+    bind(**{name: value for name, value in ids.items() if name in CORRELATION_KEYS and name not in bound})
+
+
 def correlation() -> dict[str, Any]:
     """The correlation ids bound now (what a task message carries)."""
     return {name: value for name, value in get_contextvars().items() if name in CORRELATION_KEYS}

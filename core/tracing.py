@@ -1,9 +1,13 @@
 """OpenTelemetry tracing: optional, off unless OTEL_ENABLED=true.
 
 When on, the OpenTelemetry instrumentations (not hand-made spans) trace one checkout
-end to end: Django (the API request), Celery (the advance task's publish in the
-request, its run in the worker, linked through the message headers), psycopg (every
-SQL statement) and httpx (the provider calls). Log lines then carry `trace_id` and
+end to end: Django (the API request), Celery (a task's publish and its run in the
+worker, linked through the message headers), psycopg (every SQL statement) and httpx
+(the provider calls). One span is Concord's own: a saga run started by the coalesced
+`sagas.start_fresh` (one task for a burst of requests) runs its pass in a
+"saga pass <type>" span in the trace of the request that started it — the run keeps
+that request's `traceparent` (`SagaRun.origin`, `carrier()`), and the span links to
+the task's (`continued()`). Log lines then carry `trace_id` and
 `span_id` (core/logs.py), so a log search and a trace viewer point at each other.
 
 Exporters: OTLP over HTTP (the default; endpoint from the standard
@@ -17,9 +21,11 @@ config/wsgi.py (web) and from the worker_init signal (config/celery_app.py).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 _lock = threading.Lock()
@@ -90,3 +96,38 @@ def current_ids() -> dict[str, str]:
     if not context.is_valid:
         return {}
     return {"trace_id": format(context.trace_id, "032x"), "span_id": format(context.span_id, "016x")}
+
+
+def carrier() -> dict[str, str]:
+    """The active trace context as W3C headers (`traceparent`), to be stored with work
+    that a later, batched task picks up ({} when tracing is off or no span is active)."""
+    if not _enabled:
+        return {}
+    from opentelemetry import propagate
+
+    headers: dict[str, str] = {}
+    propagate.inject(headers)
+    return {name: value for name, value in headers.items() if name in ("traceparent", "tracestate")}
+
+
+@contextlib.contextmanager
+def continued(stored: dict[str, Any] | None, *, name: str) -> Iterator[None]:
+    """A span `name` in the trace `stored` (a carrier()) names, linked to the span
+    active now: work that one task does for many requests (a burst's saga runs started
+    by one sagas.start_fresh) still shows in the trace of the request behind each
+    piece. Nothing when tracing is off, nothing was stored, or the active span is
+    already in that trace (a per-run poke carries the trace in its headers)."""
+    if not _enabled or not stored or "traceparent" not in stored:
+        yield
+        return
+    from opentelemetry import propagate, trace
+
+    parent = propagate.extract({k: str(v) for k, v in stored.items()})
+    origin = trace.get_current_span(parent).get_span_context()
+    here = trace.get_current_span().get_span_context()
+    if not origin.is_valid or (here.is_valid and here.trace_id == origin.trace_id):
+        yield
+        return
+    links = [trace.Link(here)] if here.is_valid else []
+    with trace.get_tracer(__name__).start_as_current_span(name, context=parent, links=links):
+        yield

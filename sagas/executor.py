@@ -33,6 +33,7 @@ error class), and so are runs coming to rest and leases lost.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import logging
@@ -50,7 +51,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from core import logs, metrics
+from core import logs, metrics, tracing
 from core.audit_batch import audit_batch
 from core.sql import column, concrete_field, instance_from_row, select_columns
 
@@ -165,23 +166,26 @@ class _Pass:
         # True right after this pass committed a checkpoint under the row lock:
         # the abort flag it saw then is as fresh as a re-read would be.
         self._just_checkpointed = False
+        # Closed when the pass ends: the span continuing the run's origin trace.
+        self._trace = contextlib.ExitStack()
 
     # --- the loop ----------------------------------------------------------
 
     def execute(self) -> str:
-        while True:
-            holding = self.holding
-            try:
-                if self._next_is_unlocked_external():
-                    status = self._external_step()
-                else:
-                    status = self._locked_unit()
-            except _Undo as undo:
-                # The transaction rolled back, the lease taken in it too.
-                self.holding = holding
-                status = self._checkpoint_undone(undo)
-            if status != _CONTINUE:
-                return status
+        with self._trace:
+            while True:
+                holding = self.holding
+                try:
+                    if self._next_is_unlocked_external():
+                        status = self._external_step()
+                    else:
+                        status = self._locked_unit()
+                except _Undo as undo:
+                    # The transaction rolled back, the lease taken in it too.
+                    self.holding = holding
+                    status = self._checkpoint_undone(undo)
+                if status != _CONTINUE:
+                    return status
 
     def _next_is_unlocked_external(self) -> bool:
         """True when this pass holds the lease and the next step is external with
@@ -219,6 +223,8 @@ class _Pass:
             definition = registry.get(run.saga_type)
             if self.definition is None:
                 _bind_log_context(run, definition)
+                # The rest of the pass in the trace of whoever started the run.
+                self._trace.enter_context(tracing.continued(run.origin, name=f"saga pass {run.saga_type}"))
             self.definition = definition
             now = timezone.now()
             if not self.holding:
@@ -673,6 +679,9 @@ def _came_to_rest(run_id: int, saga_type: str, status: str) -> None:
 def _bind_log_context(run: SagaRun, definition: SagaDefinition) -> None:
     subject: object = int(run.subject_id) if run.subject_id.isdigit() else run.subject_id
     logs.bind(saga_type=run.saga_type, **{definition.subject_log_key: subject})
+    # Who started the run, unless this delivery carries its own ids (a start_fresh
+    # pass serves a burst of requests and carries none).
+    logs.bind_missing(run.origin)
 
 
 def _snapshot(run: SagaRun) -> dict[str, object]:

@@ -34,6 +34,12 @@ class SagaRun(models.Model):
     last_error = models.TextField(blank=True)
     failure_code = models.CharField(max_length=64, blank=True)
     context = models.JSONField(default=dict, blank=True)
+    # The correlation ids of the request or task that started the run (core.logs
+    # ORIGIN_KEYS: request_id, idempotency_key, client_id, webhook_event_id) and its
+    # trace context (`traceparent`, when tracing is on). A pass binds the ids its own
+    # delivery does not carry and runs in that trace — a run is started by a coalesced
+    # poke that serves many requests — so its lines and spans still name the request.
+    origin = models.JSONField(null=True, blank=True, editable=False)
     abort_requested = models.BooleanField(default=False)
     sla_at = models.DateTimeField()  # the run counts as stuck if still active after this
     # When the sweeper last re-enqueued the run: damps re-enqueueing of a run that

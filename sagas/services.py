@@ -15,6 +15,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from core import logs, tracing
 from core.audit import check_person_and_reason, check_reason, is_person
 from core.errors import ConcordError, Conflict, NotFound
 from core.sql import insert_unless_exists
@@ -64,6 +65,7 @@ def saga_start(*, saga_type: str, subject_id: str, context: dict | None = None) 
             step=definition.steps[0].name,
             next_attempt_at=now,
             sla_at=now + definition.sla,
+            origin={**(logs.origin() or {}), **tracing.carrier()} or None,
         )
         if insert_unless_exists(run, conflict=_ONE_RUN_PER_SUBJECT):
             run_id = run.pk
