@@ -17,9 +17,12 @@ import argparse
 import json
 import os
 import resource
+import sys
 import time
+from pathlib import Path
 
-from reconcile_scale import _bare, _setup_django
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.reconcile_scale import _bare, _setup_django
 
 VARIANTS = {
     "hash, one connection": {"SHARED_JOIN_MERGE_PLANS": False, "SHARED_JOIN_CONCURRENT": False},
