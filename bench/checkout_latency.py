@@ -368,12 +368,14 @@ def main() -> int:
     commands = procfile(env)
     worker = list(commands["worker"])
     worker[worker.index("--pidfile") + 1] = str(logdir / "worker.pid")
+    events = list(commands["events"])
+    events[events.index("--pidfile") + 1] = str(logdir / "events.pid")
     stack = Stack(env, logdir)
     try:
         stack.start("psp", [*commands["psp"], "--access-logformat", PSP_ACCESS_FORMAT])
         # The worker's INFO lines are its saga step and run lines: the timeline.
         stack.start("worker", worker, LOG_LEVEL="INFO")
-        stack.start("events", commands["events"])
+        stack.start("events", events)
         stack.start("web", commands["web"])
         wait_http(f"http://127.0.0.1:{psp_port}/healthz", stack)
         wait_http(f"http://127.0.0.1:{web_port}/healthz", stack)

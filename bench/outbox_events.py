@@ -95,7 +95,7 @@ def relay(args) -> dict:
         from outbox.dto import NewEvent
         from outbox.relay import consumer_dispatch, sequence_pending
 
-        outbox.services.poke = lambda: None  # this process relays itself: no Celery
+        outbox.services.poke_on_commit = lambda: None  # this process relays itself: no Celery
         for name in registry.names():
             registry.unregister(name)
         registry.register(registry.Consumer("bench-noop", lambda event: None, batch_size=args.batch))

@@ -341,7 +341,7 @@ def run(args, env, psp_env, psp_port, procs: Procs, database_url: str) -> None:
     def place_dbos(peer: str = "dbos") -> int:
         # The by-hand peers' order.placed is delivered by the bench's relay drain.
         unpoked = (
-            mock.patch("outbox.services.poke", return_value=None)
+            mock.patch("outbox.services.poke_on_commit", return_value=None)
             if peer in RECORDS_EVENTS
             else contextlib.nullcontext()
         )
