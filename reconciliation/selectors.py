@@ -21,6 +21,7 @@ from core.money import format_amount, is_supported_currency
 
 from .amounts import minor_to_major
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
+from .conf import refund_pending_sla_seconds
 from .detectors import detectors_all
 from .models import Incident, ProviderCharge, ProviderRefund, ReconciliationRun, Remediation
 
@@ -47,6 +48,12 @@ class OpenIncident:
             "amount_at_risk": _money_str(self.amount_at_risk, self.currency),
             "currency": self.currency,
         }
+
+
+def refund_sla_seconds() -> int:
+    """The one refund SLA (REFUND_PENDING_SLA_SECONDS): the refund_pending detector opens
+    an incident past it, and the back office's attention limit for a pending refund is it."""
+    return refund_pending_sla_seconds()
 
 
 def _money_str(amount: Decimal, currency: str) -> str:
