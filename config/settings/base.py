@@ -393,6 +393,13 @@ CELERY_BEAT_SCHEDULE["notifications-send"] = {
 # (seconds) are not compared yet.
 READ_MODELS_CHECK_INTERVAL = env.float("READ_MODELS_CHECK_INTERVAL", default=600)
 READ_MODELS_DRIFT_GRACE = env.float("READ_MODELS_DRIFT_GRACE", default=60)
+# Each check is bounded (docs/consistency.md, "Checked"): the last RECENT_DAYS days
+# (finance) / orders changed in them (search), the next OLD_DAYS older days / OLD_ORDERS
+# older order ids (a cursor goes round the history), and what differed last time. Old
+# drift is found within ceil(old days / OLD_DAYS) + 1 checks (search: order ids / OLD_ORDERS).
+READ_MODELS_CHECK_RECENT_DAYS = env.int("READ_MODELS_CHECK_RECENT_DAYS", default=2)
+READ_MODELS_CHECK_OLD_DAYS = env.int("READ_MODELS_CHECK_OLD_DAYS", default=7)
+READ_MODELS_CHECK_OLD_ORDERS = env.int("READ_MODELS_CHECK_OLD_ORDERS", default=50_000)
 CELERY_BEAT_SCHEDULE["readmodels-check"] = {
     "task": "readmodels.check",
     "schedule": READ_MODELS_CHECK_INTERVAL,
