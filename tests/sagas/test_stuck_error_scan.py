@@ -72,7 +72,9 @@ def chunks(request, monkeypatch):
 
 @pytest.mark.parametrize("sort", ["oldest", "newest", "attempts"])
 @pytest.mark.parametrize("error", ["http 5", "HTTP", "100%_", "%", "_sure", "no such text"])
-@pytest.mark.parametrize("statuses", [None, ["failed"], ["running", "compensating"]])
+@pytest.mark.parametrize(
+    "statuses", [None, ["failed"], ["running", "compensating"], ["completed", "failed"], ["completed"]]
+)
 def test_the_chunked_scan_returns_what_the_plain_query_returns(runs, chunks, sort, error, statuses):
     filters = {"error_contains": error, "statuses": statuses}
     expected = _plain(sort, **filters)
