@@ -173,7 +173,10 @@ def _mark_escalated(items: list[Waiting]) -> list[Waiting]:
             state__in={k for k, _ in keys}, subject_id__in={s for _, s in keys}
         ).values("state", "subject_id", "status")
     }
-    return [replace(i, escalated=found.get((i.sla.key, i.subject_id), "")) for i in items]
+    # (replace() only where there is an escalation: it costs ~6 µs an item, 250 a page)
+    return [
+        replace(i, escalated=status) if (status := found.get((i.sla.key, i.subject_id))) else i for i in items
+    ]
 
 
 def state_counts() -> dict[str, int]:
