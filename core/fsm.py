@@ -121,6 +121,6 @@ def waiting_in_states(
     combined = queries[0].union(*queries[1:], all=True) if len(queries) > 1 else queries[0]
     for row in combined:
         out[row["w_part"]].append({**{f: row[f"w_{f}"] for f in fields}, "since": row["w_since"]})
-    for rows in out:  # UNION ALL keeps each part's rows together, not necessarily in order
-        rows.sort(key=lambda r: (r["since"], r.get("id") or 0))
+    for listed in out:  # UNION ALL keeps each part's rows together, not necessarily in order
+        listed.sort(key=lambda r: (r["since"], r.get("id") or 0))
     return out
