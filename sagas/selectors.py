@@ -252,9 +252,10 @@ def saga_runs_list(
     offset = max(0, offset)
     limit = max(1, min(limit, 1000))
     if filters.get("error_contains") and filters.get("stuck_only", True):
-        ids = _stuck_error_scan(sort=sort, want=offset + limit, filters=filters)[offset:]
-        runs = {run.pk: run for run in SagaRun.objects.filter(pk__in=ids)} if ids else {}
-        return [run_to_dto(runs[pk]) for pk in ids if pk in runs]
+        return [
+            run_to_dto(run)
+            for run in _stuck_error_scan(sort=sort, want=offset + limit, filters=filters)[offset:]
+        ]
     qs = _runs_filtered(**filters).order_by(*order[sort])
     return [run_to_dto(run) for run in qs[offset : offset + limit]]
 
@@ -288,12 +289,12 @@ ERROR_CHUNK_FIRST = 200
 ERROR_CHUNK_MAX = 8000
 
 
-def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting: bool = False) -> list[int]:
-    """The ids of the first `want` stuck runs matching every filter, the error text
+def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting: bool = False) -> list[Any]:
+    """The first `want` stuck runs (SagaRun) matching every filter, the error text
     (case-insensitive, as `icontains`) included, in the list's order; `counting`: only
     how many (at most `want`), as a list of that many zeros. One statement per chunk:
-    the chunk's rows in index order after the previous chunk's last key, and of them
-    the matches (or their number) plus the last row (where the next chunk starts)."""
+    the chunk's keys in index order after the previous chunk's last key, and of them
+    the matching runs (or their number) plus the last key (where the next chunk starts)."""
     # The stuck runs asked for, said so that the planner estimates them right: with
     # _runs_filtered's `status IN (stuck) AND (status IN (attention) OR ...)` it
     # multiplies the two status selectivities, expects a few hundred runs instead of
@@ -311,24 +312,33 @@ def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting
     k1, k2, direction, after_op = _STUCK_ORDERS[sort]
     pattern = f"%{connection.ops.prep_for_like_query(str(filters['error_contains']))}%"
     # Only constants and Django's compiled WHERE are put into the text; values are parameters.
-    match = "UPPER(last_error::text) LIKE UPPER(%s)"
+    # w: the chunk's keys in order, whether each matches, and how many matched so far (m).
+    chunk_sql = (
+        "WITH w AS MATERIALIZED (SELECT s.*,"  # noqa: S608
+        f" row_number() OVER (ORDER BY s.k1 {direction}, s.k2 {direction}) AS n,"
+        f" count(*) FILTER (WHERE s.hit) OVER (ORDER BY s.k1 {direction}, s.k2 {direction} ROWS UNBOUNDED PRECEDING) AS m"
+        f" FROM (SELECT {k1} AS k1, {k2} AS k2, UPPER(last_error::text) LIKE UPPER(%s) AS hit FROM sagas_sagarun"
+        f" WHERE {where_sql}{{keyset}} ORDER BY {k1} {direction}, {k2} {direction} LIMIT %s) s)"
+    )
     if counting:  # (matches in the chunk, n, k1, k2) of the chunk's last row
-        select = f" SELECT (SELECT count(*) FROM w WHERE {match}), n, k1, k2 FROM w ORDER BY n DESC LIMIT 1"  # noqa: S608
-    else:  # (n, k1, k2, matches) of every matching row and of the last row
-        select = f" SELECT n, k1, k2, {match} FROM w WHERE n = (SELECT max(n) FROM w) OR {match} ORDER BY n"  # noqa: S608
-    found: list[int] = []
+        select = " SELECT (SELECT count(*) FROM w WHERE hit), n, k1, k2 FROM w ORDER BY n DESC LIMIT 1"
+    else:  # (n, k1, k2, wanted, the run's columns) of the matches still wanted and of the last row
+        wanted_match = "(w.hit AND w.m <= %s)"
+        select = (
+            f" SELECT w.n, w.k1, w.k2, {wanted_match}, {select_columns(SagaRun)} FROM w"  # noqa: S608
+            f" LEFT JOIN sagas_sagarun ON sagas_sagarun.id = w.k2 AND {wanted_match}"
+            f" WHERE w.n = (SELECT max(n) FROM w) OR {wanted_match} ORDER BY w.n"
+        )
+    found: list[Any] = []
     after: tuple | None = None
     chunk = max(ERROR_CHUNK_FIRST, want + want // 2)  # a common text: one chunk
     with connection.cursor() as cursor:
         while len(found) < want:
             keyset = f" AND ({k1}, {k2}) {after_op} (%s, %s)" if after is not None else ""
+            need = [] if counting else [want - len(found)] * 3
             cursor.execute(
-                "WITH w AS MATERIALIZED (SELECT s.*, row_number() OVER"  # noqa: S608 (no user text)
-                f" (ORDER BY s.k1 {direction}, s.k2 {direction}) AS n FROM"
-                f" (SELECT {k1} AS k1, {k2} AS k2, last_error FROM sagas_sagarun"
-                f" WHERE {where_sql}{keyset} ORDER BY {k1} {direction}, {k2} {direction} LIMIT %s) s)"
-                + select,
-                [*where_params, *(after or ()), chunk, *[pattern] * (1 if counting else 2)],
+                chunk_sql.replace("{keyset}", keyset) + select,
+                [pattern, *where_params, *(after or ()), chunk, *need],
             )
             rows = cursor.fetchall()
             if not rows:
@@ -337,7 +347,7 @@ def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting
                 found.extend([0] * rows[0][0])
                 last = rows[0][1:]
             else:
-                found.extend(row[2] for row in rows if row[3])
+                found.extend(instance_from_row(SagaRun, row[4:]) for row in rows if row[3])
                 last = rows[-1][:3]
             if last[0] < chunk:
                 break  # the stuck runs are exhausted

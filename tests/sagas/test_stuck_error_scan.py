@@ -1,7 +1,7 @@
 """The stuck list filtered by error text (`?error=`) reads the stuck runs in the list's
 order a chunk at a time (sagas.selectors._stuck_error_scan): it must return exactly
 what the plain filtered query returns, in the same order, for every sort, page and
-count cap — and a common text must cost one chunk, not a scan."""
+count cap — and a common text must cost one chunk (one statement), not a scan."""
 
 from __future__ import annotations
 
@@ -92,11 +92,22 @@ def test_other_filters_narrow_the_scan_too(runs, chunks):
     assert [r.id for r in selectors.saga_runs_list(sort="attempts", limit=50, **filters)] == expected
 
 
-def test_a_common_text_costs_one_chunk_and_one_fetch(runs):
+def test_the_runs_read_with_the_chunk_are_what_the_orm_reads(runs):
+    SagaRun.objects.filter(pk__in=runs[:10]).update(
+        context={"order": 7, "lines": [1, 2]}, step="charge_payment"
+    )
+    expected = [
+        selectors.run_to_dto(run)
+        for run in selectors._runs_filtered(error_contains="HTTP").order_by("-attempts", "pk")
+    ]
+    assert selectors.saga_runs_list(sort="attempts", limit=100, error_contains="HTTP") == expected
+
+
+def test_a_common_text_costs_one_chunk(runs):
     with CaptureQueriesContext(connection) as ctx:
         page = selectors.saga_runs_list(sort="attempts", limit=3, error_contains="HTTP")
     assert len(page) == 3
-    assert len(ctx.captured_queries) == 2  # the chunk's matches, then those 3 runs
+    assert len(ctx.captured_queries) == 1  # the chunk's keys and the matching runs
     with CaptureQueriesContext(connection) as ctx:
         assert selectors.saga_runs_count(cap=2, error_contains="HTTP") == 3
     assert len(ctx.captured_queries) == 1
