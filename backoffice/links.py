@@ -7,6 +7,7 @@ for every row, so it is reversed once per script prefix and the id appended.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
 
 from django.urls import get_script_prefix, reverse
@@ -25,6 +26,13 @@ def _prefix(name: str, script_prefix: str) -> str:
 
 def _href(name: str, pk: object) -> str:
     return f"{_prefix(name, get_script_prefix())}{int(str(pk))}/"
+
+
+def href_maker(name: str) -> Callable[[object], str]:
+    """_href(name, pk) with the script prefix read once: for the rows of one table
+    (get_script_prefix reads a thread-local at every call)."""
+    prefix = _prefix(name, get_script_prefix())
+    return lambda pk: f"{prefix}{int(str(pk))}/"
 
 
 def order_href(order_id: object) -> str:

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import html
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from .links import incident_href, order_href
+from .links import href_maker
 from .sla import duration
 
 DASH = "—"
@@ -35,19 +35,21 @@ def escape(value: Any) -> str:
 _FORMATS = {"": "%Y-%m-%d %H:%M:%S", "minutes": "%Y-%m-%d %H:%M", "ms": "%Y-%m-%d %H:%M:%S.%f"}
 
 
-def age(moment: datetime | None) -> str:
-    """How long ago, in the SLA pages' words ("45 s", "12 min", "3.5 h", "2.0 days")."""
+def age(moment: datetime | None, now: datetime | None = None) -> str:
+    """How long ago, in the SLA pages' words ("45 s", "12 min", "3.5 h", "2.0 days").
+    The row functions pass `now`, read once per table."""
     if not moment:
         return DASH
-    return duration((timezone.now() - moment).total_seconds())
+    return duration(((now or timezone.now()) - moment).total_seconds())
 
 
-def stamp(moment: datetime | None, precision: str = "") -> str:
+def stamp(moment: datetime | None, precision: str = "", tz: tzinfo | None = None) -> str:
     """The moment in the current time zone: 2026-11-30 09:58:04 (or to the minute, or
-    to the millisecond with precision "ms")."""
+    to the millisecond with precision "ms"). The row functions pass the zone, read once
+    per table (timezone.localtime reads it from a thread-local at every call)."""
     if not moment:
         return ""
-    text = timezone.localtime(moment).strftime(_FORMATS[precision])
+    text = moment.astimezone(tz or timezone.get_current_timezone()).strftime(_FORMATS[precision])
     return text[:-3] if precision == "ms" else text
 
 
@@ -63,11 +65,12 @@ def _truncate(text: str, length: int) -> str:
 
 def saga_rows(runs: Iterable[Any], *, selectable: bool) -> SafeString:
     out = []
+    now, tz, order_link = timezone.now(), timezone.get_current_timezone(), href_maker("backoffice:order")
     for run in runs:
         rid = int(run.id)
         subject = escape(run.subject_id)
         subject_cell = (
-            f'<a href="{order_href(run.subject_id)}">Order {subject}</a>'
+            f'<a href="{order_link(run.subject_id)}">Order {subject}</a>'
             if run.subject_id.isdigit()
             else subject
         )
@@ -85,31 +88,37 @@ def saga_rows(runs: Iterable[Any], *, selectable: bool) -> SafeString:
             f"<td>{_text(run.step)}</td>"
             f'<td class="num">{int(run.attempts)}</td>'
             f'<td class="err">{_text(_truncate(run.last_error or "", 140))}</td>'
-            f"<td>{stamp(run.next_attempt_at) if run.next_attempt_at else DASH}</td>"
-            f"<td>{age(run.created_at)}</td></tr>\n"
+            f"<td>{stamp(run.next_attempt_at, tz=tz) if run.next_attempt_at else DASH}</td>"
+            f"<td>{age(run.created_at, now)}</td></tr>\n"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
 
 
 def incident_rows(rows: Iterable[Any]) -> SafeString:
     out = []
+    now, order_link, incident_link = (
+        timezone.now(),
+        href_maker("backoffice:order"),
+        href_maker("backoffice:incident"),
+    )
     for i in rows:
         iid = int(i.id)
-        order = f'<a href="{order_href(i.order_id)}">{int(i.order_id)}</a>' if i.order_id else DASH
+        order = f'<a href="{order_link(i.order_id)}">{int(i.order_id)}</a>' if i.order_id else DASH
         severity, state = escape(i.severity), escape(i.state)
         out.append(
-            f'<tr><td><a href="{incident_href(iid)}">#{iid}</a></td><td>{escape(i.type)}</td>'
+            f'<tr><td><a href="{incident_link(iid)}">#{iid}</a></td><td>{escape(i.type)}</td>'
             f'<td><span class="badge {severity}">{severity}</span></td>'
             f'<td><span class="badge {state}">{state}</span></td>'
             f"<td>{order}</td><td>{_text(i.charge_id)}</td>"
             f'<td class="num">{escape(i.amount_at_risk)} {escape(i.currency)}</td>'
-            f"<td>{age(i.detected_at)} ago</td><td>{_text(i.assigned_to_username)}</td></tr>\n"
+            f"<td>{age(i.detected_at, now)} ago</td><td>{_text(i.assigned_to_username)}</td></tr>\n"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
 
 
 def search_rows(rows: Iterable[Any]) -> SafeString:
     out = []
+    tz, order_link = timezone.get_current_timezone(), href_maker("backoffice:order")
     for o in rows:
         oid = int(o.order_id)
         status = escape(o.status)
@@ -119,10 +128,10 @@ def search_rows(rows: Iterable[Any]) -> SafeString:
             else DASH
         )
         out.append(
-            f'<tr><td><a href="{order_href(oid)}">{oid}</a></td>'
+            f'<tr><td><a href="{order_link(oid)}">{oid}</a></td>'
             f'<td><span class="badge {status}">{status}</span></td><td>{escape(o.customer_email)}</td>'
             f'<td class="num">{escape(o.total)} {escape(o.currency)}</td>'
-            f"<td>{payment}</td><td>{_text(o.charge_id)}</td><td>{stamp(o.created_at, 'minutes')}</td></tr>\n"
+            f"<td>{payment}</td><td>{_text(o.charge_id)}</td><td>{stamp(o.created_at, 'minutes', tz)}</td></tr>\n"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
 
@@ -140,9 +149,10 @@ def _item_money(i: Any) -> str:
 
 def waiting_rows(items: Iterable[Any]) -> SafeString:
     out = []
+    now, tz, order_link = timezone.now(), timezone.get_current_timezone(), href_maker("backoffice:order")
     for i in items:
         subject_cell, money = _item_subject(i), _item_money(i)
-        order = f'<a href="{order_href(i.order_id)}">{int(i.order_id)}</a>' if i.order_id else DASH
+        order = f'<a href="{order_link(i.order_id)}">{int(i.order_id)}</a>' if i.order_id else DASH
         level = i.level
         if level == "ok":
             status = '<span class="badge completed">within limits</span>'
@@ -152,7 +162,7 @@ def waiting_rows(items: Iterable[Any]) -> SafeString:
             status = f'<span class="badge failed">escalation {escape(i.escalated) if i.escalated else "due"}</span>'
         out.append(
             f"<tr><td>{subject_cell}</td><td>{order}</td>"
-            f'<td class="num">{money}</td><td>{stamp(i.since)}</td><td>{age(i.since)}</td>'
+            f'<td class="num">{money}</td><td>{stamp(i.since, tz=tz)}</td><td>{age(i.since, now)}</td>'
             f"<td>{status}</td></tr>\n"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
@@ -161,6 +171,7 @@ def waiting_rows(items: Iterable[Any]) -> SafeString:
 def attention_rows(items: Iterable[Any]) -> SafeString:
     """The overview's "Needs attention" rows (backoffice.sla.attention_list)."""
     out = []
+    now = timezone.now()
     for i in items:
         subject_cell, money = _item_subject(i), _item_money(i)
         level = i.level
@@ -175,7 +186,7 @@ def attention_rows(items: Iterable[Any]) -> SafeString:
         out.append(
             f'<tr class="{level}"><td>{subject_cell}</td>'
             f'<td>{escape(i.sla.label)}</td><td class="num">{money}</td>'
-            f"<td>{age(i.since)}</td><td>{escape(i.late_text)}</td>"
+            f"<td>{age(i.since, now)}</td><td>{escape(i.late_text)}</td>"
             f"<td>{escalation}</td></tr>\n"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped

@@ -11,7 +11,7 @@ from django.db.models.functions import Coalesce
 from django_fsm_log.models import StateLog
 
 from core.errors import NotFound
-from core.fsm import state_log_rows, state_summary, waiting_in_state
+from core.fsm import state_log_rows, state_summary, waiting_in_state, waiting_in_states
 
 from ._rows import payment_row
 from .choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus, RefundStatus
@@ -374,6 +374,32 @@ def refunds_waiting(
         counted=counted,
         fields=("id", "order_id", "amount", "currency"),
     )
+
+
+def payments_and_refunds_waiting(
+    *,
+    payment_status: str,
+    refund_status: str,
+    payment_since_before=None,
+    refund_since_before=None,
+    limit: int = 50,
+) -> tuple[list[dict], list[dict]]:
+    """payments_waiting and refunds_waiting's rows (counted=False) in one statement:
+    the oldest `limit` payments in `payment_status` and refunds in `refund_status`, as
+    (id, order_id, amount, currency, since)."""
+    payments, refunds = waiting_in_states(
+        [
+            (Payment.objects.filter(status=payment_status), "updated_at", payment_since_before),
+            (
+                Refund.objects.filter(status=refund_status).annotate(order_id=F("payment__order_id")),
+                "created_at",
+                refund_since_before,
+            ),
+        ],
+        limit=limit,
+        fields=("id", "order_id", "amount", "currency"),
+    )
+    return payments, refunds
 
 
 # --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------

@@ -16,7 +16,7 @@ from django.db import connection
 from django.db.models import Count, F, Q, Sum
 from django_fsm_log.models import StateLog
 
-from core.fsm import waiting_in_state
+from core.fsm import waiting_in_state, waiting_in_states
 from core.money import format_amount, is_supported_currency
 
 from .amounts import minor_to_major
@@ -507,6 +507,24 @@ def incidents_waiting(
         exclude_ids=exclude_ids,
         limit=limit,
         counted=counted,
+        fields=("id", "order_id", "amount", "currency", "type", "severity"),
+    )
+
+
+def incidents_waiting_in(*, specs: list[tuple[list[str], Any]], limit: int = 50) -> list[list[dict]]:
+    """incidents_waiting's rows (counted=False) for several (states, since_before) in
+    one statement: per spec, the oldest `limit` incidents in those states, as (id,
+    order_id, amount, currency, type, severity, since)."""
+    return waiting_in_states(
+        [
+            (
+                Incident.objects.filter(state__in=states).annotate(amount=F("amount_at_risk")),
+                "detected_at",
+                before,
+            )
+            for states, before in specs
+        ],
+        limit=limit,
         fields=("id", "order_id", "amount", "currency", "type", "severity"),
     )
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django_fsm import FSMField, transition
 from django_fsm_log.decorators import fsm_log_by, fsm_log_description
 
@@ -93,6 +93,15 @@ class SagaRun(models.Model):
                 fields=["created_at", "id"],
                 name="sagas_run_stuck_oldest_bo",
                 include=["status", "sla_at"],
+                condition=Q(status__in=[*ATTENTION_STATUSES, *ACTIVE_STATUSES]),
+            ),
+            # The same runs by attempts, most first (attempts * -1, id: one key order,
+            # so the stuck list filtered by error text reads them in chunks after a
+            # keyset, sagas.selectors._stuck_error_scan).
+            models.Index(
+                F("attempts") * -1,
+                F("id"),
+                name="sagas_run_stuck_attempts_bo",
                 condition=Q(status__in=[*ATTENTION_STATUSES, *ACTIVE_STATUSES]),
             ),
             # The back office's list of every run (?all=1), oldest first.

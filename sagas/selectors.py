@@ -237,25 +237,123 @@ def _runs_filtered(
 def saga_runs_list(
     *, sort: str = "oldest", limit: int = 100, offset: int = 0, **filters: Any
 ) -> list[SagaRunDTO]:
-    """Runs for the staff queue, filtered in SQL: one query whatever the page size.
-    `stuck_only` keeps what saga_runs_stuck would return (attention states, or
-    active past the SLA); `created_before` is the age filter, `changed_since` when
-    the run last changed (e.g. failed). Filters: see saga_runs_count."""
+    """Runs for the staff queue, filtered in SQL. `stuck_only` keeps what
+    saga_runs_stuck would return (attention states, or active past the SLA);
+    `created_before` is the age filter, `changed_since` when the run last changed (e.g.
+    failed). Filters: see saga_runs_count. One query whatever the page size — except
+    the stuck list filtered by error text, which reads the stuck runs in the list's
+    order a chunk at a time (_stuck_error_scan)."""
     order = {
         "oldest": ("created_at", "pk"),
         "newest": ("-created_at", "-pk"),
         "attempts": ("-attempts", "pk"),
     }
-    qs = _runs_filtered(**filters).order_by(*order.get(sort, order["oldest"]))
+    sort = sort if sort in order else "oldest"
     offset = max(0, offset)
-    return [run_to_dto(run) for run in qs[offset : offset + max(1, min(limit, 1000))]]
+    limit = max(1, min(limit, 1000))
+    if filters.get("error_contains") and filters.get("stuck_only", True):
+        return [
+            run_to_dto(run)
+            for run in _stuck_error_scan(sort=sort, want=offset + limit, filters=filters)[offset:]
+        ]
+    qs = _runs_filtered(**filters).order_by(*order[sort])
+    return [run_to_dto(run) for run in qs[offset : offset + limit]]
 
 
 def saga_runs_count(*, cap: int | None = None, **filters: Any) -> int:
     """How many runs saga_runs_list's filters match (its page total); with `cap`, at
     most cap + 1 (counting stops there: "more than cap", for a page over every run)."""
+    if cap is not None and filters.get("error_contains") and filters.get("stuck_only", True):
+        return len(_stuck_error_scan(sort="oldest", want=cap + 1, filters=filters, counting=True))
     qs = _runs_filtered(**filters)
     return qs[: cap + 1].count() if cap is not None else qs.count()
+
+
+# The stuck runs filtered by a piece of their last error ("?error=HTTP 500"). How common
+# a typed text is cannot be known to the planner: a plain query either reads every stuck
+# run (a common text, sorted by attempts: ~30 ms at 26,000 stuck runs) or, with a trigram
+# index, fetches thousands of matches (docs/benchmarks.md, "Back office pages"). So the
+# stuck runs are read in the list's order, on the partial indexes kept in that order
+# (sagas_run_stuck_oldest_bo, sagas_run_stuck_attempts_bo), in chunks of growing size,
+# each chunk filtered by the text in SQL, until `want` matches are found or the stuck
+# runs are exhausted: a common text costs about one chunk, a rare one every stuck run
+# (never more: the chunks only walk the stuck index).
+_STUCK_ORDERS = {
+    # sort: (the chunk's key columns k1, k2 — in the order of a partial index on the
+    # stuck runs —, ORDER BY and the keyset's comparison on them)
+    "oldest": ("created_at", "id", "ASC", ">"),
+    "newest": ("created_at", "id", "DESC", "<"),
+    "attempts": ("(attempts * -1)", "id", "ASC", ">"),  # attempts desc, id asc
+}
+ERROR_CHUNK_FIRST = 200
+ERROR_CHUNK_MAX = 8000
+
+
+def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting: bool = False) -> list[Any]:
+    """The first `want` stuck runs (SagaRun) matching every filter, the error text
+    (case-insensitive, as `icontains`) included, in the list's order; `counting`: only
+    how many (at most `want`), as a list of that many zeros. One statement per chunk:
+    the chunk's keys in index order after the previous chunk's last key, and of them
+    the matching runs (or their number) plus the last key (where the next chunk starts)."""
+    # The stuck runs asked for, said so that the planner estimates them right: with
+    # _runs_filtered's `status IN (stuck) AND (status IN (attention) OR ...)` it
+    # multiplies the two status selectivities, expects a few hundred runs instead of
+    # 26,000 and sorts them all rather than read the index in order.
+    wanted = [s for s in (*ATTENTION_STATUSES, *ACTIVE_STATUSES) if s in (filters.get("statuses") or [s])]
+    attention = [s for s in wanted if s in ATTENTION_STATUSES]
+    if not wanted:
+        return []
+    now = filters.get("now") or timezone.now()
+    overdue = Q(sla_at__lte=now)
+    base = _runs_filtered(
+        **{**filters, "error_contains": None, "stuck_only": False, "statuses": wanted}
+    ).filter(Q(status__in=attention) | overdue if attention else overdue)
+    where_sql, where_params = base.query.get_compiler(using=base.db).compile(base.query.where)
+    k1, k2, direction, after_op = _STUCK_ORDERS[sort]
+    pattern = f"%{connection.ops.prep_for_like_query(str(filters['error_contains']))}%"
+    # Only constants and Django's compiled WHERE are put into the text; values are parameters.
+    # w: the chunk's keys in order, whether each matches, and how many matched so far (m).
+    chunk_sql = (
+        "WITH w AS MATERIALIZED (SELECT s.*,"  # noqa: S608
+        f" row_number() OVER (ORDER BY s.k1 {direction}, s.k2 {direction}) AS n,"
+        f" count(*) FILTER (WHERE s.hit) OVER (ORDER BY s.k1 {direction}, s.k2 {direction} ROWS UNBOUNDED PRECEDING) AS m"
+        f" FROM (SELECT {k1} AS k1, {k2} AS k2, UPPER(last_error::text) LIKE UPPER(%s) AS hit FROM sagas_sagarun"
+        f" WHERE {where_sql}{{keyset}} ORDER BY {k1} {direction}, {k2} {direction} LIMIT %s) s)"
+    )
+    if counting:  # (matches in the chunk, n, k1, k2) of the chunk's last row
+        select = " SELECT (SELECT count(*) FROM w WHERE hit), n, k1, k2 FROM w ORDER BY n DESC LIMIT 1"
+    else:  # (n, k1, k2, wanted, the run's columns) of the matches still wanted and of the last row
+        wanted_match = "(w.hit AND w.m <= %s)"
+        select = (
+            f" SELECT w.n, w.k1, w.k2, {wanted_match}, {select_columns(SagaRun)} FROM w"  # noqa: S608
+            f" LEFT JOIN sagas_sagarun ON sagas_sagarun.id = w.k2 AND {wanted_match}"
+            f" WHERE w.n = (SELECT max(n) FROM w) OR {wanted_match} ORDER BY w.n"
+        )
+    found: list[Any] = []
+    after: tuple | None = None
+    chunk = max(ERROR_CHUNK_FIRST, want + want // 2)  # a common text: one chunk
+    with connection.cursor() as cursor:
+        while len(found) < want:
+            keyset = f" AND ({k1}, {k2}) {after_op} (%s, %s)" if after is not None else ""
+            need = [] if counting else [want - len(found)] * 3
+            cursor.execute(
+                chunk_sql.replace("{keyset}", keyset) + select,
+                [pattern, *where_params, *(after or ()), chunk, *need],
+            )
+            rows = cursor.fetchall()
+            if not rows:
+                break
+            if counting:
+                found.extend([0] * rows[0][0])
+                last = rows[0][1:]
+            else:
+                found.extend(instance_from_row(SagaRun, row[4:]) for row in rows if row[3])
+                last = rows[-1][:3]
+            if last[0] < chunk:
+                break  # the stuck runs are exhausted
+            after = (last[1], last[2])
+            chunk = min(ERROR_CHUNK_MAX, chunk * 4)
+    return found[:want]
 
 
 def saga_runs_matching(*, cap: int, **filters: Any) -> list[SagaRunDTO]:
