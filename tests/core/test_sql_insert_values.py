@@ -108,7 +108,7 @@ def test_values_that_are_not_plain_take_the_field_chain():
         _value(_field(DecimalField(max_digits=9, decimal_places=2)), Decimal("NaN"))
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        naive = datetime.datetime(2026, 1, 1, 12, 0)  # noqa: DTZ001 - the point of the test
+        naive = datetime.datetime(2026, 1, 1, 12, 0)
         assert _value(_field(DateTimeField()), naive) is not None
     assert any("naive datetime" in str(w.message) for w in caught)
     assert _value(_field(JSONField(null=True)), None) is None  # SQL NULL, not JSON null
@@ -128,4 +128,9 @@ def test_insert_unless_exists_writes_the_prepared_row_once():
     assert insert_unless_exists(first, conflict=["order_id"]) is True
     assert insert_unless_exists(_payment(), conflict=["order_id"]) is False
     stored = Payment.objects.get(pk=first.pk)
-    assert (stored.order_id, stored.amount, stored.currency, stored.status) == (7, Decimal("12.50"), "EUR", "pending")
+    assert (stored.order_id, stored.amount, stored.currency, stored.status) == (
+        7,
+        Decimal("12.50"),
+        "EUR",
+        "pending",
+    )
