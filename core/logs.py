@@ -67,7 +67,9 @@ _MAX_ID_LENGTH = 128
 
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
 # The ids bound now. Each change sets a new mapping; a set mapping is never mutated.
-_bound: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar("concord_log_ids", default=_NOTHING)
+_bound: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "concord_log_ids", default=_NOTHING
+)
 
 
 def bind(**ids: Any) -> None:
