@@ -21,19 +21,29 @@ The ids (CORRELATION_KEYS) are bound where they become known:
 
 Request and task scopes are cleared at their start and end (middleware, task
 signals); code that binds ids for a shorter stretch uses `scope()`.
+
+Where the ids live: one ContextVar holding a mapping that is replaced, never changed
+in place (so a copied context — a thread, an asyncio task — never sees another's
+bindings). structlog's own contextvars keep one ContextVar per key, and each of its
+bind/clear/get/merge calls walks every ContextVar of the context (Django's and
+asgiref's included, about 65 in a request): with a clear, a scope and two log lines
+per accepted order that walk was ≈ 5 % of the order's CPU (bench/api_cpu.py, issue
+16). `_merge_bound` is the processor that adds the ids to every line, as structlog's
+merge_contextvars did (a key the line sets itself wins).
 """
 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import structlog
-from structlog.contextvars import bind_contextvars, clear_contextvars, get_contextvars
 
 CORRELATION_KEYS = (
     "request_id",
@@ -55,17 +65,28 @@ _MAX_ID_LENGTH = 128
 
 # --- binding ---------------------------------------------------------------------
 
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+# The ids bound now. Each change sets a new mapping; a set mapping is never mutated.
+_bound: contextvars.ContextVar[Mapping[str, Any]] = contextvars.ContextVar(
+    "concord_log_ids", default=_NOTHING
+)
+
 
 def bind(**ids: Any) -> None:
     """Bind correlation ids (None or "" values are skipped) for the rest of the
     current request, task or scope()."""
     values = {name: value for name, value in ids.items() if value is not None and value != ""}
     if values:
-        bind_contextvars(**values)
+        _bound.set({**_bound.get(), **values})
 
 
 def clear() -> None:
-    clear_contextvars()
+    _bound.set(_NOTHING)
+
+
+def bound() -> dict[str, Any]:
+    """Every id bound now (a copy): what the next log line carries."""
+    return dict(_bound.get())
 
 
 # The ids that say who started something (kept on a saga run: SagaRun.origin), as
@@ -75,8 +96,8 @@ ORIGIN_KEYS = ("request_id", "idempotency_key", "client_id", "webhook_event_id")
 
 def origin() -> dict[str, Any] | None:
     """The ORIGIN_KEYS bound now, or None when there are none."""
-    bound = get_contextvars()
-    ids = {name: bound[name] for name in ORIGIN_KEYS if bound.get(name) not in (None, "")}
+    now = _bound.get()
+    ids = {name: now[name] for name in ORIGIN_KEYS if now.get(name) not in (None, "")}
     return ids or None
 
 
@@ -85,27 +106,25 @@ def bind_missing(ids: dict[str, Any] | None) -> None:
     request's or task's own ids win over stored ones."""
     if not ids:
         return
-    bound = get_contextvars()
-    bind(**{name: value for name, value in ids.items() if name in CORRELATION_KEYS and name not in bound})
+    now = _bound.get()
+    bind(**{name: value for name, value in ids.items() if name in CORRELATION_KEYS and name not in now})
 
 
 def correlation() -> dict[str, Any]:
     """The correlation ids bound now (what a task message carries)."""
-    return {name: value for name, value in get_contextvars().items() if name in CORRELATION_KEYS}
+    return {name: value for name, value in _bound.get().items() if name in CORRELATION_KEYS}
 
 
 @contextlib.contextmanager
 def scope(**ids: Any) -> Iterator[None]:
     """Bind ids for a block; afterwards the context is exactly what it was, including
     ids bound inside the block with bind()."""
-    saved = get_contextvars()
+    saved = _bound.get()
     bind(**ids)
     try:
         yield
     finally:
-        clear_contextvars()
-        if saved:
-            bind_contextvars(**saved)
+        _bound.set(saved)
 
 
 @contextlib.contextmanager
@@ -113,14 +132,12 @@ def detached() -> Iterator[None]:
     """No ids for a block (then exactly the ones before): for publishing a task that
     serves many requests at once (the outbox relay, the senders), which must not log
     as if it were about the request whose commit happened to poke it."""
-    saved = get_contextvars()
-    clear_contextvars()
+    saved = _bound.get()
+    _bound.set(_NOTHING)
     try:
         yield
     finally:
-        clear_contextvars()
-        if saved:
-            bind_contextvars(**saved)
+        _bound.set(saved)
 
 
 def new_id(prefix: str = "") -> str:
@@ -156,7 +173,7 @@ def task_headers_add(headers: dict | None) -> None:
 
 def task_context_bind(task: Any, task_id: str | None) -> None:
     """task_prerun: a fresh context with the publisher's ids and the task's own."""
-    clear_contextvars()
+    clear()
     carried = getattr(getattr(task, "request", None), TASK_HEADER, None)
     if isinstance(carried, dict):
         bind(**{name: value for name, value in carried.items() if name in CORRELATION_KEYS})
@@ -180,6 +197,13 @@ def task_queued_seconds(task: Any) -> float | None:
 # --- formatting --------------------------------------------------------------------
 
 
+def _merge_bound(logger: Any, method: str, event: dict) -> dict:
+    """The bound ids on the line (structlog's merge_contextvars for `_bound`)."""
+    for name, value in _bound.get().items():
+        event.setdefault(name, value)
+    return event
+
+
 def _add_trace_ids(logger: Any, method: str, event: dict) -> dict:
     """trace_id / span_id of the current OpenTelemetry span, when tracing is on."""
     from core import tracing
@@ -192,7 +216,7 @@ def _add_trace_ids(logger: Any, method: str, event: dict) -> dict:
 
 def _pre_chain() -> list:
     return [
-        structlog.contextvars.merge_contextvars,
+        _merge_bound,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

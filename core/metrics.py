@@ -189,8 +189,18 @@ def http_request(*, method: str, route: str, status: int, seconds: float) -> Non
     HTTP_DURATION.labels(method, route).observe(seconds)
 
 
+# The children of the per-request counters, by label value. labels() takes a lock and
+# checks its arguments on every call; the accepted order's counters are on the hot
+# path (issue 16), and their label values are few (currencies, idempotency results).
+_accepted_by_currency: dict[str, Any] = {}
+_idempotency_by_result: dict[str, Any] = {}
+
+
 def order_accepted(*, currency: str) -> None:
-    ORDERS_ACCEPTED.labels(currency).inc()
+    child = _accepted_by_currency.get(currency)
+    if child is None:
+        child = _accepted_by_currency.setdefault(currency, ORDERS_ACCEPTED.labels(currency))
+    child.inc()
 
 
 def order_confirmed(*, seconds_since_accepted: float) -> None:
@@ -234,7 +244,10 @@ def webhook_event(*, outcome: str) -> None:
 
 
 def idempotency_request(*, result: str) -> None:
-    IDEMPOTENCY_REQUESTS.labels(result).inc()
+    child = _idempotency_by_result.get(result)
+    if child is None:
+        child = _idempotency_by_result.setdefault(result, IDEMPOTENCY_REQUESTS.labels(result))
+    child.inc()
 
 
 def reconciliation_pass(*, status: str, seconds: float) -> None:

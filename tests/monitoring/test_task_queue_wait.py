@@ -7,7 +7,6 @@ import time
 from types import SimpleNamespace
 
 import pytest
-import structlog
 from prometheus_client import REGISTRY
 
 from core import logs, metrics
@@ -30,7 +29,7 @@ def test_a_task_binds_how_long_its_message_waited_and_when_it_was_sent():
 
     logs.task_context_bind(task, "task-1")
 
-    bound = structlog.contextvars.get_contextvars()
+    bound = logs.bound()
     assert bound["task_sent_at"] == sent_at
     assert 250 <= bound["task_queued_ms"] < 250 + 5_000
     assert bound["task_id"] == "task-1"
@@ -39,7 +38,7 @@ def test_a_task_binds_how_long_its_message_waited_and_when_it_was_sent():
 def test_a_message_without_a_publish_time_binds_no_wait():
     logs.task_context_bind(_task(), "task-2")
 
-    bound = structlog.contextvars.get_contextvars()
+    bound = logs.bound()
     assert "task_queued_ms" not in bound and "task_sent_at" not in bound
     assert logs.task_queued_seconds(_task(**{logs.SENT_AT_HEADER: "not a time"})) is None
 
