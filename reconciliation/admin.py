@@ -9,6 +9,7 @@ from .models import (
     Incident,
     IncidentNote,
     ProviderCharge,
+    ProviderNetByHour,
     ProviderRefund,
     ProviderSettlement,
     ReconciliationRun,
@@ -47,6 +48,12 @@ class ProviderChargeAdmin(ReadOnlyAdmin):
 class ProviderRefundAdmin(ReadOnlyAdmin):
     list_display = ("provider_id", "charge_provider_id", "amount", "currency", "status", "created")
     search_fields = ("provider_id", "charge_provider_id")
+
+
+@admin.register(ProviderNetByHour)
+class ProviderNetByHourAdmin(ReadOnlyAdmin):
+    list_display = ("hour", "currency", "net")
+    list_filter = ("currency",)
 
 
 @admin.register(ProviderSettlement)

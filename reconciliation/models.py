@@ -91,6 +91,30 @@ class ProviderRefund(models.Model):
         return f"{self.provider_id} {self.amount} {self.currency} {self.status}"
 
 
+class ProviderNetByHour(models.Model):
+    """Running balance of the provider's succeeded charges: per currency and provider
+    hour (`created` binned to whole UTC hours), the sum of their amounts. clearing_mismatch
+    reads whole hours before its cutoff here instead of summing every charge on every pass.
+
+    Never written by Python: statement triggers on ProviderCharge (migration 0009) move it
+    in the same statement as every INSERT, UPDATE, DELETE or TRUNCATE of the charges,
+    whoever writes them (the sync, a shell, a raw INSERT), so it cannot drift from them
+    while the triggers are in place; `provider_net_drift` (selectors) recomputes it from the
+    rows to prove that (the `reconcile --verify-balances` check)."""
+
+    currency = models.CharField(max_length=3)
+    hour = models.DateTimeField()
+    net = _money(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "hour"], name="recon_pnet_currency_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.currency} net {self.net}"
+
+
 class SyncCursor(models.Model):
     """How far the incremental pull of one kind of provider object has got."""
 

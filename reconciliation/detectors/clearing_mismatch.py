@@ -6,6 +6,14 @@ Concord booked) equals the provider's net (succeeded charges minus succeeded ref
 the synced records). Both sides are cut at now - SETTLE_SECONDS so work in flight does
 not count. One incident per currency; the money at risk is the difference. When
 settlements were imported, their cumulative net is shown beside it for the person.
+
+The provider's charges are read from their running balance (ProviderNetByHour: whole
+hours before the cutoff's hour, kept by triggers in the same statement as the charges)
+plus the charges of the cutoff's own hour (the `created` index): no pass sums every
+charge. A charge written straight into the table moves the balance too (the trigger), so
+it is found; a balance that no longer matches its charges (triggers bypassed, a row of
+the balance edited) is what `provider_net_drift` / `reconcile --verify-balances` finds.
+Refunds are few and read as rows.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from reconciliation.models import ProviderSettlement
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
 from .registry import register
-from .sql import CHARGES, REFUNDS, SUCCEEDED, fetch, settled_before
+from .sql import CHARGES, PROVIDER_NETS, REFUNDS, SUCCEEDED, fetch, provider_hour, settled_before
 
 PROVIDER_CLEARING = "provider_clearing"
 
@@ -35,16 +43,21 @@ class ClearingMismatch(Detector):
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         cutoff = settled_before(ctx.now)
+        hour = provider_hour(cutoff)
         sql = (
             "SELECT currency, SUM(amount) AS net FROM ("
-            f"  SELECT currency, amount FROM {CHARGES} WHERE status = '{SUCCEEDED}' AND created < %s"
+            f"  SELECT currency, net AS amount FROM {PROVIDER_NETS} WHERE hour < %s"
+            "  UNION ALL"
+            f"  SELECT currency, amount FROM {CHARGES} WHERE status = '{SUCCEEDED}' AND created >= %s AND created < %s"
             "  UNION ALL"
             f"  SELECT r.currency, -r.amount FROM {REFUNDS} r JOIN {CHARGES} c"
             "    ON c.provider_id = r.charge_provider_id"
             f"  WHERE r.status = '{SUCCEEDED}' AND r.created < %s AND c.created < %s"
             ") t GROUP BY currency"
         )
-        provider = {row["currency"]: Decimal(row["net"]) for row in fetch(sql, [cutoff, cutoff, cutoff])}
+        provider = {
+            row["currency"]: Decimal(row["net"]) for row in fetch(sql, [hour, hour, cutoff, cutoff, cutoff])
+        }
         ledger = ledger_balances_by_currency(code=PROVIDER_CLEARING, created_before=cutoff)
         settled = dict(
             ProviderSettlement.objects.order_by()

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reconciliation.choices import RunStatus
 from reconciliation.errors import ReconcileBusy
 from reconciliation.selectors import incidents_open
-from reconciliation.services import ProgressEvent, reconcile_run
+from reconciliation.services import ProgressEvent, drift_as_json, provider_net_verify, reconcile_run
 
 
 class Command(BaseCommand):
@@ -33,8 +33,18 @@ class Command(BaseCommand):
             action="store_true",
             help="Evaluate every detector over everything, not only what changed since the last pass.",
         )
+        parser.add_argument(
+            "--verify-balances",
+            action="store_true",
+            help="Only check that clearing_mismatch's running balance (kept by triggers) equals a sum "
+            "of the provider charges themselves (a read_model_drift incident while it does not); "
+            "exit non-zero when it does not. Reads every charge.",
+        )
 
     def handle(self, *args, **options):
+        if options["verify_balances"]:
+            self._verify_balances(as_json=options["json"])
+            return
         as_json = options["json"]
         interactive = not as_json and self.stdout.isatty()
         try:
@@ -71,6 +81,22 @@ class Command(BaseCommand):
                 f"  #{incident.id} {incident.type:<32} order={data['order_id']} charge={data['charge_id']} "
                 f"{data['amount_at_risk']} {data['currency']} ({incident.severity}, {incident.state})"
             )
+
+    def _verify_balances(self, *, as_json: bool) -> None:
+        drift = provider_net_verify()
+        if as_json:
+            self.stdout.write(json.dumps({"drift": [drift_as_json(row) for row in drift]}))
+        else:
+            for row in drift:
+                self.stdout.write(
+                    f"  {row['hour']:%Y-%m-%d %H}h {row['currency']}: kept {row['kept']}, charges {row['charges']}"
+                )
+        if drift:
+            raise CommandError(
+                f"{len(drift)} hour(s) of the provider running balance differ from the charges."
+            )
+        if not as_json:
+            self.stdout.write("The provider running balance matches the charges.")
 
     def _run_with_progress(self, *, sync: bool, full: bool):
         console = Console(file=self.stdout._out)

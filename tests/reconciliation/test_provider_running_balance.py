@@ -1,0 +1,228 @@
+"""clearing_mismatch's running balance of the provider's charges (ProviderNetByHour).
+
+The balance is kept by statement triggers on reconciliation_providercharge (migration
+0009), so it moves in the same statement as any write of the charges — the sync's
+upserts, the ORM, a raw INSERT. These tests plant rows with raw SQL (no Python path that
+could also update the balance), compare the detector's provider net with a sum over the
+charges themselves, and prove the consistency check finds a balance the triggers did not
+keep (a trigger disabled, a balance row edited): `reconcile --verify-balances` and the
+hourly beat task, which keep a read_model_drift incident open while they differ.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from reconciliation.detectors import detector_get
+from reconciliation.detectors.base import DetectionContext
+from reconciliation.models import Incident, ProviderNetByHour
+from reconciliation.selectors import provider_net_drift
+from reconciliation.tasks import verify_balances
+
+pytestmark = pytest.mark.django_db
+
+NOW = datetime(2026, 11, 30, 12, 30, tzinfo=UTC)  # cutoff 12:29 with SETTLE_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def _settle_one_minute(settings):
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "SETTLE_SECONDS": 60}
+
+
+def _plant(
+    provider_id: str, amount: str, created: datetime, *, status: str = "succeeded", currency: str = "EUR"
+):
+    """A charge row written straight into the table, as a shell or a bug would."""
+    minor = int(Decimal(amount) * 100)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, "
+            "currency, status, amount_refunded_minor, amount_refunded, created, first_seen_at, last_synced_at) "
+            "VALUES (%s, 'planted', NULL, %s, %s, %s, %s, 0, 0, %s, now(), now())",
+            [provider_id, minor, amount, currency, status, created],
+        )
+
+
+def _sql(statement: str, params=None) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+
+
+def _provider_net(now: datetime = NOW) -> dict[str, str]:
+    findings = detector_get("clearing_mismatch").find(DetectionContext(now=now))
+    return {f.currency: f.details["provider_net"] for f in findings}
+
+
+def _summed(now: datetime = NOW) -> dict[str, str]:
+    """The provider net as the detector computed it before the balance: every charge."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT currency, SUM(amount) FROM reconciliation_providercharge "
+            "WHERE status = 'succeeded' AND created < %s GROUP BY currency",
+            [now - timedelta(seconds=60)],
+        )
+        return {currency: str(net) for currency, net in cursor.fetchall() if net != 0}
+
+
+def _kept() -> dict[tuple[str, datetime], Decimal]:
+    return {(r.currency, r.hour): r.net for r in ProviderNetByHour.objects.all() if r.net != 0}
+
+
+def test_a_charge_planted_with_raw_sql_is_found_by_the_detector_in_every_part_of_the_hour():
+    _plant("ch_old", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))  # a whole hour before: the balance
+    _plant("ch_edge", "1.00", datetime(2026, 11, 30, 11, 59, 59, 999999, tzinfo=UTC))  # last instant of 11h
+    _plant("ch_tail", "2.00", datetime(2026, 11, 30, 12, 10, tzinfo=UTC))  # the cutoff's own hour: rows
+    _plant("ch_at_cutoff", "4.00", datetime(2026, 11, 30, 12, 29, tzinfo=UTC))  # not settled
+    _plant("ch_late", "8.00", datetime(2026, 11, 30, 12, 29, 30, tzinfo=UTC))  # not settled
+    _plant("ch_failed", "16.00", datetime(2026, 11, 29, 8, 20, tzinfo=UTC), status="failed")
+    _plant("ch_usd", "32.00", datetime(2026, 11, 30, 3, 0, tzinfo=UTC), currency="USD")
+
+    assert _provider_net() == _summed() == {"EUR": "13.00", "USD": "32.00"}
+    # the next hour the tail charge is in the balance; the late ones are settled
+    later = NOW + timedelta(hours=1)
+    assert _provider_net(later) == _summed(later) == {"EUR": "25.00", "USD": "32.00"}
+    assert _kept() == {
+        ("EUR", datetime(2026, 11, 29, 8, tzinfo=UTC)): Decimal("10.00"),
+        ("EUR", datetime(2026, 11, 30, 11, tzinfo=UTC)): Decimal("1.00"),
+        ("EUR", datetime(2026, 11, 30, 12, tzinfo=UTC)): Decimal("14.00"),
+        ("USD", datetime(2026, 11, 30, 3, tzinfo=UTC)): Decimal("32.00"),
+    }
+    assert provider_net_drift() == []
+
+
+def test_the_hour_is_utc_whatever_the_session_time_zone():
+    _sql("SET LOCAL TIME ZONE 'Asia/Kolkata'")  # +05:30: a local hour is not a UTC hour
+    _plant("ch_1", "5.00", datetime(2026, 11, 30, 11, 45, tzinfo=UTC))
+    _sql("SET LOCAL TIME ZONE 'UTC'")
+
+    assert _kept() == {("EUR", datetime(2026, 11, 30, 11, tzinfo=UTC)): Decimal("5.00")}
+
+
+def test_updates_deletes_and_truncate_move_the_balance():
+    created = datetime(2026, 11, 29, 8, 15, tzinfo=UTC)
+    _plant("ch_1", "10.00", created, status="pending")
+    _plant("ch_2", "20.00", created)
+    assert _provider_net() == _summed() == {"EUR": "20.00"}
+
+    _sql("UPDATE reconciliation_providercharge SET status = 'succeeded' WHERE provider_id = 'ch_1'")
+    assert _provider_net() == _summed() == {"EUR": "30.00"}
+    _sql(
+        "UPDATE reconciliation_providercharge SET amount = 12.50, currency = 'USD' WHERE provider_id = 'ch_1'"
+    )
+    assert _provider_net() == _summed() == {"EUR": "20.00", "USD": "12.50"}
+    _sql("UPDATE reconciliation_providercharge SET created = created - interval '2 days'")
+    assert _provider_net() == _summed() == {"EUR": "20.00", "USD": "12.50"}
+    assert provider_net_drift() == []
+    _sql("DELETE FROM reconciliation_providercharge WHERE provider_id = 'ch_2'")
+    assert _provider_net() == _summed() == {"USD": "12.50"}
+    assert provider_net_drift() == []
+
+    _sql("TRUNCATE reconciliation_providercharge")
+    assert _provider_net() == _summed() == {}
+    assert ProviderNetByHour.objects.count() == 0
+
+
+def test_an_update_that_keeps_every_amount_writes_no_balance_row():
+    created = datetime(2026, 11, 29, 8, 15, tzinfo=UTC)
+    _plant("ch_1", "10.00", created)
+    _sql("DELETE FROM reconciliation_providernetbyhour")  # what a re-stamp would re-create
+
+    _sql("UPDATE reconciliation_providercharge SET last_synced_at = now()")
+
+    assert ProviderNetByHour.objects.count() == 0
+
+
+def test_the_sync_s_upsert_keeps_the_balance(psp, shop):
+    from reconciliation.services import provider_records_sync
+
+    client = psp.client()
+    shop.checkout(client)
+    charge = client.create_charge(
+        amount=700, currency="EUR", payment_method="pm_card_ok", reference="no-order", idempotency_key="x"
+    ).charge
+    client.create_refund(charge_id=charge.id, amount=700, idempotency_key="undo")
+    provider_records_sync()
+    provider_records_sync()  # the upsert's UPDATE of rows already there
+
+    assert provider_net_drift() == []
+    assert sum(r.net for r in ProviderNetByHour.objects.all()) == Decimal("32.00")
+
+
+def test_a_charge_written_behind_the_triggers_back_is_found_by_the_consistency_check():
+    """The detector trusts the balance: with its trigger disabled, a planted charge is not
+    in the provider net. The check (`reconcile --verify-balances`) finds the hour."""
+    created = datetime(2026, 11, 29, 8, 15, tzinfo=UTC)
+    _plant("ch_1", "10.00", created)
+    _sql("ALTER TABLE reconciliation_providercharge DISABLE TRIGGER reconciliation_providernet_ins")
+    _plant("ch_2", "5.00", created)
+    _sql("ALTER TABLE reconciliation_providercharge ENABLE TRIGGER reconciliation_providernet_ins")
+
+    assert _provider_net() == {"EUR": "10.00"} != _summed()
+    assert provider_net_drift() == [
+        {"currency": "EUR", "hour": datetime(2026, 11, 29, 8, tzinfo=UTC), "kept": Decimal("10.00"),
+         "charges": Decimal("15.00")}
+    ]  # fmt: skip
+    out = io.StringIO()
+    with pytest.raises(CommandError, match="1 hour"):
+        call_command("reconcile", "--verify-balances", stdout=out)
+    assert "2026-11-29 08h EUR: kept 10.00, charges 15.00" in out.getvalue()
+
+
+def test_an_edited_balance_row_opens_a_drift_incident_until_it_agrees_again():
+    _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
+    out = io.StringIO()
+    call_command("reconcile", "--verify-balances", stdout=out)
+    assert "matches" in out.getvalue()
+    ProviderNetByHour.objects.update(net=Decimal("9.00"))
+
+    assert verify_balances.apply().get() == 1
+
+    incident = Incident.objects.get(type="read_model_drift")
+    assert (incident.fingerprint, incident.state, incident.details["first"]) == (
+        "read_model_drift:provider_net_by_hour", "open",
+        [{"currency": "EUR", "hour": "2026-11-29T08:00:00+00:00", "kept": "9.00", "charges": "10.00"}],
+    )  # fmt: skip
+    out = io.StringIO()
+    with pytest.raises(CommandError):
+        call_command("reconcile", "--verify-balances", "--json", stdout=out)
+    assert json.loads(out.getvalue())["drift"] == incident.details["first"]
+    assert Incident.objects.filter(type="read_model_drift").count() == 1
+
+    ProviderNetByHour.objects.update(net=Decimal("10.00"))
+    assert verify_balances.apply().get() == 0
+    assert Incident.objects.get(pk=incident.pk).state == "resolved"
+
+
+def test_beat_verifies_the_balance_every_hour(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["reconciliation-verify-balances"]
+    assert entry["task"] == verify_balances.name == "reconciliation.verify_balances"
+    assert entry["schedule"] == settings.RECONCILE_VERIFY_BALANCES_INTERVAL == 3600
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_backfills_the_balance_from_the_charges_already_there():
+    executor = MigrationExecutor(connection)
+    executor.migrate([("reconciliation", "0008_live_incident_type_index")])
+    try:
+        _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
+        _plant("ch_2", "2.50", datetime(2026, 11, 29, 8, 45, tzinfo=UTC))
+        _plant("ch_3", "7.00", datetime(2026, 11, 29, 9, 0, tzinfo=UTC), status="failed")
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate([("reconciliation", "0009_provider_net_by_hour")])
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert _kept() == {("EUR", datetime(2026, 11, 29, 8, tzinfo=UTC)): Decimal("12.50")}
+    assert provider_net_drift() == []
+    _plant("ch_4", "1.00", datetime(2026, 11, 29, 8, 50, tzinfo=UTC))  # the triggers took over
+    assert _kept() == {("EUR", datetime(2026, 11, 29, 8, tzinfo=UTC)): Decimal("13.50")}
