@@ -10,6 +10,7 @@ from .models import (
     IncidentNote,
     ProviderCharge,
     ProviderNetByHour,
+    ProviderOrderCaptures,
     ProviderRefund,
     ProviderSettlement,
     ReconciliationRun,
@@ -54,6 +55,12 @@ class ProviderRefundAdmin(ReadOnlyAdmin):
 class ProviderNetByHourAdmin(ReadOnlyAdmin):
     list_display = ("hour", "currency", "net")
     list_filter = ("currency",)
+
+
+@admin.register(ProviderOrderCaptures)
+class ProviderOrderCapturesAdmin(ReadOnlyAdmin):
+    list_display = ("order_id", "open_charges")
+    search_fields = ("=order_id",)
 
 
 @admin.register(ProviderSettlement)

@@ -115,6 +115,29 @@ class ProviderNetByHour(models.Model):
         return f"{self.hour:%Y-%m-%d %H}h {self.currency} net {self.net}"
 
 
+class ProviderOrderCaptures(models.Model):
+    """Per order id, how many of its provider charges still hold money as far as the
+    charge row shows: succeeded and amount_refunded_minor < amount_minor. The full pass's
+    shared join reads the orders with more than one here (duplicate_charge's candidates)
+    instead of counting every order's charges on every full pass.
+
+    Kept like ProviderNetByHour: statement triggers on ProviderCharge (migration 0010) move
+    it in the same statement as every write of the charges; `provider_captures_drift`
+    (selectors) recomputes it from the rows (the same hourly check)."""
+
+    order_id = models.BigIntegerField(primary_key=True)
+    open_charges = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # duplicate candidates: the few orders with two or more
+            models.Index(fields=["order_id"], name="recon_pcaptures_many", condition=Q(open_charges__gt=1)),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}: {self.open_charges} open charge(s)"
+
+
 class SyncCursor(models.Model):
     """How far the incremental pull of one kind of provider object has got."""
 

@@ -8,7 +8,7 @@ import logging
 from celery import shared_task
 
 from .errors import ReconcileBusy
-from .services import provider_net_verify, reconcile_run
+from .services import provider_balances_verify, reconcile_run
 
 logger = logging.getLogger(__name__)
 
@@ -26,5 +26,5 @@ def reconcile() -> int | None:
 
 @shared_task(name="reconciliation.verify_balances", ignore_result=True)
 def verify_balances() -> int:
-    """Hours where clearing_mismatch's running balance differs from the charges (0: none)."""
-    return len(provider_net_verify())
+    """Rows of the kept balances that differ from the charges (0: none)."""
+    return sum(len(drift) for drift in provider_balances_verify().values())

@@ -25,6 +25,7 @@ from django.db.models import Sum
 
 from payments.selectors import ledger_balances_by_currency
 from reconciliation.choices import IncidentType, Severity
+from reconciliation.conf import setting
 from reconciliation.models import ProviderSettlement
 
 from .base import DetectionContext, Detector, Finding, IncidentSubject, Scope
@@ -43,21 +44,26 @@ class ClearingMismatch(Detector):
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
         cutoff = settled_before(ctx.now)
-        hour = provider_hour(cutoff)
+        if setting("KEPT_BALANCES"):
+            # whole hours before the cutoff's from the balance, the cutoff's own hour as rows
+            hour = provider_hour(cutoff)
+            charges = (
+                f"SELECT currency, net AS amount FROM {PROVIDER_NETS} WHERE hour < %s UNION ALL "
+                f"SELECT currency, amount FROM {CHARGES} WHERE status = '{SUCCEEDED}' AND created >= %s AND created < %s"
+            )
+            params = [hour, hour, cutoff]
+        else:
+            charges = f"SELECT currency, amount FROM {CHARGES} WHERE status = '{SUCCEEDED}' AND created < %s"
+            params = [cutoff]
         sql = (
-            "SELECT currency, SUM(amount) AS net FROM ("
-            f"  SELECT currency, net AS amount FROM {PROVIDER_NETS} WHERE hour < %s"
-            "  UNION ALL"
-            f"  SELECT currency, amount FROM {CHARGES} WHERE status = '{SUCCEEDED}' AND created >= %s AND created < %s"
+            f"SELECT currency, SUM(amount) AS net FROM ({charges}"
             "  UNION ALL"
             f"  SELECT r.currency, -r.amount FROM {REFUNDS} r JOIN {CHARGES} c"
             "    ON c.provider_id = r.charge_provider_id"
             f"  WHERE r.status = '{SUCCEEDED}' AND r.created < %s AND c.created < %s"
             ") t GROUP BY currency"
         )
-        provider = {
-            row["currency"]: Decimal(row["net"]) for row in fetch(sql, [hour, hour, cutoff, cutoff, cutoff])
-        }
+        provider = {row["currency"]: Decimal(row["net"]) for row in fetch(sql, [*params, cutoff, cutoff])}
         ledger = ledger_balances_by_currency(code=PROVIDER_CLEARING, created_before=cutoff)
         settled = dict(
             ProviderSettlement.objects.order_by()

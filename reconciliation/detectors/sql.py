@@ -19,13 +19,14 @@ from inventory.selectors import reservations_reconciliation_values
 from orders.selectors import order_lines_reconciliation_values, orders_reconciliation_values
 from payments.selectors import payments_reconciliation_values, refunds_reconciliation_values
 from reconciliation.conf import setting
-from reconciliation.models import ProviderCharge, ProviderNetByHour, ProviderRefund
+from reconciliation.models import ProviderCharge, ProviderNetByHour, ProviderOrderCaptures, ProviderRefund
 
 from .base import Scope
 
 CHARGES = ProviderCharge._meta.db_table
 REFUNDS = ProviderRefund._meta.db_table
 PROVIDER_NETS = ProviderNetByHour._meta.db_table
+ORDER_CAPTURES = ProviderOrderCaptures._meta.db_table
 SUCCEEDED = "succeeded"  # a provider charge's or refund's status (the provider's word)
 
 ORDER_COLUMNS = ("id", "status", "failure_reason", "total", "currency", "created_at", "updated_at")

@@ -1,60 +1,70 @@
-"""The proof that clearing_mismatch's running balance held (docs/reconciliation.md,
-"Running balance").
+"""The proof that the values reconciliation keeps beside its provider charges held
+(docs/reconciliation.md, "Running balance").
 
-ProviderNetByHour is kept by triggers in the same statement as the charges, so it can only
-differ from them if the triggers were bypassed (disabled, session_replication_role =
-replica, a row of the balance edited by hand). clearing_mismatch trusts it on every pass;
-this check recomputes it from every charge every RECONCILE_VERIFY_BALANCES_INTERVAL
-seconds (beat `reconciliation-verify-balances`, and `reconcile --verify-balances`) and
-keeps one read_model_drift incident open while they differ.
+ProviderNetByHour (clearing_mismatch's provider net) and ProviderOrderCaptures (the
+shared join's duplicate candidates) are kept by triggers in the same statement as the
+charges, so they can only differ from them if the triggers were bypassed (disabled,
+session_replication_role = replica, a row edited by hand). The detectors trust them on
+every pass; this check recomputes both from every charge every
+RECONCILE_VERIFY_BALANCES_INTERVAL seconds (beat `reconciliation-verify-balances`, and
+`reconcile --verify-balances`) and keeps one read_model_drift incident per table open
+while it differs.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.db import transaction
 
 from reconciliation.choices import IncidentType, Severity
 from reconciliation.detectors import Finding
-from reconciliation.selectors import provider_net_drift
+from reconciliation.selectors import provider_captures_drift, provider_net_drift
 
 from .incidents import incidents_auto_resolve, incidents_report
 
 log = logging.getLogger(__name__)
 
-MODEL = "provider_net_by_hour"
-FINGERPRINT = f"{IncidentType.READ_MODEL_DRIFT}:{MODEL}"
+# kept table -> its drift selector
+CHECKS: dict[str, Callable[[], list[dict[str, Any]]]] = {
+    "provider_net_by_hour": provider_net_drift,
+    "provider_order_captures": provider_captures_drift,
+}
 
 
-def drift_as_json(row: dict[str, Any]) -> dict[str, str]:
-    """One row of provider_net_drift as JSON-ready strings."""
+def fingerprint(model: str) -> str:
+    return f"{IncidentType.READ_MODEL_DRIFT}:{model}"
+
+
+def drift_as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """One drift row with JSON-ready values (hours as ISO text, money as text)."""
     return {
-        "currency": row["currency"],
-        "hour": row["hour"].isoformat(),
-        "kept": str(row["kept"]),
-        "charges": str(row["charges"]),
+        key: value.isoformat() if hasattr(value, "isoformat") else str(value) for key, value in row.items()
     }
 
 
-def provider_net_verify() -> list[dict[str, Any]]:
-    """The hours where the running balance and the charges differ (empty when they agree);
-    opens (or keeps) the drift incident while there are any, resolves it when there are none."""
-    drift = provider_net_drift()
+def provider_balances_verify() -> dict[str, list[dict[str, Any]]]:
+    """Per kept table, the rows where it and the charges differ (empty lists when they
+    agree); opens (or keeps) a drift incident for each table that differs and resolves
+    the incidents of the tables that agree again."""
+    drifts = {model: check() for model, check in CHECKS.items()}
     findings = []
-    if drift:
-        log.error("provider running balance drift: %d hour(s)", len(drift))
+    for model, drift in drifts.items():
+        if not drift:
+            continue
+        log.error("provider running balance drift: %s, %d row(s)", model, len(drift))
         findings.append(
             Finding(
                 type=IncidentType.READ_MODEL_DRIFT,
-                fingerprint=FINGERPRINT,
+                fingerprint=fingerprint(model),
                 severity=Severity.HIGH,
                 details={
-                    "read_model": MODEL,
+                    "read_model": model,
                     "differences": len(drift),
                     "first": [drift_as_json(row) for row in drift[:20]],
-                    "fix": "find what bypassed the triggers; then rebuild the hours listed from the charges",
+                    "fix": "find what bypassed the triggers; then rebuild the rows listed from the charges",
                 },
             )
         )
@@ -62,7 +72,7 @@ def provider_net_verify() -> list[dict[str, Any]]:
         incidents_report(findings=findings)
         incidents_auto_resolve(
             incident_type=IncidentType.READ_MODEL_DRIFT,
-            still_found={FINGERPRINT} if drift else set(),
-            evaluated={FINGERPRINT},
+            still_found={f.fingerprint for f in findings},
+            evaluated={fingerprint(model) for model in CHECKS},
         )
-    return drift
+    return drifts

@@ -23,8 +23,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 from reconciliation.detectors import detector_get
 from reconciliation.detectors.base import DetectionContext
-from reconciliation.models import Incident, ProviderNetByHour
-from reconciliation.selectors import provider_net_drift
+from reconciliation.models import Incident, ProviderNetByHour, ProviderOrderCaptures
+from reconciliation.selectors import provider_captures_drift, provider_net_drift
 from reconciliation.tasks import verify_balances
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,14 @@ def _settle_one_minute(settings):
 
 
 def _plant(
-    provider_id: str, amount: str, created: datetime, *, status: str = "succeeded", currency: str = "EUR"
+    provider_id: str,
+    amount: str,
+    created: datetime,
+    *,
+    status: str = "succeeded",
+    currency: str = "EUR",
+    order_id: int | None = None,
+    refunded_minor: int = 0,
 ):
     """A charge row written straight into the table, as a shell or a bug would."""
     minor = int(Decimal(amount) * 100)
@@ -46,9 +53,14 @@ def _plant(
         cursor.execute(
             "INSERT INTO reconciliation_providercharge (provider_id, reference, order_id, amount_minor, amount, "
             "currency, status, amount_refunded_minor, amount_refunded, created, first_seen_at, last_synced_at) "
-            "VALUES (%s, 'planted', NULL, %s, %s, %s, %s, 0, 0, %s, now(), now())",
-            [provider_id, minor, amount, currency, status, created],
-        )
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s / 100.0, %s, now(), now())",
+            [provider_id, str(order_id or "planted"), order_id, minor, amount, currency, status,
+             refunded_minor, refunded_minor, created],
+        )  # fmt: skip
+
+
+def _open_charges() -> dict[int, int]:
+    return {r.order_id: r.open_charges for r in ProviderOrderCaptures.objects.all() if r.open_charges}
 
 
 def _sql(statement: str, params=None) -> None:
@@ -76,7 +88,7 @@ def _kept() -> dict[tuple[str, datetime], Decimal]:
     return {(r.currency, r.hour): r.net for r in ProviderNetByHour.objects.all() if r.net != 0}
 
 
-def test_a_charge_planted_with_raw_sql_is_found_by_the_detector_in_every_part_of_the_hour():
+def test_a_charge_planted_with_raw_sql_is_found_by_the_detector_in_every_part_of_the_hour(settings):
     _plant("ch_old", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))  # a whole hour before: the balance
     _plant("ch_edge", "1.00", datetime(2026, 11, 30, 11, 59, 59, 999999, tzinfo=UTC))  # last instant of 11h
     _plant("ch_tail", "2.00", datetime(2026, 11, 30, 12, 10, tzinfo=UTC))  # the cutoff's own hour: rows
@@ -86,6 +98,9 @@ def test_a_charge_planted_with_raw_sql_is_found_by_the_detector_in_every_part_of
     _plant("ch_usd", "32.00", datetime(2026, 11, 30, 3, 0, tzinfo=UTC), currency="USD")
 
     assert _provider_net() == _summed() == {"EUR": "13.00", "USD": "32.00"}
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "KEPT_BALANCES": False}
+    assert _provider_net() == {"EUR": "13.00", "USD": "32.00"}  # the detector summing every charge
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "KEPT_BALANCES": True}
     # the next hour the tail charge is in the balance; the late ones are settled
     later = NOW + timedelta(hours=1)
     assert _provider_net(later) == _summed(later) == {"EUR": "25.00", "USD": "32.00"}
@@ -171,16 +186,19 @@ def test_a_charge_written_behind_the_triggers_back_is_found_by_the_consistency_c
          "charges": Decimal("15.00")}
     ]  # fmt: skip
     out = io.StringIO()
-    with pytest.raises(CommandError, match="1 hour"):
+    with pytest.raises(CommandError, match="'provider_net_by_hour': 1"):
         call_command("reconcile", "--verify-balances", stdout=out)
-    assert "2026-11-29 08h EUR: kept 10.00, charges 15.00" in out.getvalue()
+    assert (
+        "provider_net_by_hour: currency EUR, hour 2026-11-29T08:00:00+00:00, kept 10.00, charges 15.00"
+        in out.getvalue()
+    )
 
 
 def test_an_edited_balance_row_opens_a_drift_incident_until_it_agrees_again():
     _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
     out = io.StringIO()
     call_command("reconcile", "--verify-balances", stdout=out)
-    assert "matches" in out.getvalue()
+    assert "balances match the charges" in out.getvalue()
     ProviderNetByHour.objects.update(net=Decimal("9.00"))
 
     assert verify_balances.apply().get() == 1
@@ -193,7 +211,10 @@ def test_an_edited_balance_row_opens_a_drift_incident_until_it_agrees_again():
     out = io.StringIO()
     with pytest.raises(CommandError):
         call_command("reconcile", "--verify-balances", "--json", stdout=out)
-    assert json.loads(out.getvalue())["drift"] == incident.details["first"]
+    assert json.loads(out.getvalue()) == {
+        "provider_net_by_hour": incident.details["first"],
+        "provider_order_captures": [],
+    }
     assert Incident.objects.filter(type="read_model_drift").count() == 1
 
     ProviderNetByHour.objects.update(net=Decimal("10.00"))
@@ -208,21 +229,86 @@ def test_beat_verifies_the_balance_every_hour(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_migration_backfills_the_balance_from_the_charges_already_there():
+def test_the_migrations_backfill_both_from_the_charges_already_there():
     executor = MigrationExecutor(connection)
     executor.migrate([("reconciliation", "0008_live_incident_type_index")])
     try:
         _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
         _plant("ch_2", "2.50", datetime(2026, 11, 29, 8, 45, tzinfo=UTC))
-        _plant("ch_3", "7.00", datetime(2026, 11, 29, 9, 0, tzinfo=UTC), status="failed")
+        _plant("ch_3", "7.00", datetime(2026, 11, 29, 9, 0, tzinfo=UTC), status="failed", order_id=5)
+        _plant("ch_5", "7.00", datetime(2026, 11, 29, 9, 0, tzinfo=UTC), order_id=5)
+        _plant("ch_6", "7.00", datetime(2026, 11, 29, 9, 0, tzinfo=UTC), order_id=5)
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
-        executor.migrate([("reconciliation", "0009_provider_net_by_hour")])
+        executor.migrate([("reconciliation", "0010_provider_order_captures")])
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())
 
-    assert _kept() == {("EUR", datetime(2026, 11, 29, 8, tzinfo=UTC)): Decimal("12.50")}
-    assert provider_net_drift() == []
-    _plant("ch_4", "1.00", datetime(2026, 11, 29, 8, 50, tzinfo=UTC))  # the triggers took over
-    assert _kept() == {("EUR", datetime(2026, 11, 29, 8, tzinfo=UTC)): Decimal("13.50")}
+    assert _kept() == {
+        ("EUR", datetime(2026, 11, 29, 8, tzinfo=UTC)): Decimal("12.50"),
+        ("EUR", datetime(2026, 11, 29, 9, tzinfo=UTC)): Decimal("14.00"),
+    }
+    assert _open_charges() == {5: 2}
+    assert provider_net_drift() == provider_captures_drift() == []
+    _plant("ch_4", "1.00", datetime(2026, 11, 29, 8, 50, tzinfo=UTC), order_id=5)  # the triggers took over
+    assert _kept()[("EUR", datetime(2026, 11, 29, 8, tzinfo=UTC))] == Decimal("13.50")
+    assert _open_charges() == {5: 3}
+
+
+# --- the open charges per order (the shared join's duplicate candidates) -------------
+
+
+def test_the_open_charges_per_order_follow_every_write_of_the_charges():
+    created = datetime(2026, 11, 29, 8, 15, tzinfo=UTC)
+    _plant("ch_1", "25.00", created, order_id=7)
+    _plant("ch_2", "25.00", created, order_id=7)
+    _plant("ch_3", "25.00", created, order_id=8, refunded_minor=2500)  # refunded in full: not open
+    _plant("ch_4", "25.00", created, order_id=9, status="failed")
+    _plant("ch_5", "25.00", created)  # names no order
+    assert _open_charges() == {7: 2}
+
+    _sql("UPDATE reconciliation_providercharge SET amount_refunded_minor = 2500 WHERE provider_id = 'ch_2'")
+    assert _open_charges() == {7: 1}
+    _sql(
+        "UPDATE reconciliation_providercharge SET amount_refunded_minor = 0, order_id = 8 WHERE provider_id = 'ch_3'"
+    )
+    _sql("UPDATE reconciliation_providercharge SET status = 'succeeded' WHERE provider_id = 'ch_4'")
+    assert _open_charges() == {7: 1, 8: 1, 9: 1}
+    _sql("DELETE FROM reconciliation_providercharge WHERE order_id = 7")
+    assert _open_charges() == {8: 1, 9: 1}
+    assert provider_captures_drift() == []
+    _sql("TRUNCATE reconciliation_providercharge")
+    assert ProviderOrderCaptures.objects.count() == 0
+
+
+def test_a_second_charge_planted_with_raw_sql_is_a_duplicate_for_the_full_pass(shop):
+    """Both charges match the order's total: only the kept count makes the order a
+    candidate of the shared join, and duplicate_charge reports it."""
+    from reconciliation.models import ReconciliationRun
+    from reconciliation.services import reconcile_run
+
+    order_id = shop.order()  # pending, inside its SLA: two captures are a duplicate
+    created = datetime(2026, 11, 29, 8, 15, tzinfo=UTC)
+    _plant("ch_a", "25.00", created, order_id=order_id)
+    _plant("ch_b", "25.00", created, order_id=order_id)
+
+    run = reconcile_run(sync=False, full=True)
+
+    assert "shared_join" in ReconciliationRun.objects.get(pk=run.run_id).detectors
+    assert Incident.objects.get(type="duplicate_charge").order_id == order_id
+
+
+def test_open_charges_written_behind_the_triggers_back_are_found_by_the_consistency_check():
+    created = datetime(2026, 11, 29, 8, 15, tzinfo=UTC)
+    _plant("ch_1", "25.00", created, order_id=7)
+    _sql("ALTER TABLE reconciliation_providercharge DISABLE TRIGGER reconciliation_providercaptures_ins")
+    _plant("ch_2", "25.00", created, order_id=7)
+    _sql("ALTER TABLE reconciliation_providercharge ENABLE TRIGGER reconciliation_providercaptures_ins")
+
+    assert provider_captures_drift() == [{"order_id": 7, "kept": 1, "charges": 2}]
+    assert verify_balances.apply().get() == 1
+    assert (
+        Incident.objects.get(type="read_model_drift").fingerprint
+        == "read_model_drift:provider_order_captures"
+    )

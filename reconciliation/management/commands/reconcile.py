@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reconciliation.choices import RunStatus
 from reconciliation.errors import ReconcileBusy
 from reconciliation.selectors import incidents_open
-from reconciliation.services import ProgressEvent, drift_as_json, provider_net_verify, reconcile_run
+from reconciliation.services import ProgressEvent, drift_as_json, provider_balances_verify, reconcile_run
 
 
 class Command(BaseCommand):
@@ -36,9 +36,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--verify-balances",
             action="store_true",
-            help="Only check that clearing_mismatch's running balance (kept by triggers) equals a sum "
-            "of the provider charges themselves (a read_model_drift incident while it does not); "
-            "exit non-zero when it does not. Reads every charge.",
+            help="Only check that the balances kept beside the provider charges (by triggers: "
+            "clearing_mismatch's net per hour, the open charges per order) equal a recomputation "
+            "from the charges (a read_model_drift incident while not); exit non-zero when not. "
+            "Reads every charge.",
         )
 
     def handle(self, *args, **options):
@@ -83,20 +84,22 @@ class Command(BaseCommand):
             )
 
     def _verify_balances(self, *, as_json: bool) -> None:
-        drift = provider_net_verify()
+        drifts = provider_balances_verify()
         if as_json:
-            self.stdout.write(json.dumps({"drift": [drift_as_json(row) for row in drift]}))
-        else:
-            for row in drift:
-                self.stdout.write(
-                    f"  {row['hour']:%Y-%m-%d %H}h {row['currency']}: kept {row['kept']}, charges {row['charges']}"
-                )
-        if drift:
-            raise CommandError(
-                f"{len(drift)} hour(s) of the provider running balance differ from the charges."
+            self.stdout.write(
+                json.dumps({model: [drift_as_json(row) for row in drift] for model, drift in drifts.items()})
             )
+        else:
+            for model, drift in drifts.items():
+                for row in drift:
+                    self.stdout.write(
+                        f"  {model}: " + ", ".join(f"{k} {v}" for k, v in drift_as_json(row).items())
+                    )
+        differing = {model: len(drift) for model, drift in drifts.items() if drift}
+        if differing:
+            raise CommandError(f"the kept provider balances differ from the charges: {differing} row(s)")
         if not as_json:
-            self.stdout.write("The provider running balance matches the charges.")
+            self.stdout.write("The kept provider balances match the charges.")
 
     def _run_with_progress(self, *, sync: bool, full: bool):
         console = Console(file=self.stdout._out)
