@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.indexes import BrinIndex
 from django.db import models
 from django.db.models import F, Q
 from django_fsm import FSMField, FSMModelMixin, transition
@@ -292,6 +293,12 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
+        # The balance readers sum the cutoff's own hour from the entries (LedgerBalanceByHour).
+        # BRIN: rows are appended in created_at order, so a few page ranges per hour; on
+        # the posting path it costs far less than a b-tree entry per transaction. Ranges
+        # not summarised yet are always read (the newest pages: what the hour needs);
+        # autosummarize lets autovacuum summarise each range once it is full.
+        indexes = [BrinIndex(fields=["created_at"], name="ledger_txn_created_brin", autosummarize=True)]
         constraints = [
             # A payment is captured once and a refund succeeds once: the database
             # refuses a second posting even if a service were wrong.
@@ -324,6 +331,36 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.amount} {self.currency}"
+
+
+class LedgerBalanceByHour(models.Model):
+    """Running balance of each ledger account: per account, whole UTC hour of the
+    transaction's created_at, and shard, the sum of its entries. The ledger's balance
+    readers (ledger_balances_by_currency: clearing_mismatch on every reconciliation pass)
+    read whole hours here instead of summing every entry.
+
+    Never written by Python: a statement trigger on LedgerEntry (migration 0007) adds each
+    INSERT's entries in the same statement, whoever writes them (ledger_post, a raw
+    INSERT); the ledger is append-only, TRUNCATE empties it. `shard` is the database
+    transaction id modulo 16: concurrent checkouts posting to the same account rarely wait
+    for each other's commit on one row (migration 0007 has the locking argument).
+    `ledger_balance_drift` (selectors) recomputes it from the entries."""
+
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=3)  # the entries' (an account has one)
+    hour = models.DateTimeField()
+    shard = models.SmallIntegerField()
+    amount = _money(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "currency", "hour", "shard"], name="ledger_balance_account_hour_shard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h/{self.shard}: {self.amount}"
 
 
 class ProviderWebhookEvent(models.Model):

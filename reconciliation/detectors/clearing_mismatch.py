@@ -64,7 +64,9 @@ class ClearingMismatch(Detector):
             ") t GROUP BY currency"
         )
         provider = {row["currency"]: Decimal(row["net"]) for row in fetch(sql, [*params, cutoff, cutoff])}
-        ledger = ledger_balances_by_currency(code=PROVIDER_CLEARING, created_before=cutoff)
+        ledger = ledger_balances_by_currency(
+            code=PROVIDER_CLEARING, created_before=cutoff, kept=bool(setting("KEPT_BALANCES"))
+        )
         settled = dict(
             ProviderSettlement.objects.order_by()
             .values("currency")

@@ -1,11 +1,12 @@
-"""The proof that the values reconciliation keeps beside its provider charges held
-(docs/reconciliation.md, "Running balance").
+"""The proof that the running balances the detectors read held (docs/reconciliation.md,
+"Running balance").
 
 ProviderNetByHour (clearing_mismatch's provider net) and ProviderOrderCaptures (the
 shared join's duplicate candidates) are kept by triggers in the same statement as the
-charges, so they can only differ from them if the triggers were bypassed (disabled,
-session_replication_role = replica, a row edited by hand). The detectors trust them on
-every pass; this check recomputes both from every charge every
+charges, payments' LedgerBalanceByHour (clearing_mismatch's ledger side) in the same
+statement as the ledger entries, so they can only differ from their rows if a trigger
+was bypassed (disabled, session_replication_role = replica, a row edited by hand). The
+detectors trust them on every pass; this check recomputes each from its rows every
 RECONCILE_VERIFY_BALANCES_INTERVAL seconds (beat `reconciliation-verify-balances`, and
 `reconcile --verify-balances`) and keeps one read_model_drift incident per table open
 while it differs.
@@ -19,6 +20,7 @@ from typing import Any
 
 from django.db import transaction
 
+from payments.selectors import ledger_balance_drift
 from reconciliation.choices import IncidentType, Severity
 from reconciliation.detectors import Finding
 from reconciliation.selectors import provider_captures_drift, provider_net_drift
@@ -31,6 +33,8 @@ log = logging.getLogger(__name__)
 CHECKS: dict[str, Callable[[], list[dict[str, Any]]]] = {
     "provider_net_by_hour": provider_net_drift,
     "provider_order_captures": provider_captures_drift,
+    # payments' running balance of the ledger, which clearing_mismatch reads the other side from
+    "ledger_balance_by_hour": ledger_balance_drift,
 }
 
 

@@ -198,7 +198,7 @@ def test_an_edited_balance_row_opens_a_drift_incident_until_it_agrees_again():
     _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
     out = io.StringIO()
     call_command("reconcile", "--verify-balances", stdout=out)
-    assert "balances match the charges" in out.getvalue()
+    assert "balances match their rows" in out.getvalue()
     ProviderNetByHour.objects.update(net=Decimal("9.00"))
 
     assert verify_balances.apply().get() == 1
@@ -214,6 +214,7 @@ def test_an_edited_balance_row_opens_a_drift_incident_until_it_agrees_again():
     assert json.loads(out.getvalue()) == {
         "provider_net_by_hour": incident.details["first"],
         "provider_order_captures": [],
+        "ledger_balance_by_hour": [],
     }
     assert Incident.objects.filter(type="read_model_drift").count() == 1
 
@@ -312,3 +313,60 @@ def test_open_charges_written_behind_the_triggers_back_are_found_by_the_consiste
         Incident.objects.get(type="read_model_drift").fingerprint
         == "read_model_drift:provider_order_captures"
     )
+
+
+# --- the ledger's side: payments' running balance ------------------------------------
+
+
+def _plant_ledger(amount: str, created_at: datetime) -> None:
+    """A balanced provider_clearing posting written with raw SQL (no ledger_post)."""
+    _sql(
+        "INSERT INTO payments_ledgeraccount (code, currency) VALUES ('provider_clearing', 'EUR'), "
+        "('customer_funds', 'EUR') ON CONFLICT DO NOTHING"
+    )
+    _sql(
+        "WITH t AS (INSERT INTO payments_ledgertransaction (kind, currency, reference, memo, created_at) "
+        "VALUES ('adjustment', 'EUR', %s, '', %s) RETURNING id) "
+        "INSERT INTO payments_ledgerentry (transaction_id, account_id, amount, currency) "
+        "SELECT t.id, a.id, CASE a.code WHEN 'provider_clearing' THEN %s::numeric ELSE -%s::numeric END, 'EUR' "
+        "FROM t, payments_ledgeraccount a WHERE a.currency = 'EUR' "
+        "AND a.code IN ('provider_clearing', 'customer_funds')",
+        [f"planted:{created_at.isoformat()}", created_at, amount, amount],
+    )
+
+
+def _clearing_details(now: datetime = NOW) -> list[tuple[str, str]]:
+    findings = detector_get("clearing_mismatch").find(DetectionContext(now=now))
+    return [(f.details["ledger_provider_clearing"], f.details["provider_net"]) for f in findings]
+
+
+def test_a_ledger_posting_planted_with_raw_sql_is_found_by_the_detector():
+    _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
+    _plant_ledger("10.00", datetime(2026, 11, 29, 8, 16, tzinfo=UTC))
+    assert _clearing_details() == []  # in agreement
+
+    _plant_ledger("3.00", datetime(2026, 11, 29, 9, 0, tzinfo=UTC))  # booked, never charged
+    _plant_ledger("1.00", datetime(2026, 11, 30, 12, 5, tzinfo=UTC))  # the cutoff's hour: entries
+    _plant_ledger("50.00", datetime(2026, 11, 30, 12, 29, 30, tzinfo=UTC))  # after the cutoff
+
+    assert _clearing_details() == [("14.00", "10.00")]
+
+
+def test_a_ledger_posting_behind_the_trigger_s_back_is_found_by_the_consistency_check():
+    """The detector trusts payments' balance: with its trigger disabled a posting is not
+    in it (clearing_mismatch agrees wrongly); the hourly check finds the hour."""
+    _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
+    _plant_ledger("10.00", datetime(2026, 11, 29, 8, 16, tzinfo=UTC))
+    _sql("SET CONSTRAINTS ALL IMMEDIATE")  # the ledger's commit-time check, so the ALTER may run
+    _sql("ALTER TABLE payments_ledgerentry DISABLE TRIGGER payments_ledgerbalance_ins")
+    _plant_ledger("3.00", datetime(2026, 11, 29, 9, 0, tzinfo=UTC))
+    _sql("ALTER TABLE payments_ledgerentry ENABLE TRIGGER payments_ledgerbalance_ins")
+
+    assert _clearing_details() == []
+    assert verify_balances.apply().get() == 2  # provider_clearing and customer_funds, 09h
+    incident = Incident.objects.get(type="read_model_drift")
+    assert incident.fingerprint == "read_model_drift:ledger_balance_by_hour"
+    assert [(row["account"], row["kept"], row["entries"]) for row in incident.details["first"]] == [
+        ("customer_funds", "0", "-3.00"),
+        ("provider_clearing", "0", "3.00"),
+    ]

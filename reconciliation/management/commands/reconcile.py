@@ -36,10 +36,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--verify-balances",
             action="store_true",
-            help="Only check that the balances kept beside the provider charges (by triggers: "
-            "clearing_mismatch's net per hour, the open charges per order) equal a recomputation "
-            "from the charges (a read_model_drift incident while not); exit non-zero when not. "
-            "Reads every charge.",
+            help="Only check that the running balances the detectors read (kept by triggers: the "
+            "provider's net per hour, the open charges per order, the ledger's balance per hour) "
+            "equal a recomputation from their rows (a read_model_drift incident while not); exit "
+            "non-zero when not. Reads every charge and ledger entry.",
         )
 
     def handle(self, *args, **options):
@@ -97,9 +97,9 @@ class Command(BaseCommand):
                     )
         differing = {model: len(drift) for model, drift in drifts.items() if drift}
         if differing:
-            raise CommandError(f"the kept provider balances differ from the charges: {differing} row(s)")
+            raise CommandError(f"the running balances differ from their rows: {differing} row(s)")
         if not as_json:
-            self.stdout.write("The kept provider balances match the charges.")
+            self.stdout.write("The running balances match their rows.")
 
     def _run_with_progress(self, *, sync: bool, full: bool):
         console = Console(file=self.stdout._out)
