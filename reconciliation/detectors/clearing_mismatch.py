@@ -13,7 +13,9 @@ plus the charges of the cutoff's own hour (the `created` index): no pass sums ev
 charge. A charge written straight into the table moves the balance too (the trigger), so
 it is found; a balance that no longer matches its charges (triggers bypassed, a row of
 the balance edited) is what `provider_net_drift` / `reconcile --verify-balances` finds.
-Refunds are few and read as rows.
+Refunds are few and read as rows. The ledger's side is payments' own running balance,
+read the same way (`ledger_balances_by_currency`). RECONCILIATION["KEPT_BALANCES"] =
+False sums every charge and entry instead (the reference the tests compare with).
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ every row once, narrowly, to find candidates, then evaluates exactly over those:
 
 1. candidates (ids only): orders FULL JOIN succeeded charges, plus the orders whose count
    of not-refunded ones (ProviderOrderCaptures, kept with the charges) is above one;
-   lines FULL JOIN reservations; both keep every order where some
-   detector's condition could hold (a superset: see _money_candidates, _stock_candidates).
+   lines FULL JOIN reservations; both keep every order where some detector's condition
+   could hold (a superset: see _money_candidates, _stock_candidates).
    Payments are not read over everything at all.
 2. exact: the detectors' own WHERE clauses, one flag each, over the candidates' rows only
    (orders FULL JOIN net captures LEFT JOIN payments; lines FULL JOIN reservations LEFT
@@ -174,9 +174,10 @@ def _money_candidates(now: datetime) -> tuple[list[int], list[str]]:
     orders holding more than one not-refunded succeeded charge (ProviderOrderCaptures,
     kept by triggers with the charges: no count over every order's charges), the orders
     whose charges have refunds. A net capture is a succeeded charge whose own refunded
-    total is below its amount (and whose refund rows are too), so a condition on every such charge is a
-    condition on every net capture; refund rows only remove net captures, which matters
-    only to order_confirmed_without_capture (those orders are candidates)."""
+    total is below its amount (and whose refund rows are too), so a condition on every
+    such charge is a condition on every net capture; refund rows only remove net
+    captures, which matters only to order_confirmed_without_capture (those orders are
+    candidates)."""
     head, params = with_(orders_cte())
     potentially_net = f"c.status = '{SUCCEEDED}' AND c.amount_refunded_minor < c.amount_minor"
     if setting("KEPT_BALANCES"):
