@@ -7,6 +7,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.conf import settings
 
+from reconciliation.selectors import refund_sla_seconds
+
 
 def _amount(name: str, default: str) -> Decimal:
     raw = getattr(settings, name, default)
@@ -49,7 +51,11 @@ def provider_probe_timeout() -> float:
 
 FINANCE_GROUP = "finance"
 ONCALL_GROUP = "oncall"
-# state key -> (what it is, attention_after seconds, escalate_after seconds, who is e-mailed)
+# state key -> (what it is, attention_after seconds, escalate_after seconds, who is e-mailed).
+# refund_pending has no limits of its own: its attention limit IS the refund SLA
+# (REFUND_PENDING_SLA_SECONDS, reconciliation.selectors.refund_sla_seconds — the
+# refund_pending detector's limit too), and it escalates at twice that unless
+# BACKOFFICE_SLA sets its escalate_after. See refund_sla_defaults() and sla_limits().
 SLA_DEFAULTS: dict[str, dict[str, object]] = {
     "payment_unknown": {
         "label": "Payment outcome unknown",
@@ -59,8 +65,6 @@ SLA_DEFAULTS: dict[str, dict[str, object]] = {
     },
     "refund_pending": {
         "label": "Refund pending at the provider",
-        "attention_after": 15 * 60,
-        "escalate_after": 60 * 60,
         "notify": FINANCE_GROUP,
     },
     "order_cancelling": {
@@ -93,10 +97,22 @@ class StateSla:
     notify: str  # FINANCE_GROUP | ONCALL_GROUP
 
 
+def refund_sla_defaults() -> dict[str, object]:
+    """refund_pending's limits: attention at the refund SLA (the one setting the
+    refund_pending detector reads), escalation at twice it."""
+    seconds = refund_sla_seconds()
+    return {"attention_after": seconds, "escalate_after": 2 * seconds}
+
+
 def sla_limits() -> dict[str, StateSla]:
     """Every state's limits: SLA_DEFAULTS overridden by settings.BACKOFFICE_SLA. A
     misspelt state or field, a negative limit, an escalation before the attention
-    limit or an unknown group is a configuration error (ValueError), not a guess."""
+    limit or an unknown group is a configuration error (ValueError), not a guess.
+
+    refund_pending's attention limit is the refund SLA (REFUND_PENDING_SLA_SECONDS): a
+    BACKOFFICE_SLA that gives it another attention_after is refused, so the overview and
+    the refund_pending incident cannot disagree about when a refund is late. Checked at
+    startup too (BackofficeConfig.ready)."""
     overrides = settings.BACKOFFICE_SLA or {}
     unknown = set(overrides) - set(SLA_DEFAULTS)
     if unknown:
@@ -107,6 +123,16 @@ def sla_limits() -> dict[str, StateSla]:
         bad = set(given) - {"attention_after", "escalate_after", "notify"}
         if bad:
             raise ValueError(f"BACKOFFICE_SLA[{key!r}] has unknown fields: {sorted(bad)}")
+        if key == "refund_pending":
+            defaults = {**defaults, **refund_sla_defaults()}
+            asked = _seconds(given.get("attention_after"))
+            if asked is not None and asked != defaults["attention_after"]:
+                raise ValueError(
+                    f"BACKOFFICE_SLA['refund_pending']['attention_after'] ({given['attention_after']!r}) "
+                    f"differs from REFUND_PENDING_SLA_SECONDS ({defaults['attention_after']}): the refund "
+                    "SLA is one setting, read by the back office and the refund_pending detector alike. "
+                    "Set REFUND_PENDING_SLA_SECONDS and drop attention_after from BACKOFFICE_SLA."
+                )
         merged = {**defaults, **given}
         try:
             attention, escalate = float(merged["attention_after"]), float(merged["escalate_after"])  # type: ignore[arg-type]
@@ -118,6 +144,13 @@ def sla_limits() -> dict[str, StateSla]:
             raise ValueError(f"BACKOFFICE_SLA[{key!r}]: notify is {FINANCE_GROUP!r} or {ONCALL_GROUP!r}")
         limits[key] = StateSla(key, str(merged["label"]), attention, escalate, str(merged["notify"]))
     return limits
+
+
+def _seconds(raw: object) -> float | None:
+    try:
+        return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
 
 
 def silent_after() -> dict[str, float]:

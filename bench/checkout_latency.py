@@ -105,7 +105,8 @@ def recreate(server: str, name: str, *, create: bool = True) -> None:
 
 
 def procfile(env: dict[str, str]) -> dict[str, list[str]]:
-    """The Procfile's commands, ${VAR:-default} expanded from `env`."""
+    """The Procfile's commands, ${VAR:-default} expanded from `env`, without their `exec`
+    (under honcho's `sh -c` it makes the program replace the shell; here there is no shell)."""
 
     def expand(match: re.Match) -> str:
         return env.get(match.group(1)) or match.group(2)
@@ -114,7 +115,8 @@ def procfile(env: dict[str, str]) -> dict[str, list[str]]:
     for line in (ROOT / "Procfile").read_text().splitlines():
         name, _, command = line.partition(":")
         if command.strip():
-            commands[name.strip()] = shlex.split(re.sub(r"\$\{(\w+):-([^}]*)\}", expand, command))
+            argv = shlex.split(re.sub(r"\$\{(\w+):-([^}]*)\}", expand, command))
+            commands[name.strip()] = argv[1:] if argv[0] == "exec" else argv  # honcho's sh -c execs it
     return commands
 
 

@@ -5,6 +5,7 @@ what the outbox costs the accepting path, each next to a floor from the same run
     .venv/bin/python bench/outbox_events.py lag [--rate 50] [--seconds 30]
     .venv/bin/python bench/outbox_events.py api [--clients 8] [--requests 150] [--rounds 2]
     .venv/bin/python bench/outbox_events.py notify [--threads 4] [--transactions 500]
+    .venv/bin/python bench/outbox_events.py readmodels [--events 30000] [--rate 100] [--seconds 20]
     .venv/bin/python bench/outbox_events.py all
 
 - relay: N events recorded (100 per transaction), then sequenced and dispatched to a
@@ -19,13 +20,28 @@ what the outbox costs the accepting path, each next to a floor from the same run
 - api: POST orders/ throughput with the outbox and without it (bench/api_settings_no_outbox:
   the order.placed event switched off), each against the floor endpoint of
   bench/api_throughput.py in the same rounds.
+- readmodels: the throughput INTO the read models (readmodels.consumer: finance and
+  search, their real handlers and statements) — N events of the checkout's mix (per
+  order: order.placed; payment.captured and order.confirmed; every 10th order also
+  payment.refunded) recorded and sequenced, then each consumer dispatched until caught
+  up (outbox.relay.consumer_dispatch, its batch size). Peer, same events, same batches,
+  same transaction per batch and cursor UPDATE: each event the consumer handles applied
+  by ONE bare `INSERT ... ON CONFLICT DO UPDATE` into a table of the model's key and
+  columns (what any per-event consumer must do at least); floor: one multi-row
+  `INSERT ... ON CONFLICT` per batch. Then lag: orders recorded at a steady --rate
+  (orders/s; 2 transactions each, as placed and confirmed are) for --seconds while this
+  process relays in a loop (sequence, then each consumer one batch; 10 ms sleep when
+  idle, where production is poked per commit): lag = commit of the consumer's batch -
+  event's created_at, p50/p99, for a no-op consumer on the same stream (the relay's
+  own part: dispatched first), then finance, then search (each also waits for the
+  batches dispatched before it in the loop).
 - notify: what LISTEN/NOTIFY would cost writers: small committing transactions from
   --threads connections with and without pg_notify(), and one idle poll of the relay.
 
 Environment: POSTGRES_URL (server, default postgres://postgres@127.0.0.1:5432),
 CELERY_BROKER_URL (required for lag and api: a Redis database of your own; it is
-purged), BENCH_OUTBOX_DB (database name, default concord_bench_outbox; "_psp" and
-"_api" suffixes for the others). Prints a JSON line per part, with the load average.
+purged), BENCH_OUTBOX_DB (database name, default concord_bench_outbox; "_psp", "_api" and "_rm"
+suffixes for the others). Prints a JSON line per part, with the load average.
 """
 
 from __future__ import annotations
@@ -486,9 +502,339 @@ def notify(args) -> dict:
         drop(SERVER, database)
 
 
+# --- read models: events applied per second, and lag -------------------------------------
+
+_FLOOR_SQL = {
+    # model: (table, columns, key column)
+    "finance": (
+        "bench_rm_fact",
+        "key text PRIMARY KEY, kind text, day date, currency text, amount numeric, at timestamptz",
+        "key",
+    ),
+    "search": (
+        "bench_rm_search",
+        "order_id bigint PRIMARY KEY, status text, customer_email text, total numeric, "
+        "payment_status text, charge_id text",
+        "order_id",
+    ),
+}
+
+
+def _checkout_events(first_order: int, orders: int, at: str):
+    """The events of `orders` checkouts (NewEvent), as the services record them:
+    per order, (order.placed,) then (payment.captured, order.confirmed[, payment.refunded])."""
+    from outbox.dto import NewEvent
+
+    for n in range(first_order, first_order + orders):
+        order = {
+            "object": "order",
+            "id": n,
+            "client_id": 1,
+            "status": "pending",
+            "failure_reason": "",
+            "customer_email": f"c{n}@shop.example",
+            "currency": "EUR",
+            "total": "25.00",
+            "lines": [{"sku": "SKU-1", "quantity": 1, "unit_price": "25.00", "line_total": "25.00"}],
+            "created_at": at,
+            "updated_at": at,
+        }
+        payment = {
+            "object": "payment",
+            "id": n,
+            "order_id": n,
+            "status": "captured",
+            "amount": "25.00",
+            "currency": "EUR",
+            "refunded_amount": "0.00",
+            "failure_code": None,
+        }
+        meta = {"charge_id": f"ch_{n}", "ledger_at": at}
+        placed = [
+            NewEvent("order.placed", "order", n, {"object": order, "meta": {"idempotency_key": f"k{n}"}})
+        ]
+        done = [
+            NewEvent("payment.captured", "payment", n, {"object": payment, "meta": meta}),
+            NewEvent("order.confirmed", "order", n, {"object": {**order, "status": "confirmed"}, "meta": {}}),
+        ]
+        if n % 10 == 0:
+            refund = {"id": n, "amount": "5.00", "currency": "EUR", "status": "succeeded"}
+            refunded = {
+                **payment,
+                "status": "partially_refunded",
+                "refunded_amount": "5.00",
+                "refund": refund,
+            }
+            done.append(NewEvent("payment.refunded", "payment", n, {"object": refunded, "meta": meta}))
+        yield placed, done
+
+
+def _bare_row(model: str, event_type: str, payload: dict | str) -> tuple | None:
+    """What the bare peer stores for an event (None: not the model's)."""
+    payload = json.loads(payload) if isinstance(payload, str) else payload  # Django's cursor: jsonb as text
+    obj, meta = payload.get("object") or {}, payload.get("meta") or {}
+    if model == "finance":
+        if event_type == "order.placed":
+            return (
+                f"order:{obj['id']}",
+                "order",
+                obj["created_at"][:10],
+                obj["currency"],
+                obj["total"],
+                obj["created_at"],
+            )
+        if event_type == "payment.captured":
+            return (
+                f"capture:{obj['id']}",
+                "capture",
+                meta["ledger_at"][:10],
+                obj["currency"],
+                obj["amount"],
+                meta["ledger_at"],
+            )
+        if event_type == "payment.refunded":
+            r = obj["refund"]
+            return (
+                f"refund:{r['id']}",
+                "refund",
+                meta["ledger_at"][:10],
+                r["currency"],
+                r["amount"],
+                meta["ledger_at"],
+            )
+        return None
+    if event_type.startswith("order."):
+        return (obj["id"], obj["status"], obj["customer_email"], obj["total"], None, None)
+    if event_type.startswith(("payment.", "refund.")):
+        return (obj["order_id"], None, None, None, obj["status"], meta.get("charge_id"))
+    return None
+
+
+def _bare_apply(model: str, batch: int, *, per_event: bool) -> tuple[int, float]:
+    """The same events, applied by bare INSERT ... ON CONFLICT (one per event, or one per
+    batch), a transaction and a cursor UPDATE per batch. Returns (rows applied, seconds)."""
+    from django.db import connection, transaction
+
+    from readmodels.consumer import FINANCE, SEARCH, SEARCH_EVENT_TYPES
+    from readmodels.facts import FINANCE_EVENT_TYPES
+
+    table, columns, key = _FLOOR_SQL[model]
+    wanted = list(FINANCE_EVENT_TYPES if model == FINANCE else SEARCH_EVENT_TYPES)
+    names = [c.split()[0] for c in columns.split(", ")]
+    if model == SEARCH:  # a payment's event leaves the order's own columns as they are
+        update = ", ".join(f"{c} = coalesce(EXCLUDED.{c}, t.{c})" for c in names if c != key)
+    else:
+        update = ", ".join(f"{c} = EXCLUDED.{c}" for c in names if c != key)
+    row_sql = "(" + ", ".join(["%s"] * len(names)) + ")"
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({columns})")
+        cursor.execute(
+            "DROP TABLE IF EXISTS bench_rm_cursor; CREATE TABLE bench_rm_cursor (id int PRIMARY KEY, position bigint)"
+        )
+        cursor.execute("INSERT INTO bench_rm_cursor VALUES (1, 0)")
+    last, applied = 0, 0
+    t0 = time.perf_counter()
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT sequence, type, payload FROM outbox_event WHERE sequence > %s ORDER BY sequence LIMIT %s",
+                [last, batch],
+            )
+            events = cursor.fetchall()
+            if not events:
+                break
+            rows = [r for _, t, p in events if t in wanted and (r := _bare_row(model, t, p)) is not None]
+            if per_event:
+                for r in rows:
+                    cursor.execute(
+                        f"INSERT INTO {table} AS t VALUES {row_sql} ON CONFLICT ({key}) DO UPDATE SET {update}",
+                        r,
+                    )
+            elif rows:
+                unique = list({r[0]: r for r in rows}.values())  # one conflict per key per statement
+                cursor.execute(
+                    f"INSERT INTO {table} AS t VALUES {', '.join([row_sql] * len(unique))} "
+                    f"ON CONFLICT ({key}) DO UPDATE SET {update}",
+                    [v for r in unique for v in r],
+                )
+            applied += len(rows)
+            last = events[-1][0]
+            cursor.execute("UPDATE bench_rm_cursor SET position = %s WHERE id = 1", [last])
+    return applied, time.perf_counter() - t0
+
+
+def readmodels(args) -> dict:
+    database = f"{DB_NAME}_rm"
+    recreate(SERVER, database)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "bench.api_settings",
+        "DATABASE_URL": f"{SERVER}/{database}",
+    }
+    subprocess.run([str(PY), "manage.py", "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
+    try:
+        _django(database)
+        from dataclasses import replace
+
+        from django.db import connection, connections, transaction
+        from django.utils import timezone
+
+        import outbox.services
+        from outbox import registry
+        from outbox.relay import consumer_dispatch, sequence_pending
+        from readmodels.consumer import CONSUMERS, FINANCE, SEARCH
+        from readmodels.models import FinanceDay, FinanceFact, OrderSearch
+
+        outbox.services.poke_on_commit = lambda: None  # this process relays itself: no Celery
+        for name in registry.names():
+            registry.unregister(name)
+        for consumer in CONSUMERS:
+            registry.register(consumer)
+
+        def record(first: int, orders: int, *, per_order: bool) -> None:
+            at = timezone.now().isoformat()
+            if per_order:  # two transactions per order, as the checkout commits them
+                for placed, done in _checkout_events(first, orders, at):
+                    for events in (placed, done):
+                        with transaction.atomic():
+                            outbox.services.events_record(events)
+                return
+            batch = []
+            for placed, done in _checkout_events(first, orders, at):
+                batch += placed + done
+                if len(batch) >= 300:
+                    with transaction.atomic():
+                        outbox.services.events_record(batch)
+                    batch = []
+            if batch:
+                with transaction.atomic():
+                    outbox.services.events_record(batch)
+
+        # --- throughput: the consumers, the per-event peer and the batch floor --------------
+        orders = max(1, args.events * 10 // 31)  # 3.1 events per order
+        record(1, orders, per_order=False)
+        while sequence_pending(limit=1000):
+            pass
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM outbox_event")
+            events = cursor.fetchone()[0]
+        rates: dict[str, dict] = {}
+        for consumer in CONSUMERS:
+            t0 = time.perf_counter()
+            handled = 0
+            while True:
+                result = consumer_dispatch(consumer.name)
+                handled += result.handled
+                if result.caught_up:
+                    break
+            seconds = time.perf_counter() - t0
+            peer_rows, peer_s = _bare_apply(consumer.name, consumer.batch_size, per_event=True)
+            floor_rows, floor_s = _bare_apply(consumer.name, consumer.batch_size, per_event=False)
+            assert peer_rows == floor_rows == handled, (consumer.name, handled, peer_rows, floor_rows)
+            rates[consumer.name] = {
+                "handled": handled,
+                "applied_per_s": round(handled / seconds),
+                "peer_per_s": round(peer_rows / peer_s),
+                "floor_per_s": round(floor_rows / floor_s),
+                "ratio_to_peer": round(peer_s / seconds, 2),
+                "ratio_to_floor": round(floor_s / seconds, 2),
+            }
+        assert FinanceFact.objects.count() and FinanceDay.objects.exists()
+        assert OrderSearch.objects.count() == orders
+
+        # --- lag at a steady rate -----------------------------------------------------------
+        lags: dict[str, list[float]] = {"noop": [], FINANCE: [], SEARCH: []}  # dispatched in this order
+        pending: dict[str, list] = {name: [] for name in lags}
+
+        def timed(consumer):
+            def handle(event):
+                consumer.handle(event)
+                pending[consumer.name].append(event.created_at)
+
+            return replace(consumer, handle=handle)
+
+        for consumer in CONSUMERS:
+            registry.register(timed(consumer), replace=True)
+        registry.register(
+            registry.Consumer(
+                "noop",
+                lambda e: pending["noop"].append(e.created_at),
+                batch_size=500,
+                start=registry.START_NOW,
+            )
+        )
+        consumer_dispatch("noop")  # its state, at the head
+        stop = threading.Event()
+        written = [0]
+
+        def writer() -> None:
+            try:
+                start, n = time.monotonic(), 0
+                while not stop.is_set():
+                    due = start + n / args.rate
+                    if due > time.monotonic():
+                        time.sleep(due - time.monotonic())
+                    record(orders + 1 + n, 1, per_order=True)
+                    n += 1
+                written[0] = n
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=writer)
+        thread.start()
+        deadline = time.monotonic() + args.seconds
+        try:
+            while time.monotonic() < deadline:
+                moved = sequence_pending(limit=1000)
+                for name in lags:
+                    result = consumer_dispatch(name)
+                    moved += result.applied
+                    now = timezone.now()
+                    lags[name] += [(now - at).total_seconds() * 1000 for at in pending[name]]
+                    pending[name].clear()
+                if not moved:
+                    time.sleep(0.01)
+        finally:
+            stop.set()
+            thread.join()
+
+        def pct(name: str) -> dict:
+            values = lags[name]
+            return {
+                "events": len(values),
+                "p50_ms": round(percentile(values, 0.5), 1) if values else None,
+                "p99_ms": round(percentile(values, 0.99), 1) if values else None,
+            }
+
+        result = {
+            "part": "readmodels",
+            "events": events,
+            "orders": orders,
+            **rates,
+            "lag": {"rate_orders_per_s": args.rate, "orders": written[0], **{n: pct(n) for n in lags}},
+            "loadavg": _load(),
+        }
+        for name, rate in rates.items():
+            print(
+                f"{name}: {rate['applied_per_s']} events/s applied ({rate['handled']} handled of {events}); "
+                f"bare INSERT ... ON CONFLICT per event {rate['peer_per_s']}/s (ratio {rate['ratio_to_peer']}), "
+                f"per batch {rate['floor_per_s']}/s (ratio {rate['ratio_to_floor']})"
+            )
+        print(
+            f"lag at {args.rate:g} orders/s ({written[0]} orders): "
+            + "; ".join(f"{n} p50 {pct(n)['p50_ms']} ms p99 {pct(n)['p99_ms']} ms" for n in lags)
+        )
+        return result
+    finally:
+        from django.db import connections
+
+        connections.close_all()
+        drop(SERVER, database)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("part", choices=["relay", "lag", "api", "notify", "all"])
+    parser.add_argument("part", choices=["relay", "lag", "api", "notify", "readmodels", "all"])
     parser.add_argument("--events", type=int, default=20000)
     parser.add_argument("--batch", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0)
@@ -500,12 +846,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--transactions", type=int, default=500)
     args = parser.parse_args()
-    parts = {"notify": notify, "relay": relay, "api": api_cost, "lag": lag}
+    parts = {"notify": notify, "relay": relay, "api": api_cost, "lag": lag, "readmodels": readmodels}
     for name, run in parts.items():
         if args.part in (name, "all"):
-            if name == "relay" and args.part == "all":
-                # relay sets up Django in this process; run it in a child so the others start clean.
-                subprocess.run([str(PY), __file__, "relay", "--events", str(args.events)], check=True)
+            if name in ("relay", "readmodels") and args.part == "all":
+                # These set up Django in this process; run each in a child so the others start clean.
+                subprocess.run([str(PY), __file__, name, "--events", str(args.events)], check=True)
                 continue
             print(json.dumps(run(args)), flush=True)
 

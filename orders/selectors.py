@@ -319,14 +319,47 @@ def order_totals(*, order_ids: list[int]) -> dict[int, tuple[Decimal, str]]:
 # --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
 
 
-def orders_read_model_rows(*, updated_before: datetime | None = None, created_before: datetime | None = None):
+def orders_read_model_rows(
+    *,
+    updated_before: datetime | None = None,
+    created_before: datetime | None = None,
+    created_from: datetime | None = None,
+    updated_from: datetime | None = None,
+    id_from: int | None = None,
+    id_before: int | None = None,
+    ids: list[int] | None = None,
+):
     """Every order's searchable fields, as dicts, streamed (a rebuild reads them all);
-    optionally only those last changed, or created, before a moment."""
+    optionally only those last changed, or created, in a range, or by id (the read
+    models' drift check reads a recent window and a slice of the older ones)."""
     rows = Order.objects.order_by("id")
     if updated_before is not None:
         rows = rows.filter(updated_at__lt=updated_before)
+    if updated_from is not None:
+        # status IN (every status): the (status, updated_at) index serves the range.
+        rows = rows.filter(status__in=list(OrderStatus.values), updated_at__gte=updated_from)
     if created_before is not None:
         rows = rows.filter(created_at__lt=created_before)
+    if created_from is not None:
+        rows = rows.filter(created_at__gte=created_from)  # order_created_brin
+    if id_from is not None:
+        rows = rows.filter(id__gte=id_from)
+    if id_before is not None:
+        rows = rows.filter(id__lt=id_before)
+    if ids is not None:
+        rows = rows.filter(id__in=ids)
     return rows.values(
         "id", "client_id", "customer_email", "currency", "total", "status", "failure_reason", "created_at"
     ).iterator(chunk_size=2000)
+
+
+def orders_id_bounds() -> tuple[int, int] | None:
+    """The first and last order ids (two index look-ups), None without orders."""
+    first = Order.objects.order_by("id").values_list("id", flat=True).first()
+    last = Order.objects.order_by("-id").values_list("id", flat=True).first()
+    return None if first is None or last is None else (first, last)
+
+
+def orders_first_created_at() -> datetime | None:
+    """When the first order (lowest id) was created: where history starts."""
+    return Order.objects.order_by("id").values_list("created_at", flat=True).first()

@@ -293,12 +293,13 @@ class LedgerTransaction(models.Model):
 
     class Meta:
         ordering = ["-id"]
-        # The balance readers sum the cutoff's own hour from the entries (LedgerBalanceByHour).
-        # BRIN: rows are appended in created_at order, so a few page ranges per hour; on
-        # the posting path it costs far less than a b-tree entry per transaction. Ranges
-        # not summarised yet are always read (the newest pages: what the hour needs);
-        # autosummarize lets autovacuum summarise each range once it is full.
-        indexes = [BrinIndex(fields=["created_at"], name="ledger_txn_created_brin", autosummarize=True)]
+        indexes = [
+            # A time range of captures and refunds (the read models' drift check reads a
+            # few days at a time): BRIN, as rows arrive in time order — a few pages, and
+            # next to nothing per INSERT. The ledger's balance readers (LedgerBalanceByHour)
+            # read the cutoff's own hour of entries through it too.
+            BrinIndex(fields=["created_at"], name="ledger_tx_created_brin"),
+        ]
         constraints = [
             # A payment is captured once and a refund succeeds once: the database
             # refuses a second posting even if a service were wrong.
@@ -339,11 +340,11 @@ class LedgerBalanceByHour(models.Model):
     readers (ledger_balances_by_currency: clearing_mismatch on every reconciliation pass)
     read whole hours here instead of summing every entry.
 
-    Never written by Python: a statement trigger on LedgerEntry (migration 0007) adds each
+    Never written by Python: a statement trigger on LedgerEntry (migration 0008) adds each
     INSERT's entries in the same statement, whoever writes them (ledger_post, a raw
     INSERT); the ledger is append-only, TRUNCATE empties it. `shard` is the database
     transaction id modulo 16: concurrent checkouts posting to the same account rarely wait
-    for each other's commit on one row (migration 0007 has the locking argument).
+    for each other's commit on one row (migration 0008 has the locking argument).
     `ledger_balance_drift` (selectors) recomputes it from the entries."""
 
     account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="+")

@@ -447,11 +447,28 @@ def refunds_waiting(
 # --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
 
 
-def payments_read_model_rows(*, updated_before=None):
-    """Every payment's order, status and charge id, as dicts, streamed."""
+def payments_read_model_rows(
+    *,
+    updated_before=None,
+    updated_from=None,
+    order_id_from: int | None = None,
+    order_id_before: int | None = None,
+    order_ids: list[int] | None = None,
+):
+    """Every payment's order, status and charge id, as dicts, streamed; optionally only
+    those last changed in a range, or of some orders (the read models' drift check)."""
     rows = Payment.objects.order_by("id")
     if updated_before is not None:
         rows = rows.filter(updated_at__lt=updated_before)
+    if updated_from is not None:
+        # status IN (every status): the (status, updated_at) index serves the range.
+        rows = rows.filter(status__in=list(PaymentStatus.values), updated_at__gte=updated_from)
+    if order_id_from is not None:
+        rows = rows.filter(order_id__gte=order_id_from)
+    if order_id_before is not None:
+        rows = rows.filter(order_id__lt=order_id_before)
+    if order_ids is not None:
+        rows = rows.filter(order_id__in=order_ids)
     return rows.values("id", "order_id", "status", "provider_charge_id", "updated_at").iterator(
         chunk_size=2000
     )
@@ -467,7 +484,7 @@ def ledger_money_moves(*, created_before=None, created_from=None, kind: str | No
     if created_before is not None:
         rows = rows.filter(created_at__lt=created_before)
     if created_from is not None:
-        rows = rows.filter(created_at__gte=created_from)
+        rows = rows.filter(created_at__gte=created_from)  # ledger_tx_created_brin
     if kind is not None:
         rows = rows.filter(kind=kind)
     for row in rows.values(

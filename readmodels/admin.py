@@ -4,7 +4,7 @@ from django.contrib import admin
 
 from core.fsm_admin import ReadOnlyAdmin
 
-from .models import FinanceDay, FinanceFact, OrderSearch
+from .models import DriftCheckState, FinanceDay, FinanceFact, OrderSearch
 
 
 @admin.register(FinanceDay)
@@ -28,3 +28,9 @@ class OrderSearchAdmin(ReadOnlyAdmin):
     list_filter = ("status",)
     search_fields = ("=order_id", "customer_email", "=charge_id", "=idempotency_key")
     readonly_fields = [f.name for f in OrderSearch._meta.fields]
+
+
+@admin.register(DriftCheckState)
+class DriftCheckStateAdmin(ReadOnlyAdmin):
+    list_display = ("model", "cursor", "checked_at")
+    readonly_fields = [f.name for f in DriftCheckState._meta.fields]

@@ -47,7 +47,11 @@ class FinanceFact(models.Model):
     at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["at"], name="readmodels_fact_at")]
+        indexes = [
+            models.Index(fields=["at"], name="readmodels_fact_at"),
+            # The drift check compares some days at a time (readmodels.services).
+            models.Index(fields=["day", "currency"], name="readmodels_fact_day"),
+        ]
 
     def __str__(self) -> str:
         return self.key
@@ -108,3 +112,21 @@ class OrderSearch(models.Model):
 
     def __str__(self) -> str:
         return f"order {self.order_id} {self.status}"
+
+
+class DriftCheckState(models.Model):
+    """Where the drift check of one model stands (readmodels.services.read_models_check):
+    the next slice of older history to compare, the buckets (days, order ids) that
+    differed last time (compared again at every check until they agree), and the
+    differences the last check saw (a difference seen by two checks in a row counts)."""
+
+    model = models.CharField(max_length=32, primary_key=True)
+    cursor = models.CharField(
+        max_length=32, blank=True, default=""
+    )  # a day (finance) or an order id (search)
+    suspects = models.JSONField(default=list)
+    seen = models.JSONField(default=list)  # digests of the last check's differences
+    checked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.model} drift check at {self.cursor or 'the start'}"

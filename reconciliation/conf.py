@@ -63,6 +63,22 @@ def setting(name: str) -> Any:
     return block.get(name, DEFAULTS[name])
 
 
+def refund_pending_sla_seconds() -> int:
+    """How long a customer may wait for a refund Concord asked for: the one refund SLA
+    (settings.RECONCILIATION["REFUND_PENDING_SLA_SECONDS"], env REFUND_PENDING_SLA_SECONDS).
+    Past it the refund_pending detector opens an incident and the back office puts the
+    refund on its "Needs attention" list (backoffice.conf.sla_limits reads this too), so
+    the two never disagree about when a refund is late."""
+    raw = setting("REFUND_PENDING_SLA_SECONDS")
+    try:
+        seconds = int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"REFUND_PENDING_SLA_SECONDS is not a whole number of seconds: {raw!r}") from None
+    if seconds < 0:
+        raise ValueError("REFUND_PENDING_SLA_SECONDS must be zero or more")
+    return seconds
+
+
 @dataclass(frozen=True)
 class RemediationPolicy:
     enabled: bool

@@ -21,6 +21,7 @@ from core.money import format_amount, is_supported_currency
 
 from .amounts import minor_to_major
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
+from .conf import refund_pending_sla_seconds
 from .detectors import detectors_all
 from .models import (
     Incident,
@@ -55,6 +56,12 @@ class OpenIncident:
             "amount_at_risk": _money_str(self.amount_at_risk, self.currency),
             "currency": self.currency,
         }
+
+
+def refund_sla_seconds() -> int:
+    """The one refund SLA (REFUND_PENDING_SLA_SECONDS): the refund_pending detector opens
+    an incident past it, and the back office's attention limit for a pending refund is it."""
+    return refund_pending_sla_seconds()
 
 
 def _money_str(amount: Decimal, currency: str) -> str:
@@ -520,14 +527,30 @@ def detector_descriptions() -> dict[str, str]:
 # --- Read model sources (readmodels/ rebuilds and checks its copies from these) ---------
 
 
-def incidents_read_model_rows(*, changed_before: datetime | None = None):
+def incidents_first_detected_at() -> datetime | None:
+    """When the first incident was detected (an index look-up)."""
+    return Incident.objects.order_by("detected_at").values_list("detected_at", flat=True).first()
+
+
+def incidents_read_model_rows(
+    *,
+    changed_before: datetime | None = None,
+    touching_from: datetime | None = None,
+    touching_before: datetime | None = None,
+):
     """Every incident's finance facts, as dicts, streamed: id, type, state, currency,
     amount_at_risk, detected_at, resolved_at, resolution_kind. With `changed_before`,
     the facts as they stood then: incidents detected before it, closed only if
-    closed before it."""
+    closed before it. With `touching_from`/`touching_before`, only incidents detected
+    or resolved in that range (the read models' drift check of some days)."""
     rows = Incident.objects.order_by("id")
     if changed_before is not None:
         rows = rows.filter(detected_at__lt=changed_before)
+    if touching_from is not None and touching_before is not None:
+        rows = rows.filter(
+            Q(detected_at__gte=touching_from, detected_at__lt=touching_before)
+            | Q(resolved_at__gte=touching_from, resolved_at__lt=touching_before)
+        )
     for row in rows.values(
         "id", "type", "state", "currency", "amount_at_risk", "detected_at", "resolved_at", "resolution_kind"
     ).iterator(chunk_size=2000):

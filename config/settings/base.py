@@ -393,6 +393,13 @@ CELERY_BEAT_SCHEDULE["notifications-send"] = {
 # (seconds) are not compared yet.
 READ_MODELS_CHECK_INTERVAL = env.float("READ_MODELS_CHECK_INTERVAL", default=600)
 READ_MODELS_DRIFT_GRACE = env.float("READ_MODELS_DRIFT_GRACE", default=60)
+# Each check is bounded (docs/consistency.md, "Checked"): the last RECENT_DAYS days
+# (finance) / orders changed in them (search), the next OLD_DAYS older days / OLD_ORDERS
+# older order ids (a cursor goes round the history), and what differed last time. Old
+# drift is found within ceil(old days / OLD_DAYS) + 1 checks (search: order ids / OLD_ORDERS).
+READ_MODELS_CHECK_RECENT_DAYS = env.int("READ_MODELS_CHECK_RECENT_DAYS", default=2)
+READ_MODELS_CHECK_OLD_DAYS = env.int("READ_MODELS_CHECK_OLD_DAYS", default=7)
+READ_MODELS_CHECK_OLD_ORDERS = env.int("READ_MODELS_CHECK_OLD_ORDERS", default=50_000)
 CELERY_BEAT_SCHEDULE["readmodels-check"] = {
     "task": "readmodels.check",
     "schedule": READ_MODELS_CHECK_INTERVAL,
@@ -410,7 +417,9 @@ BACKOFFICE_APPROVAL_THRESHOLD = env.str("BACKOFFICE_APPROVAL_THRESHOLD", default
 BACKOFFICE_APPROVAL_DAILY_LIMIT = env.str("BACKOFFICE_APPROVAL_DAILY_LIMIT", default="1000.00")
 # Service levels per waiting state (backoffice/conf.py SLA_DEFAULTS has every key and its
 # defaults; a JSON object here overrides some of them, e.g.
-# BACKOFFICE_SLA='{"refund_pending": {"attention_after": 600, "escalate_after": 1800}}').
+# BACKOFFICE_SLA='{"order_cancelling": {"attention_after": 600, "escalate_after": 1800}}').
+# refund_pending's attention limit is REFUND_PENDING_SLA_SECONDS below (one refund SLA
+# for the page and the refund_pending detector); a different one here stops startup.
 # Past attention_after (seconds in the state) an item climbs the overview's "needs
 # attention" list; past escalate_after it is e-mailed once to its `notify` group.
 BACKOFFICE_SLA = env.json("BACKOFFICE_SLA", default={})
@@ -498,8 +507,10 @@ RECONCILIATION = {
     "PENDING_ORDER_SLA_SECONDS": env.int("PENDING_ORDER_SLA_SECONDS", default=900),
     # Detectors comparing Concord with the provider skip rows younger than this (in flight).
     "SETTLE_SECONDS": env.int("RECONCILE_SETTLE_SECONDS", default=60),
-    # A refund still pending this long after it was asked for opens a refund_pending
-    # incident (the sweeper below has been resending it all along; docs/reconciliation.md).
+    # The refund SLA: a refund still pending this long after it was asked for opens a
+    # refund_pending incident (the sweeper below has been resending it all along;
+    # docs/reconciliation.md) and is on the back office's "Needs attention" list — one
+    # setting for both (reconciliation.conf.refund_pending_sla_seconds; docs/backoffice.md).
     "REFUND_PENDING_SLA_SECONDS": env.int("REFUND_PENDING_SLA_SECONDS", default=1800),
     "DISABLED_DETECTORS": env.list("RECONCILE_DISABLED_DETECTORS", default=[]),
     # Which remediations may run without a person, up to what amount (in the incident's

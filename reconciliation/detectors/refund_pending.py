@@ -2,8 +2,9 @@
 
 Every refund Concord starts is a durable intent (a pending Refund row with its fixed
 provider key) that the payments sweeper (payments.refunds_resume) keeps sending and the
-provider's refund webhooks settle. If it is still pending after
-REFUND_PENDING_SLA_SECONDS — the provider has been down that long, or refuses to
+provider's refund webhooks settle. If it is still pending after the refund SLA
+(reconciliation.conf.refund_pending_sla_seconds: REFUND_PENDING_SLA_SECONDS, the same limit
+past which the back office lists the refund under "Needs attention") — the provider has been down that long, or refuses to
 answer for sure — a person must look: this incident says so, whatever path asked for
 the refund (back office, cancellation saga, remediation; partial refunds of confirmed
 orders included). It resolves itself once the refund succeeds or fails.
@@ -17,7 +18,7 @@ from datetime import timedelta
 from payments.choices import RefundStatus
 from payments.selectors import payments_reconciliation_values, refunds_reconciliation_values
 from reconciliation.choices import IncidentType, Severity
-from reconciliation.conf import setting
+from reconciliation.conf import refund_pending_sla_seconds
 
 from .base import DetectionContext, Detector, Finding
 from .registry import register
@@ -30,7 +31,7 @@ class RefundPending(Detector):
     description = "A refund Concord asked for is still pending past its SLA: the customer waits for money."
 
     def find(self, ctx: DetectionContext) -> Iterator[Finding]:
-        cutoff = ctx.now - timedelta(seconds=int(setting("REFUND_PENDING_SLA_SECONDS")))
+        cutoff = ctx.now - timedelta(seconds=refund_pending_sla_seconds())
         refunds = list(
             refunds_reconciliation_values()
             .filter(status=RefundStatus.PENDING, created_at__lt=cutoff)

@@ -4,9 +4,13 @@ attention", the "Waiting by state" page and the e-mail escalation."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.core import mail
@@ -22,7 +26,9 @@ from payments.models import Payment, Refund
 from payments.selectors import payment_for_order
 from payments.services import payment_mark_unknown
 from payments.services.refunds import refund_create
+from reconciliation.detectors import detector_get
 from reconciliation.models import Incident
+from reconciliation.services import reconcile_run
 
 pytestmark = pytest.mark.django_db
 
@@ -35,10 +41,12 @@ def _ago(seconds: float):
 
 @pytest.fixture
 def limits(settings):
-    """Small round limits (seconds) so the ages below read plainly."""
+    """Small round limits (seconds) so the ages below read plainly. A refund's attention
+    limit is the refund SLA (REFUND_PENDING_SLA_SECONDS), not a BACKOFFICE_SLA field."""
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "REFUND_PENDING_SLA_SECONDS": 15 * MIN}
     settings.BACKOFFICE_SLA = {
         "payment_unknown": {"attention_after": 5 * MIN, "escalate_after": 30 * MIN},
-        "refund_pending": {"attention_after": 15 * MIN, "escalate_after": 60 * MIN},
+        "refund_pending": {"escalate_after": 60 * MIN},
         "order_cancelling": {"attention_after": 15 * MIN, "escalate_after": 60 * MIN},
         "incident_unacknowledged": {"attention_after": 15 * MIN, "escalate_after": 60 * MIN},
         "incident_unresolved": {"attention_after": 240 * MIN, "escalate_after": 1440 * MIN},
@@ -94,25 +102,70 @@ def _attention_section(page: str) -> str:
 
 def test_limits_come_from_the_setting_and_bad_ones_are_refused(settings):
     settings.BACKOFFICE_SLA = {}
-    assert sla_limits()["refund_pending"].attention_after == 15 * MIN  # the default
-    settings.BACKOFFICE_SLA = {"refund_pending": {"attention_after": 60, "escalate_after": 120}}
-    assert (sla_limits()["refund_pending"].attention_after, sla_limits()["refund_pending"].notify) == (
+    assert sla_limits()["order_cancelling"].attention_after == 15 * MIN  # the default
+    settings.BACKOFFICE_SLA = {"order_cancelling": {"attention_after": 60, "escalate_after": 120}}
+    assert (sla_limits()["order_cancelling"].attention_after, sla_limits()["order_cancelling"].notify) == (
         60,
-        "finance",
+        "oncall",
     )
     for bad, says in (
         ({"refund_pendin": {}}, "unknown states"),
         ({"refund_pending": {"atention_after": 1}}, "unknown fields"),
         ({"refund_pending": {"attention_after": "soon"}}, "seconds"),
         (
-            {"refund_pending": {"attention_after": 600, "escalate_after": 60}},
+            {"order_cancelling": {"attention_after": 600, "escalate_after": 60}},
             "attention_after <= escalate_after",
         ),
         ({"refund_pending": {"notify": "everyone"}}, "notify"),
+        # The refund SLA is one setting: another attention limit for refunds is refused.
+        ({"refund_pending": {"attention_after": 600}}, "differs from REFUND_PENDING_SLA_SECONDS"),
     ):
         settings.BACKOFFICE_SLA = bad
         with pytest.raises(ValueError, match=says):
             sla_limits()
+
+
+def test_a_refunds_limits_follow_the_one_refund_sla(settings):
+    settings.BACKOFFICE_SLA = {}
+    assert settings.RECONCILIATION["REFUND_PENDING_SLA_SECONDS"] == 30 * MIN  # the default
+    refund = sla_limits()["refund_pending"]
+    assert (refund.attention_after, refund.escalate_after, refund.notify) == (30 * MIN, 60 * MIN, "finance")
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "REFUND_PENDING_SLA_SECONDS": 10 * MIN}
+    refund = sla_limits()["refund_pending"]
+    assert (refund.attention_after, refund.escalate_after) == (10 * MIN, 20 * MIN)  # escalation: twice it
+    # Restating the same limit is accepted; the escalation stays BACKOFFICE_SLA's to set.
+    settings.BACKOFFICE_SLA = {"refund_pending": {"attention_after": 600, "escalate_after": 7200}}
+    refund = sla_limits()["refund_pending"]
+    assert (refund.attention_after, refund.escalate_after) == (10 * MIN, 120 * MIN)
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "REFUND_PENDING_SLA_SECONDS": 3 * 3600}
+    with pytest.raises(ValueError, match="differs from REFUND_PENDING_SLA_SECONDS"):
+        sla_limits()
+    settings.BACKOFFICE_SLA = {"refund_pending": {"escalate_after": 3600}}  # before the SLA itself
+    with pytest.raises(ValueError, match="attention_after <= escalate_after"):
+        sla_limits()
+
+
+@pytest.mark.parametrize("sla_minutes", [10, 25])
+def test_the_refund_pending_detector_and_the_overview_agree_on_the_one_setting(
+    support, waiting, settings, sla_minutes
+):
+    """One setting moves both: with the SLA at 10 min both call the 12- and 20-min-old
+    refunds late; at 25 min neither is. The 5-min-old one is late for neither."""
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "REFUND_PENDING_SLA_SECONDS": sla_minutes * MIN}
+    settings.BACKOFFICE_SLA = {}
+    refunds = {age: waiting.refund_pending(age=age * MIN) for age in (5, 12, 20)}
+
+    reconcile_run(detectors=[detector_get("refund_pending")], sync=False)
+    with_incident = {
+        i.details["refund_id"] for i in Incident.objects.filter(type="refund_pending", state="open")
+    }
+    section = _attention_section(support.get(reverse("backoffice:overview")).content.decode())
+    on_the_overview = {int(n) for n in re.findall(r">Refund #(\d+)<", section)}
+
+    late = {refunds[age] for age in (5, 12, 20) if age > sla_minutes}
+    assert late == ({refunds[12], refunds[20]} if sla_minutes == 10 else set())
+    assert with_incident == on_the_overview == late
+    assert f"Refund pending at the provider: <strong>{len(late)}</strong> past {sla_minutes} min" in section
 
 
 def test_the_overview_lists_what_is_past_its_limit_latest_first(support, waiting):
@@ -253,3 +306,26 @@ def test_items_escalated_before_never_hide_the_newly_late(waiting, monkeypatch, 
     assert sla.sla_escalate() == {"sent": 1, "failed": 0}
     assert sorted(SlaEscalation.objects.values_list("subject_id", flat=True)) == sorted([*old, new])
     assert "https://ops.shop.example/backoffice/orders/" in mail.outbox[-1].body
+
+
+def test_a_conflicting_pair_stops_a_process_at_startup():
+    """Set in the environment, the pair that disagrees stops `manage.py check` (every
+    process: web, workers, beat) with the error that says which setting to keep."""
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings.test",
+        "REFUND_PENDING_SLA_SECONDS": "900",
+        "BACKOFFICE_SLA": '{"refund_pending": {"attention_after": 600}}',
+    }
+    root = Path(__file__).resolve().parents[2]
+    refused = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured" in refused.stderr
+    assert "differs from REFUND_PENDING_SLA_SECONDS (900)" in refused.stderr
+    env["BACKOFFICE_SLA"] = '{"refund_pending": {"attention_after": 900}}'  # the same limit, restated
+    agreed = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=root, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert agreed.returncode == 0, agreed.stderr

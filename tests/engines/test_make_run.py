@@ -64,6 +64,7 @@ class FirstRun:
     conservation_problems: list[str]
     events_pending: dict[str, int]
     metrics: str
+    programs: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,7 @@ def first_run(tree: Path, env: dict[str, str], tmp_path_factory) -> FirstRun:
             conservation_problems=problems,
             events_pending=events_pending,
             metrics=httpx.get(f"{run.web_url}/metrics", timeout=10).text,
+            programs=_programs(run.output()),
         )
     except BaseException:
         run.kill()
@@ -116,6 +118,17 @@ def first_run(tree: Path, env: dict[str, str], tmp_path_factory) -> FirstRun:
     record.exit_code, record.left_behind = _stop(run)
     record.output = run.output()
     return record
+
+
+def _programs(output: str) -> dict[str, str]:
+    """Each Procfile line's name -> the command line of the pid honcho reported for it."""
+    programs = {}
+    for name, pid in re.findall(r"(\w+)\.1 started \(pid=(\d+)\)", output):
+        try:
+            programs[name] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+        except OSError:
+            programs[name] = "(gone)"
+    return programs
 
 
 def _events_caught_up(run: MakeRun) -> dict[str, int]:
@@ -164,6 +177,23 @@ def test_both_workers_consume_their_queues(first_run):
     assert first_run.events_pending and not any(first_run.events_pending.values()), first_run.events_pending
     for process in ("worker", "events", "beat"):
         assert f'concord_heartbeat_age_seconds{{process="{process}"}}' in first_run.metrics, process
+
+
+def test_honcho_runs_each_procfile_program_as_its_direct_child(first_run):
+    """The Procfile's `exec`: the pid honcho started, signals and waits for is the program
+    (gunicorn, celery), not the `sh -c` around it that would die first on Ctrl-C."""
+    programs = first_run.programs
+    assert set(programs) == {"web", "worker", "events", "beat", "psp"}, programs
+    expected = {
+        "web": "gunicorn",
+        "worker": "celery",
+        "events": "celery",
+        "beat": "celery",
+        "psp": "gunicorn",
+    }
+    for name, program in expected.items():
+        argv = programs[name].split()
+        assert argv and "sh" not in Path(argv[0]).name and program in programs[name], (name, programs[name])
 
 
 def test_ctrl_c_stops_every_process_it_started_and_logs_no_traceback(first_run, tree):

@@ -1,5 +1,5 @@
 """The ledger's running balance (LedgerBalanceByHour), kept by a statement trigger on the
-entries (migration 0007) in the same statement as each posting.
+entries (migration 0008) in the same statement as each posting.
 
 Postings are planted with raw SQL where the point is that no Python path could also
 move the balance; the reference is the same selector summing every entry (kept=False).
@@ -126,7 +126,7 @@ def test_truncate_empties_the_balance():
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_backfills_the_balance_from_the_entries_already_there():
     executor = MigrationExecutor(connection)
-    executor.migrate([("payments", "0006_random_provider_keys")])
+    executor.migrate([("payments", "0007_ledgertransaction_ledger_tx_created_brin")])
     try:
         with connection.cursor() as cursor:
             cursor.execute(
@@ -142,7 +142,7 @@ def test_the_migration_backfills_the_balance_from_the_entries_already_there():
             )
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
-        executor.migrate([("payments", "0007_ledger_balance_by_hour")])
+        executor.migrate([("payments", "0008_ledger_balance_by_hour")])
     finally:
         executor = MigrationExecutor(connection)
         executor.migrate(executor.loader.graph.leaf_nodes())

@@ -370,3 +370,16 @@ def test_a_ledger_posting_behind_the_trigger_s_back_is_found_by_the_consistency_
         ("customer_funds", "0", "-3.00"),
         ("provider_clearing", "0", "3.00"),
     ]
+
+
+def test_the_read_models_check_leaves_the_balance_drift_incident_alone():
+    """Both report read_model_drift; each resolves only its own incidents."""
+    from readmodels.services import read_models_check
+
+    _plant("ch_1", "10.00", datetime(2026, 11, 29, 8, 15, tzinfo=UTC))
+    ProviderNetByHour.objects.update(net=Decimal("9.00"))
+    assert verify_balances.apply().get() == 1
+
+    read_models_check(confirm=False, full=True)
+
+    assert Incident.objects.get(type="read_model_drift").state == "open"

@@ -18,12 +18,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--check",
             action="store_true",
-            help="Do not rebuild: compare with a fresh recomputation and report drift (opens an incident).",
+            help="Do not rebuild: compare all of each model with a fresh recomputation and report "
+            "drift (opens an incident).",
         )
 
     def handle(self, *args, **options):
         if options["check"]:
-            for drift in read_models_check(confirm=False):
+            for drift in read_models_check(confirm=False, full=True):
                 state = f"{len(drift.differences)} differences" if drift.differences else "agrees"
                 self.stdout.write(
                     f"{drift.model}: {state} (facts before {drift.cutoff:%Y-%m-%d %H:%M:%S} UTC)"

@@ -31,7 +31,8 @@ def test_support_sees_what_is_late_reads_the_runbook_and_assigns_the_incident(
     # minutes ago and not acknowledged (limit 15 min: 35 min late) ...
     incident_id, order_id, kept, extra = duplicate_charge_found(shop, settings)
     Incident.objects.filter(pk=incident_id).update(detected_at=timezone.now() - timedelta(minutes=50))
-    # ... and a refund pending for 20 minutes (limit 15 min: 5 min late).
+    # ... and a refund pending for 20 minutes (the refund SLA at 15 min: 5 min late).
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "REFUND_PENDING_SLA_SECONDS": 15 * 60}
     other = shop.confirmed()
     refund = refund_create(
         payment_id=payment_for_order(order_id=other).id, amount=Decimal("10.00"), reason="goodwill"

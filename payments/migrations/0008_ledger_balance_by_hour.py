@@ -20,7 +20,6 @@ trigger's lock keeps writers out until commit). The hour bins like reconciliatio
 ProviderNetByHour: date_bin('1 hour', created_at, '2000-01-01 00:00:00+00').
 """
 
-import django.contrib.postgres.indexes
 import django.db.models.deletion
 from django.db import migrations, models
 
@@ -70,7 +69,7 @@ DROP FUNCTION IF EXISTS payments_ledgerbalance_trg();
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("payments", "0006_random_provider_keys"),
+        ("payments", "0007_ledgertransaction_ledger_tx_created_brin"),
     ]
 
     operations = [
@@ -88,12 +87,6 @@ class Migration(migrations.Migration):
                 ("shard", models.SmallIntegerField()),
                 ("amount", models.DecimalField(decimal_places=2, default=0, max_digits=14)),
             ],
-        ),
-        migrations.AddIndex(
-            model_name="ledgertransaction",
-            index=django.contrib.postgres.indexes.BrinIndex(
-                autosummarize=True, fields=["created_at"], name="ledger_txn_created_brin"
-            ),
         ),
         migrations.AddField(
             model_name="ledgerbalancebyhour",
