@@ -19,8 +19,10 @@ without a charge). Then, in the same process and on the same data:
 
 Reports wall time and peak Python memory (tracemalloc) of each, the ratios to the bare
 query, and the process's max RSS. The ledger is left empty on purpose: the clearing
-detector then reports one currency-wide mismatch (its full aggregate still runs over
-every charge, on every pass).
+detector then reports one currency-wide mismatch (it reads the provider's side from the
+running balance the triggers keep while the charges load, and the ledger's from payments'
+running balance; RECONCILIATION["KEPT_BALANCES"] = False sums every row instead — see
+bench/reconcile_shared_ab.py for the A/B).
 """
 
 from __future__ import annotations

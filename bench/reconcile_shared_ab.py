@@ -5,7 +5,10 @@ incidents its passes opened). Then, in one process on the same warm data, round 
 round: the floor (the bare anti-join), then one full pass `reconcile_run(sync=False,
 full=True)` per variant, the floor again; each pass's ratio is to the mean of the floors
 measured around its round. On populated data every full pass is a check pass: it opens
-and resolves nothing (printed), so the variants do the same work.
+and resolves nothing (printed), so the variants do the same work. The variants: the
+planner's hash plans or merge plans, one connection or two, and the kept balances
+(RECONCILIATION["KEPT_BALANCES"]: clearing_mismatch's running balance and the kept
+open-charge counts) or counting every charge (`--variant` picks some).
 
     .venv/bin/python bench/reconcile_shared_ab.py --rounds 3 \\
         --database-url postgres://postgres@127.0.0.1:5432/concord_recon --bench-db concord_recon_bench
@@ -25,10 +28,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.reconcile_scale import _bare, _setup_django
 
 VARIANTS = {
-    "hash, one connection": {"SHARED_JOIN_MERGE_PLANS": False, "SHARED_JOIN_CONCURRENT": False},
-    "merge, one connection": {"SHARED_JOIN_MERGE_PLANS": True, "SHARED_JOIN_CONCURRENT": False},
-    "merge, two connections": {"SHARED_JOIN_MERGE_PLANS": True, "SHARED_JOIN_CONCURRENT": True},
-}
+    "hash, one connection": {
+        "SHARED_JOIN_MERGE_PLANS": False, "SHARED_JOIN_CONCURRENT": False, "KEPT_BALANCES": False,
+    },
+    "merge, one connection": {
+        "SHARED_JOIN_MERGE_PLANS": True, "SHARED_JOIN_CONCURRENT": False, "KEPT_BALANCES": False,
+    },
+    "merge, two connections": {
+        "SHARED_JOIN_MERGE_PLANS": True, "SHARED_JOIN_CONCURRENT": True, "KEPT_BALANCES": False,
+    },
+    # the running balance and the kept open-charge counts (docs/reconciliation.md)
+    "merge, two connections, kept balances": {
+        "SHARED_JOIN_MERGE_PLANS": True, "SHARED_JOIN_CONCURRENT": True, "KEPT_BALANCES": True,
+    },
+}  # fmt: skip
 
 
 def main() -> None:
@@ -40,6 +53,9 @@ def main() -> None:
         "--database-url", default=os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/concord")
     )
     parser.add_argument("--bench-db", default="concord_bench")
+    parser.add_argument(
+        "--variant", action="append", choices=list(VARIANTS), help="only these (repeatable; default: all)"
+    )
     args = parser.parse_args()
     _setup_django(args.database_url, args.bench_db)
     from django.conf import settings
@@ -55,7 +71,7 @@ def main() -> None:
         out: dict = {"round": round_, "loadavg_before": round(os.getloadavg()[0], 2)}
         floors = []
         passes = {}
-        names = list(VARIANTS)
+        names = args.variant or list(VARIANTS)
         names = names[(round_ - 1) % len(names) :] + names[: (round_ - 1) % len(names)]  # rotate the order
         for name in names:
             settings.RECONCILIATION = {**base, **VARIANTS[name]}
@@ -70,6 +86,7 @@ def main() -> None:
                 "s": round(seconds, 3),
                 "python_cpu_s": round(resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu, 3),
                 "shared_join_s": detail.get("shared_join", {}).get("seconds"),
+                "detector_s": {k: v.get("seconds") for k, v in detail.items() if isinstance(v, dict)},
                 "found": result.found,
                 "opened": result.opened,
                 "resolved": result.auto_resolved,

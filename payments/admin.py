@@ -29,6 +29,7 @@ from core.fsm_admin import ReadOnlyAdmin, ReadOnlyInline
 from . import services
 from .models import (
     LedgerAccount,
+    LedgerBalanceByHour,
     LedgerEntry,
     LedgerTransaction,
     Payment,
@@ -246,6 +247,12 @@ class LedgerEntryInline(admin.TabularInline):
 @admin.register(LedgerAccount)
 class LedgerAccountAdmin(ReadOnlyAdmin):
     list_display = ("id", "code", "currency")
+
+
+@admin.register(LedgerBalanceByHour)
+class LedgerBalanceByHourAdmin(ReadOnlyAdmin):
+    list_display = ("account", "currency", "hour", "shard", "amount")
+    list_filter = ("currency",)
 
 
 @admin.register(LedgerTransaction)

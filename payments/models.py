@@ -296,7 +296,8 @@ class LedgerTransaction(models.Model):
         indexes = [
             # A time range of captures and refunds (the read models' drift check reads a
             # few days at a time): BRIN, as rows arrive in time order — a few pages, and
-            # next to nothing per INSERT.
+            # next to nothing per INSERT. The ledger's balance readers (LedgerBalanceByHour)
+            # read the cutoff's own hour of entries through it too.
             BrinIndex(fields=["created_at"], name="ledger_tx_created_brin"),
         ]
         constraints = [
@@ -331,6 +332,36 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.amount} {self.currency}"
+
+
+class LedgerBalanceByHour(models.Model):
+    """Running balance of each ledger account: per account, whole UTC hour of the
+    transaction's created_at, and shard, the sum of its entries. The ledger's balance
+    readers (ledger_balances_by_currency: clearing_mismatch on every reconciliation pass)
+    read whole hours here instead of summing every entry.
+
+    Never written by Python: a statement trigger on LedgerEntry (migration 0008) adds each
+    INSERT's entries in the same statement, whoever writes them (ledger_post, a raw
+    INSERT); the ledger is append-only, TRUNCATE empties it. `shard` is the database
+    transaction id modulo 16: concurrent checkouts posting to the same account rarely wait
+    for each other's commit on one row (migration 0008 has the locking argument).
+    `ledger_balance_drift` (selectors) recomputes it from the entries."""
+
+    account = models.ForeignKey(LedgerAccount, on_delete=models.PROTECT, related_name="+")
+    currency = models.CharField(max_length=3)  # the entries' (an account has one)
+    hour = models.DateTimeField()
+    shard = models.SmallIntegerField()
+    amount = _money(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "currency", "hour", "shard"], name="ledger_balance_account_hour_shard"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.account_id} {self.hour:%Y-%m-%d %H}h/{self.shard}: {self.amount}"
 
 
 class ProviderWebhookEvent(models.Model):

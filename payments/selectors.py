@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from django.contrib.contenttypes.models import ContentType
+from django.db import connection
 from django.db.models import Count, Exists, F, OuterRef, Q, Sum
 from django.db.models.functions import Coalesce
 from django_fsm_log.models import StateLog
@@ -16,7 +18,16 @@ from core.fsm import state_log_rows, state_summary, waiting_in_state, waiting_in
 from ._rows import payment_row
 from .choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus, RefundStatus
 from .dto import PaymentDTO, ProviderAttemptDTO, RefundDTO
-from .models import LedgerEntry, LedgerTransaction, Payment, ProviderAttempt, ProviderWebhookEvent, Refund
+from .models import (
+    LedgerAccount,
+    LedgerBalanceByHour,
+    LedgerEntry,
+    LedgerTransaction,
+    Payment,
+    ProviderAttempt,
+    ProviderWebhookEvent,
+    Refund,
+)
 
 
 def payment_get(*, payment_id: int) -> PaymentDTO:
@@ -246,15 +257,72 @@ def refunds_reconciliation_values():
     )
 
 
-def ledger_balances_by_currency(*, code: str, created_before=None) -> dict[str, Decimal]:
+def ledger_balances_by_currency(
+    *, code: str, created_before: datetime | None = None, kept: bool = True
+) -> dict[str, Decimal]:
     """Balance (debit positive) of one account per currency, in one grouped query.
     `created_before` counts only transactions posted before that instant (a comparison
-    with a provider snapshot taken at that time)."""
-    entries = LedgerEntry.objects.filter(account__code=code)
-    if created_before is not None:
-        entries = entries.filter(transaction__created_at__lt=created_before)
-    rows = entries.order_by().values("currency").annotate(total=Sum("amount"))
-    return {row["currency"]: Decimal(row["total"]) for row in rows}
+    with a provider snapshot taken at that time).
+
+    From the running balance (LedgerBalanceByHour, kept by a trigger with the entries):
+    whole hours before `created_before`'s hour, plus that hour's entries (the
+    transactions' created_at BRIN index). `kept=False` sums every entry instead (the
+    reference the tests compare with)."""
+    if not kept:
+        entries = LedgerEntry.objects.filter(account__code=code)
+        if created_before is not None:
+            entries = entries.filter(transaction__created_at__lt=created_before)
+        rows = entries.order_by().values("currency").annotate(total=Sum("amount"))
+        return {row["currency"]: Decimal(row["total"]) for row in rows}
+    balances = LedgerBalanceByHour.objects.filter(account__code=code)
+    if created_before is None:
+        kept_rows = balances.order_by().values("currency").annotate(total=Sum("amount"))
+        return {row["currency"]: Decimal(row["total"]) for row in kept_rows if row["total"] is not None}
+    hour = created_before.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+    whole = balances.filter(hour__lt=hour).order_by().values_list("currency", "amount")
+    tail = (
+        LedgerEntry.objects.filter(
+            account__code=code, transaction__created_at__gte=hour, transaction__created_at__lt=created_before
+        )
+        .order_by()
+        .values_list("currency", "amount")
+    )
+    return dict(_grouped_sum(whole.union(tail, all=True)))
+
+
+def _grouped_sum(rows) -> list[tuple[str, Decimal]]:
+    """SUM(amount) GROUP BY currency over a UNION ALL queryset of (currency, amount), in
+    the database (one statement)."""
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT u.c, SUM(u.a) FROM ({sql}) u (c, a) GROUP BY u.c", params)  # noqa: S608
+        return [(currency, Decimal(total)) for currency, total in cursor.fetchall()]
+
+
+def ledger_balance_drift() -> list[dict]:
+    """The (account, currency, hour) cells whose running balance (LedgerBalanceByHour,
+    summed over its shards) differs from a sum of the entries themselves:
+    [{account, currency, hour, kept, entries}], empty when they agree. Reads every entry:
+    the proof that the trigger held (reconciliation's hourly balance check runs it)."""
+    balance = LedgerBalanceByHour._meta.db_table
+    entry = LedgerEntry._meta.db_table
+    txn = LedgerTransaction._meta.db_table
+    account = LedgerAccount._meta.db_table
+    sql = (  # table names from the models; no values interpolated
+        "SELECT a.code AS account, d.currency, d.hour, d.kept, d.entries FROM ("  # noqa: S608
+        "  SELECT COALESCE(k.account_id, e.account_id) AS account_id, COALESCE(k.currency, e.currency) AS currency, "
+        "  COALESCE(k.hour, e.hour) AS hour, COALESCE(k.amount, 0) AS kept, COALESCE(e.amount, 0) AS entries "
+        f"  FROM (SELECT account_id, currency, hour, SUM(amount) AS amount FROM {balance} GROUP BY 1, 2, 3) k "
+        "  FULL JOIN (SELECT e.account_id, e.currency, "
+        "    date_bin('1 hour', t.created_at, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS hour, SUM(e.amount) AS amount "
+        f"    FROM {entry} e JOIN {txn} t ON t.id = e.transaction_id GROUP BY 1, 2, 3) e "
+        "  ON e.account_id = k.account_id AND e.currency = k.currency AND e.hour = k.hour"
+        f") d JOIN {account} a ON a.id = d.account_id WHERE d.kept <> d.entries ORDER BY 1, 2, 3"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        columns = [col.name for col in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
 
 def ledger_currency_imbalances() -> dict[str, Decimal]:

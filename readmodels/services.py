@@ -526,7 +526,14 @@ def read_models_check(
     # Resolve only what agrees now (an unconfirmed difference keeps its incident open;
     # the buckets of a confirmed one are compared at every check until they agree).
     still = {f"{DRIFT_INCIDENT_TYPE}:{d.model}" for d in drifts if d.differences}
-    incidents_auto_resolve(incident_type=DRIFT_INCIDENT_TYPE, still_found=still)
+    # Only the read models' own incidents: reconciliation's running-balance check reports
+    # drift under the same type (read_model_drift:provider_net_by_hour, ...) and resolves
+    # its own.
+    incidents_auto_resolve(
+        incident_type=DRIFT_INCIDENT_TYPE,
+        still_found=still,
+        evaluated={f"{DRIFT_INCIDENT_TYPE}:{model}" for model in REBUILDERS},
+    )
     return drifts
 
 

@@ -9,6 +9,8 @@ from .models import (
     Incident,
     IncidentNote,
     ProviderCharge,
+    ProviderNetByHour,
+    ProviderOrderCaptures,
     ProviderRefund,
     ProviderSettlement,
     ReconciliationRun,
@@ -47,6 +49,18 @@ class ProviderChargeAdmin(ReadOnlyAdmin):
 class ProviderRefundAdmin(ReadOnlyAdmin):
     list_display = ("provider_id", "charge_provider_id", "amount", "currency", "status", "created")
     search_fields = ("provider_id", "charge_provider_id")
+
+
+@admin.register(ProviderNetByHour)
+class ProviderNetByHourAdmin(ReadOnlyAdmin):
+    list_display = ("hour", "currency", "net")
+    list_filter = ("currency",)
+
+
+@admin.register(ProviderOrderCaptures)
+class ProviderOrderCapturesAdmin(ReadOnlyAdmin):
+    list_display = ("order_id", "open_charges")
+    search_fields = ("=order_id",)
 
 
 @admin.register(ProviderSettlement)

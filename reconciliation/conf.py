@@ -46,6 +46,12 @@ DEFAULTS: dict[str, Any] = {
     # Its two candidate statements (orders x charges; lines x reservations) run side by
     # side on two connections (the second one for the seconds the statement takes).
     "SHARED_JOIN_CONCURRENT": True,
+    # clearing_mismatch reads the provider's net from ProviderNetByHour and the full pass's
+    # shared join the duplicate candidates from ProviderOrderCaptures, both kept by
+    # triggers with the charges (docs/reconciliation.md, "Running balance"). False: both
+    # count every charge on every pass, as before (the reference the tests compare with,
+    # and the bench's A/B).
+    "KEPT_BALANCES": True,
     # Per incident type: may a remediation run without a person, and up to what amount?
     # Money-moving automation is off unless a type says otherwise.
     "AUTO_REMEDIATION": {},

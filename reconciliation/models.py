@@ -91,6 +91,53 @@ class ProviderRefund(models.Model):
         return f"{self.provider_id} {self.amount} {self.currency} {self.status}"
 
 
+class ProviderNetByHour(models.Model):
+    """Running balance of the provider's succeeded charges: per currency and provider
+    hour (`created` binned to whole UTC hours), the sum of their amounts. clearing_mismatch
+    reads whole hours before its cutoff here instead of summing every charge on every pass.
+
+    Never written by Python: statement triggers on ProviderCharge (migration 0009) move it
+    in the same statement as every INSERT, UPDATE, DELETE or TRUNCATE of the charges,
+    whoever writes them (the sync, a shell, a raw INSERT), so it cannot drift from them
+    while the triggers are in place; `provider_net_drift` (selectors) recomputes it from the
+    rows to prove that (the `reconcile --verify-balances` check)."""
+
+    currency = models.CharField(max_length=3)
+    hour = models.DateTimeField()
+    net = _money(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["currency", "hour"], name="recon_pnet_currency_hour"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H}h {self.currency} net {self.net}"
+
+
+class ProviderOrderCaptures(models.Model):
+    """Per order id, how many of its provider charges still hold money as far as the
+    charge row shows: succeeded and amount_refunded_minor < amount_minor. The full pass's
+    shared join reads the orders with more than one here (duplicate_charge's candidates)
+    instead of counting every order's charges on every full pass.
+
+    Kept like ProviderNetByHour: statement triggers on ProviderCharge (migration 0010) move
+    it in the same statement as every write of the charges; `provider_captures_drift`
+    (selectors) recomputes it from the rows (the same hourly check)."""
+
+    order_id = models.BigIntegerField(primary_key=True)
+    open_charges = models.IntegerField(default=0)
+
+    class Meta:
+        indexes = [
+            # duplicate candidates: the few orders with two or more
+            models.Index(fields=["order_id"], name="recon_pcaptures_many", condition=Q(open_charges__gt=1)),
+        ]
+
+    def __str__(self) -> str:
+        return f"order {self.order_id}: {self.open_charges} open charge(s)"
+
+
 class SyncCursor(models.Model):
     """How far the incremental pull of one kind of provider object has got."""
 

@@ -23,7 +23,15 @@ from .amounts import minor_to_major
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
 from .conf import refund_pending_sla_seconds
 from .detectors import detectors_all
-from .models import Incident, ProviderCharge, ProviderRefund, ReconciliationRun, Remediation
+from .models import (
+    Incident,
+    ProviderCharge,
+    ProviderNetByHour,
+    ProviderOrderCaptures,
+    ProviderRefund,
+    ReconciliationRun,
+    Remediation,
+)
 
 
 @dataclass(frozen=True)
@@ -667,3 +675,47 @@ def provider_net_by_currency() -> dict[str, Decimal]:
     for currency, total in refunds:
         net[currency.upper()] = net.get(currency.upper(), Decimal(0)) - minor_to_major(total, currency)
     return net
+
+
+def provider_net_drift() -> list[dict[str, Any]]:
+    """The hours whose running balance (ProviderNetByHour, kept by triggers) differs from
+    a sum of the succeeded charges themselves: [{currency, hour, kept, charges}], empty
+    when they agree. One statement that reads every charge (what clearing_mismatch no
+    longer does on each pass): the proof that the triggers held, run by
+    `reconcile --verify-balances`."""
+    nets = ProviderNetByHour._meta.db_table
+    charges = ProviderCharge._meta.db_table
+    sql = (  # table names from the models; no values interpolated
+        "SELECT COALESCE(k.currency, c.currency) AS currency, COALESCE(k.hour, c.hour) AS hour, "  # noqa: S608
+        "COALESCE(k.net, 0) AS kept, COALESCE(c.net, 0) AS charges "
+        f"FROM {nets} k FULL JOIN ("
+        "  SELECT currency, date_bin('1 hour', created, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS hour, "
+        f"  SUM(amount) AS net FROM {charges} WHERE status = 'succeeded' GROUP BY 1, 2"
+        ") c ON c.currency = k.currency AND c.hour = k.hour "
+        "WHERE COALESCE(k.net, 0) <> COALESCE(c.net, 0) ORDER BY 1, 2"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        columns = [col.name for col in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+
+def provider_captures_drift() -> list[dict[str, Any]]:
+    """The orders whose kept count of open charges (ProviderOrderCaptures, kept by
+    triggers) differs from a count of the charges themselves: [{order_id, kept, charges}],
+    empty when they agree. Reads every charge; run by the same check as provider_net_drift."""
+    kept = ProviderOrderCaptures._meta.db_table
+    charges = ProviderCharge._meta.db_table
+    sql = (  # table names from the models; no values interpolated
+        "SELECT COALESCE(k.order_id, c.order_id) AS order_id, "  # noqa: S608
+        "COALESCE(k.open_charges, 0) AS kept, COALESCE(c.n, 0) AS charges "
+        f"FROM {kept} k FULL JOIN ("
+        f"  SELECT order_id, COUNT(*) AS n FROM {charges} WHERE status = 'succeeded' "
+        "  AND order_id IS NOT NULL AND amount_refunded_minor < amount_minor GROUP BY order_id"
+        ") c ON c.order_id = k.order_id "
+        "WHERE COALESCE(k.open_charges, 0) <> COALESCE(c.n, 0) ORDER BY 1"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql)
+        columns = [col.name for col in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]

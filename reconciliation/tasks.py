@@ -1,4 +1,5 @@
-"""Celery entry point for the scheduled pass (CELERY_BEAT_SCHEDULE["reconcile"]). Thin."""
+"""Celery entry points for the scheduled pass (CELERY_BEAT_SCHEDULE["reconcile"]) and the
+running balance's check (["reconciliation-verify-balances"]). Thin."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from celery import shared_task
 
 from .errors import ReconcileBusy
-from .services import reconcile_run
+from .services import provider_balances_verify, reconcile_run
 
 logger = logging.getLogger(__name__)
 
@@ -21,3 +22,9 @@ def reconcile() -> int | None:
         logger.info("reconciliation: previous pass still running, skipping this tick")
         return None
     return result.run_id
+
+
+@shared_task(name="reconciliation.verify_balances", ignore_result=True)
+def verify_balances() -> int:
+    """Rows of the kept balances that differ from the charges (0: none)."""
+    return sum(len(drift) for drift in provider_balances_verify().values())

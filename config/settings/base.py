@@ -539,6 +539,15 @@ CELERY_BEAT_SCHEDULE["reconcile"] = {
     # A tick nobody picked up before the next one is worthless: do not pile them up.
     "options": {"expires": RECONCILE_INTERVAL},
 }
+# clearing_mismatch reads the provider's charges from a running balance kept by triggers
+# (docs/reconciliation.md, "Running balance"); this often, it is recomputed from every
+# charge and a difference opens a read_model_drift incident.
+RECONCILE_VERIFY_BALANCES_INTERVAL = env.int("RECONCILE_VERIFY_BALANCES_INTERVAL", default=3600)
+CELERY_BEAT_SCHEDULE["reconciliation-verify-balances"] = {
+    "task": "reconciliation.verify_balances",
+    "schedule": RECONCILE_VERIFY_BALANCES_INTERVAL,
+    "options": {"expires": RECONCILE_VERIFY_BALANCES_INTERVAL},
+}
 
 # Back-office bulk actions (backoffice/bulk.py, docs/backoffice.md "Bulk actions"): a
 # worker works on a job for BACKOFFICE_BULK_CHUNK_SECONDS, then queues the rest (saga

@@ -6,9 +6,10 @@ orders and payments, or reservations, lines and orders, over everything: five ha
 over the same million rows per pass (0.8-3.4 s each at 1M). A full pass instead reads
 every row once, narrowly, to find candidates, then evaluates exactly over those:
 
-1. candidates (ids only): orders FULL JOIN succeeded charges with a per-order count of the
-   not-refunded ones; lines FULL JOIN reservations; both keep every order where some
-   detector's condition could hold (a superset: see _money_candidates, _stock_candidates).
+1. candidates (ids only): orders FULL JOIN succeeded charges, plus the orders whose count
+   of not-refunded ones (ProviderOrderCaptures, kept with the charges) is above one;
+   lines FULL JOIN reservations; both keep every order where some detector's condition
+   could hold (a superset: see _money_candidates, _stock_candidates).
    Payments are not read over everything at all.
 2. exact: the detectors' own WHERE clauses, one flag each, over the candidates' rows only
    (orders FULL JOIN net captures LEFT JOIN payments; lines FULL JOIN reservations LEFT
@@ -45,6 +46,7 @@ from reconciliation.conf import setting
 from .base import Scope
 from .sql import (
     CHARGES,
+    ORDER_CAPTURES,
     REFUNDS,
     SUCCEEDED,
     fetch,
@@ -138,8 +140,7 @@ def _merge_plans(cursor) -> Iterator[None]:
     """The candidate statements read every row of two tables that both have an index in
     the join's order (orders' primary key and the charges' order_id index; the unique
     (order_id, sku) indexes of lines and reservations). Walked side by side (a merge full
-    join), they need no hash table of a million rows and no sort; the window counting
-    captures per order reads the charges in that order anyway. The planner prices those
+    join), they need no hash table of a million rows and no sort. The planner prices those
     index scans as random I/O and picks hash joins, which measured 1.5-4x slower at 1M
     rows (docs/benchmarks.md, "Reconciliation"), so hash joins, hash aggregates and sorts
     are turned off for these statements alone (SET LOCAL semantics, then restored: the
@@ -170,24 +171,31 @@ def _ids(sql: str, params: list[Any]) -> list[Any]:
 def _money_candidates(now: datetime) -> tuple[list[int], list[str]]:
     """A superset of the orders (and order-less charges) any money detector reports,
     from narrow reads of every row: one join of orders with succeeded charges, the
-    orders holding more than one not-refunded succeeded charge, the orders whose charges
-    have refunds. A net capture is a succeeded charge whose own refunded total is below
-    its amount (and whose refund rows are too), so a condition on every such charge is a
-    condition on every net capture; refund rows only remove net captures, which matters
-    only to order_confirmed_without_capture (those orders are candidates)."""
+    orders holding more than one not-refunded succeeded charge (ProviderOrderCaptures,
+    kept by triggers with the charges: no count over every order's charges), the orders
+    whose charges have refunds. A net capture is a succeeded charge whose own refunded
+    total is below its amount (and whose refund rows are too), so a condition on every
+    such charge is a condition on every net capture; refund rows only remove net
+    captures, which matters only to order_confirmed_without_capture (those orders are
+    candidates)."""
     head, params = with_(orders_cte())
     potentially_net = f"c.status = '{SUCCEEDED}' AND c.amount_refunded_minor < c.amount_minor"
+    if setting("KEPT_BALANCES"):
+        # more than one capture: the count kept with the charges (its partial index)
+        nets, many = "", f"UNION SELECT order_id FROM {ORDER_CAPTURES} WHERE open_charges > 1"
+    else:
+        # ... or counted per order over every charge, in the charges' order-id order (their
+        # index, the order the merge with the orders' primary key reads them in)
+        nets = f", COUNT(*) FILTER (WHERE {potentially_net}) OVER (PARTITION BY c.order_id) AS nets"
+        many = ""
     sql = head + (
-        # each (order, charge) pair; an order with no succeeded charge pairs with NULL. The
-        # not-refunded charges per order are counted in the charges' order-id order (their
-        # index), the order the merge with the orders' primary key reads them in.
+        # each (order, charge) pair; an order with no succeeded charge pairs with NULL.
         "SELECT COALESCE(o.id, c.order_id) FROM o FULL JOIN ("
-        "  SELECT c.order_id, c.amount, c.currency, c.amount_minor, c.amount_refunded_minor, "
-        f"  COUNT(*) FILTER (WHERE {potentially_net}) OVER (PARTITION BY c.order_id) AS nets "
+        f"  SELECT c.order_id, c.amount, c.currency, c.amount_minor, c.amount_refunded_minor{nets} "
         f"  FROM {CHARGES} c WHERE c.status = '{SUCCEEDED}' AND c.order_id IS NOT NULL) c ON c.order_id = o.id "
         "WHERE (c.order_id IS NULL "
         f"       AND o.status = {literal(OrderStatus.CONFIRMED)} AND o.updated_at < %s) "  # no capture
-        "   OR c.nets > 1 "  # more than one capture
+        f"{'   OR c.nets > 1 ' if nets else ''}"
         "   OR (c.order_id IS NOT NULL AND c.amount_refunded_minor < c.amount_minor AND ("
         f"       o.id IS NULL OR o.status IN ({literal(OrderStatus.PENDING, OrderStatus.CANCELLED)}) "
         f"       OR (o.status IN ({literal(OrderStatus.CONFIRMED, OrderStatus.CANCELLING)}) "
@@ -196,7 +204,8 @@ def _money_candidates(now: datetime) -> tuple[list[int], list[str]]:
         f"       AND o.status = {literal(OrderStatus.CONFIRMED)}) "
         # refunds the charge's own total may not show yet
         f"UNION SELECT c.order_id FROM {REFUNDS} r JOIN {CHARGES} c ON c.provider_id = r.charge_provider_id "
-        f"WHERE r.status = '{SUCCEEDED}' AND c.order_id IS NOT NULL"
+        f"WHERE r.status = '{SUCCEEDED}' AND c.order_id IS NOT NULL "
+        f"{many}"
     )
     order_ids = _ids(sql, [*params, settled_before(now)])
     # references that name no order: charge_without_order's, by charge id

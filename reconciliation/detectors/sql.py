@@ -10,7 +10,7 @@ whole set), never a Python loop over rows.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection
@@ -19,12 +19,14 @@ from inventory.selectors import reservations_reconciliation_values
 from orders.selectors import order_lines_reconciliation_values, orders_reconciliation_values
 from payments.selectors import payments_reconciliation_values, refunds_reconciliation_values
 from reconciliation.conf import setting
-from reconciliation.models import ProviderCharge, ProviderRefund
+from reconciliation.models import ProviderCharge, ProviderNetByHour, ProviderOrderCaptures, ProviderRefund
 
 from .base import Scope
 
 CHARGES = ProviderCharge._meta.db_table
 REFUNDS = ProviderRefund._meta.db_table
+PROVIDER_NETS = ProviderNetByHour._meta.db_table
+ORDER_CAPTURES = ProviderOrderCaptures._meta.db_table
 SUCCEEDED = "succeeded"  # a provider charge's or refund's status (the provider's word)
 
 ORDER_COLUMNS = ("id", "status", "failure_reason", "total", "currency", "created_at", "updated_at")
@@ -149,3 +151,9 @@ def settled_before(now: datetime) -> datetime:
 
 def pending_sla_cutoff(now: datetime) -> datetime:
     return now - timedelta(seconds=float(setting("PENDING_ORDER_SLA_SECONDS")))
+
+
+def provider_hour(moment: datetime) -> datetime:
+    """The start of `moment`'s whole UTC hour: the ProviderNetByHour row it is summed in
+    (migration 0009 bins with date_bin('1 hour', created, '2000-01-01 00:00:00+00'))."""
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

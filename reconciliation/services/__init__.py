@@ -2,6 +2,7 @@
 
 from reconciliation.detectors.base import Finding  # the vocabulary of incidents_report
 
+from .balances import drift_as_json, provider_balances_verify
 from .incidents import (
     IncidentView,
     ReportedIncident,
@@ -45,6 +46,7 @@ __all__ = [
     "RunResult",
     "SettlementLine",
     "SyncResult",
+    "drift_as_json",
     "incident_acknowledge",
     "incident_add_note",
     "incident_assign",
@@ -54,6 +56,7 @@ __all__ = [
     "incident_resolve",
     "incidents_auto_resolve",
     "incidents_report",
+    "provider_balances_verify",
     "provider_records_refresh",
     "provider_records_sync",
     "provider_settlement_import",

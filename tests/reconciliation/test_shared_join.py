@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from reconciliation.choices import IncidentType
 from reconciliation.detectors import DetectionContext, detector_get
 from reconciliation.detectors.shared import SHARED, shared_rows
 from reconciliation.models import ReconciliationRun
@@ -169,9 +170,7 @@ def _plan_settings_per_statement():
 def test_the_candidate_statements_alone_run_as_merge_plans(every_shape):
     _, seen = _plan_settings_per_statement()
 
-    candidates = [
-        values for sql, values in seen if "FULL JOIN rv" in sql or "OVER (PARTITION BY c.order_id)" in sql
-    ]
+    candidates = [values for sql, values in seen if "FULL JOIN rv" in sql or "c ON c.order_id = o.id" in sql]
     exact = [values for sql, values in seen if "AS is_" in sql]
     # the money and stock candidate statements; the two exact evaluations
     assert len(candidates) == 2 and len(exact) == 2
@@ -190,6 +189,19 @@ def test_merge_plans_or_the_planners_own_the_rows_are_the_same(every_shape, sett
     assert set(rows) == SHARED  # every detector has rows to compare
     for name in SHARED:
         assert merged.rows[name] == planner.rows[name], name
+
+
+def test_the_kept_capture_counts_or_counting_every_charge_the_rows_are_the_same(every_shape, settings):
+    """KEPT_BALANCES: duplicate candidates from ProviderOrderCaptures (kept by triggers) or
+    from a window over every charge (before): the same rows for every detector."""
+    ctx = DetectionContext.full()
+    kept = shared_rows(now=ctx.now, names=SHARED)
+    settings.RECONCILIATION = {**settings.RECONCILIATION, "KEPT_BALANCES": False}
+    counted = shared_rows(now=ctx.now, names=SHARED)
+
+    assert kept.rows[str(IncidentType.DUPLICATE_CHARGE)]
+    for name in SHARED:
+        assert kept.rows[name] == counted.rows[name], name
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,7 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from reconciliation.choices import RunStatus
 from reconciliation.errors import ReconcileBusy
 from reconciliation.selectors import incidents_open
-from reconciliation.services import ProgressEvent, reconcile_run
+from reconciliation.services import ProgressEvent, drift_as_json, provider_balances_verify, reconcile_run
 
 
 class Command(BaseCommand):
@@ -33,8 +33,19 @@ class Command(BaseCommand):
             action="store_true",
             help="Evaluate every detector over everything, not only what changed since the last pass.",
         )
+        parser.add_argument(
+            "--verify-balances",
+            action="store_true",
+            help="Only check that the running balances the detectors read (kept by triggers: the "
+            "provider's net per hour, the open charges per order, the ledger's balance per hour) "
+            "equal a recomputation from their rows (a read_model_drift incident while not); exit "
+            "non-zero when not. Reads every charge and ledger entry.",
+        )
 
     def handle(self, *args, **options):
+        if options["verify_balances"]:
+            self._verify_balances(as_json=options["json"])
+            return
         as_json = options["json"]
         interactive = not as_json and self.stdout.isatty()
         try:
@@ -71,6 +82,24 @@ class Command(BaseCommand):
                 f"  #{incident.id} {incident.type:<32} order={data['order_id']} charge={data['charge_id']} "
                 f"{data['amount_at_risk']} {data['currency']} ({incident.severity}, {incident.state})"
             )
+
+    def _verify_balances(self, *, as_json: bool) -> None:
+        drifts = provider_balances_verify()
+        if as_json:
+            self.stdout.write(
+                json.dumps({model: [drift_as_json(row) for row in drift] for model, drift in drifts.items()})
+            )
+        else:
+            for model, drift in drifts.items():
+                for row in drift:
+                    self.stdout.write(
+                        f"  {model}: " + ", ".join(f"{k} {v}" for k, v in drift_as_json(row).items())
+                    )
+        differing = {model: len(drift) for model, drift in drifts.items() if drift}
+        if differing:
+            raise CommandError(f"the running balances differ from their rows: {differing} row(s)")
+        if not as_json:
+            self.stdout.write("The running balances match their rows.")
 
     def _run_with_progress(self, *, sync: bool, full: bool):
         console = Console(file=self.stdout._out)
