@@ -196,48 +196,112 @@ def finance_summary(*, start: date, end: date) -> dict[str, Any]:
     }
 
 
+# The refresh task (backoffice.tasks.finance_figures_refresh, on the `bulk` queue),
+# queued by name: this module does not import the tasks.
+FIGURES_REFRESH_TASK = "backoffice.finance_figures_refresh"
+# Kept figures stay in the cache this long (served stale, with their time, while a
+# refresh runs); a range nobody opened for a day is computed inline again.
+FIGURES_KEPT_SECONDS = 24 * 3600
+
+
+def default_range(today: date | None = None) -> tuple[date, date]:
+    """The finance page's range without ?start=&end=: the last 30 days, today included."""
+    today = today or timezone.now().date()
+    return today - timedelta(days=29), today
+
+
 def figures_key(start: date, end: date) -> str:
     return f"backoffice:finance-figures:{start.isoformat()}:{end.isoformat()}"
 
 
-def history_figures(*, start: date, end: date) -> dict[str, Any]:
-    """The finance page's history figures — how incidents closed, refunds caused,
-    customer impact (finance_summary) and the service levels (backoffice.slo) — kept
-    BACKOFFICE_FINANCE_FIGURES_SECONDS (default 60) in the cache shared by every web
-    process, per date range, with when they were computed (the page says so).
-
-    They read the whole range's history (every incident live in it, the orders and
-    saga runs started in it: millions of rows on a month of a busy shop); finance
-    refreshing the page must not recompute them each time. The CSV exports always
-    compute them afresh."""
+def _figures_interval() -> float:
     from django.conf import settings
-    from django.core.cache import cache
 
+    return float(getattr(settings, "BACKOFFICE_FINANCE_FIGURES_SECONDS", 60.0))
+
+
+def figures_compute(*, start: date, end: date) -> dict[str, Any]:
     from . import slo
 
-    def compute() -> dict[str, Any]:
-        return {
-            "history": finance_summary(start=start, end=end),
-            "service_levels": slo.service_levels(start=start, end=end),
-            "figures_at": timezone.now(),
-        }
+    return {
+        "history": finance_summary(start=start, end=end),
+        "service_levels": slo.service_levels(start=start, end=end),
+        "figures_at": timezone.now(),
+    }
 
-    seconds = float(getattr(settings, "BACKOFFICE_FINANCE_FIGURES_SECONDS", 60.0))
-    if seconds <= 0:
-        return compute()
-    key = figures_key(start, end)
-    try:
-        kept = cache.get(key)
-    except Exception:  # noqa: BLE001 - the cache (Redis) is down: compute, do not fail the page
-        return compute()
-    if kept is not None:
-        return kept
-    figures = compute()
-    try:
-        cache.set(key, figures, timeout=seconds)
-    except Exception:  # noqa: BLE001, S110 - not kept this time: the next view computes again
-        pass
+
+def figures_refresh(*, start: date, end: date) -> dict[str, Any]:
+    """Recompute the range's figures and keep them (FIGURES_KEPT_SECONDS): what the
+    refresh task and beat's default-range entry run."""
+    figures = figures_compute(start=start, end=end)
+    _keep(start, end, figures)
     return figures
+
+
+def _keep(start: date, end: date, figures: dict[str, Any]) -> None:
+    from django.core.cache import cache
+
+    cache.set(figures_key(start, end), figures, timeout=max(FIGURES_KEPT_SECONDS, 2 * _figures_interval()))
+
+
+def _refresh_later(start: date, end: date, interval: float) -> bool:
+    """Queue one refresh of the range: a burst of viewers of stale figures sends one task
+    (a cache.add lock per range, held one interval). False if not queued (already queued,
+    or Redis refused: the stale figures are served all the same)."""
+    from celery import current_app
+    from django.core.cache import cache
+
+    try:
+        if not cache.add(figures_key(start, end) + ":refresh", 1, timeout=max(interval, 1.0)):
+            return False
+        current_app.send_task(
+            FIGURES_REFRESH_TASK,
+            kwargs={"start": start.isoformat(), "end": end.isoformat()},
+            expires=max(interval, 60.0),  # a refresh nobody ran for that long: the next view queues one
+        )
+    except Exception:  # noqa: BLE001 - Redis down or full: serve the stale figures, never fail the page
+        return False
+    return True
+
+
+def history_figures(*, start: date, end: date) -> dict[str, Any]:
+    """The finance page's history figures — how incidents closed, refunds caused,
+    customer impact (finance_summary) and the service levels (backoffice.slo) — with when
+    they were computed (`figures_at`, on the page) and whether a refresh is on its way
+    (`figures_refreshing`), kept in the cache shared by every web process, per range.
+
+    They read the whole range's history (every incident live in it, the orders and
+    saga runs started in it: seconds on a month of a busy shop), so the page never
+    recomputes kept figures inline (stale-while-revalidate): figures older than
+    BACKOFFICE_FINANCE_FIGURES_SECONDS (default 60) are served as they are and one
+    refresh is queued (the `bulk` queue; backoffice.tasks.finance_figures_refresh),
+    which recomputes and keeps them FIGURES_KEPT_SECONDS (a day). Beat refreshes the
+    default range (the last 30 days) every interval, so nobody waits for it.
+
+    Computed inline, as before: a range with no kept figures (never opened, or not for
+    a day) — that viewer waits; the cache (Redis) down — never fail the page; and
+    BACKOFFICE_FINANCE_FIGURES_SECONDS <= 0 (the test settings) — always. The CSV
+    exports always compute afresh."""
+    from django.core.cache import cache
+
+    interval = _figures_interval()
+    if interval <= 0:
+        return {**figures_compute(start=start, end=end), "figures_refreshing": False}
+    try:
+        kept = cache.get(figures_key(start, end))
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: compute, do not fail the page
+        return {**figures_compute(start=start, end=end), "figures_refreshing": False}
+    if kept is None:  # never computed (or not for a day): this viewer waits, as before
+        kept = figures_compute(start=start, end=end)
+        try:
+            _keep(start, end, kept)
+        except Exception:  # noqa: BLE001, S110 - not kept this time: the next view computes again
+            pass
+        return {**kept, "figures_refreshing": False}
+    stale = (timezone.now() - kept["figures_at"]).total_seconds() >= interval
+    if stale:
+        _refresh_later(start, end, interval)
+    return {**kept, "figures_refreshing": stale}
 
 
 def incident_trends(*, weeks: int = 12, today: date | None = None) -> dict[str, Any]:

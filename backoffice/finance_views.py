@@ -26,11 +26,13 @@ def _date_range(request: HttpRequest) -> tuple[date, date]:
     try:
         end = date.fromisoformat(request.GET["end"]) if request.GET.get("end") else today
         start = (
-            date.fromisoformat(request.GET["start"]) if request.GET.get("start") else end - timedelta(days=29)
+            date.fromisoformat(request.GET["start"])
+            if request.GET.get("start")
+            else finance.default_range(end)[0]
         )
     except ValueError:
         messages.error(request, "Dates are YYYY-MM-DD; showing the last 30 days.")
-        end, start = today, today - timedelta(days=29)
+        start, end = finance.default_range(today)
     if start > end:
         start, end = end, start
     if (end - start).days > 366:

@@ -9,13 +9,15 @@ refund exists there at most once.
 
 from __future__ import annotations
 
+from datetime import date
+
 from celery import shared_task
 
 from payments.choices import RefundStatus
 from payments.selectors import refund_for_key
 from payments.services import refund_send as payment_refund_send
 
-from . import sla
+from . import finance, sla
 
 
 class RefundStillPending(Exception):
@@ -52,3 +54,17 @@ def sla_escalate() -> dict[str, int]:
     """Beat runs this every BACKOFFICE_SLA_ESCALATE_INTERVAL seconds: e-mail what waited
     past its escalation limit, each item at most once (backoffice.sla)."""
     return sla.sla_escalate()
+
+
+@shared_task(name=finance.FIGURES_REFRESH_TASK, ignore_result=True)
+def finance_figures_refresh(start: str | None = None, end: str | None = None) -> str:
+    """Recompute and keep a range's finance figures (backoffice.finance.history_figures
+    queues it when a view found them stale; on the `bulk` queue). Without a range, the
+    finance page's default one (the last 30 days): beat's entry, every
+    BACKOFFICE_FINANCE_FIGURES_SECONDS, so nobody waits for it."""
+    if start and end:
+        first, last = date.fromisoformat(start), date.fromisoformat(end)
+    else:
+        first, last = finance.default_range()
+    figures = finance.figures_refresh(start=first, end=last)
+    return f"{first}..{last} at {figures['figures_at'].isoformat()}"
