@@ -61,7 +61,7 @@ def finance_figures_refresh(start: str | None = None, end: str | None = None) ->
     """Recompute and keep a range's finance figures (backoffice.finance.history_figures
     queues it when a view found them stale; on the `bulk` queue). Without a range, the
     finance page's default one (the last 30 days): beat's entry, every
-    BACKOFFICE_FINANCE_FIGURES_SECONDS, so nobody waits for it."""
+    BACKOFFICE_FINANCE_WARM_SECONDS, so its kept figures never expire."""
     if start and end:
         first, last = date.fromisoformat(start), date.fromisoformat(end)
     else:

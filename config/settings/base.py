@@ -445,14 +445,19 @@ BACKOFFICE_COUNTS_SECONDS = env.float("BACKOFFICE_COUNTS_SECONDS", default=5.0)
 # How old the finance page's history figures and service levels (they read a whole
 # range's incidents, orders and saga runs) may be before a view queues their refresh
 # (backoffice/finance.py: the page serves the kept ones meanwhile, never recomputes them
-# inline; kept a day in the shared cache). Beat refreshes the default range (the last 30
-# days) this often. 0: computed at every view, no beat entry.
+# inline; kept a day in the shared cache). 0: computed at every view.
 BACKOFFICE_FINANCE_FIGURES_SECONDS = env.float("BACKOFFICE_FINANCE_FIGURES_SECONDS", default=60.0)
-if BACKOFFICE_FINANCE_FIGURES_SECONDS > 0:
+# How often beat refreshes the default range (the last 30 days) whether or not anyone
+# looks, so the kept figures never expire and nobody waits for them. Longer than the
+# view's interval on purpose: a refresh holds the events worker's one slot for seconds
+# at 10M orders (docs/events.md), so doing it every minute would add that to event lag
+# every minute; viewers refresh it more often only while they look. 0: no beat entry.
+BACKOFFICE_FINANCE_WARM_SECONDS = env.float("BACKOFFICE_FINANCE_WARM_SECONDS", default=900.0)
+if BACKOFFICE_FINANCE_FIGURES_SECONDS > 0 and BACKOFFICE_FINANCE_WARM_SECONDS > 0:
     CELERY_BEAT_SCHEDULE["backoffice-finance-figures"] = {
         "task": "backoffice.finance_figures_refresh",
-        "schedule": BACKOFFICE_FINANCE_FIGURES_SECONDS,
-        "options": {"expires": BACKOFFICE_FINANCE_FIGURES_SECONDS},
+        "schedule": BACKOFFICE_FINANCE_WARM_SECONDS,
+        "options": {"expires": BACKOFFICE_FINANCE_WARM_SECONDS},
     }
 BACKOFFICE_SLA_ESCALATE_INTERVAL = env.float("BACKOFFICE_SLA_ESCALATE_INTERVAL", default=60.0)
 CELERY_BEAT_SCHEDULE["backoffice-sla-escalate"] = {

@@ -144,7 +144,8 @@ def test_beat_keeps_the_default_range_warm_on_the_bulk_queue(kept):
     _server, start, end = kept
     entry = django_settings.CELERY_BEAT_SCHEDULE["backoffice-finance-figures"]
     assert entry["task"] == fin.FIGURES_REFRESH_TASK
-    assert entry["schedule"] > 0 and entry["options"]["expires"] == entry["schedule"]
+    assert entry["schedule"] == django_settings.BACKOFFICE_FINANCE_WARM_SECONDS > 0
+    assert entry["options"]["expires"] == entry["schedule"]
     assert app.amqp.router.route({}, entry["task"])["queue"].name == QUEUE
     assert cache.get(fin.figures_key(start, end)) is None
     app.tasks[entry["task"]](*entry.get("args", ()), **entry.get("kwargs", {}))
