@@ -255,6 +255,12 @@ SAGA_SWEEP_INTERVAL = env.float("SAGA_SWEEP_INTERVAL", default=5.0)
 SAGA_SWEEP_GRACE = env.float("SAGA_SWEEP_GRACE", default=5.0)  # head start for the on-commit poke
 SAGA_SWEEP_REQUEUE_AFTER = env.float("SAGA_SWEEP_REQUEUE_AFTER", default=30.0)
 SAGA_SWEEP_BATCH = env.int("SAGA_SWEEP_BATCH", default=500)
+# start_fresh hands a burst's runs on in at least SAGA_FRESH_FANOUT messages of at most
+# SAGA_FRESH_CHUNK runs (sagas.advance_many), not one message per run; a chunk task
+# starts no run after SAGA_CHUNK_BUDGET seconds and sends the rest on (docs/saga-engine.md).
+SAGA_FRESH_FANOUT = env.int("SAGA_FRESH_FANOUT", default=8)
+SAGA_FRESH_CHUNK = env.int("SAGA_FRESH_CHUNK", default=20)
+SAGA_CHUNK_BUDGET = env.float("SAGA_CHUNK_BUDGET", default=10.0)
 CELERY_BEAT_SCHEDULE: dict = {
     "sagas-sweep": {
         "task": "sagas.sweep",
