@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 
 from core.audit import check_reason
+from core.audit_batch import add_rows as add_audit_rows
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import is_supported_currency, quantize
 from core.sql import column, insert_rows, instance_from_row, select_columns
@@ -222,9 +223,10 @@ def stock_reserve(
             raise ConcordError(f"stock of {', '.join(skus)} changed under its lock", code="stock_changed")
         created = [Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku]) for sku in skus]
         insert_rows(created)
-        # Creation is not a transition, but it is a state change worth an audit row.
+        # Creation is not a transition, but it is a state change worth an audit row
+        # (with the transaction's other audit rows when it collects them: core.audit_batch).
         content_type = ContentType.objects.get_for_model(Reservation)
-        insert_rows(
+        add_audit_rows(
             [
                 StateLog(
                     content_type=content_type,
