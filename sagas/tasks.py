@@ -12,7 +12,7 @@ from typing import TypeVar
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from core import logs
@@ -210,11 +210,16 @@ def advance_many(run_ids: list[int]) -> int:
             poke_many(run_ids[done:])
             return done
         try:
-            _advance(int(run_id), hostname)  # advance_run binds the run's log ids
+            if _advance(int(run_id), hostname) != DATABASE_UNAVAILABLE:  # advance_run binds the log ids
+                continue
         except SoftTimeLimitExceeded:
             raise
         except Exception:
             log.exception("saga run %s: pass failed; the sweeper will come back to it", run_id)
+        if not connection.in_atomic_block:
+            # As between tasks (config/celery_app.py): a broken connection is dropped,
+            # so the next run of the chunk starts on a fresh one, not on the same error.
+            close_old_connections()
     return len(run_ids)
 
 
