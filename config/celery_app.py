@@ -1,7 +1,9 @@
 """Celery application; every setting comes from Django settings' CELERY_* names.
 
 The signal handlers below carry the log correlation ids in task headers, count
-tasks for /metrics, record the worker's heartbeat (core/heartbeats.py), keep Django's
+tasks for /metrics, record the worker's heartbeat (core/heartbeats.py), keep database
+connections between tasks as Django keeps them between requests (CONN_MAX_AGE, health
+checks; see CELERY_DB_REUSE_MAX in config/settings/base.py), keep Django's
 logging configuration, and start tracing and the worker's own metrics endpoint when
 configured (docs/operations.md).
 
@@ -35,8 +37,14 @@ def _carry_correlation(headers=None, **kwargs):
 
 @signals.task_prerun.connect
 def _task_started(task_id=None, task=None, **kwargs):
+    from django.db import close_old_connections
+
     from core import heartbeats, logs, metrics
 
+    if not _eager(task):
+        # As before a request: drop a connection past CONN_MAX_AGE or left unusable (the
+        # fixup closes only every CELERY_DB_REUSE_MAX tasks, see config/settings/base.py).
+        close_old_connections()
     logs.task_context_bind(task, task_id)
     metrics.celery_task_started(task_id, getattr(task, "name", "unknown"), logs.task_queued_seconds(task))
     delivery = getattr(getattr(task, "request", None), "delivery_info", None) or {}
@@ -45,10 +53,20 @@ def _task_started(task_id=None, task=None, **kwargs):
 
 @signals.task_postrun.connect
 def _task_finished(task_id=None, task=None, state=None, **kwargs):
+    from django.db import close_old_connections
+
     from core import logs, metrics
 
     metrics.celery_task_finished(task_id, getattr(task, "name", "unknown"), state)
     logs.clear()
+    if not _eager(task):
+        # As after a request (Django's request_finished does the same).
+        close_old_connections()
+
+
+def _eager(task) -> bool:
+    # An eager task runs inside its caller (a test's transaction): its connection is not ours.
+    return bool(getattr(getattr(task, "request", None), "is_eager", False))
 
 
 @signals.worker_init.connect

@@ -7,7 +7,9 @@ DJANGO_FSM_LOG_STORAGE_METHOD) keeps that behaviour everywhere except inside
 `audit_batch()`: there the rows are collected and inserted together when the block
 ends — inside the caller's transaction, before its commit, so the audit trail
 commits with the change it describes or not at all. A block left by an exception
-writes nothing (its transaction rolls back anyway).
+writes nothing (its transaction rolls back anyway). A caller that writes the
+block's last statement itself may take the rows collected so far (`take_rows`) and
+insert them in that statement (the saga executor's checkpoint: one round trip).
 
 Rows are built exactly as django-fsm-log builds them (its own pre-transition
 callback, given a collecting manager), so the audit trail is the same.
@@ -78,3 +80,27 @@ def audit_batch() -> Iterator[None]:
     _local.rows = None
     if rows:
         insert_rows(rows)
+
+
+def add_rows(rows: list[Any]) -> None:
+    """Audit rows a service builds itself (a creation is no transition): collected by
+    the enclosing audit_batch() block like the transitions' rows, inserted at once
+    (one statement) outside a block."""
+    collected = getattr(_local, "rows", None)
+    if collected is None:
+        insert_rows(rows)
+    else:
+        collected.extend(rows)
+
+
+def take_rows() -> list[Any]:
+    """The audit rows collected so far by the enclosing audit_batch() block, removed
+    from it: the caller inserts them in its own statement, in the same transaction
+    (core.sql.insert_values). Rows collected later are still inserted at the block's
+    end. Empty outside a block."""
+    rows = getattr(_local, "rows", None)
+    if not rows:
+        return []
+    taken = list(rows)
+    rows.clear()
+    return taken

@@ -278,6 +278,21 @@ def insert_rows(instances: Sequence[Model]) -> None:
         obj._state.db = connection.alias
 
 
+def insert_values(instances: Sequence[Model]) -> tuple[str, list[Any]]:
+    """`INSERT INTO <table> (<columns>) VALUES (…), (…)` for new rows of one model and
+    its parameters, values prepared as insert_rows prepares them, with no RETURNING:
+    for a data-modifying CTE inside a larger statement (the instances get no pk)."""
+    model = type(instances[0])
+    sql, fields = _insert_rows_sql(model, len(instances))
+    values: list[Any] = []
+    for obj in instances:
+        if type(obj) is not model:
+            raise TypeError(f"insert_values: {type(obj).__name__} among {model.__name__} rows")
+        obj._prepare_related_fields_for_save(operation_name="insert_values")  # type: ignore[attr-defined]
+        values.extend(f.get_db_prep_save(f.pre_save(obj, add=True), connection) for f in fields)
+    return sql[: sql.rindex(" RETURNING ")], values
+
+
 @functools.lru_cache(maxsize=256)
 def _insert_rows_sql(model: type[Model], count: int) -> tuple[str, list[Field]]:
     quote = connection.ops.quote_name

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django_fsm_log.models import StateLog
 
 from core.audit import check_reason
+from core.audit_batch import add_rows as add_audit_rows
 from core.errors import ConcordError, Conflict, NotFound
 from core.money import is_supported_currency, quantize
 from core.sql import column, insert_rows, instance_from_row, select_columns
@@ -222,9 +223,10 @@ def stock_reserve(
             raise ConcordError(f"stock of {', '.join(skus)} changed under its lock", code="stock_changed")
         created = [Reservation(order_id=order_id, product_id=sku, quantity=wanted[sku]) for sku in skus]
         insert_rows(created)
-        # Creation is not a transition, but it is a state change worth an audit row.
+        # Creation is not a transition, but it is a state change worth an audit row
+        # (with the transaction's other audit rows when it collects them: core.audit_batch).
         content_type = ContentType.objects.get_for_model(Reservation)
-        insert_rows(
+        add_audit_rows(
             [
                 StateLog(
                     content_type=content_type,
@@ -295,6 +297,14 @@ def _reservations_sql(lock: bool) -> str:
 
 
 @functools.cache
+def _reservations_state_sql() -> str:
+    """Set the state (and updated_at) of some reservations, by id."""
+    table = connection.ops.quote_name(Reservation._meta.db_table)
+    state, updated_at, pk = (column(Reservation, name) for name in ("state", "updated_at", "id"))
+    return f"UPDATE {table} SET {state} = %s, {updated_at} = %s WHERE {pk} = ANY(%s)"  # noqa: S608 (identifiers from the model)
+
+
+@functools.cache
 def _free_sql() -> str:
     """Lock the stock levels of some skus, in sku order; their free units."""
     table = connection.ops.quote_name(StockLevel._meta.db_table)
@@ -347,10 +357,12 @@ def stock_commit(*, order_id: int, by=None, reason: str) -> list[ReservationDTO]
                     reason=reason,
                 )
             )
-        # The transitions above changed the objects only: one UPDATE for all rows.
-        Reservation.objects.filter(pk__in=[r.pk for r in held]).update(
-            state=ReservationState.COMMITTED, updated_at=now
-        )
+        # The transitions above changed the objects only: one UPDATE for all rows,
+        # a statement built once per process (the ORM compiled it on every call).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                _reservations_state_sql(), [str(ReservationState.COMMITTED), now, [r.pk for r in held]]
+            )
         insert_rows(movements)
     return [_reservation_dto(r) for r in reservations]
 

@@ -4,12 +4,15 @@ holds everything else, so a lost or duplicated message costs nothing."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, close_old_connections, connection, transaction
 from django.utils import timezone
 
 from core import logs
@@ -111,11 +114,28 @@ def start_fresh() -> int:
     run_ids = _unless_database_down("start fresh runs", lambda: claim_fresh_runs(limit=limit), nothing)
     if len(run_ids) >= limit:
         poke_fresh()  # more are waiting: a next pass takes them
-    for run_id in run_ids[1:]:
-        poke(run_id)
+    for chunk in fresh_chunks(run_ids[1:]):
+        poke_many(chunk)
     if run_ids:
         _advance(run_ids[0], hostname)
     return len(run_ids)
+
+
+def fresh_chunks(run_ids: Sequence[int]) -> list[list[int]]:
+    """The runs start_fresh hands on, in at least SAGA_FRESH_FANOUT messages (so a
+    burst spreads over every worker process at once) of at most SAGA_FRESH_CHUNK runs
+    each, oldest first. Not one message per run: each costs the worker Celery's own
+    work around a task (receive, ack, signals, log lines) for nothing the run row
+    does not already hold (issue 16). Runs are dealt in turn, so each message gets
+    old and young ones alike."""
+    if not run_ids:
+        return []
+    size = min(
+        max(1, int(getattr(settings, "SAGA_FRESH_CHUNK", 20))),
+        math.ceil(len(run_ids) / max(1, int(getattr(settings, "SAGA_FRESH_FANOUT", 8)))),
+    )
+    count = math.ceil(len(run_ids) / size)
+    return [list(run_ids[i::count]) for i in range(count)]
 
 
 def claim_fresh_runs(*, limit: int) -> list[int]:
@@ -151,6 +171,56 @@ def poke(run_id: int) -> None:
             type(exc).__name__,
             exc,
         )
+
+
+def poke_many(run_ids: Sequence[int]) -> None:
+    """Ask a worker to run these runs one after another (sagas.advance_many); one run
+    is a plain poke. A failed send is one warning line, as for poke: the sweeper finds
+    every run that was claimed but never leased."""
+    if len(run_ids) == 1:
+        poke(run_ids[0])
+        return
+    try:
+        advance_many.delay([int(run_id) for run_id in run_ids])
+    except Exception as exc:  # noqa: BLE001 - kombu and redis-py raise several types; none may escape
+        log.warning(
+            "saga runs %s: poke not sent (%s: %s); the sweeper will find the runs",
+            ", ".join(str(r) for r in run_ids),
+            type(exc).__name__,
+            exc,
+        )
+
+
+def chunk_budget() -> float:
+    """After this many seconds an advance_many task starts no further run: the rest
+    goes to a fresh delivery, so a task stays far below the Celery time limits (one
+    pass may take SAGA_PASS_BUDGET plus a step's timeout after it)."""
+    return float(getattr(settings, "SAGA_CHUNK_BUDGET", 10.0))
+
+
+@shared_task(name="sagas.advance_many", ignore_result=True)
+def advance_many(run_ids: list[int]) -> int:
+    """advance for several runs in turn (start_fresh's share of a burst for one worker
+    process). One run's unexpected error is logged and does not hold up the others
+    (its run is swept later, as after a lost message). Returns how many it ran."""
+    hostname = getattr(advance_many.request, "hostname", None) or None
+    started = time.monotonic()
+    for done, run_id in enumerate(run_ids):
+        if done and time.monotonic() - started > chunk_budget():
+            poke_many(run_ids[done:])
+            return done
+        try:
+            if _advance(int(run_id), hostname) != DATABASE_UNAVAILABLE:  # advance_run binds the log ids
+                continue
+        except SoftTimeLimitExceeded:
+            raise
+        except Exception:
+            log.exception("saga run %s: pass failed; the sweeper will come back to it", run_id)
+        if not connection.in_atomic_block:
+            # As between tasks (config/celery_app.py): a broken connection is dropped,
+            # so the next run of the chunk starts on a fresh one, not on the same error.
+            close_old_connections()
+    return len(run_ids)
 
 
 def poke_on_commit(run_id: int) -> None:

@@ -239,6 +239,13 @@ CELERY_TASK_SOFT_TIME_LIMIT = 120
 CELERY_TASK_TIME_LIMIT = 150
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Celery's Django fixup closes every database connection before and after every task
+# (since Celery 5.6; celery#4116, #9824) unless this is set: then only every this many
+# tasks. Concord's own task signals (config/celery_app.py) apply Django's rules between
+# tasks instead, as between requests: CONN_MAX_AGE and CONN_HEALTH_CHECKS decide, and a
+# connection with errors is dropped. Without it a worker with CONN_MAX_AGE=60 opened a
+# new PostgreSQL backend for every saga pass and every relay (issue 16).
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=10_000)
 # Saga engine (sagas/). Retry timing lives in SagaRun.next_attempt_at, never in
 # Celery ETAs/countdowns, so the visibility timeout above only has to cover a task
 # that is running: one advance pass, bounded by SAGA_PASS_BUDGET plus one step's
@@ -250,6 +257,12 @@ SAGA_SWEEP_INTERVAL = env.float("SAGA_SWEEP_INTERVAL", default=5.0)
 SAGA_SWEEP_GRACE = env.float("SAGA_SWEEP_GRACE", default=5.0)  # head start for the on-commit poke
 SAGA_SWEEP_REQUEUE_AFTER = env.float("SAGA_SWEEP_REQUEUE_AFTER", default=30.0)
 SAGA_SWEEP_BATCH = env.int("SAGA_SWEEP_BATCH", default=500)
+# start_fresh hands a burst's runs on in at least SAGA_FRESH_FANOUT messages of at most
+# SAGA_FRESH_CHUNK runs (sagas.advance_many), not one message per run; a chunk task
+# starts no run after SAGA_CHUNK_BUDGET seconds and sends the rest on (docs/saga-engine.md).
+SAGA_FRESH_FANOUT = env.int("SAGA_FRESH_FANOUT", default=8)
+SAGA_FRESH_CHUNK = env.int("SAGA_FRESH_CHUNK", default=20)
+SAGA_CHUNK_BUDGET = env.float("SAGA_CHUNK_BUDGET", default=10.0)
 CELERY_BEAT_SCHEDULE: dict = {
     "sagas-sweep": {
         "task": "sagas.sweep",

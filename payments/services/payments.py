@@ -18,6 +18,7 @@ from core.errors import ConcordError, Conflict
 from core.sql import insert_unless_exists, update_fields
 from core.transactions import joins_caller
 
+from .._rows import charge_id_taken
 from ..choices import LedgerAccountCode, LedgerTransactionKind, PaymentStatus
 from ..dto import PaymentDTO
 from ..events import PAYMENT_CAPTURED, PAYMENT_FAILED, payment_event_record
@@ -99,7 +100,7 @@ def capture_refusal(payment: Payment, provider_charge_id: str) -> ConcordError |
             code="illegal_transition",
             details={"id": payment.pk, "status": payment.status, "transition": "capture"},
         )
-    if Payment.objects.filter(provider_charge_id=provider_charge_id).exclude(pk=payment.pk).exists():
+    if charge_id_taken(provider_charge_id, payment.pk):
         return Conflict(
             f"Charge {provider_charge_id} already belongs to another payment.",
             code="provider_charge_id_taken",

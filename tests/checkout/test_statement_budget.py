@@ -33,7 +33,7 @@ def _pass(order_id: int) -> list[str]:
     return recorder.statements
 
 
-def test_a_happy_checkout_costs_33_statements_no_savepoint_and_one_audit_insert_per_checkpoint(
+def test_a_happy_checkout_costs_30_statements_no_savepoint_and_audit_rows_in_each_checkpoint(
     psp, shop, place
 ):
     _pass(place(lines=[("MUG", 1)]))  # warm-up: content types, the provider connection
@@ -42,28 +42,33 @@ def test_a_happy_checkout_costs_33_statements_no_savepoint_and_one_audit_insert_
     statements = _pass(order_id)
 
     # Per checkout (3 commits; BEGIN/COMMIT are not statements here):
-    # reserve 8 — claim (its statement_timeout set in it), lines, stock lock,
-    #   reservation check, the counters of both skus (one UPDATE), reservations, their audit
-    #   rows, checkpoint;
-    # charge 12 — payment read before the call; run lock, payment lock, charge-id
+    # reserve 7 — claim (its statement_timeout set in it), lines, stock lock,
+    #   reservation check, the counters of both skus (one UPDATE), reservations,
+    #   checkpoint (step log, audit rows of the reservations, run: one statement);
+    # charge 11 — payment read before the call; run lock, payment lock, charge-id
     #   check, attempt INSERT (the payment is locked: no look-up), payment UPDATE,
     #   ledger (transaction INSERT … ON CONFLICT RETURNING its timestamp,
-    #   accounts, entries), event, checkpoint, audit rows (capture);
-    # confirm 13 — run lock, checkout run, order lock (its status decides a
+    #   accounts, entries), event, checkpoint (with the capture's audit row);
+    # confirm 12 — run lock, checkout run, order lock (its status decides a
     #   cancelled order: no read before), lines, payment, reservations lock, the
     #   counters of both skus (one UPDATE), reservations UPDATE, movements, order
-    #   UPDATE, event, checkpoint, audit rows (2 reservations, order, run).
+    #   UPDATE, event, checkpoint (with the audit rows of 2 reservations, the order
+    #   and the run).
     # Was 76, with 12 SAVEPOINT/RELEASE pairs and 6 audit INSERTs; 40 before
-    # the session of 2026-11-30 afternoon, 34 before its round two (docs/benchmarks.md).
-    assert len(statements) == 33, "\n".join(statements)
+    # the session of 2026-11-30 afternoon, 34 before its round two, 33 before
+    # sagacpu's (docs/benchmarks.md).
+    assert len(statements) == 30, "\n".join(statements)
     # The step's statement_timeout rides in the claim and the re-locks: never alone.
     assert not [s for s in statements if s.startswith("SELECT set_config")]
     assert "set_config('statement_timeout'" in statements[0] and "SKIP LOCKED" in statements[0]
     # One counter UPDATE per step whatever the number of skus.
     assert len([s for s in statements if '"inventory_stocklevel" s SET' in s]) == 2
     assert not [s for s in statements if "SAVEPOINT" in s]
-    audit_inserts = [s for s in statements if s.startswith(f'INSERT INTO "{StateLog._meta.db_table}"')]
-    assert len(audit_inserts) == 3  # one per checkpoint
+    # The audit rows ride in each checkpoint's statement, never alone.
+    assert not [s for s in statements if s.startswith(f'INSERT INTO "{StateLog._meta.db_table}"')]
+    checkpoints = [s for s in statements if s.startswith("WITH log AS") and "UPDATE sagas_sagarun" in s]
+    assert len(checkpoints) == 3
+    assert all(f'audit AS (INSERT INTO "{StateLog._meta.db_table}"' in s for s in checkpoints)
     # ... and the audit trail is complete: 2 reservations held and committed, the
     # payment captured, the order confirmed, the run completed.
     order = Order.objects.get(pk=order_id)

@@ -143,3 +143,68 @@ def test_an_unstarted_run_whose_start_fresh_was_lost_is_swept(start_run, sent):
     assert tasks.sweep_due_runs() == 1  # SAGA_SWEEP_GRACE is 0 in these tests
     assert sent == [("advance", run_id)]
     assert saga_runs_fresh() == []  # swept: start_fresh will not send it a second time
+
+
+@pytest.fixture
+def sent_many(monkeypatch, sent):
+    """As `sent`, plus ("advance_many", [run ids])."""
+    monkeypatch.setattr(tasks.advance_many, "delay", lambda run_ids: sent.append(("advance_many", run_ids)))
+    return sent
+
+
+def test_a_burst_goes_out_in_chunks_not_one_message_per_run(start_run, sent_many, settings):
+    settings.SAGA_FRESH_FANOUT = 2
+    settings.SAGA_FRESH_CHUNK = 3
+    runs = [start_run("demo.local") for _ in range(8)]
+    sent_many.clear()
+
+    assert tasks.start_fresh.apply().get() == 8
+
+    # The oldest runs here; the other 7 go out in ceil(7 / 3) = 3 messages (at least
+    # the fan-out of 2), dealt in turn so every message gets old and young runs.
+    assert sent_many == [
+        ("advance_many", [runs[1], runs[4], runs[7]]),
+        ("advance_many", [runs[2], runs[5]]),
+        ("advance_many", [runs[3], runs[6]]),
+    ]
+    assert saga_run_get(run_id=runs[0]).status == RunStatus.COMPLETED
+
+
+def test_fresh_chunks_keep_the_fan_out_and_the_chunk_size(settings):
+    settings.SAGA_FRESH_FANOUT = 8
+    settings.SAGA_FRESH_CHUNK = 20
+    assert tasks.fresh_chunks([]) == []
+    assert tasks.fresh_chunks([1, 2, 3]) == [[1], [2], [3]]
+    assert tasks.fresh_chunks(list(range(16))) == [[i, i + 8] for i in range(8)]
+    assert [len(c) for c in tasks.fresh_chunks(list(range(100)))] == [13] * 4 + [12] * 4  # the fan-out
+    assert [len(c) for c in tasks.fresh_chunks(list(range(400)))] == [20] * 20  # the chunk size
+
+
+def test_advance_many_runs_each_run_and_one_error_stops_none(start_run, sent_many, monkeypatch):
+    runs = [start_run("demo.local") for _ in range(3)]
+    real = tasks._advance
+
+    def advance_or_break(run_id, hostname):
+        if run_id == runs[1]:
+            raise RuntimeError("a bug in one run")
+        return real(run_id, hostname)
+
+    monkeypatch.setattr(tasks, "_advance", advance_or_break)
+    assert tasks.advance_many.apply(args=[runs]).get() == 3
+    assert [saga_run_get(run_id=r).status for r in runs] == [
+        RunStatus.COMPLETED,
+        RunStatus.RUNNING,  # left for the sweeper
+        RunStatus.COMPLETED,
+    ]
+
+
+def test_advance_many_hands_the_rest_on_after_its_budget(start_run, sent_many, settings):
+    settings.SAGA_CHUNK_BUDGET = 0.0  # every run after the first is over budget
+    runs = [start_run("demo.local") for _ in range(3)]
+    sent_many.clear()
+
+    assert tasks.advance_many.apply(args=[runs]).get() == 1
+
+    assert saga_run_get(run_id=runs[0]).status == RunStatus.COMPLETED
+    assert sent_many == [("advance_many", runs[1:])]
+    assert {saga_run_get(run_id=r).status for r in runs[1:]} == {RunStatus.RUNNING}
