@@ -671,6 +671,8 @@ def procfile_process(
     this checkout may own it)."""
     line = next(ln for ln in (ROOT / "Procfile").read_text().splitlines() if ln.startswith(f"{name}:"))
     words = line.split(":", 1)[1].split()
+    if words[0] == "exec":  # under honcho's `sh -c` it makes the program replace the shell; here no shell
+        words = words[1:]
     dropped = {"--pidfile"}
     if pool:
         dropped.add("--pool")
