@@ -11,8 +11,8 @@ what the outbox costs the accepting path, each next to a floor from the same run
 - relay: N events recorded (100 per transaction), then sequenced and dispatched to a
   no-op consumer in this process (outbox.relay). Floor: reading the same rows once in
   keyset batches and moving a cursor row per batch (the least any relay must do).
-- lag: the whole stack (gunicorn web 2x4, a Celery worker with the Procfile's
-  concurrency, beat, the sandbox provider) with orders POSTed at a steady --rate
+- lag: the whole stack (gunicorn web 2x4, the Procfile's two Celery workers — the saga
+  worker with --concurrency, the events worker — beat, the sandbox provider) with orders POSTed at a steady --rate
   (open loop) for --seconds. A probe consumer (bench/outbox_probe.py) stores when each
   event was applied; lag = applied - recorded, p50/p99 per type. Also place ->
   confirmed (the checkout, started by the direct after-commit poke) and the relay lag
@@ -65,7 +65,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench import api_throughput as api  # noqa: E402
-from bench.saga_throughput import Procs, drop, free_port, percentile, recreate  # noqa: E402
+from bench.saga_throughput import Procs, drop, free_port, percentile, procfile_process, recreate  # noqa: E402
 
 PY = ROOT / ".venv" / "bin" / "python"
 CELERY = ROOT / ".venv" / "bin" / "celery"
@@ -233,12 +233,14 @@ def lag(args) -> dict:
                             "--no-control-socket", "--log-level", "warning"], psp_env)  # fmt: skip
         procs.start("web", [str(GUNICORN), "config.wsgi", "--bind", f"127.0.0.1:{web_port}", "--workers", "2",
                             "--threads", "4", "--no-control-socket", "--log-level", "warning"], env)  # fmt: skip
-        worker, worker_log = procs.start(
-            "worker",
-            [str(CELERY), "-A", "config", "worker", "--loglevel", "WARNING", "--concurrency", str(args.concurrency),
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-I", "bench.outbox_probe"],
-            env,
-        )  # fmt: skip
+        # The Procfile's two workers (the saga worker on `celery` with --concurrency, the
+        # events worker on `events,bulk`), each importing the probe consumer: one worker
+        # on every queue made the relay wait behind checkout chunks (sagas.advance_many).
+        quiet = ["--loglevel", "WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        workers = []
+        for name in ("worker", "events"):
+            command = procfile_process(name, concurrency=args.concurrency if name == "worker" else None)
+            workers.append(procs.start(name, [*command, *quiet, "-I", "bench.outbox_probe"], env))
         procs.start("beat", [str(CELERY), "-A", "config", "beat", "--loglevel", "WARNING",
                              "--schedule", str(logdir / "beat-schedule")], env)  # fmt: skip
         base = f"http://127.0.0.1:{web_port}"
@@ -250,8 +252,9 @@ def lag(args) -> dict:
                 pass
             time.sleep(0.1)
         time.sleep(3)  # the worker and beat finish starting
-        if worker.poll() is not None:
-            raise RuntimeError(worker_log.read_text()[-3000:])
+        for worker, worker_log in workers:
+            if worker.poll() is not None:
+                raise RuntimeError(worker_log.read_text()[-3000:])
 
         total = int(args.rate * args.seconds)
         late: list[float] = []
