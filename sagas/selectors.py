@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from core.fsm import state_summary
-from core.sql import column, instance_from_row, select_columns
+from core.sql import column, instance_from_row, prepared, select_columns, slot
 
 from . import registry
 from .choices import (
@@ -256,6 +256,15 @@ def saga_runs_list(
             run_to_dto(run)
             for run in _stuck_error_scan(sort=sort, want=offset + limit, filters=filters)[offset:]
         ]
+    if not filters:
+        # Every stuck run (the overview's "Oldest stuck sagas", the queue's first page):
+        # the statement compiled once per process (core.sql.prepared), "now" its parameter.
+        statement = prepared(
+            ("saga_runs_list", sort, offset, limit),
+            lambda: _runs_filtered(now=slot(0)).order_by(*order[sort])[offset : offset + limit],
+            slots=1,
+        )
+        return [run_to_dto(run) for run in statement.instances(SagaRun, timezone.now())]
     qs = _runs_filtered(**filters).order_by(*order[sort])
     return [run_to_dto(run) for run in qs[offset : offset + limit]]
 
