@@ -438,7 +438,10 @@ def prepared(key: Hashable, build: Callable[[], Any], *, slots: int = 0) -> Prep
         for index, (funcs, expression) in compiler.get_converters(fields).items()
     )
     # A values() query's keys, in the order of its columns (as ValuesIterable names them).
-    names = (*query.extra_select, *query.values_select, *query.annotation_select)
+    if query.selected:
+        names: tuple[str, ...] = tuple(query.selected)
+    else:
+        names = (*query.extra_select, *query.values_select, *query.annotation_select)
     hit = _prepared[key] = Prepared(sql, tuple(params), tuple(positions), names, converters)
     return hit
 

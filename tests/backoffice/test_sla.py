@@ -359,3 +359,33 @@ def test_the_batched_reads_return_what_each_states_source_returns(waiting, limit
         for k in ("payment_unknown", "refund_pending", "incident_unacknowledged", "order_cancelling")
     ] == [4, 4, 4, 4]
     assert len(everything["incident_unresolved"]) == 5
+
+
+def test_an_items_escalation_is_matched_by_its_state_and_subject_together(db):
+    """_mark_escalated reads the escalations of the items' (state, subject) pairs: an
+    escalation of payment #7 does not mark refund #7, and each item gets its own
+    escalation's status."""
+    limits = sla_limits()
+    now = timezone.now()
+
+    def item(key: str, subject: int) -> sla.Waiting:
+        return sla.Waiting(limits[key], subject, None, None, "", now, 0.0)
+
+    for key, subject, status in (("payment_unknown", 7, "sent"), ("refund_pending", 8, "failed")):
+        SlaEscalation.objects.create(
+            state=key, subject_id=subject, group="finance", age_seconds=60, status=status
+        )
+    items = [
+        item("payment_unknown", 7),
+        item("refund_pending", 7),
+        item("payment_unknown", 8),
+        item("refund_pending", 8),
+    ]
+    marked = sla._mark_escalated(items)
+    assert [(i.sla.key, i.subject_id, i.escalated) for i in marked] == [
+        ("payment_unknown", 7, "sent"),
+        ("refund_pending", 7, ""),
+        ("payment_unknown", 8, ""),
+        ("refund_pending", 8, "failed"),
+    ]
+    assert sla._mark_escalated([]) == []
