@@ -298,6 +298,25 @@ ERROR_CHUNK_FIRST = 200
 ERROR_CHUNK_MAX = 8000
 
 
+@functools.lru_cache(maxsize=64)
+def _stuck_where(
+    wanted: tuple[str, ...], attention: tuple[str, ...], others: tuple[tuple[str, Any], ...]
+) -> tuple[str, tuple[Any, ...], int]:
+    """_stuck_error_scan's WHERE (the stuck runs asked for and the other filters), the
+    ORM's compilation kept per process and filter values: its SQL, its parameters and
+    where "now" is among them (a page's count and list compile it once, not twice a
+    request)."""
+    overdue = Q(sla_at__lte=slot(0))
+    base = _runs_filtered(
+        **dict(others), error_contains=None, stuck_only=False, statuses=list(wanted)
+    ).filter(Q(status__in=list(attention)) | overdue if attention else overdue)
+    where_sql, where_params = base.query.get_compiler(using=base.db).compile(base.query.where)
+    # "now" is the last parameter (its condition is added last); a filter's own moment
+    # equal to slot(0) would come before it.
+    at = [i for i, p in enumerate(where_params) if isinstance(p, datetime) and p == slot(0)][-1]
+    return where_sql, tuple(where_params), at
+
+
 def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting: bool = False) -> list[Any]:
     """The first `want` stuck runs (SagaRun) matching every filter, the error text
     (case-insensitive, as `icontains`) included, in the list's order; `counting`: only
@@ -313,11 +332,16 @@ def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting
     if not wanted:
         return []
     now = filters.get("now") or timezone.now()
-    overdue = Q(sla_at__lte=now)
-    base = _runs_filtered(
-        **{**filters, "error_contains": None, "stuck_only": False, "statuses": wanted}
-    ).filter(Q(status__in=attention) | overdue if attention else overdue)
-    where_sql, where_params = base.query.get_compiler(using=base.db).compile(base.query.where)
+    others = tuple(
+        sorted(
+            (k, v) for k, v in filters.items() if k not in ("now", "error_contains", "stuck_only", "statuses")
+        )
+    )
+    try:
+        where_sql, where_params, at = _stuck_where(tuple(wanted), tuple(attention), others)
+    except TypeError:  # a filter value that cannot be a key (a list): compiled for this call
+        where_sql, where_params, at = _stuck_where.__wrapped__(tuple(wanted), tuple(attention), others)
+    where_params = [*where_params[:at], now, *where_params[at + 1 :]]
     k1, k2, direction, after_op = _STUCK_ORDERS[sort]
     pattern = f"%{connection.ops.prep_for_like_query(str(filters['error_contains']))}%"
     # Only constants and Django's compiled WHERE are put into the text; values are parameters.

@@ -127,3 +127,24 @@ def test_the_stuck_list_built_once_reads_now_at_each_call(runs):
     # A run a person resolved leaves it at once.
     SagaRun.objects.filter(pk=runs[0].pk).update(status="resolved")
     assert runs[0].pk not in {r.id for r in selectors.saga_runs_list(limit=50)}
+
+
+def test_the_error_scans_where_compiled_once_reads_now_at_each_call(runs):
+    """?error= (sagas.selectors._stuck_where): the WHERE is compiled once per filter
+    values, "now" its parameter: a run whose SLA passes between two reads is counted
+    and listed in the second."""
+    late = runs[3]  # running, its SLA 5 minutes ahead, last_error "e3"
+    assert selectors.saga_runs_count(cap=100, error_contains="e3") == 0
+    assert selectors.saga_runs_list(error_contains="e3") == []
+    SagaRun.objects.filter(pk=late.pk).update(sla_at=timezone.now() - timedelta(seconds=1))
+    assert selectors.saga_runs_count(cap=100, error_contains="e3") == 1
+    assert [r.id for r in selectors.saga_runs_list(error_contains="e3")] == [late.pk]
+    # With another filter's own moment in the WHERE too.
+    created_before = timezone.now() + timedelta(minutes=1)
+    assert [r.id for r in selectors.saga_runs_list(error_contains="e3", created_before=created_before)] == [
+        late.pk
+    ]
+    assert (
+        selectors.saga_runs_list(error_contains="e3", created_before=late.created_at - timedelta(seconds=1))
+        == []
+    )
