@@ -338,10 +338,10 @@ def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting
         )
     )
     try:
-        where_sql, where_params, at = _stuck_where(tuple(wanted), tuple(attention), others)
+        where_sql, compiled_params, at = _stuck_where(tuple(wanted), tuple(attention), others)
     except TypeError:  # a filter value that cannot be a key (a list): compiled for this call
-        where_sql, where_params, at = _stuck_where.__wrapped__(tuple(wanted), tuple(attention), others)
-    where_params = [*where_params[:at], now, *where_params[at + 1 :]]
+        where_sql, compiled_params, at = _stuck_where.__wrapped__(tuple(wanted), tuple(attention), others)
+    where_params = [*compiled_params[:at], now, *compiled_params[at + 1 :]]
     k1, k2, direction, after_op = _STUCK_ORDERS[sort]
     pattern = f"%{connection.ops.prep_for_like_query(str(filters['error_contains']))}%"
     # Only constants and Django's compiled WHERE are put into the text; values are parameters.
