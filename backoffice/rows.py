@@ -12,7 +12,7 @@ templates; the HTML is the same as the templates made.
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, tzinfo
 from typing import Any
 
@@ -20,7 +20,7 @@ from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
 from .links import href_maker
-from .sla import duration
+from .sla import SOURCES, duration
 
 DASH = "—"
 
@@ -136,11 +136,24 @@ def search_rows(rows: Iterable[Any]) -> SafeString:
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
 
 
-def _item_subject(i: Any) -> str:
-    """A waiting item's subject (linked when it has a page) and its muted detail."""
-    subject, href = escape(i.subject), i.href
-    cell = f'<a href="{href}">{subject}</a>' if href else subject
-    return cell + (f' <span class="muted">{escape(i.detail)}</span>' if i.detail else "")
+def _subject_maker() -> Callable[[Any], str]:
+    """A waiting item's subject (linked when it has a page) and its muted detail: what
+    Waiting.subject and Waiting.href say, with the links' prefixes and each state's noun
+    read once per table (Waiting.href reads the script prefix, a thread-local, per row)."""
+    order_link, incident_link = href_maker("backoffice:order"), href_maker("backoffice:incident")
+    kinds = {key: (noun, page == "incident") for key, (noun, _, page) in SOURCES.items()}
+
+    def cell(i: Any) -> str:
+        noun, incident = kinds[i.sla.key]
+        subject = escape(f"{noun} #{i.subject_id}")
+        if incident:
+            href = incident_link(i.subject_id)
+        else:
+            href = order_link(i.order_id) if i.order_id else ""
+        cell = f'<a href="{href}">{subject}</a>' if href else subject
+        return cell + (f' <span class="muted">{escape(i.detail)}</span>' if i.detail else "")
+
+    return cell
 
 
 def _item_money(i: Any) -> str:
@@ -150,8 +163,9 @@ def _item_money(i: Any) -> str:
 def waiting_rows(items: Iterable[Any]) -> SafeString:
     out = []
     now, tz, order_link = timezone.now(), timezone.get_current_timezone(), href_maker("backoffice:order")
+    subject_of = _subject_maker()
     for i in items:
-        subject_cell, money = _item_subject(i), _item_money(i)
+        subject_cell, money = subject_of(i), _item_money(i)
         order = f'<a href="{order_link(i.order_id)}">{int(i.order_id)}</a>' if i.order_id else DASH
         level = i.level
         if level == "ok":
@@ -172,8 +186,9 @@ def attention_rows(items: Iterable[Any]) -> SafeString:
     """The overview's "Needs attention" rows (backoffice.sla.attention_list)."""
     out = []
     now = timezone.now()
+    subject_of = _subject_maker()
     for i in items:
-        subject_cell, money = _item_subject(i), _item_money(i)
+        subject_cell, money = subject_of(i), _item_money(i)
         level = i.level
         notify = escape(i.sla.notify)
         if i.escalated:

@@ -18,6 +18,7 @@ whether the provider answers, so support knows why nothing moves before an SLA t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,10 +28,11 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.mail import send_mail
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core import heartbeats
+from core.sql import column
 from orders import selectors as order_selectors
 from orders.choices import OrderStatus
 from payments import selectors as payment_selectors
@@ -165,7 +167,8 @@ def _rows(
 
 # The states one app's selector reads together, in one statement (the rows only, no
 # count): the same rows as SOURCES' (pinned by tests/backoffice/test_sla.py), two round
-# trips fewer for the overview's "Needs attention" and the waiting page.
+# trips fewer for the overview's "Needs attention" and the waiting page. Each batch's
+# statement is compiled once per process (core.fsm.waiting_in_states).
 Batch = Callable[[dict[str, datetime | None], int], dict[str, list[dict]]]
 
 
@@ -191,8 +194,16 @@ def _incidents_batch(before: dict[str, datetime | None], limit: int) -> dict[str
     return {"incident_unacknowledged": unacknowledged, "incident_unresolved": unresolved}
 
 
+def _orders_batch(before: dict[str, datetime | None], limit: int) -> dict[str, list[dict]]:
+    rows = order_selectors.orders_waiting_rows(
+        status=OrderStatus.CANCELLING, since_before=before["order_cancelling"], limit=limit
+    )
+    return {"order_cancelling": rows}
+
+
 BATCHES: list[tuple[tuple[str, ...], Batch]] = [
     (("payment_unknown", "refund_pending"), _payments_batch),
+    (("order_cancelling",), _orders_batch),
     (("incident_unacknowledged", "incident_unresolved"), _incidents_batch),
 ]
 
@@ -220,20 +231,31 @@ def _rows_many(
 
 
 def _mark_escalated(items: list[Waiting]) -> list[Waiting]:
-    """The items with their escalation's status (one query)."""
+    """The items with their escalation's status (one query, built once: the items'
+    (state, subject) pairs as two arrays joined to the unique index, instead of the
+    ORM compiling `state IN (…) AND subject_id IN (…)` of up to 250 ids — the cross
+    product of the two lists, and ~1 ms of CPU on the waiting page)."""
     if not items:
         return items
-    keys = {(i.sla.key, i.subject_id) for i in items}
-    found = {
-        (row["state"], row["subject_id"]): row["status"]
-        for row in SlaEscalation.objects.filter(
-            state__in={k for k, _ in keys}, subject_id__in={s for _, s in keys}
-        ).values("state", "subject_id", "status")
-    }
+    states, subjects = zip(*{(i.sla.key, i.subject_id) for i in items}, strict=True)
+    with connection.cursor() as cursor:
+        cursor.execute(_escalations_sql(), [list(states), list(subjects)])
+        found = {(state, subject): status for state, subject, status in cursor.fetchall()}
     # (replace() only where there is an escalation: it costs ~6 µs an item, 250 a page)
     return [
         replace(i, escalated=status) if (status := found.get((i.sla.key, i.subject_id))) else i for i in items
     ]
+
+
+@functools.cache
+def _escalations_sql() -> str:
+    table = connection.ops.quote_name(SlaEscalation._meta.db_table)
+    state, subject, status = (column(SlaEscalation, f) for f in ("state", "subject_id", "status"))
+    return (
+        f"SELECT e.{state}, e.{subject}, e.{status} FROM {table} e"  # noqa: S608 - identifiers from the model
+        f" JOIN unnest(%s::text[], %s::bigint[]) AS k(state, subject_id)"
+        f" ON e.{state} = k.state AND e.{subject} = k.subject_id"
+    )
 
 
 def state_counts() -> dict[str, int]:

@@ -6,13 +6,15 @@ app's own selectors, so no app reads another's tables through them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from django.db import models
 from django.db.models import Count, F, IntegerField, Min, Value
 from django_fsm import FSMField
 from django_fsm_log.models import StateLog
+
+from core.sql import prepared, slot
 
 
 def state_log_rows(logs: Iterable[StateLog], *, label=None) -> list[dict[str, Any]]:
@@ -91,35 +93,52 @@ def waiting_in_state(
 
 
 def waiting_in_states(
-    parts: list[tuple[models.QuerySet, str, Any]], *, limit: int = 50, fields: Iterable[str] = ()
+    parts: list[tuple[Callable[[], models.QuerySet], str, Any]],
+    *,
+    key: Hashable,
+    limit: int = 50,
+    fields: Iterable[str] = (),
 ) -> list[list[dict[str, Any]]]:
     """waiting_in_state(counted=False) for several states of ONE app's tables in one
-    statement (UNION ALL of each part's oldest `limit`): `parts` are (rows already
-    filtered to one state, the `since` field, since_before or None); returns, per part,
-    its rows as dicts of `fields` plus "since", oldest first. The back office's SLA
-    lists read two states of payments and two of reconciliation each time they are
-    drawn; a round trip each cost as much as the rows."""
+    statement (UNION ALL of each part's oldest `limit`): `parts` are (a callable that
+    returns the rows filtered to one state, the `since` field, since_before or None);
+    returns, per part, its rows as dicts of `fields` plus "since", oldest first. The
+    back office's SLA lists read two states of payments and two of reconciliation each
+    time they are drawn; a round trip each cost as much as the rows.
+
+    The statement is compiled once per process (core.sql.prepared) under `key`, which
+    must name what the parts' callables filter on (their states); the since_before
+    moments are its parameters. Compiling the UNION with the ORM cost more CPU than
+    running it (issue 16: ~1 ms a statement, four of them per overview)."""
     fields = tuple(fields)
     limit = max(0, min(int(limit), 500))
     if not parts or not limit:
         return [[] for _ in parts]
-    columns = [f"w_{f}" for f in fields]
-    queries = []
-    for n, (rows, since, since_before) in enumerate(parts):
-        if since_before is not None:
-            rows = rows.filter(**{f"{since}__lt": since_before})
-        queries.append(
-            rows.annotate(
-                **{f"w_{f}": F(f) for f in fields},
-                w_since=F(since),
-                w_part=Value(n, output_field=IntegerField()),
+    limited = tuple(before is not None for _, _, before in parts)
+
+    def build() -> models.QuerySet:
+        columns = [f"w_{f}" for f in fields]
+        queries = []
+        slots = 0
+        for n, (rows_of, since, since_before) in enumerate(parts):
+            rows = rows_of()
+            if since_before is not None:
+                rows = rows.filter(**{f"{since}__lt": slot(slots)})
+                slots += 1
+            queries.append(
+                rows.annotate(
+                    **{f"w_{f}": F(f) for f in fields},
+                    w_since=F(since),
+                    w_part=Value(n, output_field=IntegerField()),
+                )
+                .order_by(since, "pk")
+                .values(*columns, "w_since", "w_part")[:limit]
             )
-            .order_by(since, "pk")
-            .values(*columns, "w_since", "w_part")[:limit]
-        )
+        return queries[0].union(*queries[1:], all=True) if len(queries) > 1 else queries[0]
+
+    statement = prepared(("waiting_in_states", key, limit, fields, limited), build, slots=sum(limited))
     out: list[list[dict[str, Any]]] = [[] for _ in parts]
-    combined = queries[0].union(*queries[1:], all=True) if len(queries) > 1 else queries[0]
-    for row in combined:
+    for row in statement.dicts(*(before for _, _, before in parts if before is not None)):
         out[row["w_part"]].append({**{f: row[f"w_{f}"] for f in fields}, "since": row["w_since"]})
     for listed in out:  # UNION ALL keeps each part's rows together, not necessarily in order
         listed.sort(key=lambda r: (r["since"], r.get("id") or 0))

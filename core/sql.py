@@ -12,9 +12,10 @@ Identifiers come from the models' own metadata, quoted; every value is a paramet
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -337,3 +338,114 @@ def _update_fields_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str,
     sets = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
     sql = f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {quote(str(pk.column))} = %s"  # noqa: S608
     return sql, fields
+
+
+# --- ORM statements compiled once per process ------------------------------------------
+
+
+_SLOT_BASE = datetime.datetime(1901, 1, 1, tzinfo=datetime.UTC)
+
+
+def slot(n: int) -> datetime.datetime:
+    """The stand-in for a prepared statement's n-th datetime parameter (a moment no
+    row holds: 1901-01-01 plus n microseconds). `prepared()`'s builder filters on it
+    where the call will pass its own value (a "since before", a "now")."""
+    return _SLOT_BASE + datetime.timedelta(microseconds=n)
+
+
+@dataclasses.dataclass(frozen=True)
+class Prepared:
+    """An ORM query's SQL and parameters, compiled once, with the positions of its slots."""
+
+    sql: str
+    params: tuple[Any, ...]
+    slots: tuple[int, ...]  # the index in params of slot(0), slot(1), …
+    names: tuple[str, ...]  # the result's columns (a values() query's keys)
+    converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (column, funcs, expression)
+
+    def rows(self, *values: Any) -> list[tuple[Any, ...]]:
+        """Run the statement with `values` in the slots; its rows, converted as the
+        ORM converts them."""
+        if len(values) != len(self.slots):
+            raise TypeError(f"{len(self.slots)} slot value(s) expected, {len(values)} given")
+        params = list(self.params)
+        for position, value in zip(self.slots, values, strict=True):
+            params[position] = value
+        with connection.cursor() as cursor:
+            cursor.execute(self.sql, params)
+            rows = cursor.fetchall()
+        if not self.converters:
+            return rows
+        converted = []
+        for row in rows:
+            values_ = list(row)
+            for index, funcs, expression in self.converters:
+                value = values_[index]
+                for func in funcs:
+                    value = func(value, expression, connection)
+                values_[index] = value
+            converted.append(tuple(values_))
+        return converted
+
+    def instances(self, model: type[M], *values: Any) -> list[M]:
+        """rows() of a query over `model`'s own columns (no values(), no annotations)
+        as its instances, what iterating the QuerySet would have returned."""
+        attnames = [f.attname for f in model._meta.concrete_fields]
+        rows = self.rows(*values)
+        if rows and len(rows[0]) != len(attnames):
+            raise TypeError(f"{len(rows[0])} columns, {model.__name__} has {len(attnames)}")
+        return [model.from_db(connection.alias, attnames, list(row)) for row in rows]
+
+    def dicts(self, *values: Any) -> list[dict[str, Any]]:
+        """rows() as dicts keyed by the query's names (what values() would return)."""
+        names = self.names
+        return [dict(zip(names, row, strict=True)) for row in self.rows(*values)]
+
+
+_prepared: dict[Hashable, Prepared] = {}
+
+
+def prepared(key: Hashable, build: Callable[[], Any], *, slots: int = 0) -> Prepared:
+    """The statement of the QuerySet `build()` returns, compiled once per process under
+    `key`: `key` must name everything the query depends on except its slots (`build`
+    passes `slot(0)`, `slot(1)`, … where the caller's datetimes go; each must appear
+    exactly once among the parameters). For reads drawn at every request whose ORM
+    compilation costs more CPU than running them (the back office's overview and
+    waiting page: issue 16); the query is the ORM's, so it stays the one its tests read."""
+    hit = _prepared.get(key)
+    if hit is not None:
+        return hit
+    queryset = build()
+    query = queryset.query
+    compiler = query.get_compiler(using=queryset.db)
+    sql, params = compiler.as_sql()
+    marks = {
+        i: p
+        for i, p in enumerate(params)
+        if isinstance(p, datetime.datetime) and p.year == _SLOT_BASE.year and p.tzinfo is not None
+    }
+    positions = []
+    for n in range(slots):
+        found = [i for i, p in marks.items() if p == slot(n)]
+        if len(found) != 1:
+            raise ValueError(f"prepared({key!r}): slot({n}) is {len(found)} times among the parameters")
+        positions.append(found[0])
+    if len(marks) != slots:
+        raise ValueError(f"prepared({key!r}): {len(marks)} slots among the parameters, {slots} declared")
+    fields = [s[0] for s in compiler.select[: compiler.col_count]]
+    converters = tuple(
+        (index, tuple(funcs), expression)
+        for index, (funcs, expression) in compiler.get_converters(fields).items()
+    )
+    # A values() query's keys, in the order of its columns (as ValuesIterable names them).
+    if query.selected:
+        names: tuple[str, ...] = tuple(query.selected)
+    else:
+        names = (*query.extra_select, *query.values_select, *query.annotation_select)
+    hit = _prepared[key] = Prepared(sql, tuple(params), tuple(positions), names, converters)
+    return hit
+
+
+def prepared_forget() -> None:
+    """Drop every compiled statement (tests)."""
+    _prepared.clear()

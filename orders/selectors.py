@@ -12,7 +12,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch
 from django_fsm_log.models import StateLog
 
 from core.errors import ConcordError, NotFound
-from core.fsm import state_log_rows, state_summary, waiting_in_state
+from core.fsm import state_log_rows, state_summary, waiting_in_state, waiting_in_states
 from payments.choices import PaymentStatus
 from payments.dto import PaymentDTO
 from payments.selectors import payments_for_orders, refunds_for_payments
@@ -308,6 +308,25 @@ def orders_waiting(
         counted=counted,
         fields=("id", "order_id", "amount", "currency"),
     )
+
+
+def orders_waiting_rows(*, status: str, since_before=None, limit: int = 50) -> list[dict]:
+    """orders_waiting's rows alone (counted=False), in a statement compiled once per
+    process (core.fsm.waiting_in_states): what the back office's SLA lists draw at
+    every request."""
+    (rows,) = waiting_in_states(
+        [
+            (
+                lambda: Order.objects.filter(status=status).annotate(order_id=F("id"), amount=F("total")),
+                "updated_at",
+                since_before,
+            )
+        ],
+        key=("orders_waiting_rows", str(status)),
+        limit=limit,
+        fields=("id", "order_id", "amount", "currency"),
+    )
+    return rows
 
 
 def order_totals(*, order_ids: list[int]) -> dict[int, tuple[Decimal, str]]:

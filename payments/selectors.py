@@ -457,13 +457,14 @@ def payments_and_refunds_waiting(
     (id, order_id, amount, currency, since)."""
     payments, refunds = waiting_in_states(
         [
-            (Payment.objects.filter(status=payment_status), "updated_at", payment_since_before),
+            (lambda: Payment.objects.filter(status=payment_status), "updated_at", payment_since_before),
             (
-                Refund.objects.filter(status=refund_status).annotate(order_id=F("payment__order_id")),
+                lambda: Refund.objects.filter(status=refund_status).annotate(order_id=F("payment__order_id")),
                 "created_at",
                 refund_since_before,
             ),
         ],
+        key=("payments_and_refunds_waiting", str(payment_status), str(refund_status)),
         limit=limit,
         fields=("id", "order_id", "amount", "currency"),
     )

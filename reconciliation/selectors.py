@@ -526,12 +526,15 @@ def incidents_waiting_in(*, specs: list[tuple[list[str], Any]], limit: int = 50)
     return waiting_in_states(
         [
             (
-                Incident.objects.filter(state__in=states).annotate(amount=F("amount_at_risk")),
+                lambda states=states: Incident.objects.filter(state__in=states).annotate(
+                    amount=F("amount_at_risk")
+                ),
                 "detected_at",
                 before,
             )
             for states, before in specs
         ],
+        key=("incidents_waiting_in", tuple(tuple(str(s) for s in states) for states, _ in specs)),
         limit=limit,
         fields=("id", "order_id", "amount", "currency", "type", "severity"),
     )

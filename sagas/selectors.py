@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from core.fsm import state_summary
-from core.sql import column, instance_from_row, select_columns
+from core.sql import column, instance_from_row, prepared, select_columns, slot
 
 from . import registry
 from .choices import (
@@ -256,6 +256,15 @@ def saga_runs_list(
             run_to_dto(run)
             for run in _stuck_error_scan(sort=sort, want=offset + limit, filters=filters)[offset:]
         ]
+    if not filters:
+        # Every stuck run (the overview's "Oldest stuck sagas", the queue's first page):
+        # the statement compiled once per process (core.sql.prepared), "now" its parameter.
+        statement = prepared(
+            ("saga_runs_list", sort, offset, limit),
+            lambda: _runs_filtered(now=slot(0)).order_by(*order[sort])[offset : offset + limit],
+            slots=1,
+        )
+        return [run_to_dto(run) for run in statement.instances(SagaRun, timezone.now())]
     qs = _runs_filtered(**filters).order_by(*order[sort])
     return [run_to_dto(run) for run in qs[offset : offset + limit]]
 
@@ -289,6 +298,25 @@ ERROR_CHUNK_FIRST = 200
 ERROR_CHUNK_MAX = 8000
 
 
+@functools.lru_cache(maxsize=64)
+def _stuck_where(
+    wanted: tuple[str, ...], attention: tuple[str, ...], others: tuple[tuple[str, Any], ...]
+) -> tuple[str, tuple[Any, ...], int]:
+    """_stuck_error_scan's WHERE (the stuck runs asked for and the other filters), the
+    ORM's compilation kept per process and filter values: its SQL, its parameters and
+    where "now" is among them (a page's count and list compile it once, not twice a
+    request)."""
+    overdue = Q(sla_at__lte=slot(0))
+    base = _runs_filtered(
+        **dict(others), error_contains=None, stuck_only=False, statuses=list(wanted)
+    ).filter(Q(status__in=list(attention)) | overdue if attention else overdue)
+    where_sql, where_params = base.query.get_compiler(using=base.db).compile(base.query.where)
+    # "now" is the last parameter (its condition is added last); a filter's own moment
+    # equal to slot(0) would come before it.
+    at = [i for i, p in enumerate(where_params) if isinstance(p, datetime) and p == slot(0)][-1]
+    return where_sql, tuple(where_params), at
+
+
 def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting: bool = False) -> list[Any]:
     """The first `want` stuck runs (SagaRun) matching every filter, the error text
     (case-insensitive, as `icontains`) included, in the list's order; `counting`: only
@@ -304,11 +332,16 @@ def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting
     if not wanted:
         return []
     now = filters.get("now") or timezone.now()
-    overdue = Q(sla_at__lte=now)
-    base = _runs_filtered(
-        **{**filters, "error_contains": None, "stuck_only": False, "statuses": wanted}
-    ).filter(Q(status__in=attention) | overdue if attention else overdue)
-    where_sql, where_params = base.query.get_compiler(using=base.db).compile(base.query.where)
+    others = tuple(
+        sorted(
+            (k, v) for k, v in filters.items() if k not in ("now", "error_contains", "stuck_only", "statuses")
+        )
+    )
+    try:
+        where_sql, compiled_params, at = _stuck_where(tuple(wanted), tuple(attention), others)
+    except TypeError:  # a filter value that cannot be a key (a list): compiled for this call
+        where_sql, compiled_params, at = _stuck_where.__wrapped__(tuple(wanted), tuple(attention), others)
+    where_params = [*compiled_params[:at], now, *compiled_params[at + 1 :]]
     k1, k2, direction, after_op = _STUCK_ORDERS[sort]
     pattern = f"%{connection.ops.prep_for_like_query(str(filters['error_contains']))}%"
     # Only constants and Django's compiled WHERE are put into the text; values are parameters.
@@ -320,22 +353,47 @@ def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting
         f" FROM (SELECT {k1} AS k1, {k2} AS k2, UPPER(last_error::text) LIKE UPPER(%s) AS hit FROM sagas_sagarun"
         f" WHERE {where_sql}{{keyset}} ORDER BY {k1} {direction}, {k2} {direction} LIMIT %s) s)"
     )
-    if counting:  # (matches in the chunk, n, k1, k2) of the chunk's last row
-        select = " SELECT (SELECT count(*) FROM w WHERE hit), n, k1, k2 FROM w ORDER BY n DESC LIMIT 1"
-    else:  # (n, k1, k2, wanted, the run's columns) of the matches still wanted and of the last row
-        wanted_match = "(w.hit AND w.m <= %s)"
-        select = (
-            f" SELECT w.n, w.k1, w.k2, {wanted_match}, {select_columns(SagaRun)} FROM w"  # noqa: S608
-            f" LEFT JOIN sagas_sagarun ON sagas_sagarun.id = w.k2 AND {wanted_match}"
-            f" WHERE w.n = (SELECT max(n) FROM w) OR {wanted_match} ORDER BY w.n"
-        )
+    # The count needs no numbering: how many rows of the chunk match and how many it has,
+    # and its last key only when another chunk must follow (it is full and short of
+    # matches), read from the index alone at OFFSET chunk - 1 — the One-Time Filter on
+    # a.c / a.h skips that subquery otherwise. Numbering the chunk's rows with window
+    # functions over a materialized CTE cost 2-3 ms of the count's 4-6 (1,501 rows,
+    # docs/benchmarks.md "overview").
+    count_sql = (
+        "SELECT a.h, a.c, l.k1, l.k2 FROM (SELECT count(*) FILTER (WHERE s.hit) AS h, count(*) AS c"  # noqa: S608
+        " FROM (SELECT UPPER(last_error::text) LIKE UPPER(%s) AS hit FROM sagas_sagarun"
+        f" WHERE {where_sql}{{keyset}} ORDER BY {k1} {direction}, {k2} {direction} LIMIT %s) s) a"
+        f" LEFT JOIN LATERAL (SELECT {k1} AS k1, {k2} AS k2 FROM sagas_sagarun"
+        f" WHERE {where_sql}{{keyset}} AND a.c = %s AND a.h < %s"
+        f" ORDER BY {k1} {direction}, {k2} {direction} OFFSET %s LIMIT 1) l ON true"
+    )
+    # (n, k1, k2, wanted, the run's columns) of the matches still wanted and of the last row
+    wanted_match = "(w.hit AND w.m <= %s)"
+    select = (
+        f" SELECT w.n, w.k1, w.k2, {wanted_match}, {select_columns(SagaRun)} FROM w"  # noqa: S608
+        f" LEFT JOIN sagas_sagarun ON sagas_sagarun.id = w.k2 AND {wanted_match}"
+        f" WHERE w.n = (SELECT max(n) FROM w) OR {wanted_match} ORDER BY w.n"
+    )
     found: list[Any] = []
     after: tuple | None = None
     chunk = max(ERROR_CHUNK_FIRST, want + want // 2)  # a common text: one chunk
     with connection.cursor() as cursor:
         while len(found) < want:
             keyset = f" AND ({k1}, {k2}) {after_op} (%s, %s)" if after is not None else ""
-            need = [] if counting else [want - len(found)] * 3
+            if counting:
+                chunk_where = [*where_params, *(after or ())]
+                cursor.execute(
+                    count_sql.replace("{keyset}", keyset),
+                    [pattern, *chunk_where, chunk, *chunk_where, chunk, want - len(found), chunk - 1],
+                )
+                matched, read, *last_key = cursor.fetchone()
+                found.extend([0] * matched)
+                if read < chunk or len(found) >= want:
+                    break  # the stuck runs are exhausted, or the count is reached
+                after = tuple(last_key)
+                chunk = min(ERROR_CHUNK_MAX, chunk * 4)
+                continue
+            need = [want - len(found)] * 3
             cursor.execute(
                 chunk_sql.replace("{keyset}", keyset) + select,
                 [pattern, *where_params, *(after or ()), chunk, *need],
@@ -343,12 +401,8 @@ def _stuck_error_scan(*, sort: str, want: int, filters: dict[str, Any], counting
             rows = cursor.fetchall()
             if not rows:
                 break
-            if counting:
-                found.extend([0] * rows[0][0])
-                last = rows[0][1:]
-            else:
-                found.extend(instance_from_row(SagaRun, row[4:]) for row in rows if row[3])
-                last = rows[-1][:3]
+            found.extend(instance_from_row(SagaRun, row[4:]) for row in rows if row[3])
+            last = rows[-1][:3]
             if last[0] < chunk:
                 break  # the stuck runs are exhausted
             after = (last[1], last[2])

@@ -54,13 +54,30 @@ def test_every_list_escapes_what_comes_from_outside():
             ]
         )
     )  # fmt: skip
-    item = SimpleNamespace(
-        subject=EVIL, href="/backoffice/orders/12/", detail=EVIL, order_id=12, amount=Decimal("5.00"),
-        currency=EVIL, level="escalate", escalated=EVIL, since=now - timedelta(hours=2),
-        sla=SimpleNamespace(notify=EVIL, label=EVIL), late_text=EVIL, escalate_in=EVIL,
-    )  # fmt: skip
-    _assert_inert(rows.waiting_rows([item]))
-    _assert_inert(rows.attention_rows([item]))
+    # linked to an order / an incident (whose link takes its id: an int)
+    for key, subject_id in (("order_cancelling", EVIL), ("incident_unresolved", 34)):
+        item = SimpleNamespace(
+            subject_id=subject_id, detail=EVIL, order_id=12, amount=Decimal("5.00"),
+            currency=EVIL, level="escalate", escalated=EVIL, since=now - timedelta(hours=2),
+            sla=SimpleNamespace(key=key, notify=EVIL, label=EVIL), late_text=EVIL, escalate_in=EVIL,
+        )  # fmt: skip
+        _assert_inert(rows.waiting_rows([item]))
+        _assert_inert(rows.attention_rows([item]))
+
+
+def test_a_waiting_rows_subject_and_link_are_the_items_own():
+    """waiting_rows / attention_rows read each state's noun and the links' prefixes once
+    per table: the cell says what Waiting.subject and Waiting.href say, for every state."""
+    from backoffice.conf import sla_limits
+    from backoffice.sla import Waiting
+
+    now = timezone.now()
+    for sla in sla_limits().values():
+        for order_id in (12, None):
+            item = Waiting(sla, 34, order_id, None, "", now, 0.0)
+            cell = f'<a href="{item.href}">{item.subject}</a>' if item.href else item.subject
+            assert f"<td>{cell}</td>" in rows.waiting_rows([item])
+            assert f"<td>{cell}</td>" in rows.attention_rows([item])
 
 
 def test_the_rows_escape_exactly_as_django_does():

@@ -333,29 +333,59 @@ def test_a_conflicting_pair_stops_a_process_at_startup():
 
 @pytest.mark.parametrize("limit", [1, 2, 50])
 def test_the_batched_reads_return_what_each_states_source_returns(waiting, limit):
-    """sla.BATCHES read two states of one app in one statement: the same items, in the
-    same order, as each state's own source (SOURCES), past any limit and with none."""
+    """sla.BATCHES read each app's states in one statement (compiled once per process):
+    the same items, in the same order, as each state's own source (SOURCES), past any
+    limit and with none."""
     for age in (20 * MIN, 3 * MIN, 300 * MIN, 16 * MIN):
         waiting.payment_unknown(age=age)
         waiting.refund_pending(age=age)
         waiting.incident(age=age)
+        waiting.order_cancelling(age=age)
     acked = waiting.incident(age=30 * MIN)
     Incident.objects.filter(pk=acked).update(state="acknowledged")
-    waiting.order_cancelling(age=20 * MIN)
     now = timezone.now()
     slas = list(sla_limits().values())
     for past in (lambda s: None, lambda s: s.attention_after, lambda s: 17 * MIN):
         batched = sla._rows_many(slas, now=now, past=past, limit=limit)
         one_by_one = [sla._rows(s, now=now, past=past(s), limit=limit, counted=False) for s in slas]
         assert batched == one_by_one
-        assert {k for keys, _ in sla.BATCHES for k in keys} < {s.key for s in slas}
+        assert {k for keys, _ in sla.BATCHES for k in keys} == {s.key for s in slas}
     # Every item is there when nothing limits them, the acknowledged one only as unresolved.
     everything = {
         lst.sla.key: lst.items for lst in sla._rows_many(slas, now=now, past=lambda s: None, limit=50)
     }
-    assert [len(everything[k]) for k in ("payment_unknown", "refund_pending", "incident_unacknowledged")] == [
-        4,
-        4,
-        4,
-    ]
+    assert [
+        len(everything[k])
+        for k in ("payment_unknown", "refund_pending", "incident_unacknowledged", "order_cancelling")
+    ] == [4, 4, 4, 4]
     assert len(everything["incident_unresolved"]) == 5
+
+
+def test_an_items_escalation_is_matched_by_its_state_and_subject_together(db):
+    """_mark_escalated reads the escalations of the items' (state, subject) pairs: an
+    escalation of payment #7 does not mark refund #7, and each item gets its own
+    escalation's status."""
+    limits = sla_limits()
+    now = timezone.now()
+
+    def item(key: str, subject: int) -> sla.Waiting:
+        return sla.Waiting(limits[key], subject, None, None, "", now, 0.0)
+
+    for key, subject, status in (("payment_unknown", 7, "sent"), ("refund_pending", 8, "failed")):
+        SlaEscalation.objects.create(
+            state=key, subject_id=subject, group="finance", age_seconds=60, status=status
+        )
+    items = [
+        item("payment_unknown", 7),
+        item("refund_pending", 7),
+        item("payment_unknown", 8),
+        item("refund_pending", 8),
+    ]
+    marked = sla._mark_escalated(items)
+    assert [(i.sla.key, i.subject_id, i.escalated) for i in marked] == [
+        ("payment_unknown", 7, "sent"),
+        ("refund_pending", 7, ""),
+        ("payment_unknown", 8, ""),
+        ("refund_pending", 8, "failed"),
+    ]
+    assert sla._mark_escalated([]) == []

@@ -1,0 +1,150 @@
+"""core.sql.prepared: an ORM query compiled once per process, its datetime slots filled
+at each call (issue 16: the back office's overview and waiting page). The statement
+must give exactly what the QuerySet gives, with every call's own moments — never the
+moment it was compiled with — and refuse a builder whose slots it cannot find."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db.models import F
+from django.utils import timezone
+
+from core.sql import prepared, prepared_forget, slot
+from sagas import selectors
+from sagas.models import SagaRun
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def fresh():
+    prepared_forget()
+    yield
+    prepared_forget()
+
+
+@pytest.fixture
+def runs():
+    now = timezone.now()
+    made = []
+    for i in range(6):
+        made.append(
+            SagaRun.objects.create(
+                saga_type="checkout",
+                subject_id=f"p{i}",
+                status="running" if i % 2 else "failed",
+                attempts=i,
+                last_error=f"e{i}",
+                context={"order_id": i, "nested": {"k": [1, 2]}},
+                sla_at=now + timedelta(minutes=10 * i - 25),  # i < 3: past its SLA
+            )
+        )
+    return made
+
+
+def test_the_slots_take_each_calls_values_and_the_build_runs_once(runs):
+    built = []
+
+    def build():
+        built.append(1)
+        return (
+            SagaRun.objects.filter(sla_at__lte=slot(0), created_at__gte=slot(1))
+            .order_by("pk")
+            .values("pk", "attempts", "sla_at")
+        )
+
+    now = timezone.now()
+    for moment in (now, now + timedelta(minutes=12), now - timedelta(hours=1)):
+        got = prepared("t", build, slots=2).dicts(moment, now - timedelta(days=1))
+        expected = list(
+            SagaRun.objects.filter(sla_at__lte=moment, created_at__gte=now - timedelta(days=1))
+            .order_by("pk")
+            .values("pk", "attempts", "sla_at")
+        )
+        assert got == expected
+    assert built == [1]
+    assert [len(prepared("t", build, slots=2).rows(m, now - timedelta(days=1))) for m in (now,)] == [3]
+
+
+def test_annotations_are_named_as_values_names_them(runs):
+    def build():
+        return (
+            SagaRun.objects.annotate(w_tries=F("attempts"), w_id=F("pk"))
+            .order_by("pk")
+            .values("w_id", "w_tries")
+        )
+
+    assert prepared("names", build).dicts() == list(
+        SagaRun.objects.annotate(w_tries=F("attempts"), w_id=F("pk")).order_by("pk").values("w_id", "w_tries")
+    )
+
+
+def test_instances_are_what_the_queryset_returns_json_included(runs):
+    now = timezone.now()
+    statement = prepared("inst", lambda: SagaRun.objects.filter(sla_at__lte=slot(0)).order_by("pk"), slots=1)
+    got = statement.instances(SagaRun, now)
+    expected = list(SagaRun.objects.filter(sla_at__lte=now).order_by("pk"))
+    assert [r.pk for r in got] == [r.pk for r in expected]
+    for a, b in zip(got, expected, strict=True):
+        assert {f.attname: getattr(a, f.attname) for f in SagaRun._meta.concrete_fields} == {
+            f.attname: getattr(b, f.attname) for f in SagaRun._meta.concrete_fields
+        }
+    assert got[0].context == {"order_id": 0, "nested": {"k": [1, 2]}}
+    with pytest.raises(TypeError, match="columns"):
+        prepared("vals", lambda: SagaRun.objects.order_by("pk").values("pk")).instances(SagaRun)
+
+
+def test_a_slot_missing_twice_or_undeclared_is_refused():
+    with pytest.raises(ValueError, match=r"slot\(0\) is 0 times"):
+        prepared("none", lambda: SagaRun.objects.all(), slots=1)
+    with pytest.raises(ValueError, match=r"slot\(0\) is 2 times"):
+        prepared("twice", lambda: SagaRun.objects.filter(sla_at=slot(0), created_at=slot(0)), slots=1)
+    with pytest.raises(ValueError, match="2 slots among the parameters, 1 declared"):
+        prepared("extra", lambda: SagaRun.objects.filter(sla_at=slot(0), created_at=slot(1)), slots=1)
+    with pytest.raises(TypeError, match="1 slot value"):
+        prepared("ok", lambda: SagaRun.objects.filter(sla_at=slot(0)), slots=1).rows()
+
+
+def test_the_stuck_list_built_once_reads_now_at_each_call(runs):
+    """saga_runs_list() with no filter (the overview's "Oldest stuck sagas") runs a
+    statement compiled once: a running run whose SLA passes after the first call is in
+    the second, and the list equals the ORM's, for every sort."""
+    order = {
+        "oldest": ("created_at", "pk"),
+        "newest": ("-created_at", "-pk"),
+        "attempts": ("-attempts", "pk"),
+    }
+    for sort, keys in order.items():
+        expected = list(selectors._runs_filtered().order_by(*keys).values_list("pk", flat=True)[:4])
+        assert [r.id for r in selectors.saga_runs_list(sort=sort, limit=4)] == expected
+    before = {r.id for r in selectors.saga_runs_list(limit=50)}
+    late = runs[3]  # running, its SLA 5 minutes ahead
+    assert late.pk not in before
+    SagaRun.objects.filter(pk=late.pk).update(sla_at=timezone.now() - timedelta(seconds=1))
+    assert late.pk in {r.id for r in selectors.saga_runs_list(limit=50)}
+    # A run a person resolved leaves it at once.
+    SagaRun.objects.filter(pk=runs[0].pk).update(status="resolved")
+    assert runs[0].pk not in {r.id for r in selectors.saga_runs_list(limit=50)}
+
+
+def test_the_error_scans_where_compiled_once_reads_now_at_each_call(runs):
+    """?error= (sagas.selectors._stuck_where): the WHERE is compiled once per filter
+    values, "now" its parameter: a run whose SLA passes between two reads is counted
+    and listed in the second."""
+    late = runs[3]  # running, its SLA 5 minutes ahead, last_error "e3"
+    assert selectors.saga_runs_count(cap=100, error_contains="e3") == 0
+    assert selectors.saga_runs_list(error_contains="e3") == []
+    SagaRun.objects.filter(pk=late.pk).update(sla_at=timezone.now() - timedelta(seconds=1))
+    assert selectors.saga_runs_count(cap=100, error_contains="e3") == 1
+    assert [r.id for r in selectors.saga_runs_list(error_contains="e3")] == [late.pk]
+    # With another filter's own moment in the WHERE too.
+    created_before = timezone.now() + timedelta(minutes=1)
+    assert [r.id for r in selectors.saga_runs_list(error_contains="e3", created_before=created_before)] == [
+        late.pk
+    ]
+    assert (
+        selectors.saga_runs_list(error_contains="e3", created_before=late.created_at - timedelta(seconds=1))
+        == []
+    )
