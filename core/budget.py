@@ -1,0 +1,79 @@
+"""Reads under a time budget: a block of SQL that either finishes within `seconds`
+or is stopped, so a page can offer something else (a queued computation, a "being
+computed" state) instead of making a person wait.
+
+    try:
+        with time_budget(0.05):
+            figures = compute()          # any number of statements
+    except OverBudget:
+        queue_it_instead()
+
+The whole block gets `seconds`, not each statement: before every statement the
+budget left is set as PostgreSQL's statement_timeout (`set_config(..., true)`, local
+to the transaction; one small round trip each), so a statement that would run past
+the end is cancelled by the server (57014 query_canceled), and a statement that
+would start after the end is not sent at all. Python time between statements counts
+too; only the Python after the last statement is not bounded.
+
+The block runs in a transaction of its own (a savepoint inside the caller's): a
+cancelled statement rolls it back and leaves the caller's connection usable, and
+the timeout never outlives the block — it ends with the block's transaction, or,
+inside a caller's transaction, the value the caller had is put back (the savepoint's
+release would otherwise keep it for the rest of the caller's transaction). For reads:
+whatever the block wrote is rolled back when it runs out of time.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+
+QUERY_CANCELED = "57014"  # PostgreSQL's statement_timeout fired
+
+
+class OverBudget(Exception):
+    """The block did not finish within its time budget (it was rolled back)."""
+
+
+def _statement_timeout(raw: Any, value: str | None = None) -> str:
+    """Set (transaction-local) or read the statement_timeout on the driver's connection:
+    not through Django's cursors, whose execute wrappers (this module's too) would see it."""
+    with raw.cursor() as cursor:
+        if value is None:
+            cursor.execute("SELECT current_setting('statement_timeout')")
+        else:
+            cursor.execute("SELECT set_config('statement_timeout', %s, true)", [value])
+        return cursor.fetchone()[0]
+
+
+@contextmanager
+def time_budget(seconds: float, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """Run the block's statements within `seconds` in all, or raise OverBudget."""
+    conn = connections[using]
+    deadline = time.monotonic() + seconds
+    inside_caller = conn.in_atomic_block or not conn.get_autocommit()
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict) -> Any:
+        left_ms = int((deadline - time.monotonic()) * 1000)
+        if left_ms < 1:
+            raise OverBudget(f"{seconds * 1000:.0f} ms spent before the next statement")
+        _statement_timeout(conn.connection, str(left_ms))
+        return execute(sql, params, many, context)
+
+    try:
+        with transaction.atomic(using=using):
+            # Inside a caller's transaction, its statement_timeout is put back after the
+            # block (the savepoint's release would keep ours); alone, the commit ends it.
+            callers = _statement_timeout(conn.connection) if inside_caller else None
+            with conn.execute_wrapper(wrapper):
+                yield
+            if callers is not None:
+                _statement_timeout(conn.connection, callers)
+    except OperationalError as exc:
+        if getattr(exc.__cause__, "sqlstate", None) == QUERY_CANCELED:
+            raise OverBudget(f"a statement ran past the {seconds * 1000:.0f} ms budget") from exc
+        raise
