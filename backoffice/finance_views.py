@@ -91,6 +91,7 @@ def finance_page(request: HttpRequest) -> HttpResponse:
             "totals": totals,
             "mttr": _duration(totals["mttr_seconds"]),
             **finance.history_figures(start=start, end=end),
+            "pending_reload_seconds": finance.FIGURES_PENDING_RELOAD_SECONDS,
             "open_now": open_now,
             "open_now_at": open_now_at,
             "chart": chart,

@@ -43,6 +43,9 @@ def kept(settings):
     """Production's interval (the test settings compute at every view); the default
     range's kept figures, refresh lock and queued refreshes are gone before and after."""
     settings.BACKOFFICE_FINANCE_FIGURES_SECONDS = 60.0
+    # A range never computed fits the inline budget here (a small shop; tests run on any
+    # machine); the tests of the budget below set a small one.
+    settings.BACKOFFICE_FINANCE_INLINE_SECONDS = 30.0
     server = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     start, end = fin.default_range()
 
@@ -152,3 +155,97 @@ def test_beat_keeps_the_default_range_warm_on_the_bulk_queue(kept):
     kept_figures = cache.get(fin.figures_key(start, end))
     assert kept_figures is not None
     assert (timezone.now() - kept_figures["figures_at"]).total_seconds() < 60
+
+
+# --- A range never computed, over the inline budget ---------------------------------
+
+
+@pytest.fixture
+def slow_range(kept, settings, monkeypatch):
+    """A range other than the default one, whose figures take longer than the inline
+    budget (0.2 s): the history's first statement sleeps 3 s, as a month at 10M orders
+    takes seconds. Yields the server, the range and the count of compute attempts."""
+    server, _start, _end = kept
+    settings.BACKOFFICE_FINANCE_INLINE_SECONDS = 0.2
+    end = timezone.now().date() - timedelta(days=3)
+    start = end - timedelta(days=9)
+    keys = [fin.figures_key(start, end), fin.figures_key(start, end) + ":refresh"]
+
+    def clean() -> None:
+        cache.delete_many(keys)
+        for raw in _refreshes_queued(server, start, end):
+            server.lrem(QUEUE, 0, raw)
+
+    clean()
+    attempts = []
+    summary = fin.finance_summary
+
+    def slow_summary(**kwargs):
+        attempts.append(kwargs)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_sleep(3)")
+        return summary(**kwargs)
+
+    monkeypatch.setattr(fin, "finance_summary", slow_summary)
+    yield server, start, end, attempts
+    clean()
+
+
+def _timeout() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW statement_timeout")
+        return cursor.fetchone()[0]
+
+
+def test_a_range_over_the_budget_says_it_is_being_computed_and_queues_one_refresh(
+    finance, slow_range, monkeypatch
+):
+    server, start, end, attempts = slow_range
+    url = reverse("backoffice:finance") + f"?start={start}&end={end}"
+    started = timezone.now()
+    with CaptureQueriesContext(connection) as first_view:
+        page = finance.get(url).content.decode()
+    assert (timezone.now() - started).total_seconds() < 2  # the budget, not the 3 s compute
+    assert len(attempts) == 1
+    assert 'id="figures-pending"' in page and "being computed in the background" in page
+    assert '<meta http-equiv="refresh" content="3">' in page  # reloads itself, no script
+    assert 'id="figures-at"' not in page and "data-pending" in page
+    assert "Open now:" in page and 'id="finance-days"' in page  # the read model's figures are there
+    # The cancelled statement left nothing behind: the request's other statements ran
+    # after it, and the connection has no timeout left.
+    assert any("pg_sleep" in q["sql"] for q in first_view.captured_queries)
+    assert _timeout() == "0"
+    queued = _refreshes_queued(server, start, end)
+    assert len(queued) == 1
+    assert json.loads(queued[0])["headers"]["expires"] is not None
+    # Its reloads while the refresh is queued: pending at once, no second try, no second task.
+    for _ in range(5):
+        again = finance.get(url).content.decode()
+        assert 'id="figures-pending"' in again
+    assert len(attempts) == 1
+    assert len(_refreshes_queued(server, start, end)) == 1
+    # The worker computes them (without a budget); the next reload shows them.
+    monkeypatch.undo()
+    tasks.finance_figures_refresh(start=start.isoformat(), end=end.isoformat())  # the queued message's
+    shown = finance.get(url).content.decode()
+    kept_figures = cache.get(fin.figures_key(start, end))
+    assert kept_figures is not None
+    assert 'id="figures-pending"' not in shown and "http-equiv" not in shown
+    assert _at(shown) == _utc(kept_figures["figures_at"])
+
+
+def test_a_range_within_the_budget_is_shown_at_once(finance, kept, settings):
+    settings.BACKOFFICE_FINANCE_INLINE_SECONDS = 30.0
+    server, start, end = kept
+    page = finance.get(reverse("backoffice:finance")).content.decode()
+    assert 'id="figures-at"' in page and "figures-pending" not in page
+    assert _refreshes_queued(server, start, end) == []
+    assert _timeout() == "0"  # the budget's timeout ended with its block
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_autocommit_the_budget_leaves_no_timeout_on_the_connection(finance, slow_range):
+    _server, start, end, _attempts = slow_range
+    url = reverse("backoffice:finance") + f"?start={start}&end={end}"
+    assert 'id="figures-pending"' in finance.get(url).content.decode()
+    assert connection.get_autocommit() and _timeout() == "0"
