@@ -276,13 +276,14 @@ def _refresh_later(start: date, end: date, interval: float) -> datetime | None:
 
 def _compute_within_budget(start: date, end: date) -> dict[str, Any] | None:
     """The range's figures if they can be computed within BACKOFFICE_FINANCE_INLINE_SECONDS
-    (every statement together; core.budget), else None (nothing kept, nothing left
-    behind: the statements were cancelled and rolled back)."""
-    from core.budget import OverBudget, time_budget
+    (the view waits no longer, statements and Python together: core.budget.run_within),
+    else None (nothing kept: the compute's statements are cancelled at the budget)."""
+    from core.budget import OverBudget, run_within
 
     try:
-        with time_budget(_inline_seconds()):
-            return figures_compute(start=start, end=end)
+        return run_within(
+            _inline_seconds(), lambda: figures_compute(start=start, end=end), name="finance-figures"
+        )
     except OverBudget:
         return None
 

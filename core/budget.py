@@ -1,6 +1,7 @@
 """Reads under a time budget: a block of SQL that either finishes within `seconds`
 or is stopped, so a page can offer something else (a queued computation, a "being
-computed" state) instead of making a person wait.
+computed" state) instead of making a person wait. `time_budget` bounds the block's
+statements; `run_within` bounds the caller's wait too, Python included.
 
     try:
         with time_budget(0.05):
@@ -25,12 +26,15 @@ whatever the block wrote is rolled back when it runs out of time.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, OperationalError, connections, transaction
+
+T = TypeVar("T")
 
 QUERY_CANCELED = "57014"  # PostgreSQL's statement_timeout fired
 
@@ -77,3 +81,36 @@ def time_budget(seconds: float, *, using: str = DEFAULT_DB_ALIAS) -> Iterator[No
         if getattr(exc.__cause__, "sqlstate", None) == QUERY_CANCELED:
             raise OverBudget(f"a statement ran past the {seconds * 1000:.0f} ms budget") from exc
         raise
+
+
+def run_within(seconds: float, compute: Callable[[], T], *, name: str = "time-budget") -> T:
+    """compute()'s result if it is done within `seconds`, else OverBudget — after at most
+    `seconds` of the caller's time, whatever compute() spends its time on.
+
+    time_budget alone bounds statements, not the Python between them (turning 3,000
+    rows into dicts, building a statement with 3,000 parameters: 100-200 ms at 10M
+    orders), so compute() runs on a thread of its own, with its own database
+    connection, under time_budget(seconds), and the caller waits for it `seconds` at
+    most. A compute that runs late stops at its next statement (or ends its last Python
+    step) on its own, closing its connection; its result or error is dropped. The
+    caller's connection and transaction are never touched: compute() sees committed
+    data only."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            with time_budget(seconds):
+                outcome["value"] = compute()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller, if it still waits
+            outcome["error"] = exc
+        finally:
+            connections.close_all()  # this thread's connections only
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise OverBudget(f"not done within {seconds * 1000:.0f} ms")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

@@ -140,6 +140,7 @@ def test_redis_down_computes_inline_and_never_fails_the_page(finance, kept, monk
         raise redis.ConnectionError("down")
 
     monkeypatch.setattr(cache, "get", down)
+    monkeypatch.setattr(cache, "get_many", down)
     monkeypatch.setattr(cache, "add", down)
     response = finance.get(reverse("backoffice:finance"))
     assert response.status_code == 200 and 'id="figures-at"' in response.content.decode()
@@ -205,18 +206,14 @@ def test_a_range_over_the_budget_says_it_is_being_computed_and_queues_one_refres
     server, start, end, attempts = slow_range
     url = reverse("backoffice:finance") + f"?start={start}&end={end}"
     started = timezone.now()
-    with CaptureQueriesContext(connection) as first_view:
-        page = finance.get(url).content.decode()
+    page = finance.get(url).content.decode()
     assert (timezone.now() - started).total_seconds() < 3  # the budget, not the 5 s compute
     assert len(attempts) == 1
     assert 'id="figures-pending"' in page and "being computed in the background" in page
     assert '<meta http-equiv="refresh" content="3">' in page  # reloads itself, no script
     assert 'id="figures-at"' not in page and "data-pending" in page
     assert "Open now:" in page and 'id="finance-days"' in page  # the read model's figures are there
-    # The cancelled statement left nothing behind: the request's other statements ran
-    # after it, and the connection has no timeout left.
-    assert any("pg_sleep" in q["sql"] for q in first_view.captured_queries)
-    assert _timeout() == "0"
+    assert _timeout() == "0"  # the request's own connection never had the budget's timeout
     queued = _refreshes_queued(server, start, end)
     assert len(queued) == 1
     assert json.loads(queued[0])["headers"]["expires"] is not None

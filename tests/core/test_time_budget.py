@@ -1,16 +1,17 @@
 """core.budget.time_budget: a block of statements finishes within its budget or is
 stopped (PostgreSQL cancels the statement running at the end; none starts after it),
 and the timeout never outlives the block — neither in a caller's transaction nor in
-autocommit."""
+autocommit. core.budget.run_within: the caller waits the budget at most, whatever the
+compute spends its time on (Python included), and its thread's connection is closed."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connection, connections, transaction
 
-from core.budget import OverBudget, time_budget
+from core.budget import OverBudget, run_within, time_budget
 
 
 def _timeout() -> str:
@@ -93,3 +94,37 @@ def test_other_errors_pass_through_and_roll_the_block_back():
     assert not isinstance(raised.value, OverBudget)
     assert not transaction.get_connection().needs_rollback
     assert _timeout() == "0"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_within_waits_the_budget_at_most_even_in_python_and_cleans_up():
+    seen = {}
+
+    def slow_python() -> int:
+        seen["connection"] = connections["default"]  # the thread's own
+        _sleep(0)
+        time.sleep(1.5)  # no statement to cancel: only the caller's wait is bounded
+        return 1
+
+    started = time.monotonic()
+    with pytest.raises(OverBudget):
+        run_within(0.2, slow_python)
+    assert time.monotonic() - started < 1.0
+    assert seen["connection"] is not connections["default"]  # the caller's was not used
+    time.sleep(1.6)
+    assert seen["connection"].connection is None  # closed when the thread ended
+    assert run_within(5, lambda: 42) == 42
+    with pytest.raises(ZeroDivisionError):
+        run_within(5, lambda: 1 / 0)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_within_stops_a_late_statement_on_its_thread():
+    started = time.monotonic()
+    with pytest.raises(OverBudget):
+        run_within(0.2, lambda: _sleep(5))
+    assert time.monotonic() - started < 1.0
+    time.sleep(0.5)  # by now the server has cancelled it: no backend still sleeping
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep%%'")
+        assert cursor.fetchone()[0] == 0
