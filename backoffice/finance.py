@@ -200,7 +200,7 @@ def finance_summary(*, start: date, end: date) -> dict[str, Any]:
 # queued by name: this module does not import the tasks.
 FIGURES_REFRESH_TASK = "backoffice.finance_figures_refresh"
 # Kept figures stay in the cache this long (served stale, with their time, while a
-# refresh runs); a range nobody opened for a day is computed inline again.
+# refresh runs); a range nobody opened for a day is new again (history_figures).
 FIGURES_KEPT_SECONDS = 24 * 3600
 # A page waiting for a range's first figures reloads itself this often (a meta refresh).
 FIGURES_PENDING_RELOAD_SECONDS = 3
