@@ -246,12 +246,6 @@ def _keep(start: date, end: date, figures: dict[str, Any]) -> None:
     cache.set(figures_key(start, end), figures, timeout=max(FIGURES_KEPT_SECONDS, 2 * _figures_interval()))
 
 
-def _inline_seconds() -> float:
-    from django.conf import settings
-
-    return float(getattr(settings, "BACKOFFICE_FINANCE_INLINE_SECONDS", 0.05))
-
-
 def _refresh_later(start: date, end: date, interval: float) -> datetime | None:
     """Queue one refresh of the range: a burst of viewers sends one task (a cache.add
     lock per range, held one interval, whose value is when it was queued). The time it
@@ -274,48 +268,6 @@ def _refresh_later(start: date, end: date, interval: float) -> datetime | None:
     return queued_at
 
 
-def _compute_within_budget(start: date, end: date) -> dict[str, Any] | None:
-    """The range's figures if they can be computed within BACKOFFICE_FINANCE_INLINE_SECONDS
-    (the view waits no longer, statements and Python together: core.budget.run_within),
-    else None (nothing kept: the compute's statements are cancelled at the budget)."""
-    from core.budget import OverBudget, run_within
-
-    try:
-        return run_within(
-            _inline_seconds(), lambda: figures_compute(start=start, end=end), name="finance-figures"
-        )
-    except OverBudget:
-        return None
-
-
-# The fewest days a range had whose figures did not fit the inline budget (with that
-# budget), kept a day: a range at least as long is not tried inline (its first view
-# would spend the budget for nothing: at 10M orders a single day takes about a second).
-OVER_BUDGET_KEY = "backoffice:finance-figures:over-budget"
-
-
-def _days(start: date, end: date) -> int:
-    return (end - start).days + 1
-
-
-def _may_fit(start: date, end: date, over: Any) -> bool:
-    if not isinstance(over, tuple) or over[0] != _inline_seconds():
-        return True  # nothing known (or known for another budget)
-    return _days(start, end) < over[1]
-
-
-def _over_budget(start: date, end: date, over: Any) -> None:
-    from django.core.cache import cache
-
-    days = _days(start, end)
-    if isinstance(over, tuple) and over[0] == _inline_seconds() and over[1] <= days:
-        return
-    try:
-        cache.set(OVER_BUDGET_KEY, (_inline_seconds(), days), timeout=FIGURES_KEPT_SECONDS)
-    except Exception:  # noqa: BLE001, S110 - not remembered: the next new range tries inline again
-        pass
-
-
 def history_figures(*, start: date, end: date) -> dict[str, Any]:
     """The finance page's history figures — how incidents closed, refunds caused,
     customer impact (finance_summary) and the service levels (backoffice.slo) — with when
@@ -330,21 +282,17 @@ def history_figures(*, start: date, end: date) -> dict[str, Any]:
     which recomputes and keeps them FIGURES_KEPT_SECONDS (a day). Beat refreshes the
     default range (the last 30 days) every interval, so nobody waits for it.
 
-    A range with nothing kept (never opened, or not for a day) is computed inline only
-    within BACKOFFICE_FINANCE_INLINE_SECONDS (default 0.05: a small shop's range, a
-    day of a quiet one); past that its statements are cancelled, the same refresh is
-    queued, and the page says the figures are being computed (`figures_pending`, with
-    `figures_queued_at`) and reloads itself until they are kept. While that refresh is
-    queued (its lock held) the page does not try inline again, and once a range did not
-    fit, a range at least as long is not tried for a day (OVER_BUDGET_KEY): its first
-    view is the pending page at once.
+    A range with nothing kept (never opened, or not for a day) is never computed while
+    someone waits (at 10M orders a month takes seconds): the same refresh is queued
+    (same lock) and the page says the figures are being computed (`figures_pending`,
+    with `figures_queued_at`) and reloads itself until they are kept. Its reloads while
+    the refresh is queued (the lock held) queue nothing more.
 
-    Computed inline with no budget, as before: the cache (Redis) down — never fail the
-    page, nothing could be queued; and BACKOFFICE_FINANCE_FIGURES_SECONDS <= 0 (the test
-    settings) — always. The CSV exports always compute afresh.
+    Computed inline, while the viewer waits: the cache (Redis) down — never fail the
+    page, nothing could be kept or queued; and BACKOFFICE_FINANCE_FIGURES_SECONDS <= 0
+    (the test settings) — always. The CSV exports always compute afresh.
 
-    One cache round trip per view: the figures, the refresh lock and what did not fit
-    in one get_many."""
+    One cache round trip per view: the figures and the refresh lock in one get_many."""
     from django.core.cache import cache
 
     interval = _figures_interval()
@@ -352,21 +300,12 @@ def history_figures(*, start: date, end: date) -> dict[str, Any]:
         return {**figures_compute(start=start, end=end), "figures_refreshing": False}
     key = figures_key(start, end)
     try:
-        found = cache.get_many([key, key + ":refresh", OVER_BUDGET_KEY])
+        found = cache.get_many([key, key + ":refresh"])
     except Exception:  # noqa: BLE001 - the cache (Redis) is down: compute, do not fail the page
         return {**figures_compute(start=start, end=end), "figures_refreshing": False}
     kept, queued_at = found.get(key), found.get(key + ":refresh")
-    if kept is None:  # never computed (or not for a day)
+    if kept is None:  # never computed (or not for a day): computed by the refresh task
         if queued_at is None:
-            if _may_fit(start, end, found.get(OVER_BUDGET_KEY)):
-                kept = _compute_within_budget(start, end)
-                if kept is not None:  # a small range: shown at once, and kept
-                    try:
-                        _keep(start, end, kept)
-                    except Exception:  # noqa: BLE001, S110 - not kept this time: the next view computes again
-                        pass
-                    return {**kept, "figures_refreshing": False}
-                _over_budget(start, end, found.get(OVER_BUDGET_KEY))
             queued_at = _refresh_later(start, end, interval)
         return {
             "history": None,

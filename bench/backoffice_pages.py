@@ -21,11 +21,9 @@ network) GETs each page `--requests` times after a warm-up, as a logged-in suppo
 user (finance for the finance page), with production's keeping of probes (5 s), the
 overview's and waiting page's counts (5 s) and finance figures (60 s); the "cold" pages
 throw those away before each request (the finance figures: aged past their 60 s, so the
-kept ones are served and a refresh queued; the "new range, first in a day" row deletes
-them and the refresh lock: the compute tried within its 0.05 s budget, cancelled, the
-refresh queued, the page saying "being computed"; the "pending at once" row keeps what
-the first one learnt, that a range as long does not fit; the "reloads" row keeps the
-lock: that page's reloads). Prints
+kept ones are served and a refresh queued; the "range never computed" row deletes them
+and the refresh lock: the refresh queued, the page saying "being computed"; the
+"reloads" row keeps the lock: that page's reloads). Prints
 p50/p95/max, SQL queries, the ratio to the floor (the search page with an empty
 query: same middleware, login and role check, base template, no domain query), the
 load average and a JSON line. Budget: p95 < 100 ms; target: p50 at most 3 times the floor.
@@ -222,14 +220,11 @@ PAGES = [
     ("overview, cold (probes not kept)", "/backoffice/", "support", "cold"),
     ("waiting by state, cold (counts not kept)", "/backoffice/waiting/", "support", "cold"),
     ("finance, cold (figures stale, refresh queued)", "/backoffice/finance/", "finance", "stale"),
-    # Nothing kept for the range (never opened, or not for a day): computed inline only
-    # within BACKOFFICE_FINANCE_INLINE_SECONDS (0.05 s); at 10M orders that is never
-    # enough, so the view stops the compute at the budget, queues the refresh and says
-    # the figures are being computed. Beat keeps the default range warm in production,
-    # so this is another range's first view. The first such view in a day spends the
-    # budget; after it, a range at least as long is not tried inline.
-    ("finance, new range, first in a day (budget spent)", "/backoffice/finance/", "finance", "never"),
-    ("finance, new range (pending at once)", "/backoffice/finance/", "finance", "new"),
+    # Nothing kept for the range (never opened, or not for a day): never computed while
+    # someone waits; the refresh is queued and the page says the figures are being
+    # computed. Beat keeps the default range warm in production, so this is another
+    # range's first view.
+    ("finance, range never computed (being computed)", "/backoffice/finance/", "finance", "never"),
     # The same range's next views while its refresh is queued (the page reloads itself
     # every 3 s): pending at once, no second try.
     ("finance, new range's reloads (being computed)", "/backoffice/finance/", "finance", "pending"),
@@ -389,16 +384,11 @@ def measure(requests: int) -> list[dict]:
     def throw_away() -> None:
         probes.forget()
 
-    def new_range() -> None:
+    def forget_figures() -> None:
         """A range with nothing kept and no refresh queued: its first view."""
         probes.forget()
         key = finance.figures_key(*finance.default_range())
         cache.delete_many([key, key + ":refresh"])
-
-    def forget_figures() -> None:
-        """The same, and no range found over the inline budget today."""
-        new_range()
-        cache.delete(finance.OVER_BUDGET_KEY)
 
     def figures_pending() -> None:
         """Nothing kept, its refresh queued (the lock held): the first view's reloads."""
@@ -423,7 +413,6 @@ def measure(requests: int) -> list[dict]:
         "cold": throw_away,
         "stale": age_figures,
         "never": forget_figures,
-        "new": new_range,
         "pending": figures_pending,
     }
     results = []

@@ -464,12 +464,6 @@ BACKOFFICE_COUNTS_SECONDS = env.float("BACKOFFICE_COUNTS_SECONDS", default=5.0)
 # (backoffice/finance.py: the page serves the kept ones meanwhile, never recomputes them
 # inline; kept a day in the shared cache). 0: computed at every view.
 BACKOFFICE_FINANCE_FIGURES_SECONDS = env.float("BACKOFFICE_FINANCE_FIGURES_SECONDS", default=60.0)
-# How long a view may compute a range's figures when none are kept (a range never opened,
-# or not for a day), every statement together (core.budget: PostgreSQL's statement_timeout):
-# past it the statements are cancelled, the refresh is queued as for stale figures, and
-# the page says they are being computed and reloads itself until they are kept. A small
-# shop's range fits; a month at 10M orders takes seconds and never makes a person wait.
-BACKOFFICE_FINANCE_INLINE_SECONDS = env.float("BACKOFFICE_FINANCE_INLINE_SECONDS", default=0.05)
 # How often beat refreshes the default range (the last 30 days) whether or not anyone
 # looks, so the kept figures never expire and nobody waits for them. Longer than the
 # view's interval on purpose: a refresh holds the events worker's one slot for seconds

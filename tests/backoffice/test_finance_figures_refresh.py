@@ -2,7 +2,8 @@
 history_figures): kept figures older than BACKOFFICE_FINANCE_FIGURES_SECONDS are served
 with their time while ONE refresh goes to the `bulk` queue (real Redis: the messages are
 read off the broker's list); the refresh task stores new figures; a range never computed
-is computed inline; beat keeps the default range warm."""
+is never computed while someone waits: the page says so, queues one refresh and reloads
+itself until the figures are kept; beat keeps the default range warm."""
 
 from __future__ import annotations
 
@@ -43,16 +44,11 @@ def kept(settings):
     """Production's interval (the test settings compute at every view); the default
     range's kept figures, refresh lock and queued refreshes are gone before and after."""
     settings.BACKOFFICE_FINANCE_FIGURES_SECONDS = 60.0
-    # A range never computed fits the inline budget here (a small shop; tests run on any
-    # machine); the tests of the budget below set a small one.
-    settings.BACKOFFICE_FINANCE_INLINE_SECONDS = 30.0
     server = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
     start, end = fin.default_range()
 
     def clean() -> None:
-        cache.delete_many(
-            [fin.figures_key(start, end), fin.figures_key(start, end) + ":refresh", fin.OVER_BUDGET_KEY]
-        )
+        cache.delete_many([fin.figures_key(start, end), fin.figures_key(start, end) + ":refresh"])
         for raw in _refreshes_queued(server, start, end):
             server.lrem(QUEUE, 0, raw)
 
@@ -78,20 +74,16 @@ def _at(page: str) -> str:
     return page.split('id="figures-at"', 1)[1].split("computed at ", 1)[1][:19]
 
 
-def test_a_range_never_computed_is_computed_inline_and_kept(finance, kept):
-    server, start, end = kept
-    page = finance.get(reverse("backoffice:finance")).content.decode()
-    figures = cache.get(fin.figures_key(start, end))
-    assert figures is not None
-    assert _at(page) == _utc(figures["figures_at"])
-    assert "data-refreshing" not in page and "being refreshed" not in page
-    assert _refreshes_queued(server, start, end) == []  # fresh figures: nothing queued
+def _compute(start: date, end: date) -> None:
+    """What the worker does with a queued refresh (the message's own arguments)."""
+    tasks.finance_figures_refresh(start=start.isoformat(), end=end.isoformat())
+    cache.delete(fin.figures_key(start, end) + ":refresh")  # the lock's minute is over
 
 
 def test_stale_figures_are_served_with_their_time_and_a_burst_queues_one_refresh(finance, kept):
     server, start, end = kept
     url = reverse("backoffice:finance")
-    finance.get(url)  # never computed: computed inline and kept
+    _compute(start, end)
     with CaptureQueriesContext(connection) as fresh:
         finance.get(url)
     old = _age(
@@ -119,7 +111,7 @@ def test_stale_figures_are_served_with_their_time_and_a_burst_queues_one_refresh
 def test_the_refresh_task_stores_new_figures_and_the_page_serves_them(finance, kept):
     _server, start, end = kept
     url = reverse("backoffice:finance")
-    finance.get(url)
+    _compute(start, end)
     old = _age(
         start,
         end,
@@ -160,16 +152,14 @@ def test_beat_keeps_the_default_range_warm_on_the_bulk_queue(kept):
     assert (timezone.now() - kept_figures["figures_at"]).total_seconds() < 60
 
 
-# --- A range never computed, over the inline budget ---------------------------------
+# --- A range never computed ------------------------------------------------------------
 
 
 @pytest.fixture
-def slow_range(kept, settings, monkeypatch):
-    """A range other than the default one, whose figures take longer than the inline
-    budget (0.2 s): the history's first statement sleeps 5 s, as a month at 10M orders
-    takes seconds. Yields the server, the range and the count of compute attempts."""
+def new_range(kept, monkeypatch):
+    """A range other than the default one, nothing kept for it; counts the computes
+    (finance_summary: the history's reads). Yields the server, the range and the count."""
     server, _start, _end = kept
-    settings.BACKOFFICE_FINANCE_INLINE_SECONDS = 0.2
     end = timezone.now().date() - timedelta(days=3)
     start = end - timedelta(days=9)
     keys = [fin.figures_key(start, end), fin.figures_key(start, end) + ":refresh"]
@@ -180,52 +170,40 @@ def slow_range(kept, settings, monkeypatch):
             server.lrem(QUEUE, 0, raw)
 
     clean()
-    attempts = []
+    computes = []
     summary = fin.finance_summary
 
-    def slow_summary(**kwargs):
-        attempts.append(kwargs)
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_sleep(5)")
+    def counted(**kwargs):
+        computes.append(kwargs)
         return summary(**kwargs)
 
-    monkeypatch.setattr(fin, "finance_summary", slow_summary)
-    yield server, start, end, attempts
+    monkeypatch.setattr(fin, "finance_summary", counted)
+    yield server, start, end, computes
     clean()
 
 
-def _timeout() -> str:
-    with connection.cursor() as cursor:
-        cursor.execute("SHOW statement_timeout")
-        return cursor.fetchone()[0]
-
-
-def test_a_range_over_the_budget_says_it_is_being_computed_and_queues_one_refresh(
-    finance, slow_range, monkeypatch
-):
-    server, start, end, attempts = slow_range
+def test_a_range_never_computed_says_it_is_being_computed_and_queues_one_refresh(finance, new_range):
+    server, start, end, computes = new_range
     url = reverse("backoffice:finance") + f"?start={start}&end={end}"
-    started = timezone.now()
-    page = finance.get(url).content.decode()
-    assert (timezone.now() - started).total_seconds() < 3  # the budget, not the 5 s compute
-    assert len(attempts) == 1
+    with CaptureQueriesContext(connection) as first:
+        page = finance.get(url).content.decode()
+    assert computes == []  # nothing computed while the viewer waits
     assert 'id="figures-pending"' in page and "being computed in the background" in page
     assert '<meta http-equiv="refresh" content="3">' in page  # reloads itself, no script
     assert 'id="figures-at"' not in page and "data-pending" in page
     assert "Open now:" in page and 'id="finance-days"' in page  # the read model's figures are there
-    assert _timeout() == "0"  # the request's own connection never had the budget's timeout
     queued = _refreshes_queued(server, start, end)
     assert len(queued) == 1
     assert json.loads(queued[0])["headers"]["expires"] is not None
-    # Its reloads while the refresh is queued: pending at once, no second try, no second task.
+    # Its reloads while the refresh is queued: pending, no second task, the same SQL.
     for _ in range(5):
-        again = finance.get(url).content.decode()
-        assert 'id="figures-pending"' in again
-    assert len(attempts) == 1
-    assert len(_refreshes_queued(server, start, end)) == 1
-    # The worker computes them (without a budget); the next reload shows them.
-    monkeypatch.undo()
+        with CaptureQueriesContext(connection) as again:
+            assert 'id="figures-pending"' in finance.get(url).content.decode()
+        assert len(again.captured_queries) == len(first.captured_queries)
+    assert computes == [] and len(_refreshes_queued(server, start, end)) == 1
+    # The worker computes them; the next reload shows them, no longer reloading itself.
     tasks.finance_figures_refresh(start=start.isoformat(), end=end.isoformat())  # the queued message's
+    assert len(computes) == 1
     shown = finance.get(url).content.decode()
     kept_figures = cache.get(fin.figures_key(start, end))
     assert kept_figures is not None
@@ -233,40 +211,12 @@ def test_a_range_over_the_budget_says_it_is_being_computed_and_queues_one_refres
     assert _at(shown) == _utc(kept_figures["figures_at"])
 
 
-def test_a_range_within_the_budget_is_shown_at_once(finance, kept, settings):
-    settings.BACKOFFICE_FINANCE_INLINE_SECONDS = 30.0
-    server, start, end = kept
-    page = finance.get(reverse("backoffice:finance")).content.decode()
-    assert 'id="figures-at"' in page and "figures-pending" not in page
-    assert _refreshes_queued(server, start, end) == []
-    assert _timeout() == "0"  # the budget's timeout ended with its block
-
-
-@pytest.mark.django_db(transaction=True)
-def test_in_autocommit_the_budget_leaves_no_timeout_on_the_connection(finance, slow_range):
-    _server, start, end, _attempts = slow_range
+def test_a_pending_range_queues_again_once_its_lock_expired(finance, new_range):
+    """No worker took the refresh within the lock's interval (the message expires then
+    too): the next reload queues another one, never more than one per interval."""
+    server, start, end, computes = new_range
     url = reverse("backoffice:finance") + f"?start={start}&end={end}"
+    finance.get(url)
+    cache.delete(fin.figures_key(start, end) + ":refresh")  # the interval is over
     assert 'id="figures-pending"' in finance.get(url).content.decode()
-    assert connection.get_autocommit() and _timeout() == "0"
-
-
-def test_once_a_range_did_not_fit_a_range_as_long_is_not_tried_inline(finance, slow_range):
-    server, start, end, attempts = slow_range
-    url = reverse("backoffice:finance")
-    finance.get(url + f"?start={start}&end={end}")  # 10 days: over the budget
-    assert len(attempts) == 1
-    longer = (start - timedelta(days=30), start - timedelta(days=10))  # 21 days, never computed
-    shorter = (start - timedelta(days=9), start - timedelta(days=6))  # 4 days
-    extra = [fin.figures_key(*r) + suffix for r in (longer, shorter) for suffix in ("", ":refresh")]
-    try:
-        page = finance.get(url + f"?start={longer[0]}&end={longer[1]}").content.decode()
-        assert 'id="figures-pending"' in page and len(attempts) == 1  # not even the budget spent
-        assert len(_refreshes_queued(server, *longer)) == 1
-        page = finance.get(url + f"?start={shorter[0]}&end={shorter[1]}").content.decode()
-        assert len(attempts) == 2  # a shorter one may fit: tried (this one did not either)
-        assert 'id="figures-pending"' in page
-    finally:
-        cache.delete_many(extra)
-        for r in (longer, shorter):
-            for raw in _refreshes_queued(server, *r):
-                server.lrem(QUEUE, 0, raw)
+    assert len(_refreshes_queued(server, start, end)) == 2 and computes == []
