@@ -200,8 +200,10 @@ def finance_summary(*, start: date, end: date) -> dict[str, Any]:
 # queued by name: this module does not import the tasks.
 FIGURES_REFRESH_TASK = "backoffice.finance_figures_refresh"
 # Kept figures stay in the cache this long (served stale, with their time, while a
-# refresh runs); a range nobody opened for a day is computed inline again.
+# refresh runs); a range nobody opened for a day is new again (history_figures).
 FIGURES_KEPT_SECONDS = 24 * 3600
+# A page waiting for a range's first figures reloads itself this often (a meta refresh).
+FIGURES_PENDING_RELOAD_SECONDS = 3
 
 
 def default_range(today: date | None = None) -> tuple[date, date]:
@@ -244,24 +246,26 @@ def _keep(start: date, end: date, figures: dict[str, Any]) -> None:
     cache.set(figures_key(start, end), figures, timeout=max(FIGURES_KEPT_SECONDS, 2 * _figures_interval()))
 
 
-def _refresh_later(start: date, end: date, interval: float) -> bool:
-    """Queue one refresh of the range: a burst of viewers of stale figures sends one task
-    (a cache.add lock per range, held one interval). False if not queued (already queued,
-    or Redis refused: the stale figures are served all the same)."""
+def _refresh_later(start: date, end: date, interval: float) -> datetime | None:
+    """Queue one refresh of the range: a burst of viewers sends one task (a cache.add
+    lock per range, held one interval, whose value is when it was queued). The time it
+    was queued, or None if not queued (already queued, or Redis refused: the page is
+    drawn all the same)."""
     from celery import current_app
     from django.core.cache import cache
 
+    queued_at = timezone.now()
     try:
-        if not cache.add(figures_key(start, end) + ":refresh", 1, timeout=max(interval, 1.0)):
-            return False
+        if not cache.add(figures_key(start, end) + ":refresh", queued_at, timeout=max(interval, 1.0)):
+            return None
         current_app.send_task(
             FIGURES_REFRESH_TASK,
             kwargs={"start": start.isoformat(), "end": end.isoformat()},
             expires=max(interval, 60.0),  # a refresh nobody ran for that long: the next view queues one
         )
     except Exception:  # noqa: BLE001 - Redis down or full: serve the stale figures, never fail the page
-        return False
-    return True
+        return None
+    return queued_at
 
 
 def history_figures(*, start: date, end: date) -> dict[str, Any]:
@@ -278,28 +282,41 @@ def history_figures(*, start: date, end: date) -> dict[str, Any]:
     which recomputes and keeps them FIGURES_KEPT_SECONDS (a day). Beat refreshes the
     default range (the last 30 days) every interval, so nobody waits for it.
 
-    Computed inline, as before: a range with no kept figures (never opened, or not for
-    a day) — that viewer waits; the cache (Redis) down — never fail the page; and
-    BACKOFFICE_FINANCE_FIGURES_SECONDS <= 0 (the test settings) — always. The CSV
-    exports always compute afresh."""
+    A range with nothing kept (never opened, or not for a day) is never computed while
+    someone waits (at 10M orders a month takes seconds): the same refresh is queued
+    (same lock) and the page says the figures are being computed (`figures_pending`,
+    with `figures_queued_at`) and reloads itself until they are kept. Its reloads while
+    the refresh is queued (the lock held) queue nothing more.
+
+    Computed inline, while the viewer waits: the cache (Redis) down — never fail the
+    page, nothing could be kept or queued; and BACKOFFICE_FINANCE_FIGURES_SECONDS <= 0
+    (the test settings) — always. The CSV exports always compute afresh.
+
+    One cache round trip per view: the figures and the refresh lock in one get_many."""
     from django.core.cache import cache
 
     interval = _figures_interval()
     if interval <= 0:
         return {**figures_compute(start=start, end=end), "figures_refreshing": False}
+    key = figures_key(start, end)
     try:
-        kept = cache.get(figures_key(start, end))
+        found = cache.get_many([key, key + ":refresh"])
     except Exception:  # noqa: BLE001 - the cache (Redis) is down: compute, do not fail the page
         return {**figures_compute(start=start, end=end), "figures_refreshing": False}
-    if kept is None:  # never computed (or not for a day): this viewer waits, as before
-        kept = figures_compute(start=start, end=end)
-        try:
-            _keep(start, end, kept)
-        except Exception:  # noqa: BLE001, S110 - not kept this time: the next view computes again
-            pass
-        return {**kept, "figures_refreshing": False}
+    kept, queued_at = found.get(key), found.get(key + ":refresh")
+    if kept is None:  # never computed (or not for a day): computed by the refresh task
+        if queued_at is None:
+            queued_at = _refresh_later(start, end, interval)
+        return {
+            "history": None,
+            "service_levels": [],
+            "figures_at": None,
+            "figures_refreshing": False,
+            "figures_pending": True,
+            "figures_queued_at": queued_at if isinstance(queued_at, datetime) else None,
+        }
     stale = (timezone.now() - kept["figures_at"]).total_seconds() >= interval
-    if stale:
+    if stale and queued_at is None:  # the lock held: a refresh is queued already
         _refresh_later(start, end, interval)
     return {**kept, "figures_refreshing": stale}
 

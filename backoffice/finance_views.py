@@ -17,7 +17,8 @@ from django.utils import timezone
 from readmodels import selectors as rm_selectors
 from reconciliation import selectors as recon_selectors
 
-from . import charts, finance, probes, slo
+from . import charts, finance, probes, rows, slo
+from .conf import counts_seconds
 from .permissions import finance_required
 
 
@@ -59,9 +60,13 @@ def _lag_line() -> str:
 
 @finance_required
 def finance_page(request: HttpRequest) -> HttpResponse:
+    """The read model's figures are read at every view (one statement); the history
+    figures and service levels are kept per range (backoffice.finance.history_figures);
+    "open now" is kept a few seconds per process, as the overview's count panels
+    (BACKOFFICE_COUNTS_SECONDS), and says "as of"."""
     start, end = _date_range(request)
     days = rm_selectors.finance_days(start=start, end=end)
-    totals = rm_selectors.finance_totals(start=start, end=end)
+    totals = rm_selectors.finance_totals(start=start, end=end, days=days)
     labels = [(start + timedelta(days=i)).isoformat() for i in range((end - start).days + 1)]
     per_day = dict.fromkeys(labels, 0)
     for d in days:
@@ -71,6 +76,9 @@ def finance_page(request: HttpRequest) -> HttpResponse:
         series=[("opened", "incidents (false positives apart)", list(per_day.values()))],
         title=f"Incidents per day, {start} to {end}",
     )
+    open_now, open_now_at = probes.kept_as_of(
+        "finance:open-now", recon_selectors.incidents_open_at_risk, seconds=counts_seconds()
+    )
     return render(
         request,
         "backoffice/finance.html",
@@ -79,10 +87,13 @@ def finance_page(request: HttpRequest) -> HttpResponse:
             "end": end,
             "lag_line": _lag_line(),
             "days": days,
+            "day_rows": rows.finance_day_rows(days),
             "totals": totals,
             "mttr": _duration(totals["mttr_seconds"]),
             **finance.history_figures(start=start, end=end),
-            "open_now": recon_selectors.incidents_open_at_risk(),
+            "pending_reload_seconds": finance.FIGURES_PENDING_RELOAD_SECONDS,
+            "open_now": open_now,
+            "open_now_at": open_now_at,
             "chart": chart,
         },
     )
@@ -120,10 +131,11 @@ def finance_csv(request: HttpRequest) -> HttpResponse:
         "mttr_seconds",
     ]
     writer.writerow(columns)
-    for d in rm_selectors.finance_days(start=start, end=end):
+    days = rm_selectors.finance_days(start=start, end=end)
+    for d in days:
         writer.writerow(["" if d[c] is None else d[c] for c in columns])
     writer.writerow([])
-    totals = rm_selectors.finance_totals(start=start, end=end)
+    totals = rm_selectors.finance_totals(start=start, end=end, days=days)
     writer.writerow(["metric", "value"])
     for key in ("orders", "incidents", "dismissed", "per_1000", "resolved", "mttr_seconds"):
         writer.writerow([key, "" if totals[key] is None else totals[key]])

@@ -205,3 +205,18 @@ def attention_rows(items: Iterable[Any]) -> SafeString:
             f"<td>{escalation}</td></tr>\n"
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped
+
+
+def finance_day_rows(days: Iterable[dict[str, Any]]) -> SafeString:
+    """The finance page's "By day and currency" rows (readmodels.selectors.finance_days:
+    a row per day and currency, up to 367 days; ten cells each)."""
+    out = []
+    for d in days:
+        out.append(
+            f"<tr><td>{d['day'].isoformat()}</td><td>{_text(d['currency'])}</td>"
+            f'<td class="num">{int(d["orders"])}</td><td class="num">{escape(d["revenue"])}</td>'
+            f'<td class="num">{int(d["refunds"])}</td><td class="num">{escape(d["refunded"])}</td>'
+            f'<td class="num">{int(d["incidents"])}</td><td class="num">{_text(d["per_1000"])}</td>'
+            f'<td class="num">{escape(d["money_at_risk"])}</td><td class="num">{int(d["resolved"])}</td></tr>\n'
+        )
+    return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int

@@ -117,10 +117,13 @@ def finance_days(*, start: date, end: date) -> list[dict[str, Any]]:
     return rows
 
 
-def finance_totals(*, start: date, end: date) -> dict[str, Any]:
+def finance_totals(*, start: date, end: date, days: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The range's totals: per currency (money) and overall (counts; incidents per
-    1,000 orders over every currency, dismissed false positives excluded)."""
-    days = finance_days(start=start, end=end)
+    1,000 orders over every currency, dismissed false positives excluded). `days`: the
+    range's finance_days when the caller has read them already (the page shows both:
+    one statement, not two)."""
+    if days is None:
+        days = finance_days(start=start, end=end)
     per_currency: dict[str, dict[str, Any]] = defaultdict(
         lambda: {
             "orders": 0,
