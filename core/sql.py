@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime
 import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -337,3 +338,67 @@ def _update_fields_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str,
     sets = ", ".join(f"{quote(str(f.column))} = %s" for f in fields)
     sql = f"UPDATE {quote(model._meta.db_table)} SET {sets} WHERE {quote(str(pk.column))} = %s"  # noqa: S608
     return sql, fields
+
+
+# --- Several sources of one app in one statement -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One source of a combined read (`parts_sql`): rows of `model` selected as
+    `SELECT <the model's columns>, <extra> <tail> ORDER BY <order> [LIMIT <limit>]`.
+    `tail` is the FROM clause (the model's table under its own name, joins allowed) and
+    WHERE, with %s parameters; `order` the ORDER BY the separate read would say;
+    `extra`, select expressions read after the model's columns (a joined row's value)."""
+
+    model: type[Model]
+    tail: str
+    order: str
+    extra: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+def parts_sql(parts: Sequence[Part]) -> str:
+    """Several parts as one statement: each part a subquery numbering its rows in its own
+    order, the subqueries FULL JOINed ON false (every row of each, side by side with NULL
+    for the others' columns: one result set, each column its own type, so rows come back
+    with the ORM's types), ordered part by part. Built once per shape by its caller: the
+    ORM compiling a statement per source cost more CPU than the statements themselves
+    (an order's case file, issue 16)."""
+    subs = []
+    for n, part in enumerate(parts):
+        columns = ", ".join((select_columns(part.model), *part.extra))
+        limit = f" LIMIT {int(part.limit)}" if part.limit is not None else ""
+        subs.append(
+            f"(SELECT row_number() OVER (ORDER BY {part.order}) AS n, {columns} {part.tail}"
+            f" ORDER BY {part.order}{limit}) AS p{n}"
+        )
+    joined = subs[0] + "".join(f" FULL JOIN {sub} ON false" for sub in subs[1:])
+    return f"SELECT * FROM {joined} ORDER BY {', '.join(f'p{n}.n' for n in range(len(parts)))}"  # noqa: S608
+
+
+def read_parts(sql: str, params: Sequence[Any], parts: Sequence[Part]) -> list[list[tuple[Any, tuple]]]:
+    """Run `parts_sql(parts)` (one round trip): per part, its rows in its order as
+    (model instance, as `Model.objects` would return it; the extra values)."""
+    layout = []
+    start = 0
+    for part in parts:
+        width = len(_row_reader(part.model)[1])
+        layout.append((start, width, len(part.extra), part.model))
+        start += 1 + width + len(part.extra)
+    out: list[list[tuple[Any, tuple]]] = [[] for _ in parts]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        rows = cursor.fetchall()
+    for row in rows:
+        for index, (begin, width, extras, model) in enumerate(layout):
+            if row[begin] is not None:  # this part's row number: the row is this part's
+                values = row[begin + 1 : begin + 1 + width]
+                out[index].append(
+                    (
+                        instance_from_row(model, values),
+                        tuple(row[begin + 1 + width : begin + 1 + width + extras]),
+                    )
+                )
+                break
+    return out
