@@ -24,7 +24,6 @@ from payments.choices import ProviderAttemptOutcome
 from payments.services import provider_client
 from reconciliation import selectors as recon_selectors
 from reconciliation import services as recon_services
-from reconciliation.choices import IncidentState
 from reconciliation.selectors import IncidentRow
 from sagas import selectors as saga_selectors
 from sagas.choices import StepOutcome
@@ -300,7 +299,7 @@ def order_case_file(*, order_id: int) -> CaseFile:
             f"Webhook {ev['event_type']} ({ev['object_id'] or '—'}) → {ev['outcome'] or 'received'}",
             f"event {ev['event_id']}{repeats}" + (f"; {ev['note']}" if ev["note"] else ""),
         )
-    incidents = recon_selectors.incidents_list(order_id=order.id, states=list(IncidentState.values))
+    incidents = recon_selectors.incidents_for_order(order_id=order.id)
     for inc in incidents:
         add(inc.detected_at, "incident", f"Incident #{inc.id} {inc.type} ({inc.severity}) detected",
             f"now {inc.state}", tone="bad")  # fmt: skip
