@@ -1,5 +1,5 @@
 """The case file reads each owning app's sources in one statement (issue 16: 25 statements
-became 15). Each combined read must return exactly what the separate reads it replaced
+became 14). Each combined read must return exactly what the separate reads it replaced
 return — the same rows, in the same order, with the same Python types (Decimal,
 aware datetimes, JSON as decoded by the ORM) — for a rich order (refunds, approvals,
 notes, several runs, provider webhooks), a compensated order and an order without a
@@ -7,6 +7,7 @@ payment."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, timedelta
 from decimal import Decimal
 
@@ -18,6 +19,11 @@ from django.utils import timezone
 
 from backoffice import selectors as bo_selectors
 from backoffice.models import ApprovalKind, ApprovalRequest, ApprovalStatus, StaffAction
+from core.sql import model_rows
+from idempotency import selectors as idempotency_selectors
+from idempotency.models import IdempotencyRecord
+from inventory.models import Reservation
+from notifications.models import Notification
 from orders import selectors as order_selectors
 from orders.models import Order
 from payments import selectors as payment_selectors
@@ -117,6 +123,42 @@ def assert_combined_reads_equal_the_separate_ones(order_id: int) -> None:
         recon_selectors.incidents_list(order_id=order_id, states=list(IncidentState.values))
     )
 
+    # idempotency, notifications, inventory: statements built once (core.sql.model_rows)
+    # return the instances the ORM's filter returns
+    order_row = Order.objects.get(pk=order_id)
+    window = timedelta(seconds=30)
+    assert [_fields(r) for r in model_rows(
+        IdempotencyRecord,
+        "{client_id} = %s AND {created_at} >= %s AND {created_at} <= %s",
+        "{created_at} ASC, {id} ASC",
+        [order_row.client_id, order_row.created_at - window, order_row.created_at + window],
+        limit=50,
+    )] == [_fields(r) for r in IdempotencyRecord.objects.filter(
+        client_id=order_row.client_id,
+        created_at__gte=order_row.created_at - window,
+        created_at__lte=order_row.created_at + window,
+    ).order_by("created_at", "id")[:50]]  # fmt: skip
+    assert repr(
+        idempotency_selectors.idempotency_records_near(
+            client_id=order_row.client_id, around=order_row.created_at
+        )
+    ) == repr(
+        [
+            idempotency_selectors._dto(r)
+            for r in IdempotencyRecord.objects.filter(
+                client_id=order_row.client_id,
+                created_at__gte=order_row.created_at - window,
+                created_at__lte=order_row.created_at + window,
+            ).order_by("created_at", "id")[:50]
+        ]
+    )
+    assert [_fields(n) for n in model_rows(Notification, "{order_id} = %s", "{id} ASC", [order_id])] == [
+        _fields(n) for n in Notification.objects.filter(order_id=order_id).order_by("id")
+    ]
+    assert [
+        _fields(r) for r in model_rows(Reservation, "{order_id} = %s", "{product_id} ASC", [order_id])
+    ] == [_fields(r) for r in Reservation.objects.filter(order_id=order_id).order_by("product_id")]
+
     # webhooks: the deliveries to the shop, as the ORM read them (select_related)
     orm_deliveries = [
         DeliveryDTO.from_model(d)
@@ -190,6 +232,33 @@ def test_a_rich_order_reads_the_same_combined(support, finance, shop, make_incid
     _webhook("evt_refund", {"id": "re_1", "charge": charge}, seen_at=same)
     _webhook("evt_int_ref", {"id": "ch_x", "reference": order_id})  # a number: the ORM does not match it
     _webhook("evt_else", {"id": "ch_else", "reference": str(order_id + 1000)})
+
+    # the API request behind it (and one outside the window), a message to the customer
+    placed = Order.objects.get(pk=order_id).created_at
+    for key, offset in (("k-in", 1), ("k-out", 45)):
+        IdempotencyRecord.objects.create(
+            client_id=1,
+            key=key,
+            fingerprint="f" * 64,
+            request_method="POST",
+            request_path="/api/v1/orders/",
+            state="completed",
+            response_status=201,
+            response_body=b'{"id": 1, "total": "25.00"}',
+            response_headers={"Content-Type": "application/json", "n": 1.5},
+            created_at=placed + timedelta(seconds=offset),
+            expires_at=placed + timedelta(days=1),
+        )
+    Notification.objects.create(
+        event_id=uuid.uuid4(),
+        kind="order_confirmed",
+        order_id=order_id,
+        to="c@example.com",
+        subject="Your order",
+        body="Thanks",
+        incident_id=7,
+        sent_at=timezone.now(),
+    )
 
     # then
     assert_combined_reads_equal_the_separate_ones(order_id)
