@@ -193,8 +193,9 @@ PAGE_QUERIES = {
     # refunds, provider calls, audit log, ledger, provider webhooks), sagas 1 (runs,
     # steps, staff actions), backoffice 1 (approvals, notes), idempotency, incidents,
     # notifications, reservations, deliveries to the shop 1 each; the person's
-    # permissions 2 (the actions offered); the customer's other orders 1 (read model).
-    "case_file": 15,
+    # permissions 1 (the actions offered: core.auth_backend); the customer's other
+    # orders 1 (read model).
+    "case_file": 14,
 }
 
 
