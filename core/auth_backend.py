@@ -30,7 +30,7 @@ class PermissionsBackend(ModelBackend):
             return super().get_all_permissions(user_obj, obj)
         if not hasattr(user_obj, "_perm_cache"):
             with connection.cursor() as cursor:
-                cursor.execute(_permissions_sql(type(user_obj)), [user_obj.pk, user_obj.pk])
+                cursor.execute(_permissions_sql(user_obj._meta.concrete_model), [user_obj.pk, user_obj.pk])
                 user_obj._perm_cache = {
                     f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()
                 }
@@ -38,24 +38,22 @@ class PermissionsBackend(ModelBackend):
 
 
 @functools.cache
-def _permissions_sql(user_model: type) -> str:
+def _permissions_sql(user_model: Any) -> str:
     """The user's own permissions (the user_permissions table) and their groups'
     (groups → group permissions), with their content types' app labels."""
     quote = connection.ops.quote_name
-    own = user_model._meta.get_field("user_permissions").remote_field.through  # type: ignore[union-attr]
-    member = user_model._meta.get_field("groups").remote_field.through  # type: ignore[union-attr]
-    granted = Group._meta.get_field("permissions").remote_field.through  # type: ignore[union-attr]
-    user_fk = own._meta.get_field(user_model._meta.model_name).column  # "user_id"
-    member_fk = member._meta.get_field(user_model._meta.model_name).column
+    own: Any = user_model._meta.get_field("user_permissions").remote_field.through
+    member: Any = user_model._meta.get_field("groups").remote_field.through
+    granted: Any = Group._meta.get_field("permissions").remote_field.through
+    user = user_model._meta.model_name  # the through tables' foreign key to the user: "user"
     perm, ctype = quote(Permission._meta.db_table), quote(ContentType._meta.db_table)
+    own_table, member_table, granted_table = (quote(m._meta.db_table) for m in (own, member, granted))
     return (
         f"SELECT {ctype}.{column(ContentType, 'app_label')}, {perm}.{column(Permission, 'codename')}"  # noqa: S608
         f" FROM {perm} JOIN {ctype} ON {ctype}.id = {perm}.{column(Permission, 'content_type')}"
         f" WHERE {perm}.id IN ("
-        f"SELECT o.{quote(own._meta.get_field('permission').column)} FROM {quote(own._meta.db_table)} o"
-        f" WHERE o.{quote(user_fk)} = %s"
-        f" UNION SELECT g.{quote(granted._meta.get_field('permission').column)}"
-        f" FROM {quote(granted._meta.db_table)} g JOIN {quote(member._meta.db_table)} m"
-        f" ON m.{quote(member._meta.get_field('group').column)} = g.{quote(granted._meta.get_field('group').column)}"
-        f" WHERE m.{quote(member_fk)} = %s)"
+        f"SELECT o.{column(own, 'permission')} FROM {own_table} o WHERE o.{column(own, user)} = %s"
+        f" UNION SELECT g.{column(granted, 'permission')} FROM {granted_table} g"
+        f" JOIN {member_table} m ON m.{column(member, 'group')} = g.{column(granted, 'group')}"
+        f" WHERE m.{column(member, user)} = %s)"
     )
