@@ -329,3 +329,22 @@ def test_a_missing_order_is_not_found(support):
         order_selectors.order_with_audit_log(order_id=987654321)
     response = support.get(reverse("backoffice:order", args=[987654321]), follow=True)
     assert response.status_code == 200 and "987654321 not found" in response.content.decode()
+
+
+def test_the_customers_other_orders_are_the_searchs_rows(support, shop):
+    from outbox.relay import relay_pass
+    from readmodels import selectors as rm_selectors
+
+    ids = [shop.order(email="Some.One@Example.com") for _ in range(3)]
+    shop.order(email="someone.else@example.com")
+    relay_pass(budget=10)
+
+    rows = rm_selectors.orders_for_email(email="some.one@EXAMPLE.com ", limit=2)
+    _, searched = rm_selectors.order_search(q="some.one@EXAMPLE.com ", limit=2)
+    assert [_fields(r) for r in rows] == [_fields(r) for r in searched]
+    assert [r.order_id for r in rows] == sorted(ids, reverse=True)[:2]
+    with CaptureQueriesContext(connection) as ctx:
+        rm_selectors.orders_for_email(email="some.one@example.com", limit=11)
+    assert 'LOWER("customer_email") = ' in ctx.captured_queries[0]["sql"]  # the index's expression
+    page = support.get(reverse("backoffice:order", args=[ids[0]])).content.decode()
+    assert f"Order {ids[1]}</a>" in page and f"Order {ids[2]}</a>" in page
