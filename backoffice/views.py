@@ -220,7 +220,7 @@ def order_case(request: HttpRequest, order_id: int) -> HttpResponse:
     found: list = []
     found_total = 0
     if "@" in email:
-        _, found = rm_selectors.order_search(q=email, limit=11)
+        found = rm_selectors.orders_for_email(email=email, limit=11)
         found_total = (  # fewer than asked for: that is all of them, no count needed
             rm_selectors.order_search_count(q=email, cap=COUNT_CAP) if len(found) == 11 else len(found)
         )

@@ -21,20 +21,28 @@ def state_log_rows(logs: Iterable[StateLog], *, label=None) -> list[dict[str, An
     """Audit rows (django-fsm-log) as plain dicts, in the order given.
 
     `label(log)` may name the object a row is about (e.g. "refund 7")."""
-    rows = []
-    for log in logs:
-        row = {
-            "at": log.timestamp,
-            "by": log.by.get_username() if log.by else None,
-            "transition": log.transition,
-            "source": log.source_state,
-            "target": log.state,
-            "description": log.description or "",
-        }
-        if label is not None:
-            row["object"] = label(log)
-        rows.append(row)
-    return rows
+    return [
+        state_log_row(
+            log, log.by.get_username() if log.by else None, label=None if label is None else label(log)
+        )
+        for log in logs
+    ]
+
+
+def state_log_row(log: StateLog, by: str | None, *, label: str | None = None) -> dict[str, Any]:
+    """One audit row as state_log_rows gives it, the person's username read already
+    (e.g. joined in a hand-written statement)."""
+    row = {
+        "at": log.timestamp,
+        "by": by,
+        "transition": log.transition,
+        "source": log.source_state,
+        "target": log.state,
+        "description": log.description or "",
+    }
+    if label is not None:
+        row["object"] = label
+    return row
 
 
 def state_summary(model: type[models.Model], field_name: str, choices: Iterable[tuple[str, str]]) -> dict:

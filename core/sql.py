@@ -12,10 +12,10 @@ Identifiers come from the models' own metadata, quoted; every value is a paramet
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import functools
 from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
@@ -353,7 +353,7 @@ def slot(n: int) -> datetime.datetime:
     return _SLOT_BASE + datetime.timedelta(microseconds=n)
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclass(frozen=True)
 class Prepared:
     """An ORM query's SQL and parameters, compiled once, with the positions of its slots."""
 
@@ -449,3 +449,96 @@ def prepared(key: Hashable, build: Callable[[], Any], *, slots: int = 0) -> Prep
 def prepared_forget() -> None:
     """Drop every compiled statement (tests)."""
     _prepared.clear()
+
+
+# --- Several sources of one app in one statement -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One source of a combined read (`parts_sql`): rows of `model` selected as
+    `SELECT <the model's columns>, <extra> <tail> ORDER BY <order> [LIMIT <limit>]`.
+    `tail` is the FROM clause (the model's table under its own name, joins allowed) and
+    WHERE, with %s parameters; `order` the ORDER BY the separate read would say;
+    `extra`, select expressions read after the model's columns (a joined row's value)."""
+
+    model: type[Model]
+    tail: str
+    order: str
+    extra: tuple[str, ...] = ()
+    limit: int | None = None
+
+
+def parts_sql(parts: Sequence[Part]) -> str:
+    """Several parts as one statement: each part a subquery numbering its rows in its own
+    order, the subqueries FULL JOINed ON false (every row of each, side by side with NULL
+    for the others' columns: one result set, each column its own type, so rows come back
+    with the ORM's types), ordered part by part. Built once per shape by its caller: the
+    ORM compiling a statement per source cost more CPU than the statements themselves
+    (an order's case file, issue 16)."""
+    subs = []
+    for n, part in enumerate(parts):
+        columns = ", ".join((select_columns(part.model), *part.extra))
+        limit = f" LIMIT {int(part.limit)}" if part.limit is not None else ""
+        subs.append(
+            f"(SELECT row_number() OVER (ORDER BY {part.order}) AS n, {columns} {part.tail}"
+            f" ORDER BY {part.order}{limit}) AS p{n}"
+        )
+    joined = subs[0] + "".join(f" FULL JOIN {sub} ON false" for sub in subs[1:])
+    return f"SELECT * FROM {joined} ORDER BY {', '.join(f'p{n}.n' for n in range(len(parts)))}"  # noqa: S608
+
+
+def read_parts(sql: str, params: Sequence[Any], parts: Sequence[Part]) -> list[list[tuple[Any, tuple]]]:
+    """Run `parts_sql(parts)` (one round trip): per part, its rows in its order as
+    (model instance, as `Model.objects` would return it; the extra values)."""
+    layout = []
+    start = 0
+    for part in parts:
+        width = len(_row_reader(part.model)[1])
+        layout.append((start, width, len(part.extra), part.model))
+        start += 1 + width + len(part.extra)
+    out: list[list[tuple[Any, tuple]]] = [[] for _ in parts]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        rows = cursor.fetchall()
+    for row in rows:
+        for index, (begin, width, extras, model) in enumerate(layout):
+            if row[begin] is not None:  # this part's row number: the row is this part's
+                values = row[begin + 1 : begin + 1 + width]
+                out[index].append(
+                    (
+                        instance_from_row(model, values),
+                        tuple(row[begin + 1 + width : begin + 1 + width + extras]),
+                    )
+                )
+                break
+    return out
+
+
+def model_rows(
+    model: type[M], where: str, order: str, params: Sequence[Any], *, limit: int | None = None
+) -> list[M]:
+    """`model.objects.filter(…).order_by(…)[:limit]` for a read whose shape never
+    changes, as a statement built once per shape and process: `where` and `order` name
+    fields as `{field}` (replaced by their quoted columns), values are %s parameters.
+    The rows are the instances the ORM would return (instance_from_row). For reads on
+    a page's every view, where compiling the ORM's statement cost more CPU than
+    running it (an order's case file, issue 16)."""
+    sql = _model_rows_sql(model, where, order, limit)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, list(params))
+        rows = cursor.fetchall()
+    return [instance_from_row(model, row) for row in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _model_rows_sql(model: type[Model], where: str, order: str, limit: int | None) -> str:
+    quote = connection.ops.quote_name
+    columns = {}
+    for field in model._meta.concrete_fields:
+        columns[field.name] = columns[field.attname] = quote(str(field.column))
+    tail = f" LIMIT {int(limit)}" if limit is not None else ""
+    return (
+        f"SELECT {select_columns(model)} FROM {quote(model._meta.db_table)}"  # noqa: S608 (identifiers from the model)
+        f" WHERE {where.format(**columns)} ORDER BY {order.format(**columns)}{tail}"
+    )

@@ -10,6 +10,8 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from core.sql import model_rows
+
 from .models import IdempotencyRecord
 
 _MAX_ROWS = 50
@@ -71,9 +73,14 @@ def idempotency_records_near(
     """One client's records written close to a moment (e.g. an order's creation): the
     caller matches response_object_id. Bounded by the window, the rows kept are
     bounded by the TTL."""
-    records = IdempotencyRecord.objects.filter(
-        client_id=client_id, created_at__gte=around - window, created_at__lte=around + window
-    ).order_by("created_at", "id")[:_MAX_ROWS]
+    # The case file reads this on every view: a statement built once (model_rows).
+    records = model_rows(
+        IdempotencyRecord,
+        "{client_id} = %s AND {created_at} >= %s AND {created_at} <= %s",
+        "{created_at} ASC, {id} ASC",
+        [client_id, around - window, around + window],
+        limit=_MAX_ROWS,
+    )
     return [_dto(r) for r in records]
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.sql import model_rows
+
 from .models import Notification
 
 
@@ -42,7 +44,8 @@ def notifications_for_order(*, order_id: int) -> list[NotificationDTO]:
             created_at=n.created_at,
             sent_at=n.sent_at,
         )
-        for n in Notification.objects.filter(order_id=order_id).order_by("id")
+        # The case file reads this on every view: a statement built once (model_rows).
+        for n in model_rows(Notification, "{order_id} = %s", "{id} ASC", [order_id])
     ]
 
 

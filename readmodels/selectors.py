@@ -14,6 +14,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from core.errors import ConcordError
+from core.sql import model_rows
 from orders.choices import OrderStatus
 from outbox.selectors import consumer_lag
 
@@ -223,6 +224,16 @@ def order_search(
         return "", []
     offset = max(0, offset)
     return kind, list(rows.order_by("-order_id")[offset : offset + limit])
+
+
+def orders_for_email(*, email: str, limit: int = 50) -> list[OrderSearch]:
+    """order_search(q=email)'s rows (an e-mail, any case, newest first, the first
+    `limit`) as a statement built once per process, on the same index: an order's case
+    file lists the customer's other orders on every view, and compiling the ORM's
+    statement cost more CPU than running it."""
+    return model_rows(
+        OrderSearch, "LOWER({customer_email}) = %s", "{order_id} DESC", [email.strip().lower()], limit=limit
+    )
 
 
 def order_search_count(*, q: str = "", status: str | None = None, cap: int | None = None) -> int:

@@ -159,7 +159,8 @@ WHITENOISE_AUTOREFRESH = False
 # hops to trust, or every client would share the proxy's address.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, a person's permissions read in one statement built once (core/auth_backend.py)
+    "core.auth_backend.PermissionsBackend",
 ]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=5)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))

@@ -197,9 +197,14 @@ PAGE_QUERIES = {
     "sagas": 5,
     "incidents": 6,
     "search_email": 5,
-    # The whole story, one query per source (docs/backoffice.md); the payment, its
-    # refunds and the refundable amount in 2 (payment_case_for_order), the webhooks in 1.
-    "case_file": 25,
+    # The whole story, one statement per owning app whatever the number of runs
+    # (docs/backoffice.md): orders 1 (order, lines, audit log), payments 1 (payment,
+    # refunds, provider calls, audit log, ledger, provider webhooks), sagas 1 (runs,
+    # steps, staff actions), backoffice 1 (approvals, notes), idempotency, incidents,
+    # notifications, reservations, deliveries to the shop 1 each; the person's
+    # permissions 1 (the actions offered: core.auth_backend); the customer's other
+    # orders 1 (read model).
+    "case_file": 14,
 }
 
 
