@@ -344,13 +344,38 @@ def _update_fields_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str,
 
 
 _SLOT_BASE = datetime.datetime(1901, 1, 1, tzinfo=datetime.UTC)
+_SLOT_INT = -(2**62)  # far below any id, amount or count a row holds
+_SLOT_STR = "\x00slot:"  # NUL: no text column holds it (PostgreSQL refuses NUL in text)
 
 
 def slot(n: int) -> datetime.datetime:
-    """The stand-in for a prepared statement's n-th datetime parameter (a moment no
-    row holds: 1901-01-01 plus n microseconds). `prepared()`'s builder filters on it
-    where the call will pass its own value (a "since before", a "now")."""
+    """The stand-in for a prepared statement's n-th parameter when it is a datetime (a
+    moment no row holds: 1901-01-01 plus n microseconds). `prepared()`'s builder filters
+    on it where the call will pass its own value (a "since before", a "now")."""
     return _SLOT_BASE + datetime.timedelta(microseconds=n)
+
+
+def int_slot(n: int) -> int:
+    """The stand-in for the n-th parameter when it is an integer (an id)."""
+    return _SLOT_INT + n
+
+
+def str_slot(n: int) -> str:
+    """The stand-in for the n-th parameter when it is text (an e-mail)."""
+    return f"{_SLOT_STR}{n}"
+
+
+def _slot_number(param: Any) -> int | None:
+    """Which slot a compiled parameter stands for, or None (a value of the query's own)."""
+    if isinstance(param, datetime.datetime):
+        if param.tzinfo is not None and param.year == _SLOT_BASE.year:
+            return (param - _SLOT_BASE) // datetime.timedelta(microseconds=1)
+    elif isinstance(param, int) and not isinstance(param, bool):  # psycopg's Int8 too
+        if _SLOT_INT <= param < _SLOT_INT + 2**20:
+            return param - _SLOT_INT
+    elif isinstance(param, str) and param.startswith(_SLOT_STR):
+        return int(param[len(_SLOT_STR) :])
+    return None
 
 
 @dataclass(frozen=True)
@@ -408,10 +433,11 @@ _prepared: dict[Hashable, Prepared] = {}
 def prepared(key: Hashable, build: Callable[[], Any], *, slots: int = 0) -> Prepared:
     """The statement of the QuerySet `build()` returns, compiled once per process under
     `key`: `key` must name everything the query depends on except its slots (`build`
-    passes `slot(0)`, `slot(1)`, … where the caller's datetimes go; each must appear
-    exactly once among the parameters). For reads drawn at every request whose ORM
-    compilation costs more CPU than running them (the back office's overview and
-    waiting page: issue 16); the query is the ORM's, so it stays the one its tests read."""
+    passes `slot(n)`, `int_slot(n)` or `str_slot(n)` — n = 0, 1, … — where the call's
+    datetimes, integers and texts go; each n must appear exactly once among the
+    parameters). For reads drawn at every request whose ORM compilation costs more CPU
+    than running them (the back office's overview, waiting page and an order's case
+    file: issue 16); the query is the ORM's, so it stays the one its tests read."""
     hit = _prepared.get(key)
     if hit is not None:
         return hit
@@ -419,14 +445,10 @@ def prepared(key: Hashable, build: Callable[[], Any], *, slots: int = 0) -> Prep
     query = queryset.query
     compiler = query.get_compiler(using=queryset.db)
     sql, params = compiler.as_sql()
-    marks = {
-        i: p
-        for i, p in enumerate(params)
-        if isinstance(p, datetime.datetime) and p.year == _SLOT_BASE.year and p.tzinfo is not None
-    }
+    marks = {i: n for i, p in enumerate(params) if (n := _slot_number(p)) is not None}
     positions = []
     for n in range(slots):
-        found = [i for i, p in marks.items() if p == slot(n)]
+        found = [i for i, m in marks.items() if m == n]
         if len(found) != 1:
             raise ValueError(f"prepared({key!r}): slot({n}) is {len(found)} times among the parameters")
         positions.append(found[0])
@@ -513,32 +535,3 @@ def read_parts(sql: str, params: Sequence[Any], parts: Sequence[Part]) -> list[l
                 )
                 break
     return out
-
-
-def model_rows(
-    model: type[M], where: str, order: str, params: Sequence[Any], *, limit: int | None = None
-) -> list[M]:
-    """`model.objects.filter(…).order_by(…)[:limit]` for a read whose shape never
-    changes, as a statement built once per shape and process: `where` and `order` name
-    fields as `{field}` (replaced by their quoted columns), values are %s parameters.
-    The rows are the instances the ORM would return (instance_from_row). For reads on
-    a page's every view, where compiling the ORM's statement cost more CPU than
-    running it (an order's case file, issue 16)."""
-    sql = _model_rows_sql(model, where, order, limit)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, list(params))
-        rows = cursor.fetchall()
-    return [instance_from_row(model, row) for row in rows]
-
-
-@functools.lru_cache(maxsize=256)
-def _model_rows_sql(model: type[Model], where: str, order: str, limit: int | None) -> str:
-    quote = connection.ops.quote_name
-    columns = {}
-    for field in model._meta.concrete_fields:
-        columns[field.name] = columns[field.attname] = quote(str(field.column))
-    tail = f" LIMIT {int(limit)}" if limit is not None else ""
-    return (
-        f"SELECT {select_columns(model)} FROM {quote(model._meta.db_table)}"  # noqa: S608 (identifiers from the model)
-        f" WHERE {where.format(**columns)} ORDER BY {order.format(**columns)}{tail}"
-    )

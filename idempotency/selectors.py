@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from core.sql import model_rows
+from core.sql import int_slot, prepared, slot
 
 from .models import IdempotencyRecord
 
@@ -73,14 +73,14 @@ def idempotency_records_near(
     """One client's records written close to a moment (e.g. an order's creation): the
     caller matches response_object_id. Bounded by the window, the rows kept are
     bounded by the TTL."""
-    # The case file reads this on every view: a statement built once (model_rows).
-    records = model_rows(
-        IdempotencyRecord,
-        "{client_id} = %s AND {created_at} >= %s AND {created_at} <= %s",
-        "{created_at} ASC, {id} ASC",
-        [client_id, around - window, around + window],
-        limit=_MAX_ROWS,
-    )
+    # The case file reads this on every view: a statement built once (core.sql.prepared).
+    records = prepared(
+        "idempotency_records_near",
+        lambda: IdempotencyRecord.objects.filter(
+            client_id=int_slot(0), created_at__gte=slot(1), created_at__lte=slot(2)
+        ).order_by("created_at", "id")[:_MAX_ROWS],
+        slots=3,
+    ).instances(IdempotencyRecord, client_id, around - window, around + window)
     return [_dto(r) for r in records]
 
 

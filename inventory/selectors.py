@@ -11,7 +11,7 @@ from django.db.models import F, IntegerField, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Coalesce
 
 from core.errors import ConcordError
-from core.sql import column, model_rows
+from core.sql import column, int_slot, prepared
 
 from .choices import ReservationState
 from .dto import ConservationProblem, ProductDTO, ReservationDTO, StockLevelDTO
@@ -109,8 +109,12 @@ def reservations_for_order(order_id: int) -> list[ReservationDTO]:
         ReservationDTO(
             id=r.id, order_id=r.order_id, sku=r.product_id, quantity=r.quantity, state=str(r.state)
         )
-        # The case file reads this on every view: a statement built once (model_rows).
-        for r in model_rows(Reservation, "{order_id} = %s", "{product_id} ASC", [order_id])
+        # The case file reads this on every view: a statement built once (core.sql.prepared).
+        for r in prepared(
+            "reservations_for_order",
+            lambda: Reservation.objects.filter(order_id=int_slot(0)).order_by("product_id"),
+            slots=1,
+        ).instances(Reservation, order_id)
     ]
 
 

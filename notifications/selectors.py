@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.sql import model_rows
+from core.sql import int_slot, prepared
 
 from .models import Notification
 
@@ -44,8 +44,12 @@ def notifications_for_order(*, order_id: int) -> list[NotificationDTO]:
             created_at=n.created_at,
             sent_at=n.sent_at,
         )
-        # The case file reads this on every view: a statement built once (model_rows).
-        for n in model_rows(Notification, "{order_id} = %s", "{id} ASC", [order_id])
+        # The case file reads this on every view: a statement built once (core.sql.prepared).
+        for n in prepared(
+            "notifications_for_order",
+            lambda: Notification.objects.filter(order_id=int_slot(0)).order_by("id"),
+            slots=1,
+        ).instances(Notification, order_id)
     ]
 
 

@@ -14,7 +14,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from core.errors import ConcordError
-from core.sql import model_rows
+from core.sql import prepared, str_slot
 from orders.choices import OrderStatus
 from outbox.selectors import consumer_lag
 
@@ -231,9 +231,15 @@ def orders_for_email(*, email: str, limit: int = 50) -> list[OrderSearch]:
     `limit`) as a statement built once per process, on the same index: an order's case
     file lists the customer's other orders on every view, and compiling the ORM's
     statement cost more CPU than running it."""
-    return model_rows(
-        OrderSearch, "LOWER({customer_email}) = %s", "{order_id} DESC", [email.strip().lower()], limit=limit
-    )
+    return prepared(
+        ("orders_for_email", limit),
+        lambda: (
+            OrderSearch.objects.alias(email_lower=Lower("customer_email"))
+            .filter(email_lower=str_slot(0))
+            .order_by("-order_id")[:limit]
+        ),
+        slots=1,
+    ).instances(OrderSearch, email.strip().lower())
 
 
 def order_search_count(*, q: str = "", status: str | None = None, cap: int | None = None) -> int:

@@ -1,5 +1,6 @@
-"""core.sql.prepared: an ORM query compiled once per process, its datetime slots filled
-at each call (issue 16: the back office's overview and waiting page). The statement
+"""core.sql.prepared: an ORM query compiled once per process, its slots (datetimes,
+integers, texts) filled at each call (issue 16: the back office's overview, waiting
+page and an order's case file). The statement
 must give exactly what the QuerySet gives, with every call's own moments — never the
 moment it was compiled with — and refuse a builder whose slots it cannot find."""
 
@@ -11,7 +12,7 @@ import pytest
 from django.db.models import F
 from django.utils import timezone
 
-from core.sql import prepared, prepared_forget, slot
+from core.sql import int_slot, prepared, prepared_forget, slot, str_slot
 from sagas import selectors
 from sagas.models import SagaRun
 
@@ -94,6 +95,30 @@ def test_instances_are_what_the_queryset_returns_json_included(runs):
     assert got[0].context == {"order_id": 0, "nested": {"k": [1, 2]}}
     with pytest.raises(TypeError, match="columns"):
         prepared("vals", lambda: SagaRun.objects.order_by("pk").values("pk")).instances(SagaRun)
+
+
+def test_integer_and_text_slots_take_each_calls_values(runs):
+    """An id, a text and a moment in one statement: each call's own, in slot order
+    whatever their order among the compiled parameters."""
+    now = timezone.now()
+    statement = prepared(
+        "typed",
+        lambda: (
+            SagaRun.objects.filter(saga_type=str_slot(2), created_at__lte=slot(1), id__gte=int_slot(0))
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        ),
+        slots=3,
+    )
+    for first in SagaRun.objects.order_by("pk").values_list("pk", flat=True):
+        for kind in ("checkout", "cancellation", "none"):
+            assert [r[0] for r in statement.rows(first, now, kind)] == list(
+                SagaRun.objects.filter(saga_type=kind, created_at__lte=now, id__gte=first)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
+    with pytest.raises(ValueError, match=r"slot\(0\) is 2 times"):
+        prepared("mixed twice", lambda: SagaRun.objects.filter(id=int_slot(0), created_at=slot(0)), slots=1)
 
 
 def test_a_slot_missing_twice_or_undeclared_is_refused():
