@@ -59,7 +59,7 @@ def main() -> None:
         uid = str(User.objects.get(username=username).pk)
         key = next(
             s.session_key
-            for s in Session.objects.filter(expire_date__gt=timezone.now())
+            for s in Session.objects.filter(expire_date__gt=timezone.now()).order_by("-expire_date")
             if s.get_decoded().get("_auth_user_id") == uid
         )
         client = Client()
