@@ -32,7 +32,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from core import heartbeats
-from core.sql import column
+from core.sql import column, fetchall_prepared
 from orders import selectors as order_selectors
 from orders.choices import OrderStatus
 from payments import selectors as payment_selectors
@@ -238,9 +238,8 @@ def _mark_escalated(items: list[Waiting]) -> list[Waiting]:
     if not items:
         return items
     states, subjects = zip(*{(i.sla.key, i.subject_id) for i in items}, strict=True)
-    with connection.cursor() as cursor:
-        cursor.execute(_escalations_sql(), [list(states), list(subjects)])
-        found = {(state, subject): status for state, subject, status in cursor.fetchall()}
+    rows = fetchall_prepared(_escalations_sql(), [list(states), list(subjects)])
+    found = {(state, subject): status for state, subject, status in rows}
     # (replace() only where there is an escalation: it costs ~6 µs an item, 250 a page)
     return [
         replace(i, escalated=status) if (status := found.get((i.sla.key, i.subject_id))) else i for i in items

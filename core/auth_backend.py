@@ -21,7 +21,7 @@ from django.contrib.auth.models import Group, Permission
 from django.contrib.contenttypes.models import ContentType
 from django.db import connection
 
-from .sql import column
+from .sql import column, fetchall_prepared
 
 
 class PermissionsBackend(ModelBackend):
@@ -29,11 +29,10 @@ class PermissionsBackend(ModelBackend):
         if not user_obj.is_active or user_obj.is_anonymous or obj is not None or user_obj.is_superuser:
             return super().get_all_permissions(user_obj, obj)
         if not hasattr(user_obj, "_perm_cache"):
-            with connection.cursor() as cursor:
-                cursor.execute(_permissions_sql(user_obj._meta.concrete_model), [user_obj.pk, user_obj.pk])
-                user_obj._perm_cache = {
-                    f"{app_label}.{codename}" for app_label, codename in cursor.fetchall()
-                }
+            rows = fetchall_prepared(
+                _permissions_sql(user_obj._meta.concrete_model), [user_obj.pk, user_obj.pk]
+            )
+            user_obj._perm_cache = {f"{app_label}.{codename}" for app_label, codename in rows}
         return user_obj._perm_cache
 
 

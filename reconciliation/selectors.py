@@ -19,7 +19,7 @@ from django_fsm_log.models import StateLog
 
 from core.fsm import waiting_in_state, waiting_in_states
 from core.money import format_amount, is_supported_currency
-from core.sql import column
+from core.sql import column, fetchall_prepared
 
 from .amounts import minor_to_major
 from .choices import LIVE_STATES, IncidentState, IncidentType, ResolutionKind, RunStatus
@@ -347,11 +347,10 @@ def incidents_for_order(*, order_id: int, limit: int = 100) -> list[IncidentRow]
     """incidents_list(order_id=…, states=every state): an order's incidents in any
     state, worst money first, as one statement built once per process (an order's
     case file reads it on every view; compiling it cost more CPU than running it)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _incidents_for_order_sql(), [order_id, list(IncidentState.values), max(1, min(limit, 1000))]
-        )
-        return [IncidentRow(*row) for row in cursor.fetchall()]
+    rows = fetchall_prepared(
+        _incidents_for_order_sql(), [order_id, list(IncidentState.values), max(1, min(limit, 1000))]
+    )
+    return [IncidentRow(*row) for row in rows]
 
 
 @functools.cache

@@ -8,7 +8,7 @@ import functools
 from django.db import connection
 
 from core.errors import NotFound
-from core.sql import column
+from core.sql import column, fetchall_prepared
 
 from .delivery import event_json
 from .dto import DeliveryDTO, EndpointDTO
@@ -50,9 +50,7 @@ def webhook_deliveries_for_order(*, order_id: int) -> list[DeliveryDTO]:
     """Every delivery about an order (all endpoints), in commit order: one statement
     built once per process, the DTO's columns only (an order's case file reads it on
     every view; the ORM compiling its three-table join cost more CPU than running it)."""
-    with connection.cursor() as cursor:
-        cursor.execute(_deliveries_for_order_sql(), [order_id])
-        rows = cursor.fetchall()
+    rows = fetchall_prepared(_deliveries_for_order_sql(), [order_id])
     return [DeliveryDTO(*row[:5], str(row[5]), *row[6:]) for row in rows]
 
 

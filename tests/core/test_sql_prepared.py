@@ -173,3 +173,122 @@ def test_the_error_scans_where_compiled_once_reads_now_at_each_call(runs):
         selectors.saga_runs_list(error_contains="e3", created_before=late.created_at - timedelta(seconds=1))
         == []
     )
+
+
+# --- prepared on the connection (core.sql.fetchall_prepared) ---------------------------------
+
+
+def _ours() -> list[tuple[str, int, int]]:
+    """This connection's prepared statements made through the protocol (not SQL PREPARE):
+    (text, generic plans, custom plans)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT statement, generic_plans, custom_plans FROM pg_prepared_statements "
+            "WHERE NOT from_sql ORDER BY prepare_time"
+        )
+        return cursor.fetchall()
+
+
+def _stuck_since():
+    return prepared(
+        "since",
+        lambda: SagaRun.objects.filter(sla_at__lte=slot(0)).order_by("pk").values_list("pk", flat=True),
+        slots=1,
+    )
+
+
+def test_a_statement_built_once_is_prepared_once_and_then_planned_no_more(runs):
+    """Django binds on the client: every execution is new text, planned anew. A statement
+    built once runs as one prepared statement of the connection: after PostgreSQL's
+    first custom plans it keeps a generic one, so later executions skip the planner
+    (≈ 2 ms of an order's case file, issue 16). Every other statement stays unprepared."""
+    now = timezone.now()
+    statement = _stuck_since()
+    for i in range(12):
+        moment = now + timedelta(minutes=5 * i - 30)
+        assert [r[0] for r in statement.rows(moment)] == list(
+            SagaRun.objects.filter(sla_at__lte=moment).order_by("pk").values_list("pk", flat=True)
+        )
+    ours = _ours()
+    assert len(ours) == 1, ours  # the ORM's own reads above were not prepared
+    text, generic, custom = ours[0]
+    assert "$1" in text and '"sagas_sagarun"."sla_at" <= $1' in text
+    assert generic + custom == 12 and generic >= 6, ours
+
+
+def test_a_rollback_or_deallocate_all_forgets_them_and_the_next_call_prepares_again(runs):
+    """PostgreSQL forgets nothing on ROLLBACK, but psycopg drops its names after one (a
+    rolled-back DROP/ALTER could change what a plan reads) and after a DEALLOCATE ALL
+    or DISCARD ALL it runs; the next execution prepares again instead of naming a
+    statement the server no longer holds. (One a pooler runs behind the connection's
+    back psycopg cannot see: DATABASE_PREPARED_STATEMENTS=false there.)"""
+    from django.db import connection, transaction
+
+    now = timezone.now()
+    statement = _stuck_since()
+    expected = [r[0] for r in statement.rows(now)]
+    assert len(_ours()) == 1
+    try:
+        with transaction.atomic():
+            statement.rows(now)
+            raise RuntimeError("roll back")
+    except RuntimeError:
+        pass
+    assert [r[0] for r in statement.rows(now)] == expected
+    with connection.cursor() as cursor:
+        cursor.execute("DEALLOCATE ALL")
+    assert _ours() == []
+    assert [r[0] for r in statement.rows(now)] == expected
+    assert len(_ours()) == 1
+
+
+def test_switched_off_nothing_is_prepared(runs):
+    """DATABASE_PREPARED_STATEMENTS=false (a pooler in transaction mode) leaves the
+    connection's prepare_threshold None: the same statements, bound on the server, none
+    prepared."""
+    from django.db import connection
+
+    now = timezone.now()
+    connection.ensure_connection()
+    raw = connection.connection
+    kept, raw.prepare_threshold = raw.prepare_threshold, None
+    try:
+        for _ in range(3):
+            got = [r[0] for r in _stuck_since().rows(now)]
+        assert got == list(
+            SagaRun.objects.filter(sla_at__lte=now).order_by("pk").values_list("pk", flat=True)
+        )
+        assert _ours() == []
+    finally:
+        raw.prepare_threshold = kept
+
+
+def test_the_setting_decides_the_connections_threshold(monkeypatch):
+    """On by default (threshold set: psycopg prepares what core.sql asks for, and nothing
+    else reaches it); off, Django's default None."""
+    import importlib
+
+    import config.settings.base as base
+
+    try:
+        assert base.DATABASES["default"]["OPTIONS"]["prepare_threshold"] == 2**31 - 1
+        monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
+        assert "prepare_threshold" not in importlib.reload(base).DATABASES["default"]["OPTIONS"]
+    finally:
+        monkeypatch.delenv("DATABASE_PREPARED_STATEMENTS")
+        importlib.reload(base)
+
+
+def test_a_failing_statement_is_djangos_error_and_logged_with_its_text():
+    from django.db import ProgrammingError, connection, transaction
+    from django.test.utils import CaptureQueriesContext
+
+    from core.sql import fetchall_prepared
+
+    with pytest.raises(ProgrammingError), transaction.atomic():
+        fetchall_prepared("SELECT no_such_column FROM sagas_sagarun WHERE id = %s", [1])
+    with CaptureQueriesContext(connection) as ctx:
+        assert fetchall_prepared("SELECT %s::int + 1", [41]) == [(42,)]
+    assert ctx.captured_queries[-1]["sql"] == "SELECT $1::int + 1"
