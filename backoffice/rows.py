@@ -220,3 +220,35 @@ def finance_day_rows(days: Iterable[dict[str, Any]]) -> SafeString:
             f'<td class="num">{escape(d["money_at_risk"])}</td><td class="num">{int(d["resolved"])}</td></tr>\n'
         )
     return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int
+
+
+def timeline_rows(events: Iterable[Any]) -> SafeString:
+    """An order's case file, "The whole story": a list item per event
+    (backoffice.selectors.Event; an order with many refunds, retries and webhooks has
+    dozens, each a provider's or a person's text)."""
+    out = []
+    tz = timezone.get_current_timezone()
+    for e in events:
+        by = f' <span class="muted">by {escape(e.by)}</span>' if e.by else ""
+        detail = f'<div class="err">{escape(e.detail)}</div>' if e.detail else ""
+        out.append(
+            f'<li class="{escape(e.tone)}"><div class="when">{stamp(e.at, "ms", tz)} UTC</div>\n'
+            f'      <span class="kind">{escape(e.kind)}</span><strong>{escape(e.title)}</strong>{by}\n'
+            f"      {detail}</li>\n"
+        )
+    return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped
+
+
+def order_lines(orders: Iterable[Any]) -> SafeString:
+    """An order's case file, "The customer's other orders": a line per order
+    (readmodels' search rows)."""
+    out = []
+    tz, order_link = timezone.get_current_timezone(), href_maker("backoffice:order")
+    for o in orders:
+        oid = int(o.order_id)
+        status = escape(o.status)
+        out.append(
+            f'<p><a href="{order_link(oid)}">Order {oid}</a> <span class="badge {status}">{status}</span> '
+            f'{escape(o.total)} {escape(o.currency)} <span class="muted">{stamp(o.created_at, "minutes", tz)}</span></p>\n'
+        )
+    return mark_safe("".join(out))  # noqa: S308 - every interpolated value is escaped or an int

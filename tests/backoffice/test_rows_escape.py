@@ -117,3 +117,49 @@ def test_the_finance_days_rows_are_what_the_template_made():
     made = template.render(Context({"days": days}))
     assert str(rows.finance_day_rows(days)).replace("</tr>\n", "</tr>") == made
     _assert_inert(rows.finance_day_rows([{**days[0], "currency": EVIL}]))
+
+
+def _words(html: str) -> str:
+    """The HTML with every run of white space as one space (what a browser shows)."""
+    return " ".join(html.split())
+
+
+def test_the_case_files_story_and_other_orders_are_what_the_template_made():
+    """backoffice/order_case.html drew the story and the customer's other orders with the
+    template engine; the Python lines give the same HTML (a newline apart) and escape
+    every text: a provider's error in a detail, a person's name, an e-mail's order."""
+    from django.template import Context, Template
+
+    from backoffice.selectors import Event
+
+    now = timezone.now()
+    story = Template(
+        "{% load backoffice_rows %}{% for e in events %}\n"
+        '    <li class="{{ e.tone }}"><div class="when">{{ e.at|stamp:"ms" }} UTC</div>\n'
+        '      <span class="kind">{{ e.kind }}</span><strong>{{ e.title }}</strong>{% if e.by %} <span class="muted">by {{ e.by }}</span>{% endif %}\n'
+        '      {% if e.detail %}<div class="err">{{ e.detail }}</div>{% endif %}</li>{% endfor %}'
+    )  # fmt: skip
+    events = [
+        Event(now, "provider", "Provider charge → failed (ch_1)", "key k; HTTP 500; boom", tone="bad"),
+        Event(now + timedelta(seconds=1), "staff", "Note", "", by="ann"),
+        Event(now + timedelta(seconds=2), "order", "Order ∅ → pending (place)"),
+    ]
+    assert _words(rows.timeline_rows(events)) == _words(story.render(Context({"events": events})))
+    _assert_inert(rows.timeline_rows([Event(now, EVIL, EVIL, EVIL, by=EVIL, tone=EVIL)]))
+
+    others = Template(
+        '{% load backoffice_rows %}{% for o in other_orders %}<p><a href="{{ o.order_id|order_href }}">Order {{ o.order_id }}</a> <span class="badge {{ o.status }}">{{ o.status }}</span> {{ o.total }} {{ o.currency }} <span class="muted">{{ o.created_at|date:"Y-m-d H:i" }}</span></p>\n'
+        "    {% endfor %}"
+    )  # fmt: skip
+    orders = [
+        SimpleNamespace(
+            order_id=12, status="confirmed", total=Decimal("19.90"), currency="EUR", created_at=now
+        ),
+        SimpleNamespace(order_id=9, status="cancelled", total=Decimal("5"), currency="USD", created_at=now),
+    ]
+    assert _words(rows.order_lines(orders)) == _words(others.render(Context({"other_orders": orders})))
+    _assert_inert(
+        rows.order_lines(
+            [SimpleNamespace(order_id=3, status=EVIL, total=EVIL, currency=EVIL, created_at=now)]
+        )
+    )
