@@ -440,12 +440,7 @@ class Prepared:
     def rows(self, *values: Any) -> list[tuple[Any, ...]]:
         """Run the statement with `values` in the slots; its rows, converted as the
         ORM converts them."""
-        if len(values) != len(self.slots):
-            raise TypeError(f"{len(self.slots)} slot value(s) expected, {len(values)} given")
-        params = list(self.params)
-        for position, value in zip(self.slots, values, strict=True):
-            params[position] = value
-        rows = fetchall_prepared(self.sql, params)
+        rows = fetchall_prepared(self.sql, self._params(values))
         if not self.converters:
             return rows
         converted = []
@@ -472,6 +467,24 @@ class Prepared:
         """rows() as dicts keyed by the query's names (what values() would return)."""
         names = self.names
         return [dict(zip(names, row, strict=True)) for row in self.rows(*values)]
+
+    def count(self, *values: Any) -> int:
+        """How many rows the statement returns, counted by PostgreSQL (what the
+        QuerySet's count() says: of a sliced query, at most its slice)."""
+        return int(fetchall_prepared(self._count_sql, self._params(values))[0][0])
+
+    def _params(self, values: Sequence[Any]) -> list[Any]:
+        """The compiled parameters with `values` in the slots."""
+        if len(values) != len(self.slots):
+            raise TypeError(f"{len(self.slots)} slot value(s) expected, {len(values)} given")
+        params = list(self.params)
+        for position, value in zip(self.slots, values, strict=True):
+            params[position] = value
+        return params
+
+    @functools.cached_property
+    def _count_sql(self) -> str:
+        return f"SELECT COUNT(*) FROM ({self.sql}) AS counted"  # noqa: S608 - the ORM's own SQL
 
 
 _prepared: dict[Hashable, Prepared] = {}

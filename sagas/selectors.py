@@ -15,7 +15,18 @@ from django.utils import timezone
 
 from core.errors import NotFound
 from core.fsm import state_summary
-from core.sql import Part, column, instance_from_row, parts_sql, prepared, read_parts, select_columns, slot
+from core.sql import (
+    Part,
+    Prepared,
+    column,
+    instance_from_row,
+    parts_sql,
+    prepared,
+    read_parts,
+    select_columns,
+    slot,
+    str_slot,
+)
 
 from . import registry
 from .choices import (
@@ -259,17 +270,54 @@ def saga_runs_list(
             run_to_dto(run)
             for run in _stuck_error_scan(sort=sort, want=offset + limit, filters=filters)[offset:]
         ]
-    if not filters:
-        # Every stuck run (the overview's "Oldest stuck sagas", the queue's first page):
-        # the statement compiled once per process (core.sql.prepared), "now" its parameter.
-        statement = prepared(
-            ("saga_runs_list", sort, offset, limit),
-            lambda: _runs_filtered(now=slot(0)).order_by(*order[sort])[offset : offset + limit],
-            slots=1,
-        )
-        return [run_to_dto(run) for run in statement.instances(SagaRun, timezone.now())]
+    built = _runs_statement(
+        ("saga_runs_list", sort, offset, limit),
+        filters,
+        lambda qs: qs.order_by(*order[sort])[offset : offset + limit],
+    )
+    if built is not None:
+        statement, values = built
+        return [run_to_dto(run) for run in statement.instances(SagaRun, *values)]
     qs = _runs_filtered(**filters).order_by(*order[sort])
     return [run_to_dto(run) for run in qs[offset : offset + limit]]
+
+
+_SLOTTED_TEXT = ("saga_type", "step")
+_SLOTTED_MOMENTS = ("created_before", "changed_since")
+
+
+def _runs_statement(
+    key: tuple[Any, ...], filters: dict[str, Any], shape: Any
+) -> tuple[Prepared, list[Any]] | None:
+    """`shape(_runs_filtered(**filters))` as a statement compiled once per process and
+    shape of filters (core.sql.prepared: which filters are given, the statuses asked
+    for, stuck or every run), the filters' texts and moments and "now" its slots, and
+    those values; None where the ORM must compile it (an error text: `icontains`
+    wraps its value; statuses that leave nothing to read). The stuck list and its
+    filters are read at every view, and compiling them cost more CPU than running them
+    (issue 16)."""
+    unknown = set(filters) - {*_SLOTTED_TEXT, *_SLOTTED_MOMENTS, "statuses", "stuck_only", "error_contains"}
+    if unknown or filters.get("error_contains"):
+        return None
+    stuck_only = bool(filters.get("stuck_only", True))
+    statuses = tuple(str(s) for s in filters.get("statuses") or ())
+    if stuck_only and statuses and not set(statuses) & {*ATTENTION_STATUSES, *ACTIVE_STATUSES}:
+        return None
+    given = tuple(name for name in (*_SLOTTED_TEXT, *_SLOTTED_MOMENTS) if filters.get(name) not in (None, ""))
+    values = [filters[name] for name in given]
+    # "now" is read only where active runs past their SLA are among those asked for.
+    uses_now = stuck_only and (not statuses or bool(set(statuses) & set(ACTIVE_STATUSES)))
+
+    def build() -> Any:
+        args: dict[str, Any] = {
+            name: (str_slot(n) if name in _SLOTTED_TEXT else slot(n)) for n, name in enumerate(given)
+        }
+        if uses_now:
+            args["now"] = slot(len(given))
+        return shape(_runs_filtered(**args, statuses=list(statuses) or None, stuck_only=stuck_only))
+
+    statement = prepared((*key, stuck_only, statuses, given), build, slots=len(given) + uses_now)
+    return statement, [*values, timezone.now()] if uses_now else values
 
 
 def saga_runs_count(*, cap: int | None = None, **filters: Any) -> int:
@@ -277,6 +325,11 @@ def saga_runs_count(*, cap: int | None = None, **filters: Any) -> int:
     most cap + 1 (counting stops there: "more than cap", for a page over every run)."""
     if cap is not None and filters.get("error_contains") and filters.get("stuck_only", True):
         return len(_stuck_error_scan(sort="oldest", want=cap + 1, filters=filters, counting=True))
+    if cap is not None:
+        built = _runs_statement(("saga_runs_count", cap), filters, lambda qs: qs.values("pk")[: cap + 1])
+        if built is not None:
+            statement, values = built
+            return statement.count(*values)
     qs = _runs_filtered(**filters)
     return qs[: cap + 1].count() if cap is not None else qs.count()
 

@@ -154,6 +154,49 @@ def test_the_stuck_list_built_once_reads_now_at_each_call(runs):
     assert runs[0].pk not in {r.id for r in selectors.saga_runs_list(limit=50)}
 
 
+def test_the_lists_filters_built_once_give_what_the_orm_gives(runs):
+    """The stuck list and every-run list with their filters (status, type, step, age,
+    changed since: the back office's form) run a statement compiled once per shape of
+    filters, the values its slots: the page and its capped count are the ORM's, for
+    every shape and value, "now" read at each call."""
+    import itertools
+
+    now = timezone.now()
+    for i, (status, kind, step) in enumerate(
+        [
+            ("compensation_failed", "cancellation", "refund_payment"),
+            ("compensating", "cancellation", "restock"),
+            ("completed", "checkout", "charge_payment"),
+        ]
+    ):
+        SagaRun.objects.create(
+            saga_type=kind, subject_id=f"q{i}", status=status, step=step, attempts=i,
+            sla_at=now - timedelta(minutes=1), direction="compensate" if i < 2 else "forward",
+        )  # fmt: skip
+    SagaRun.objects.filter(pk__in=[r.pk for r in runs[:3]]).update(step="charge_payment")
+    order = {"oldest": ("created_at", "pk"), "newest": ("-created_at", "-pk"), "attempts": ("-attempts", "pk")}
+    shapes = itertools.product(
+        (None, ["failed"], ["running"], ["compensating", "compensation_failed"], ["completed"]),
+        (None, "checkout", "cancellation"),
+        (None, "charge_payment", "restock"),
+        (None, now + timedelta(minutes=1), now - timedelta(days=1)),
+        (None, now - timedelta(hours=1)),
+        (True, False),
+    )
+    for statuses, kind, step, before, since, stuck_only in shapes:
+        filters = {
+            "statuses": statuses, "saga_type": kind, "step": step, "error_contains": None,
+            "created_before": before, "changed_since": since, "stuck_only": stuck_only,
+        }  # fmt: skip
+        for sort in ("oldest", "attempts"):
+            expected = list(
+                selectors._runs_filtered(**filters).order_by(*order[sort]).values_list("pk", flat=True)[:3]
+            )
+            assert [r.id for r in selectors.saga_runs_list(sort=sort, limit=3, **filters)] == expected, filters
+        assert selectors.saga_runs_count(cap=2, **filters) == selectors._runs_filtered(**filters)[:3].count()
+        assert selectors.saga_runs_count(**filters) == selectors._runs_filtered(**filters).count()
+
+
 def test_the_error_scans_where_compiled_once_reads_now_at_each_call(runs):
     """?error= (sagas.selectors._stuck_where): the WHERE is compiled once per filter
     values, "now" its parameter: a run whose SLA passes between two reads is counted
