@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import uuid
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -429,11 +430,11 @@ def _slot_number(param: Any) -> int | None:
 
 @dataclass(frozen=True)
 class Prepared:
-    """An ORM query's SQL and parameters, compiled once, with the positions of its slots."""
+    """An ORM query's SQL, compiled once: its own values written into the text as
+    literals, a %s for each slot."""
 
     sql: str
-    params: tuple[Any, ...]
-    slots: tuple[int, ...]  # the index in params of slot(0), slot(1), …
+    slots: tuple[int, ...]  # the slot number of each %s, in the text's order
     names: tuple[str, ...]  # the result's columns (a values() query's keys)
     converters: tuple[tuple[int, tuple[Any, ...], Any], ...]  # (column, funcs, expression)
 
@@ -474,13 +475,10 @@ class Prepared:
         return int(fetchall_prepared(self._count_sql, self._params(values))[0][0])
 
     def _params(self, values: Sequence[Any]) -> list[Any]:
-        """The compiled parameters with `values` in the slots."""
+        """The statement's parameters: `values` (slot 0, 1, …) in the text's order."""
         if len(values) != len(self.slots):
             raise TypeError(f"{len(self.slots)} slot value(s) expected, {len(values)} given")
-        params = list(self.params)
-        for position, value in zip(self.slots, values, strict=True):
-            params[position] = value
-        return params
+        return [values[n] for n in self.slots]
 
     @functools.cached_property
     def _count_sql(self) -> str:
@@ -506,14 +504,13 @@ def prepared(key: Hashable, build: Callable[[], Any], *, slots: int = 0) -> Prep
     compiler = query.get_compiler(using=queryset.db)
     sql, params = compiler.as_sql()
     marks = {i: n for i, p in enumerate(params) if (n := _slot_number(p)) is not None}
-    positions = []
     for n in range(slots):
         found = [i for i, m in marks.items() if m == n]
         if len(found) != 1:
             raise ValueError(f"prepared({key!r}): slot({n}) is {len(found)} times among the parameters")
-        positions.append(found[0])
     if len(marks) != slots:
         raise ValueError(f"prepared({key!r}): {len(marks)} slots among the parameters, {slots} declared")
+    sql = _literals_but_slots(sql, params, marks)
     fields = [s[0] for s in compiler.select[: compiler.col_count]]
     converters = tuple(
         (index, tuple(funcs), expression)
@@ -524,8 +521,23 @@ def prepared(key: Hashable, build: Callable[[], Any], *, slots: int = 0) -> Prep
         names: tuple[str, ...] = tuple(query.selected)
     else:
         names = (*query.extra_select, *query.values_select, *query.annotation_select)
-    hit = _prepared[key] = Prepared(sql, tuple(params), tuple(positions), names, converters)
+    order = tuple(marks[i] for i in sorted(marks))  # the slots in the text's order
+    hit = _prepared[key] = Prepared(sql, order, names, converters)
     return hit
+
+
+def _literals_but_slots(sql: str, params: Sequence[Any], marks: dict[int, int]) -> str:
+    """The ORM's SQL with its own values written in as literals (quoted by psycopg, as
+    Django's client-side binding sends them) and a %s left for each slot. A prepared
+    statement is planned once for every call (a generic plan): a value the query
+    fixes — the states a partial index is built on, say — must be in its text for the
+    planner to use that index; as a parameter it could be anything."""
+    marker = f"slot_{uuid.uuid4().hex}"
+    text = connection.ops.compose_sql(sql, [marker if i in marks else p for i, p in enumerate(params)])
+    quoted = f"'{marker}'"
+    if text.count(quoted) != len(marks):
+        raise ValueError(f"{len(marks)} slots, {text.count(quoted)} found in the statement")
+    return text.replace("%", "%%").replace(quoted, "%s")
 
 
 def prepared_forget() -> None:
