@@ -111,13 +111,12 @@ DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
     "connect_timeout", env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 )
-# Statements built once per process (core.sql: the back office's lists, an order's case
-# file) run as prepared statements of the connection, planned once and then kept. Off
-# (false) behind a pooler in transaction mode, which moves a client between server
-# connections that do not hold its statements. A threshold psycopg never reaches: only
-# core.sql asks for preparing; every other statement keeps Django's client-side binding.
-if env.bool("DATABASE_PREPARED_STATEMENTS", default=True):
-    DATABASES["default"]["OPTIONS"].setdefault("prepare_threshold", 2**31 - 1)
+# Statements built once per process (core.sql.fetchall_prepared: the back office's lists,
+# an order's case file) run as prepared statements of the connection, planned once and
+# then kept; every other statement keeps Django's client-side binding. Off (false)
+# behind a pooler in transaction mode, which moves a client between server connections
+# that do not hold its statements (docs/deployment.md).
+DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
 # Seconds an API client is told to wait (Retry-After) when the database is unreachable.
 UNAVAILABLE_RETRY_AFTER = env.int("UNAVAILABLE_RETRY_AFTER", default=3)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -267,64 +267,63 @@ def test_a_statement_built_once_is_prepared_once_and_then_planned_no_more(runs):
     assert generic + custom == 12 and generic >= 6, ours
 
 
-def test_a_rollback_or_deallocate_all_forgets_them_and_the_next_call_prepares_again(runs):
-    """PostgreSQL forgets nothing on ROLLBACK, but psycopg drops its names after one (a
-    rolled-back DROP/ALTER could change what a plan reads) and after a DEALLOCATE ALL
-    or DISCARD ALL it runs; the next execution prepares again instead of naming a
-    statement the server no longer holds. (One a pooler runs behind the connection's
-    back psycopg cannot see: DATABASE_PREPARED_STATEMENTS=false there.)"""
-    from django.db import connection, transaction
+def test_a_statement_prepared_in_a_rolled_back_transaction_stays_usable(runs):
+    """PostgreSQL keeps prepared statements through a rollback, even one prepared inside
+    the transaction rolled back (a savepoint here; psycopg itself forgets its names after
+    a whole transaction's ROLLBACK and prepares again). What it cannot see is a pooler's
+    DISCARD ALL: DATABASE_PREPARED_STATEMENTS=false there."""
+    from django.db import transaction
 
     now = timezone.now()
     statement = _stuck_since()
-    expected = [r[0] for r in statement.rows(now)]
-    assert len(_ours()) == 1
+    expected = list(SagaRun.objects.filter(sla_at__lte=now).order_by("pk").values_list("pk", flat=True))
     try:
         with transaction.atomic():
-            statement.rows(now)
+            assert [r[0] for r in statement.rows(now)] == expected
             raise RuntimeError("roll back")
     except RuntimeError:
         pass
-    assert [r[0] for r in statement.rows(now)] == expected
-    with connection.cursor() as cursor:
-        cursor.execute("DEALLOCATE ALL")
-    assert _ours() == []
-    assert [r[0] for r in statement.rows(now)] == expected
+    assert len(_ours()) == 1
+    for _ in range(3):
+        assert [r[0] for r in statement.rows(now)] == expected
     assert len(_ours()) == 1
 
 
-def test_switched_off_nothing_is_prepared(runs):
-    """DATABASE_PREPARED_STATEMENTS=false (a pooler in transaction mode) leaves the
-    connection's prepare_threshold None: the same statements, bound on the server, none
-    prepared."""
+def test_switched_off_nothing_is_prepared(runs, settings):
+    """DATABASE_PREPARED_STATEMENTS=false (a pooler in transaction mode): the same
+    statements, bound on the server, none prepared."""
+    settings.DATABASE_PREPARED_STATEMENTS = False
+    now = timezone.now()
+    for _ in range(3):
+        got = [r[0] for r in _stuck_since().rows(now)]
+    assert got == list(SagaRun.objects.filter(sla_at__lte=now).order_by("pk").values_list("pk", flat=True))
+    assert _ours() == []
+
+
+def test_other_statements_are_never_prepared_nor_counted(runs):
+    """psycopg prepares only while the connection has a threshold, and with one it
+    keeps count of every statement's text (≈ 6 µs each): core.sql sets it only around
+    its own executions, so the ORM's statements, run many times, stay unprepared and
+    uncounted."""
     from django.db import connection
 
-    now = timezone.now()
-    connection.ensure_connection()
-    raw = connection.connection
-    kept, raw.prepare_threshold = raw.prepare_threshold, None
-    try:
-        for _ in range(3):
-            got = [r[0] for r in _stuck_since().rows(now)]
-        assert got == list(
-            SagaRun.objects.filter(sla_at__lte=now).order_by("pk").values_list("pk", flat=True)
-        )
-        assert _ours() == []
-    finally:
-        raw.prepare_threshold = kept
+    _stuck_since().rows(timezone.now())
+    assert connection.connection.prepare_threshold is None
+    for _ in range(10):
+        list(SagaRun.objects.filter(pk=runs[0].pk))
+    assert len(_ours()) == 1
+    assert not connection.connection._prepared._counts
 
 
-def test_the_setting_decides_the_connections_threshold(monkeypatch):
-    """On by default (threshold set: psycopg prepares what core.sql asks for, and nothing
-    else reaches it); off, Django's default None."""
+def test_the_setting_is_on_unless_switched_off(monkeypatch):
     import importlib
 
     import config.settings.base as base
 
     try:
-        assert base.DATABASES["default"]["OPTIONS"]["prepare_threshold"] == 2**31 - 1
+        assert base.DATABASE_PREPARED_STATEMENTS is True
         monkeypatch.setenv("DATABASE_PREPARED_STATEMENTS", "false")
-        assert "prepare_threshold" not in importlib.reload(base).DATABASES["default"]["OPTIONS"]
+        assert importlib.reload(base).DATABASE_PREPARED_STATEMENTS is False
     finally:
         monkeypatch.delenv("DATABASE_PREPARED_STATEMENTS")
         importlib.reload(base)
