@@ -248,11 +248,12 @@ def _stuck_since():
     )
 
 
-def test_a_statement_built_once_is_prepared_once_and_then_planned_no_more(runs):
+def test_a_statement_built_once_is_prepared_once_and_executed_by_name(runs):
     """Django binds on the client: every execution is new text, planned anew. A statement
-    built once runs as one prepared statement of the connection: after PostgreSQL's
-    first custom plans it keeps a generic one, so later executions skip the planner
-    (≈ 2 ms of an order's case file, issue 16). Every other statement stays unprepared."""
+    built once runs as one prepared statement of the connection, each call an execution
+    of it; after its first five custom plans PostgreSQL may keep a generic one and skip
+    the planner (≈ 2 ms of an order's case file, issue 16; whether it does is its cost
+    estimate's choice). Every other statement stays unprepared."""
     now = timezone.now()
     statement = _stuck_since()
     for i in range(12):
@@ -264,7 +265,7 @@ def test_a_statement_built_once_is_prepared_once_and_then_planned_no_more(runs):
     assert len(ours) == 1, ours  # the ORM's own reads above were not prepared
     text, generic, custom = ours[0]
     assert "$1" in text and '"sagas_sagarun"."sla_at" <= $1' in text
-    assert generic + custom == 12 and generic >= 6, ours
+    assert generic + custom == 12, ours
 
 
 def test_a_statement_prepared_in_a_rolled_back_transaction_stays_usable(runs):
