@@ -221,6 +221,37 @@ def test_lag_and_readyz_detail(recorder, only_consumers, settings):
     assert outbox_lag_report() is None
 
 
+def test_every_consumers_lag_in_one_statement_each_from_its_own_position(only_consumers):
+    """consumer_lag() reads every consumer's backlog in one statement: one caught up,
+    one behind, one that never ran (position 0, no state row) and two at the same
+    position, each with the events after its own position (plus any not yet sequenced)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    names = ("lag-head", "lag-behind", "lag-twin", "lag-never")
+    for name in names:
+        registry.register(registry.Consumer(name, lambda e: None), replace=True)
+    only_consumers(*names)
+    for i in range(4):
+        record(aggregate_id=i)
+    sequence_pending()
+    sequences = list(Event.objects.order_by("sequence").values_list("sequence", flat=True))
+    for name, position in (
+        ("lag-head", sequences[-1]),
+        ("lag-behind", sequences[1]),
+        ("lag-twin", sequences[1]),
+    ):
+        ConsumerState.objects.create(name=name, position=position)
+    record(aggregate_id=9)  # committed, not sequenced yet: pending for everyone
+    with CaptureQueriesContext(connection) as ctx:
+        lags = {lag.name: lag for lag in consumer_lag()}
+    assert len(ctx.captured_queries) == 2  # the states, then every backlog
+    assert {name: lag.pending for name, lag in lags.items()} == {
+        "lag-head": 1, "lag-behind": 3, "lag-twin": 3, "lag-never": 5,
+    }  # fmt: skip
+    assert lags["lag-never"].position == 0 and lags["lag-never"].oldest_pending_at is not None
+
+
 def test_readyz_names_a_lagging_consumer_to_those_who_may_see_details(
     client, recorder, only_consumers, settings
 ):
