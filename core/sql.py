@@ -353,7 +353,7 @@ def _update_fields_sql(model: type[Model], names: tuple[str, ...]) -> tuple[str,
 class _PreparingCursor(ServerBindingCursor):
     """psycopg's server-side binding cursor that prepares every statement it runs on the
     connection (psycopg names it, keeps up to `prepared_max` per connection, and drops
-    them after a ROLLBACK or DISCARD ALL it runs itself). Only for statements whose text
+    them when the connection rolls back). Only for statements whose text
     is built once per process: any other text would fill the connection with
     statements run once."""
 
@@ -377,9 +377,10 @@ def fetchall_prepared(sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
     ≈ 20 ms planning its combined reads: issue 16). With prepared statements off
     (`DATABASE_PREPARED_STATEMENTS=false`, for a pooler in transaction mode) psycopg
     prepares nothing and this is one statement bound on the server. psycopg forgets
-    its names after a ROLLBACK it runs (Django's rollback) or a DEALLOCATE/DISCARD ALL;
-    PostgreSQL keeps prepared statements through a rollback, so one prepared in a
-    transaction rolled back to a savepoint stays valid."""
+    its names when the connection rolls back (Django's rollback); PostgreSQL keeps
+    prepared statements through any rollback, so one prepared in a transaction rolled
+    back to a savepoint stays valid. Nothing may deallocate them behind psycopg's back
+    (a pooler's DISCARD ALL: the setting is off there)."""
     db = connection
     db.close_if_health_check_failed()
     db.ensure_connection()
