@@ -76,10 +76,12 @@ def test_probes_are_kept_a_few_seconds_then_read_again(support, kept_probes):
     probes.forget()
     cold, _ = _queries(support, url)
     warm, page = _queries(support, url)
-    # The consumers' lag is one query for their positions and one per consumer; the
-    # count panels are 11 (sagas 2, severity, at risk, last reconciliation, approvals,
-    # one per SLA state), kept too (BACKOFFICE_COUNTS_SECONDS).
-    assert cold - warm == 1 + len(registry.names()) + 11
+    # The consumers' lag is one query for their positions and one statement for every
+    # consumer's backlog, however many there are; the count panels are 11 (sagas 2,
+    # severity, at risk, last reconciliation, approvals, one per SLA state), kept too
+    # (BACKOFFICE_COUNTS_SECONDS).
+    assert len(registry.names()) > 1
+    assert cold - warm == 1 + 1 + 11
     assert 'id="consumer-lag"' in page
     probes.forget()
     again, _ = _queries(support, url)
