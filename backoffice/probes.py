@@ -4,8 +4,8 @@ consumers' lag, the worker and beat heartbeats — kept a few seconds per proces
 
 They say how the system is doing, not what a record holds: an answer a few seconds old
 is as good to a person, and staff refreshing the overview, the search or the finance
-page then never pay for them more than once per interval (the consumers' lag alone is
-one query per consumer). A page shows the answer as of when it was taken; a record's
+page then never pay for them more than once per interval (the provider's health check
+is an HTTP round trip; the consumers' lag two statements). A page shows the answer as of when it was taken; a record's
 own state is always read when the page is drawn.
 """
 

@@ -73,6 +73,9 @@ def test_orders_survive_redis_and_postgresql_restarts_under_load(tree, engines, 
     run = MakeRun.start(tree, env, tmp_path / "make-run.log")
     try:
         run.wait_ready()
+        # Up to 1,000 orders of one or two of 8 products would outrun the demo's 100 units
+        # on a fast machine; stock enough that every cancellation must be a decline.
+        run.manage("seed_demo", "--stock", "2000")
         api = run.api()
         stock_before = available_stock(api)
 
